@@ -1,0 +1,236 @@
+//! Length headers as seed 004's chat writes them: the payload length in
+//! decimal ASCII, left-justified and padded with spaces to `header_len`
+//! bytes (`f"{len(payload):<{HEADER_LENGTH}}"`), then the payload.
+
+use super::{Codec, Frame, FrameError};
+
+/// Fixed-width ASCII length header framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderCodec {
+    pub header_len: usize,
+    pub max_frame: usize,
+}
+
+impl HeaderCodec {
+    pub const DEFAULT_HEADER_LEN: usize = 10;
+    pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+    pub fn new(header_len: usize, max_frame: usize) -> Self {
+        HeaderCodec {
+            header_len,
+            max_frame,
+        }
+    }
+
+    /// Reads a header: digits, then spaces to its end. Python's `int()` as the
+    /// seed's server uses it also strips leading blanks, so those are allowed;
+    /// signs, embedded blanks and anything else are not.
+    fn parse_header(&self, header: &[u8]) -> Result<usize, FrameError> {
+        let bad = || FrameError::BadHeader {
+            header: String::from_utf8_lossy(header).into_owned(),
+        };
+        let text = header.trim_ascii();
+        if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        // Digits beyond what max_frame could need are too long, whatever they say;
+        // this also keeps the arithmetic from overflowing.
+        let mut len: usize = 0;
+        for &d in text {
+            len = len
+                .checked_mul(10)
+                .and_then(|l| l.checked_add(usize::from(d - b'0')))
+                .ok_or(FrameError::TooLong {
+                    len: usize::MAX,
+                    max: self.max_frame,
+                })?;
+        }
+        if len > self.max_frame {
+            return Err(FrameError::TooLong {
+                len,
+                max: self.max_frame,
+            });
+        }
+        Ok(len)
+    }
+}
+
+impl Default for HeaderCodec {
+    fn default() -> Self {
+        HeaderCodec::new(Self::DEFAULT_HEADER_LEN, Self::DEFAULT_MAX_FRAME)
+    }
+}
+
+impl Codec for HeaderCodec {
+    fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError> {
+        if buf.len() < self.header_len {
+            // Reject a header that is already wrong before the rest arrives.
+            if buf.iter().any(|&b| !(b.is_ascii_digit() || b == b' ')) {
+                return Err(FrameError::BadHeader {
+                    header: String::from_utf8_lossy(buf).into_owned(),
+                });
+            }
+            return Err(FrameError::Incomplete);
+        }
+        let len = self.parse_header(&buf[..self.header_len])?;
+        let end = self.header_len + len;
+        if buf.len() < end {
+            return Err(FrameError::Incomplete);
+        }
+        Ok(Frame {
+            payload: self.header_len..end,
+            len: end,
+        })
+    }
+
+    fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let digits = payload.len().to_string();
+        if payload.len() > self.max_frame || digits.len() > self.header_len {
+            return Err(FrameError::TooLong {
+                len: payload.len(),
+                max: self.max_frame.min(max_for_width(self.header_len)),
+            });
+        }
+        out.reserve(self.header_len + payload.len());
+        out.extend_from_slice(digits.as_bytes());
+        out.resize(out.len() + self.header_len - digits.len(), b' ');
+        out.extend_from_slice(payload);
+        Ok(())
+    }
+}
+
+/// The largest length that fits in `width` decimal digits.
+fn max_for_width(width: usize) -> usize {
+    10usize
+        .checked_pow(u32::try_from(width).unwrap_or(u32::MAX))
+        .map_or(usize::MAX, |p| p - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FrameReader;
+
+    fn codec() -> HeaderCodec {
+        HeaderCodec::new(10, 100)
+    }
+
+    #[test]
+    fn encodes_like_the_seed() {
+        let mut out = Vec::new();
+        codec().encode(b"Dian", &mut out).unwrap();
+        assert_eq!(out, b"4         Dian");
+        out.clear();
+        HeaderCodec::new(100, 1000)
+            .encode(b"Hello World", &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 111);
+        assert_eq!(&out[..3], b"11 ");
+        assert!(out[2..100].iter().all(|&b| b == b' '));
+        assert_eq!(&out[100..], b"Hello World");
+    }
+
+    #[test]
+    fn decodes_whole_frames() {
+        let f = codec().decode(b"5         hello6         ").unwrap();
+        assert_eq!(
+            f,
+            Frame {
+                payload: 10..15,
+                len: 15
+            }
+        );
+        assert_eq!(
+            codec().decode(b"0         ").unwrap(),
+            Frame {
+                payload: 10..10,
+                len: 10
+            }
+        );
+        // Python's int() accepts leading blanks too.
+        assert_eq!(
+            codec().decode(b"  3       abc").unwrap(),
+            Frame {
+                payload: 10..13,
+                len: 13
+            }
+        );
+    }
+
+    #[test]
+    fn incomplete_header_or_payload() {
+        assert_eq!(codec().decode(b""), Err(FrameError::Incomplete));
+        assert_eq!(codec().decode(b"5    "), Err(FrameError::Incomplete));
+        assert_eq!(
+            codec().decode(b"5         hell"),
+            Err(FrameError::Incomplete)
+        );
+    }
+
+    #[test]
+    fn malformed_headers() {
+        for header in [
+            &b"abc       x"[..],
+            b"-5        ",
+            b"+5        ",
+            b"5 5       ",
+            b"          ",
+            b"0x10      ",
+            b"5\0        ",
+            b"\xff        ",
+        ] {
+            assert!(
+                matches!(codec().decode(header), Err(FrameError::BadHeader { .. })),
+                "{header:?}"
+            );
+        }
+        // Caught before the header is even complete.
+        assert!(matches!(
+            codec().decode(b"-"),
+            Err(FrameError::BadHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_lengths_are_refused_before_the_payload() {
+        assert_eq!(
+            codec().decode(b"101       "),
+            Err(FrameError::TooLong { len: 101, max: 100 })
+        );
+        let huge = HeaderCodec::new(40, 100);
+        let mut hdr = b"9".repeat(39);
+        hdr.push(b' ');
+        assert!(matches!(huge.decode(&hdr), Err(FrameError::TooLong { .. })));
+    }
+
+    #[test]
+    fn encode_refuses_what_does_not_fit() {
+        let mut out = Vec::new();
+        assert!(
+            HeaderCodec::new(2, 1000)
+                .encode(&[0; 100], &mut out)
+                .is_err()
+        );
+        assert!(codec().encode(&[0; 101], &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn split_at_every_byte_decodes_the_same() {
+        let mut stream = Vec::new();
+        for p in [&b"Dian"[..], b"", b"Hello World"] {
+            codec().encode(p, &mut stream).unwrap();
+        }
+        for cut in 0..=stream.len() {
+            let mut reader = FrameReader::new(codec());
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                reader.extend(part);
+                while let Some(frame) = reader.next_frame().unwrap() {
+                    got.push(frame.to_vec());
+                }
+            }
+            assert_eq!(got, [&b"Dian"[..], b"", b"Hello World"], "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Lines: a payload ends at `\n`; a `\r` before it is dropped too, so telnet
+//! and `nc -C` users are served like everyone else.
+
+use super::{Codec, Frame, FrameError};
+
+/// Newline-delimited frames of at most `max_len` bytes (delimiter excluded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineCodec {
+    pub max_len: usize,
+}
+
+impl LineCodec {
+    pub const DEFAULT_MAX_LEN: usize = 64 * 1024;
+
+    pub fn new(max_len: usize) -> Self {
+        LineCodec { max_len }
+    }
+}
+
+impl Default for LineCodec {
+    fn default() -> Self {
+        LineCodec::new(Self::DEFAULT_MAX_LEN)
+    }
+}
+
+impl Codec for LineCodec {
+    fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError> {
+        // Look no further than a maximal line: a peer that never sends '\n'
+        // is refused as soon as it has sent too much, not when memory runs out.
+        let window = &buf[..buf.len().min(self.max_len + 2)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                let end = if nl > 0 && buf[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                if end > self.max_len {
+                    return Err(FrameError::TooLong {
+                        len: end,
+                        max: self.max_len,
+                    });
+                }
+                Ok(Frame {
+                    payload: 0..end,
+                    len: nl + 1,
+                })
+            }
+            // A trailing '\r' may still be followed by '\n'.
+            None if buf.len() > self.max_len + 1
+                || (buf.len() == self.max_len + 1 && buf[self.max_len] != b'\r') =>
+            {
+                Err(FrameError::TooLong {
+                    len: buf.len(),
+                    max: self.max_len,
+                })
+            }
+            None => Err(FrameError::Incomplete),
+        }
+    }
+
+    fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        if payload.len() > self.max_len {
+            return Err(FrameError::TooLong {
+                len: payload.len(),
+                max: self.max_len,
+            });
+        }
+        out.reserve(payload.len() + 1);
+        out.extend_from_slice(payload);
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FrameReader;
+
+    fn decode(max: usize, buf: &[u8]) -> Result<(Vec<u8>, usize), FrameError> {
+        LineCodec::new(max)
+            .decode(buf)
+            .map(|f| (buf[f.payload].to_vec(), f.len))
+    }
+
+    #[test]
+    fn whole_lines() {
+        assert_eq!(decode(10, b"hello\nrest"), Ok((b"hello".to_vec(), 6)));
+        assert_eq!(decode(10, b"\n"), Ok((b"".to_vec(), 1)));
+        assert_eq!(decode(10, b"crlf\r\n"), Ok((b"crlf".to_vec(), 6)));
+    }
+
+    #[test]
+    fn incomplete_until_newline() {
+        assert_eq!(decode(10, b""), Err(FrameError::Incomplete));
+        assert_eq!(decode(10, b"hello"), Err(FrameError::Incomplete));
+        assert_eq!(decode(5, b"hello\r"), Err(FrameError::Incomplete));
+    }
+
+    #[test]
+    fn exactly_max_is_accepted() {
+        assert_eq!(decode(5, b"hello\n"), Ok((b"hello".to_vec(), 6)));
+        assert_eq!(decode(5, b"hello\r\n"), Ok((b"hello".to_vec(), 7)));
+    }
+
+    #[test]
+    fn too_long_is_refused_without_a_newline() {
+        assert_eq!(
+            decode(5, b"hello!"),
+            Err(FrameError::TooLong { len: 6, max: 5 })
+        );
+        assert_eq!(
+            decode(5, b"hello!\n"),
+            Err(FrameError::TooLong { len: 6, max: 5 })
+        );
+        assert_eq!(
+            decode(5, b"hello\rx"),
+            Err(FrameError::TooLong { len: 7, max: 5 })
+        );
+        // A huge buffer is not scanned past the limit.
+        let big = vec![b'a'; 1 << 20];
+        assert!(matches!(decode(5, &big), Err(FrameError::TooLong { .. })));
+    }
+
+    #[test]
+    fn encode_appends_newline_and_checks_length() {
+        let mut out = Vec::new();
+        LineCodec::new(5).encode(b"hi", &mut out).unwrap();
+        assert_eq!(out, b"hi\n");
+        assert_eq!(
+            LineCodec::new(1).encode(b"hi", &mut out),
+            Err(FrameError::TooLong { len: 2, max: 1 })
+        );
+    }
+
+    #[test]
+    fn split_at_every_byte_decodes_the_same() {
+        let stream = b"one\ntwo\r\n\nthree\n";
+        for cut in 0..=stream.len() {
+            let mut reader = FrameReader::new(LineCodec::new(16));
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                reader.extend(part);
+                while let Some(frame) = reader.next_frame().unwrap() {
+                    got.push(frame.to_vec());
+                }
+            }
+            assert_eq!(got, [&b"one"[..], b"two", b"", b"three"], "cut at {cut}");
+            assert!(reader.pending().is_empty());
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Framing, as pure functions over byte slices.
+//!
+//! Every codec works the way mini-redis's `frame.rs` does: [`Decoder::decode`]
+//! looks at the bytes buffered so far and either finds one whole frame at
+//! their start, says [`FrameError::Incomplete`] (read more and call again), or
+//! says what is wrong with them. Nothing is allocated from a length before
+//! that length has been checked against the codec's maximum, so a hostile
+//! header cannot make a server reserve memory.
+
+pub mod header;
+pub mod line;
+
+use std::fmt;
+use std::ops::Range;
+
+pub use header::HeaderCodec;
+pub use line::LineCodec;
+
+/// One whole frame found at the start of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Where the payload lies in the buffer that was decoded.
+    pub payload: Range<usize>,
+    /// How many bytes of the buffer the frame takes, header and delimiter
+    /// included: the caller consumes this many before decoding the next.
+    pub len: usize,
+}
+
+/// Why no frame could be taken from a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The buffer holds the start of a frame but not all of it: read more.
+    Incomplete,
+    /// The frame's payload is longer than the codec allows.
+    TooLong { len: usize, max: usize },
+    /// A length header that is not a decimal number padded with spaces.
+    BadHeader { header: String },
+}
+
+impl FrameError {
+    /// `true` for [`FrameError::Incomplete`], the one error that is not one.
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, FrameError::Incomplete)
+    }
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Incomplete => write!(f, "incomplete frame"),
+            FrameError::TooLong { len, max } => {
+                write!(
+                    f,
+                    "frame of {len} bytes is longer than the maximum of {max}"
+                )
+            }
+            FrameError::BadHeader { header } => write!(
+                f,
+                "length header {header:?} is not a decimal number left-justified and padded with spaces"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// A framing that can be decoded incrementally and encoded.
+pub trait Codec {
+    /// Finds one whole frame at the start of `buf`.
+    fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError>;
+    /// Appends `payload`, framed, to `out`.
+    fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError>;
+}
+
+/// Incremental decoding over a stream: bytes go in as they are read, whole
+/// payloads come out. Consumed bytes are dropped lazily, so a burst of small
+/// frames costs one `drain` rather than one per frame.
+#[derive(Debug)]
+pub struct FrameReader<C> {
+    codec: C,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl<C: Codec> FrameReader<C> {
+    pub fn new(codec: C) -> Self {
+        FrameReader {
+            codec,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// Buffers bytes read from the peer.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole payload, `Ok(None)` when more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        match self.codec.decode(&self.buf[self.start..]) {
+            Ok(frame) => {
+                let base = self.start;
+                self.start += frame.len;
+                Ok(Some(
+                    &self.buf[base + frame.payload.start..base + frame.payload.end],
+                ))
+            }
+            Err(FrameError::Incomplete) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes buffered that are not yet part of a whole frame.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}

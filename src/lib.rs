@@ -1,0 +1,10 @@
+//! netlab: the classic socket-programming lab's servers and clients as a
+//! library. Services are pure state machines (`service`), framing is pure
+//! (`codec`), runtimes move bytes between sockets and services (`server`),
+//! and `config` reads the TOML that the daemon and the C ABI share.
+
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod server;
+pub mod service;
