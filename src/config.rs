@@ -1,0 +1,750 @@
+//! `netlabd.toml`: serde structs that refuse unknown keys, defaults in one
+//! place ([`defaults`]), and validation after parsing that reports every
+//! problem with its file, line and column.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
+
+/// Every default, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const MAX_FRAME: usize = 64 * 1024;
+    pub const HEADER_LEN: usize = 10;
+    /// The event model's and UDP's worker threads: one per core.
+    pub fn workers() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// Where a value stands in its file, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub origin: Arc<str>,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.origin, self.line, self.column)
+    }
+}
+
+/// One thing wrong with a configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem found in a configuration (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Stderr,
+    Syslog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Echo,
+    Count,
+    Chat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    #[default]
+    Event,
+    Thread,
+    Fork,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tag {
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Framing {
+    Line,
+    Header,
+    Chunk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Chars,
+    Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Line,
+    Header,
+    Bincode,
+}
+
+// ---- The file as written -------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: Option<Spanned<RawDaemon>>,
+    #[serde(default)]
+    server: Vec<Spanned<RawServer>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    log: Option<LogTarget>,
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: Spanned<String>,
+    service: Spanned<ServiceKind>,
+    transport: Option<Spanned<Transport>>,
+    listen: Spanned<Vec<Spanned<RawListen>>>,
+    model: Option<Spanned<Model>>,
+    workers: Option<Spanned<usize>>,
+    max_connections: Option<Spanned<usize>>,
+    per_source: Option<Spanned<usize>>,
+    idle_timeout: Option<Spanned<String>>,
+    allow: Option<Vec<Spanned<String>>>,
+    deny: Option<Vec<Spanned<String>>>,
+    // echo
+    tag: Option<Spanned<Tag>>,
+    drop_source_ports: Option<Spanned<Vec<u16>>>,
+    // count
+    framing: Option<Spanned<Framing>>,
+    unit: Option<Spanned<Unit>>,
+    header_len: Option<Spanned<usize>>,
+    max_frame: Option<Spanned<usize>>,
+}
+
+/// A `listen` entry: `"127.0.0.1:7"` or `{ addr = "...", dialect = "...", header_len = N }`.
+#[derive(Debug)]
+struct RawListen {
+    addr: Spanned<String>,
+    dialect: Option<Spanned<Dialect>>,
+    header_len: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListenTable {
+    addr: Spanned<String>,
+    dialect: Option<Spanned<Dialect>>,
+    header_len: Option<Spanned<usize>>,
+}
+
+impl<'de> Deserialize<'de> for RawListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawListen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an address such as "127.0.0.1:7007" or a table { addr = "...", dialect = "line" }"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
+                // The span of a bare string is the entry's own, filled in by the caller.
+                Ok(RawListen {
+                    addr: Spanned::new(0..0, v.to_owned()),
+                    dialect: None,
+                    header_len: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawListen, A::Error> {
+                let t =
+                    RawListenTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawListen {
+                    addr: t.addr,
+                    dialect: t.dialect,
+                    header_len: t.header_len,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+// ---- The configuration as the servers use it -------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub log: LogTarget,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            log: LogTarget::Stderr,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// What a server serves, with its options.
+#[derive(Debug, Clone)]
+pub enum ServiceConfig {
+    Echo(EchoService),
+    UdpEcho(UdpEchoService),
+    Count(CountService),
+}
+
+impl ServiceConfig {
+    pub fn kind(&self) -> ServiceKind {
+        match self {
+            ServiceConfig::Echo(_) | ServiceConfig::UdpEcho(_) => ServiceKind::Echo,
+            ServiceConfig::Count(_) => ServiceKind::Count,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    pub dialect: Option<Dialect>,
+    pub header_len: Option<usize>,
+    pub location: Location,
+}
+
+/// Who may connect: a peer is refused when it matches `deny`, or when
+/// `allow` is not empty and it matches none of `allow` (xinetd's
+/// `only_from` / `no_access`, most specific rule not needed: deny wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessList {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+impl AccessList {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        !self.deny.iter().any(|n| n.contains(&ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip)))
+    }
+}
+
+/// IPv4 peers on a dual-stack socket arrive as `::ffff:a.b.c.d`; rules are
+/// written for `a.b.c.d`.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Connection limits, shared by every model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub per_source: Option<usize>,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub service: ServiceConfig,
+    pub transport: Transport,
+    pub model: Model,
+    pub listen: Vec<ListenConfig>,
+    pub workers: usize,
+    pub limits: Limits,
+    pub access: AccessList,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub servers: Vec<ServerConfig>,
+}
+
+impl Config {
+    /// Parses and validates `text`; `origin` names it in errors (a path).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let ctx = Ctx {
+            text,
+            origin: origin.into(),
+            errors: Vec::new(),
+        };
+        ctx.parse()
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &origin),
+            Err(e) => Err(ConfigErrors(vec![ConfigError {
+                location: Location {
+                    origin: origin.into(),
+                    line: 0,
+                    column: 0,
+                },
+                message: format!("cannot read the file: {e}"),
+            }])),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Parses one server from TOML text: either a file with exactly one
+    /// `[[server]]` table, or that table's keys on their own. This is how C
+    /// and Python callers get every option without a struct per option.
+    pub fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigErrors> {
+        let has_table = text.lines().any(|l| {
+            l.trim_start().starts_with("[[server]]") || l.trim_start().starts_with("[daemon]")
+        });
+        let wrapped;
+        let (text, shift) = if has_table {
+            (text, 0)
+        } else {
+            wrapped = format!("[[server]]\n{text}");
+            (wrapped.as_str(), 1)
+        };
+        let mut config = Config::parse(text, origin).map_err(|mut errs| {
+            for e in &mut errs.0 {
+                e.location.line = e.location.line.saturating_sub(shift);
+            }
+            errs
+        })?;
+        match config.servers.len() {
+            1 => Ok(config.servers.remove(0)),
+            n => Err(ConfigErrors(vec![ConfigError {
+                location: Location {
+                    origin: origin.into(),
+                    line: 1,
+                    column: 1,
+                },
+                message: format!("expected exactly one [[server]] table, found {n}"),
+            }])),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    origin: Arc<str>,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn location(&self, span: Range<usize>) -> Location {
+        let at = span.start.min(self.text.len());
+        let before = &self.text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Location {
+            origin: self.origin.clone(),
+            line,
+            column,
+        }
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let location = self.location(span);
+        self.errors.push(ConfigError {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn parse(mut self) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = match toml::from_str(self.text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                self.error(span, e.message().trim_end().to_owned());
+                return Err(ConfigErrors(self.errors));
+            }
+        };
+        let daemon = self.daemon(raw.daemon);
+        let mut servers: Vec<ServerConfig> = Vec::new();
+        let mut names: Vec<(String, Range<usize>)> = Vec::new();
+        for server in raw.server {
+            let span = server.span();
+            let server = server.into_inner();
+            if let Some((_, _)) = names.iter().find(|(n, _)| *n == *server.name.get_ref()) {
+                self.error(
+                    server.name.span(),
+                    format!(
+                        "a server named {:?} is already defined; names must be unique",
+                        server.name.get_ref()
+                    ),
+                );
+            }
+            names.push((server.name.get_ref().clone(), server.name.span()));
+            if let Some(s) = self.server(server, span) {
+                servers.push(s);
+            }
+        }
+        self.check_shared_addresses(&servers);
+        // In the order they stand in the file, as a reader goes through it.
+        self.errors
+            .sort_by_key(|e| (e.location.line, e.location.column));
+        if self.errors.is_empty() {
+            Ok(Config { daemon, servers })
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+
+    fn duration(&mut self, value: &Spanned<String>) -> Option<Duration> {
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{:?} is not a duration ({e}); expected a number with a unit, such as \"5s\" or \"500ms\"",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn daemon(&mut self, raw: Option<Spanned<RawDaemon>>) -> DaemonConfig {
+        let mut config = DaemonConfig::default();
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return config;
+        };
+        if let Some(log) = raw.log {
+            config.log = log;
+        }
+        if let Some(grace) = &raw.shutdown_grace {
+            config.shutdown_grace = self.duration(grace).unwrap_or(config.shutdown_grace);
+        }
+        config
+    }
+
+    fn positive(&mut self, value: &Option<Spanned<usize>>, key: &str) -> Option<usize> {
+        let v = value.as_ref()?;
+        if *v.get_ref() == 0 {
+            self.error(v.span(), format!("{key} must be at least 1"));
+            return None;
+        }
+        Some(*v.get_ref())
+    }
+
+    /// Reports a key that means nothing for this kind of server, so a typo'd
+    /// intent ("unit" on an echo server) is not silently ignored.
+    fn not_for<T>(&mut self, value: &Option<Spanned<T>>, key: &str, what: &str) {
+        if let Some(v) = value {
+            self.error(v.span(), format!("{key} does not apply to {what}"));
+        }
+    }
+
+    fn server(&mut self, raw: RawServer, span: Range<usize>) -> Option<ServerConfig> {
+        let errors_before = self.errors.len();
+        let name = raw.name.get_ref().clone();
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            self.error(
+                raw.name.span(),
+                "name must be non-empty, without spaces or control characters",
+            );
+        }
+        let kind = *raw.service.get_ref();
+        let transport = raw
+            .transport
+            .as_ref()
+            .map_or(Transport::Tcp, |t| *t.get_ref());
+        let model = raw.model.as_ref().map_or(Model::Event, |m| *m.get_ref());
+
+        if let Some(m) = &raw.model {
+            if kind == ServiceKind::Chat && model == Model::Fork {
+                self.error(
+                    m.span(),
+                    "chat cannot run under the fork model: its clients share one room, and separate processes share nothing; use model = \"event\"",
+                );
+            }
+            if transport == Transport::Udp && model != Model::Event {
+                self.error(
+                    m.span(),
+                    "UDP servers run on their own socket loop; model must be \"event\" or left out",
+                );
+            }
+        }
+        if transport == Transport::Udp && kind != ServiceKind::Echo {
+            let span = raw.transport.as_ref().map_or(span.clone(), |t| t.span());
+            self.error(
+                span,
+                format!("{kind:?} is served over TCP only; transport must be \"tcp\"")
+                    .to_lowercase(),
+            );
+        }
+        if kind == ServiceKind::Chat {
+            self.error(
+                raw.service.span(),
+                "the chat service is not available in this version of netlab; expected \"echo\" or \"count\"",
+            );
+        }
+
+        let listen = self.listen(&raw.listen, kind);
+        let workers = self
+            .positive(&raw.workers, "workers")
+            .unwrap_or_else(defaults::workers);
+        let max_connections = self
+            .positive(&raw.max_connections, "max_connections")
+            .unwrap_or(defaults::MAX_CONNECTIONS);
+        let per_source = self.positive(&raw.per_source, "per_source");
+        let idle_timeout = raw.idle_timeout.as_ref().and_then(|d| self.duration(d));
+        if let (Some(d), Some(t)) = (&raw.idle_timeout, idle_timeout)
+            && t.is_zero()
+        {
+            self.error(
+                d.span(),
+                "idle_timeout must be longer than 0; leave it out for no timeout",
+            );
+        }
+        if transport == Transport::Udp {
+            self.not_for(&raw.per_source, "per_source", "UDP servers");
+            self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
+            self.not_for(&raw.max_connections, "max_connections", "UDP servers");
+        }
+        if transport == Transport::Tcp && model != Model::Event {
+            self.not_for(
+                &raw.workers,
+                "workers",
+                "the thread and fork models (one worker per connection)",
+            );
+        }
+        let access = AccessList {
+            allow: self.nets(raw.allow.as_deref().unwrap_or_default()),
+            deny: self.nets(raw.deny.as_deref().unwrap_or_default()),
+        };
+
+        let service = match (kind, transport) {
+            (ServiceKind::Echo, Transport::Tcp) => {
+                self.not_for(&raw.drop_source_ports, "drop_source_ports", "TCP echo");
+                self.count_keys_absent(&raw, "echo");
+                ServiceConfig::Echo(EchoService {
+                    tag_worker: raw.tag.is_some(),
+                })
+            }
+            (ServiceKind::Echo, Transport::Udp) => {
+                self.not_for(&raw.tag, "tag", "UDP echo");
+                self.count_keys_absent(&raw, "echo");
+                let ports = raw
+                    .drop_source_ports
+                    .as_ref()
+                    .map_or(&UdpEchoService::DEFAULT_DROP_SOURCE_PORTS[..], |p| {
+                        p.get_ref()
+                    });
+                ServiceConfig::UdpEcho(UdpEchoService::new(ports))
+            }
+            (ServiceKind::Count, _) => {
+                self.not_for(&raw.tag, "tag", "count");
+                self.not_for(&raw.drop_source_ports, "drop_source_ports", "count");
+                let header_len = raw.header_len.as_ref().map(|h| *h.get_ref());
+                let framing = match raw.framing.as_ref().map(|f| *f.get_ref()) {
+                    None | Some(Framing::Line) => CountFraming::Line,
+                    Some(Framing::Chunk) => CountFraming::Chunk,
+                    Some(Framing::Header) => CountFraming::Header {
+                        header_len: header_len.unwrap_or(defaults::HEADER_LEN),
+                    },
+                };
+                if !matches!(framing, CountFraming::Header { .. }) {
+                    self.not_for(
+                        &raw.header_len,
+                        "header_len",
+                        "framing other than \"header\"",
+                    );
+                }
+                if let Some(h) = &raw.header_len
+                    && !(1..=4096).contains(h.get_ref())
+                {
+                    self.error(h.span(), "header_len must be from 1 to 4096 bytes (the width of the length field; the seed uses 100)");
+                }
+                ServiceConfig::Count(CountService {
+                    framing,
+                    unit: match raw.unit.as_ref().map(|u| *u.get_ref()) {
+                        Some(Unit::Bytes) => CountUnit::Bytes,
+                        None | Some(Unit::Chars) => CountUnit::Chars,
+                    },
+                    max_frame: self
+                        .positive(&raw.max_frame, "max_frame")
+                        .unwrap_or(defaults::MAX_FRAME),
+                })
+            }
+            (ServiceKind::Chat, _) => return None,
+        };
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(ServerConfig {
+            name,
+            service,
+            transport,
+            model,
+            listen,
+            workers,
+            limits: Limits {
+                max_connections,
+                per_source,
+                idle_timeout,
+            },
+            access,
+        })
+    }
+
+    fn count_keys_absent(&mut self, raw: &RawServer, what: &str) {
+        self.not_for(&raw.framing, "framing", what);
+        self.not_for(&raw.unit, "unit", what);
+        self.not_for(&raw.header_len, "header_len", what);
+        self.not_for(&raw.max_frame, "max_frame", what);
+    }
+
+    fn listen(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<RawListen>>>,
+        kind: ServiceKind,
+    ) -> Vec<ListenConfig> {
+        if raw.get_ref().is_empty() {
+            self.error(
+                raw.span(),
+                "listen must name at least one address, such as \"127.0.0.1:7007\"",
+            );
+        }
+        let mut out = Vec::new();
+        for entry in raw.get_ref() {
+            let entry_span = entry.span();
+            let e = entry.get_ref();
+            // A bare string's span is the entry's.
+            let addr_span = if e.addr.span() == (0..0) {
+                entry_span.clone()
+            } else {
+                e.addr.span()
+            };
+            if kind != ServiceKind::Chat {
+                self.not_for(&e.dialect, "dialect", "services other than chat");
+                self.not_for(
+                    &e.header_len,
+                    "header_len in listen",
+                    "services other than chat",
+                );
+            }
+            match e.addr.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => out.push(ListenConfig {
+                    addr,
+                    dialect: e.dialect.as_ref().map(|d| *d.get_ref()),
+                    header_len: e.header_len.as_ref().map(|h| *h.get_ref()),
+                    location: self.location(addr_span),
+                }),
+                Err(_) => self.error(
+                    addr_span,
+                    format!(
+                        "{:?} is not an address; expected IP:PORT, such as \"127.0.0.1:7007\" or \"[::1]:7007\"",
+                        e.addr.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn nets(&mut self, raw: &[Spanned<String>]) -> Vec<IpNet> {
+        let mut nets = Vec::new();
+        for s in raw {
+            let text = s.get_ref();
+            let parsed = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => nets.push(net.trunc()),
+                Err(_) => self.error(
+                    s.span(),
+                    format!("{text:?} is not an address or network; expected CIDR such as \"10.0.0.0/8\" or \"::1\""),
+                ),
+            }
+        }
+        nets
+    }
+
+    /// Two servers cannot listen on the same address and transport.
+    fn check_shared_addresses(&mut self, servers: &[ServerConfig]) {
+        let mut seen: Vec<(SocketAddr, Transport, &str)> = Vec::new();
+        let mut dupes = Vec::new();
+        for s in servers {
+            for l in &s.listen {
+                if l.addr.port() != 0
+                    && let Some((_, _, other)) = seen
+                        .iter()
+                        .find(|(a, t, _)| *a == l.addr && *t == s.transport)
+                {
+                    dupes.push(ConfigError {
+                        location: l.location.clone(),
+                        message: format!("{} is already used by server {other:?}", l.addr),
+                    });
+                }
+                seen.push((l.addr, s.transport, &s.name));
+            }
+        }
+        self.errors.extend(dupes);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    Config::parse(text, "t.toml")
+        .expect_err("config should be refused")
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn minimal_server_gets_defaults() {
+    let c = Config::parse(
+        "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.daemon, DaemonConfig::default());
+    let s = &c.servers[0];
+    assert_eq!((s.transport, s.model), (Transport::Tcp, Model::Event));
+    assert_eq!(s.limits.max_connections, defaults::MAX_CONNECTIONS);
+    assert_eq!(s.workers, defaults::workers());
+    assert!(matches!(
+        s.service,
+        ServiceConfig::Echo(EchoService { tag_worker: false })
+    ));
+}
+
+#[test]
+fn listen_tables_and_strings_mix() {
+    let c = Config::parse(
+        "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\", { addr = \"[::1]:0\" }]\n",
+        "t.toml",
+    )
+    .unwrap();
+    let l = &c.servers[0].listen;
+    assert_eq!(l.len(), 2);
+    assert_eq!((l[0].location.line, l[0].location.column), (4, 11));
+    assert_eq!((l[1].location.line, l[1].location.column), (4, 35));
+}
+
+#[test]
+fn every_error_is_reported_not_only_the_first() {
+    let e = errors(
+        "[[server]]\nname = \"a\"\nservice = \"echo\"\nlisten = [\"nope\"]\nidle_timeout = \"soon\"\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("t.toml:4:11: \"nope\" is not an address"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("t.toml:5:16: \"soon\" is not a duration"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn single_server_text_for_the_c_abi() {
+    let s = ServerConfig::parse(
+        "name = \"c\"\nservice = \"count\"\nlisten = [\"127.0.0.1:0\"]\nunit = \"bytes\"\n",
+        "arg",
+    )
+    .unwrap();
+    assert!(matches!(
+        s.service,
+        ServiceConfig::Count(CountService {
+            unit: CountUnit::Bytes,
+            ..
+        })
+    ));
+    // Lines in errors are those of the caller's text, not of the wrapped one.
+    let e = ServerConfig::parse(
+        "name = \"c\"\nservice = \"count\"\nlisten = [\"x\"]\n",
+        "arg",
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].location.line, 3);
+    let e = ServerConfig::parse("", "arg").unwrap_err();
+    assert!(e.to_string().contains("missing field `name`"), "{e}");
+}
+
+#[test]
+fn access_list() {
+    let acl = AccessList {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        deny: vec!["127.0.0.2/32".parse().unwrap()],
+    };
+    assert!(acl.permits("127.0.0.1".parse().unwrap()));
+    assert!(acl.permits("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(!acl.permits("127.0.0.2".parse().unwrap()));
+    assert!(!acl.permits("::1".parse().unwrap()));
+    assert!(AccessList::default().permits("::1".parse().unwrap()));
+}

@@ -1,0 +1,66 @@
+//! Configuration fixtures: every file in `fixtures/config/valid` loads, and
+//! every file in `fixtures/config/invalid` is refused with exactly the
+//! errors its `# expect: LINE:COLUMN: text` lines name, in order.
+
+use std::path::{Path, PathBuf};
+
+use netlab::config::Config;
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
+#[test]
+fn valid_fixtures_load() {
+    let mut files = fixtures("valid");
+    // The configurations the project ships are fixtures too.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    files.push(root.join("daemon/systemd/netlabd.toml"));
+    files.push(root.join("daemon/src/netlabd/default.toml"));
+    for path in files {
+        if let Err(e) = Config::load(&path) {
+            panic!("{} should load:\n{e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn invalid_fixtures_give_their_errors() {
+    for path in fixtures("invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} has no # expect: line",
+            path.display()
+        );
+        let origin = path.display().to_string();
+        let errors = match Config::parse(&text, &origin) {
+            Ok(_) => panic!("{origin} should be refused"),
+            Err(e) => e.0,
+        };
+        let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), expected.len(), "{origin}: got {got:#?}");
+        for (got, want) in got.iter().zip(&expected) {
+            let (at, message) = want.split_once(": ").expect("LINE:COL: text");
+            let prefix = format!("{origin}:{at}: ");
+            assert!(
+                got.starts_with(&prefix) && got[prefix.len()..].contains(message),
+                "{origin}: expected `{prefix}…{message}…`, got `{got}`"
+            );
+        }
+    }
+}
