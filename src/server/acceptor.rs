@@ -1,0 +1,111 @@
+//! The accept loop of the `thread` and `fork` models: one thread waits on
+//! every listener and a waker, and hands each new connection, blocking, to
+//! the model.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::Shared;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// What a model does with new connections.
+pub(super) trait AcceptHandler {
+    /// A new connection, blocking.
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr);
+    /// Called at least every tick while accepting.
+    fn tick(&mut self) {}
+}
+
+pub(super) struct Acceptor {
+    poll: Poll,
+    waker: Arc<Waker>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Acceptor {
+    pub fn new(listeners: &[TcpListener]) -> io::Result<Acceptor> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut mine = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.iter().enumerate() {
+            let l = l.try_clone()?;
+            l.set_nonblocking(true)?;
+            poll.registry().register(
+                &mut SourceFd(&l.as_raw_fd()),
+                Token(i),
+                Interest::READABLE,
+            )?;
+            mine.push(l);
+        }
+        Ok(Acceptor {
+            poll,
+            waker,
+            listeners: mine,
+        })
+    }
+
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// The raw descriptors a forked child must close.
+    pub fn raw_fds(&self) -> Vec<i32> {
+        let mut fds: Vec<i32> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
+        fds.push(self.poll.as_raw_fd());
+        fds
+    }
+
+    /// Accepts until the server stops, handing each new connection to
+    /// `handler`. The listeners are closed when it returns.
+    pub fn run(&mut self, shared: &Shared, tick: Duration, handler: &mut impl AcceptHandler) {
+        let mut events = Events::with_capacity(64);
+        while !shared.is_stopping() {
+            if let Err(e) = self.poll.poll(&mut events, Some(tick)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!(
+                    "server {}: poll failed, no longer accepting: {e}",
+                    shared.name
+                );
+                break;
+            }
+            for event in events.iter() {
+                let Some(listener) = self.listeners.get(event.token().0) else {
+                    continue;
+                };
+                loop {
+                    match listener.accept() {
+                        Ok((stream, peer)) => {
+                            if let Err(e) = stream.set_nonblocking(false) {
+                                log::warn!("server {}: {peer}: {e}", shared.name);
+                                continue;
+                            }
+                            handler.accept(stream, peer);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            log::warn!("server {}: accept failed: {e}", shared.name);
+                            break;
+                        }
+                    }
+                }
+            }
+            handler.tick();
+        }
+        for l in self.listeners.drain(..) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.as_raw_fd()));
+        }
+    }
+}

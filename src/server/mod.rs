@@ -1,0 +1,429 @@
+//! Runtimes: they move bytes between sockets and a service, and know
+//! nothing of protocols.
+//!
+//! A server is bound first ([`BoundServer::bind`], or
+//! [`BoundServer::from_sockets`] for sockets passed in by systemd), so that a
+//! daemon can refuse a configuration whose port is taken before anything
+//! starts, and so that tests can bind port 0 and ask which port they got.
+//! [`BoundServer::start`] then runs it under its model, and
+//! [`RunningServer::stop`] stops it gracefully: no new connections, open ones
+//! may finish until the grace period ends, then they are closed.
+
+mod acceptor;
+mod blocking;
+mod event;
+mod fork;
+mod limits;
+mod thread;
+mod udp;
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::config::{Location, Model, ServerConfig, ServiceConfig, Transport};
+use crate::service::StreamService;
+
+pub use limits::{Admission, ConnLimiter, Permit};
+
+/// A listener or a server could not be set up.
+#[derive(Debug)]
+pub struct ServerError {
+    pub server: String,
+    pub location: Option<Location>,
+    pub what: String,
+    pub source: io::Error,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(loc) = &self.location {
+            write!(f, "{loc}: ")?;
+        }
+        write!(f, "server {}: {}: {}", self.server, self.what, self.source)
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Counters a server keeps, read with [`RunningServer::stats`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub closed: AtomicU64,
+    pub datagrams: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// Connections accepted and served.
+    pub accepted: u64,
+    /// Connections refused by a limit or the access list.
+    pub refused: u64,
+    /// Connections open now.
+    pub open: usize,
+    /// Datagrams answered (UDP).
+    pub datagrams: u64,
+    /// Datagrams dropped by `drop_source_ports` (UDP).
+    pub dropped: u64,
+}
+
+/// What runtimes share with the handle that stops them.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub name: String,
+    pub stats: Stats,
+    pub limiter: ConnLimiter,
+    stopping: AtomicBool,
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// When open connections are closed: `None` until a stop begins.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long a runtime should sleep while stopping, at most `tick`.
+    pub fn stop_wait(&self, tick: Duration) -> Duration {
+        self.deadline().map_or(tick, |d| {
+            d.saturating_duration_since(Instant::now()).min(tick)
+        })
+    }
+
+    pub fn past_deadline(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// Sockets bound for one server, not yet served.
+#[derive(Debug)]
+pub enum BoundSockets {
+    Tcp(Vec<TcpListener>),
+    /// One socket per worker and address (SO_REUSEPORT when there are several).
+    Udp(Vec<Vec<UdpSocket>>),
+}
+
+/// A server whose sockets are bound but not yet served.
+#[derive(Debug)]
+pub struct BoundServer {
+    config: ServerConfig,
+    sockets: BoundSockets,
+}
+
+impl BoundServer {
+    /// Binds every address in `config.listen`.
+    pub fn bind(config: &ServerConfig) -> Result<BoundServer, ServerError> {
+        let err = |l: &crate::config::ListenConfig, source| ServerError {
+            server: config.name.clone(),
+            location: Some(l.location.clone()),
+            what: format!("cannot listen on {}", l.addr),
+            source,
+        };
+        let sockets = match config.transport {
+            Transport::Tcp => BoundSockets::Tcp(
+                config
+                    .listen
+                    .iter()
+                    .map(|l| bind_tcp(l.addr).map_err(|e| err(l, e)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Transport::Udp => {
+                let mut per_addr = Vec::new();
+                for l in &config.listen {
+                    per_addr.push(bind_udp(l.addr, config.workers).map_err(|e| err(l, e))?);
+                }
+                BoundSockets::Udp(per_addr)
+            }
+        };
+        Ok(BoundServer {
+            config: config.clone(),
+            sockets,
+        })
+    }
+
+    /// Uses sockets bound elsewhere (systemd's socket activation, or a
+    /// caller that bound them itself). They must match the transport.
+    pub fn from_sockets(
+        config: &ServerConfig,
+        sockets: BoundSockets,
+    ) -> Result<BoundServer, ServerError> {
+        let matches = matches!(
+            (&sockets, config.transport),
+            (BoundSockets::Tcp(_), Transport::Tcp) | (BoundSockets::Udp(_), Transport::Udp)
+        );
+        if !matches {
+            return Err(ServerError {
+                server: config.name.clone(),
+                location: None,
+                what: "passed sockets do not match the server's transport".into(),
+                source: io::Error::from(io::ErrorKind::InvalidInput),
+            });
+        }
+        Ok(BoundServer {
+            config: config.clone(),
+            sockets,
+        })
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The addresses actually bound (with the port the kernel chose for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        match &self.sockets {
+            BoundSockets::Tcp(ls) => ls.iter().filter_map(|l| l.local_addr().ok()).collect(),
+            BoundSockets::Udp(per_addr) => per_addr
+                .iter()
+                .filter_map(|socks| socks.first()?.local_addr().ok())
+                .collect(),
+        }
+    }
+
+    /// Starts serving under the configured model.
+    pub fn start(self) -> Result<RunningServer, ServerError> {
+        let addrs = self.local_addrs();
+        let config = self.config;
+        let shared = Arc::new(Shared {
+            name: config.name.clone(),
+            stats: Stats::default(),
+            limiter: ConnLimiter::new(config.limits.max_connections, config.limits.per_source),
+            stopping: AtomicBool::new(false),
+            deadline: Mutex::new(None),
+        });
+        let err = |source| ServerError {
+            server: config.name.clone(),
+            location: None,
+            what: "cannot start".into(),
+            source,
+        };
+        let mut udp_service = None;
+        let runtime = match (self.sockets, &config.service) {
+            (BoundSockets::Udp(per_addr), ServiceConfig::UdpEcho(service)) => {
+                udp_service = Some(service.clone());
+                udp::spawn(&shared, service.clone(), per_addr).map_err(err)?
+            }
+            (BoundSockets::Tcp(listeners), service) => {
+                let service = match service {
+                    ServiceConfig::Echo(s) => StreamService::Echo(s.clone()),
+                    ServiceConfig::Count(s) => StreamService::Count(*s),
+                    ServiceConfig::UdpEcho(_) => {
+                        return Err(err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "UDP echo given TCP listeners",
+                        )));
+                    }
+                };
+                let ctx = StreamCtx {
+                    shared: shared.clone(),
+                    service,
+                    config: config.clone(),
+                };
+                match config.model {
+                    Model::Event => event::spawn(ctx, listeners, config.workers).map_err(err)?,
+                    Model::Thread => thread::spawn(ctx, listeners).map_err(err)?,
+                    Model::Fork => fork::spawn(ctx, listeners).map_err(err)?,
+                }
+            }
+            (BoundSockets::Udp(_), _) => {
+                return Err(err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "UDP sockets given to a TCP-only service",
+                )));
+            }
+        };
+        Ok(RunningServer {
+            shared,
+            runtime,
+            addrs,
+            config,
+            udp_service,
+        })
+    }
+}
+
+/// What a TCP runtime needs: the service, the limits, the stop signal.
+pub(crate) struct StreamCtx {
+    pub shared: Arc<Shared>,
+    pub service: StreamService,
+    pub config: ServerConfig,
+}
+
+impl StreamCtx {
+    /// Applies the access list and the connection limits to a new peer.
+    pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
+        let refused = |why: &str| {
+            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::info!("server {}: refused {peer}: {why}", self.shared.name);
+            None
+        };
+        if !self.config.access.permits(peer.ip()) {
+            return refused("not permitted by allow/deny");
+        }
+        match self.shared.limiter.try_acquire(peer.ip()) {
+            Admission::Admitted(permit) => {
+                self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                Some(permit)
+            }
+            Admission::Full => refused(&format!(
+                "max_connections ({}) reached",
+                self.config.limits.max_connections
+            )),
+            Admission::SourceFull(n) => {
+                refused(&format!("per_source ({n}) reached for this address"))
+            }
+        }
+    }
+}
+
+/// The threads of a runtime and how to wake them.
+pub(crate) struct Runtime {
+    threads: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<mio::Waker>>,
+}
+
+/// A server being served. Dropping it stops it at once (no grace).
+pub struct RunningServer {
+    shared: Arc<Shared>,
+    runtime: Runtime,
+    addrs: Vec<SocketAddr>,
+    config: ServerConfig,
+    udp_service: Option<crate::service::UdpEchoService>,
+}
+
+impl RunningServer {
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            open: self.shared.limiter.open(),
+            datagrams: s.datagrams.load(Ordering::Relaxed),
+            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+        }
+    }
+
+    /// Stops accepting at once; open connections may finish within `grace`,
+    /// then are closed. Returns without waiting: see [`RunningServer::join`].
+    pub fn begin_stop(&self, grace: Duration) {
+        {
+            let mut deadline = self
+                .shared
+                .deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let new = Instant::now() + grace;
+            // A second stop may shorten the grace, never lengthen it.
+            *deadline = Some(deadline.map_or(new, |d| d.min(new)));
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        for w in &self.runtime.wakers {
+            if let Err(e) = w.wake() {
+                log::warn!(
+                    "server {}: cannot wake a worker to stop: {e}",
+                    self.shared.name
+                );
+            }
+        }
+    }
+
+    /// Waits until every worker has finished (after [`RunningServer::begin_stop`]).
+    pub fn join(mut self) {
+        self.join_threads();
+    }
+
+    /// Stops gracefully and waits: [`RunningServer::begin_stop`] then [`RunningServer::join`].
+    pub fn stop(self, grace: Duration) {
+        self.begin_stop(grace);
+        self.join();
+    }
+
+    fn join_threads(&mut self) {
+        for t in self.runtime.threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("server {}: a worker thread panicked", self.shared.name);
+            }
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if !self.runtime.threads.is_empty() {
+            self.begin_stop(Duration::ZERO);
+            self.join_threads();
+        }
+    }
+}
+
+fn domain(addr: &SocketAddr) -> Domain {
+    if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(domain(&addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Restart without waiting for TIME_WAIT to clear, as every daemon does.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // "[::]:7" and "0.0.0.0:7" can then both be listened on.
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&SockAddr::from(addr))?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    let mut sockets: Vec<UdpSocket> = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(domain(&addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if workers > 1 {
+            // The kernel spreads datagrams over the workers' sockets.
+            socket.set_reuse_port(true)?;
+        }
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&SockAddr::from(addr))?;
+        socket.set_nonblocking(true)?;
+        let socket: UdpSocket = socket.into();
+        // Port 0: the others join whatever port the first one got.
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}

@@ -1,0 +1,121 @@
+//! The `thread` model: one thread per connection with blocking I/O, as the
+//! seeds' `ThreadingMixIn` server, bounded by `max_connections`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::acceptor::{AcceptHandler, Acceptor};
+use super::{Runtime, StreamCtx, blocking};
+use crate::service::Worker;
+
+/// Connections open now, by id: a copy of each socket, so that the stop can
+/// shut down those still open when the grace period ends and so end their
+/// threads' blocking reads and writes.
+type Open = Arc<Mutex<HashMap<u64, TcpStream>>>;
+
+pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
+    let acceptor = Acceptor::new(&listeners)?;
+    let waker = acceptor.waker();
+    let name = format!("{}-accept", ctx.shared.name);
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(ctx, acceptor))?;
+    Ok(Runtime {
+        threads: vec![thread],
+        wakers: vec![waker],
+    })
+}
+
+struct Spawner {
+    ctx: Arc<StreamCtx>,
+    open: Open,
+    next_id: u64,
+}
+
+impl AcceptHandler for Spawner {
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let ctx = &self.ctx;
+        let Some(permit) = ctx.admit(peer) else {
+            return;
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        match stream.try_clone() {
+            Ok(copy) => {
+                lock(&self.open).insert(id, copy);
+            }
+            Err(e) => {
+                log::warn!("server {}: {peer}: {e}", ctx.shared.name);
+                return;
+            }
+        }
+        let thread_name = format!("{}-{id}", ctx.shared.name);
+        let (ctx2, open2) = (ctx.clone(), self.open.clone());
+        let spawned = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let _permit = permit;
+                let mut stream = stream;
+                let name = std::thread::current().name().unwrap_or("thread").to_owned();
+                let mut session = ctx2.service.session(Worker::Thread(&name));
+                let mut buf = vec![0; 16 * 1024];
+                let mut out = Vec::new();
+                let ending = blocking::serve(
+                    &mut stream,
+                    &mut session,
+                    ctx2.config.limits.idle_timeout,
+                    &mut buf,
+                    &mut out,
+                );
+                ending.log(&ctx2.shared.name, peer);
+                lock(&open2).remove(&id);
+                ctx2.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            log::warn!(
+                "server {}: cannot start a thread for {peer}: {e}",
+                ctx.shared.name
+            );
+            lock(&self.open).remove(&id);
+        }
+    }
+}
+
+fn lock(open: &Open) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+    open.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(ctx: StreamCtx, mut acceptor: Acceptor) {
+    let shared = ctx.shared.clone();
+    let mut spawner = Spawner {
+        ctx: Arc::new(ctx),
+        open: Arc::default(),
+        next_id: 0,
+    };
+    acceptor.run(&shared, Duration::from_millis(100), &mut spawner);
+    let open = spawner.open;
+    // Not accepting any more: let the open connections finish within the grace.
+    while !lock(&open).is_empty() && !shared.past_deadline() {
+        std::thread::sleep(shared.stop_wait(Duration::from_millis(20)));
+    }
+    let left: Vec<TcpStream> = lock(&open).drain().map(|(_, s)| s).collect();
+    if !left.is_empty() {
+        log::info!(
+            "server {}: closing {} connection(s) still open after the grace period",
+            shared.name,
+            left.len()
+        );
+    }
+    for s in &left {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    // Their threads now see EOF or EPIPE and end; wait for the permits.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while shared.limiter.open() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
