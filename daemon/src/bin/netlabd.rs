@@ -1,0 +1,39 @@
+//! `netlabd`: parses its arguments and runs the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use netlab_daemon::netlabd::{self, Options};
+
+/// Hosts netlab's servers (echo, count) as configured, in the foreground.
+#[derive(Debug, Parser)]
+#[command(name = "netlabd", version, about)]
+struct Args {
+    /// The configuration file [default: /etc/netlab/netlabd.toml, else the
+    /// embedded default].
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration, and that its addresses can be bound, then exit
+    /// (0 when valid, 2 otherwise).
+    #[arg(long)]
+    check: bool,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{}", netlabd::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    netlabd::run(&Options {
+        config: args.config,
+        check: args.check,
+    })
+}
