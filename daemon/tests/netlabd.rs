@@ -1,0 +1,360 @@
+//! netlabd as an operator meets it: a process started with a config file,
+//! refusing bad configurations with file, line and column, serving the
+//! seeds' own clients under every model, and stopping on SIGTERM with 0.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const NETLABD: &str = env!("CARGO_BIN_EXE_netlabd");
+
+/// A running netlabd, killed if a test fails before stopping it.
+struct Daemon {
+    child: Child,
+    log: Receiver<String>,
+    _dir: TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts netlabd on `config` and waits for `servers` "listening on" lines.
+    fn start(config: &str, listeners: usize) -> (Daemon, Vec<(String, SocketAddr)>) {
+        let dir = TempDir::new();
+        let path = dir.write("netlabd.toml", config);
+        let mut child = Command::new(NETLABD)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netlabd");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut daemon = Daemon { child, log, _dir: dir };
+        let mut bound = Vec::new();
+        while bound.len() < listeners {
+            let line = daemon.next_line(Duration::from_secs(10));
+            // "server NAME (SERVICE/TRANSPORT, MODEL) listening on ADDR"
+            if let Some(rest) = line.split("server ").nth(1)
+                && let Some((head, addr)) = rest.split_once(" listening on ")
+            {
+                let name = head.split(' ').next().unwrap_or_default().to_owned();
+                bound.push((name, addr.trim().parse().expect("address in log line")));
+            }
+        }
+        (daemon, bound)
+    }
+
+    fn next_line(&mut self, within: Duration) -> String {
+        match self.log.recv_timeout(within) {
+            Ok(line) => line,
+            Err(e) => panic!("netlabd said nothing more ({e}); exit: {:?}", self.child.try_wait()),
+        }
+    }
+
+    fn wait_for_line(&mut self, needle: &str, within: Duration) -> String {
+        let until = Instant::now() + within;
+        loop {
+            let line = self.next_line(until.saturating_duration_since(Instant::now()));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill");
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < until, "netlabd did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A temporary directory removed on drop (no extra crate for one test file).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("netlabd-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_netlabd(args: &[&str], config: Option<&str>) -> (Output, String) {
+    let dir = TempDir::new();
+    let mut cmd = Command::new(NETLABD);
+    let mut origin = String::new();
+    if let Some(text) = config {
+        let path = dir.write("netlabd.toml", text);
+        origin = path.display().to_string();
+        cmd.arg("--config").arg(&path);
+    }
+    let out = cmd.args(args).stdin(Stdio::null()).output().expect("run netlabd");
+    (out, origin)
+}
+
+#[test]
+fn bad_configs_are_refused_with_location_and_exit_2() {
+    let cases = [
+        (
+            "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nbogus = 1\n",
+            "5:1: unknown field `bogus`",
+        ),
+        (
+            "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1\"]\n",
+            "4:11: \"127.0.0.1\" is not an address",
+        ),
+        (
+            "[[server]]\nname = \"c\"\nservice = \"chat\"\nmodel = \"fork\"\nlisten = [\"127.0.0.1:0\"]\n",
+            "4:9: chat cannot run under the fork model",
+        ),
+    ];
+    for (config, expected) in cases {
+        for args in [&[][..], &["--check"][..]] {
+            let (out, origin) = run_netlabd(args, Some(config));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {stderr}");
+            assert!(stderr.contains(&format!("{origin}:{expected}")), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_port_in_use_refuses_the_whole_config_before_anything_starts() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // The first server's port is free: it must not be left serving either.
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let free_port = free.local_addr().unwrap().port();
+    drop(free);
+    let config = format!(
+        "[[server]]\nname = \"first\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{free_port}\"]\n\n\
+         [[server]]\nname = \"second\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+    );
+    let (out, origin) = run_netlabd(&[], Some(&config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{origin}:9:11: server second: cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("address already in use"), "{stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_the_shipped_example() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/netlabd.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    // Port 0 everywhere, so the check's bind cannot collide with anything.
+    let text = port_zero(&text);
+    let (out, _) = run_netlabd(&["--check"], Some(&text));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn print_default_config_is_a_valid_config() {
+    let out = Command::new(NETLABD).arg("--print-default-config").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    netlab::config::Config::parse(&text, "default").expect("the default parses");
+}
+
+/// Replaces every `:PORT"` in listen addresses with `:0"`.
+fn port_zero(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut l = line.to_owned();
+        if l.trim_start().starts_with("listen") {
+            let mut fixed = String::new();
+            for (i, part) in l.split('"').enumerate() {
+                if i % 2 == 1 && let Some((host, _port)) = part.rsplit_once(':') {
+                    fixed.push_str(&format!("{host}:0"));
+                } else {
+                    fixed.push_str(part);
+                }
+                fixed.push('"');
+            }
+            fixed.pop();
+            l = fixed;
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+const EVERY_MODEL: &str = r#"
+[daemon]
+shutdown_grace = "2s"
+
+[[server]]
+name = "echo-event"
+service = "echo"
+listen = ["127.0.0.1:0"]
+model = "event"
+
+[[server]]
+name = "echo-thread"
+service = "echo"
+listen = ["127.0.0.1:0"]
+model = "thread"
+
+[[server]]
+name = "echo-fork"
+service = "echo"
+listen = ["127.0.0.1:0"]
+model = "fork"
+
+[[server]]
+name = "echo-udp"
+service = "echo"
+transport = "udp"
+listen = ["127.0.0.1:0"]
+
+[[server]]
+name = "count-event"
+service = "count"
+framing = "chunk"
+listen = ["127.0.0.1:0"]
+
+[[server]]
+name = "count-thread"
+service = "count"
+framing = "chunk"
+model = "thread"
+listen = ["127.0.0.1:0"]
+
+[[server]]
+name = "count-fork"
+service = "count"
+framing = "chunk"
+model = "fork"
+listen = ["127.0.0.1:0"]
+"#;
+
+fn python() -> Option<&'static str> {
+    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: python3 is not installed, so the seeds' own clients cannot be run");
+    }
+    ok.then_some("python3")
+}
+
+fn seed(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds").join(name)
+}
+
+fn run_seed(script: &str, args: &[String], stdin: &str) -> String {
+    let mut child = Command::new("python3")
+        .arg(seed(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // The seeds have no timeouts of their own: bound them here.
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("{script} {args:?} did not finish in 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+#[test]
+fn seeds_clients_get_correct_replies_under_every_model_then_sigterm_exits_0() {
+    let (mut daemon, bound) = Daemon::start(EVERY_MODEL, 7);
+    if python().is_some() {
+        for (name, addr) in &bound {
+            let port = vec!["--port".to_owned(), addr.port().to_string()];
+            if name.starts_with("count") {
+                let out = run_seed("count_client.py", &[addr.port().to_string()], "héllo wörld\n");
+                assert!(out.contains("Jumlah karakter: 11"), "{name}: {out}");
+            } else if name == "echo-udp" {
+                let out = run_seed("udp_echo_client.py", &port, "");
+                assert!(
+                    out.contains("Received: This is the message. It will be repeated."),
+                    "{name}: {out}"
+                );
+            } else {
+                let out = run_seed("tcp_echo_client.py", &port, "");
+                let received: String = out
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("Received: "))
+                    .collect();
+                assert_eq!(received, "Test message. This will be echoed", "{name}: {out}");
+                assert!(!out.contains("error"), "{name}: {out}");
+            }
+        }
+    }
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_for_line("SIGTERM: stopping", Duration::from_secs(5));
+    let status = daemon.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sigint_with_a_client_connected_stops_within_the_grace() {
+    let config = "[daemon]\nshutdown_grace = \"500ms\"\n\n[[server]]\nname = \"e\"\nservice = \"echo\"\nmodel = \"fork\"\nlisten = [\"127.0.0.1:0\"]\n";
+    let (mut daemon, bound) = Daemon::start(config, 1);
+    let idle = std::net::TcpStream::connect(bound[0].1).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    daemon.signal(libc::SIGINT);
+    let status = daemon.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    drop(idle);
+}
