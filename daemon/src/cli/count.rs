@@ -1,0 +1,28 @@
+//! `netlab count`: prints how many characters the server counted.
+
+use std::io::Write;
+
+use netlab::client::{self, CountFraming};
+
+use super::{CountArgs, Framing, exit, fail};
+
+pub(super) fn run(args: &CountArgs) -> u8 {
+    let framing = match args.framing {
+        Framing::Line => CountFraming::Line,
+        Framing::Header => CountFraming::Header {
+            header_len: args.header_len,
+        },
+        Framing::Chunk => CountFraming::Chunk,
+    };
+    let message = args.message.join(" ");
+    match client::count(args.addr, message.as_bytes(), framing, args.timeout) {
+        Ok(n) => match writeln!(std::io::stdout(), "{n}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("netlab: write the count to stdout: {e}");
+                exit::IO
+            }
+            _ => exit::OK,
+        },
+        Err(err) => fail(&err),
+    }
+}

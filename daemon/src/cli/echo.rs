@@ -1,0 +1,89 @@
+//! `netlab echo`: one message, one echo, and an exit code that says whether
+//! the echo was faithful.
+
+use std::io::{self, Read, Write};
+
+use netlab::client;
+
+use super::{EchoArgs, exit, fail};
+
+pub(super) fn run(args: &EchoArgs) -> u8 {
+    let from_stdin = args.message.is_empty();
+    let message = if from_stdin {
+        let mut input = Vec::new();
+        if let Err(e) = io::stdin().lock().read_to_end(&mut input) {
+            eprintln!("netlab: read the message from stdin: {e}");
+            return exit::IO;
+        }
+        input
+    } else {
+        args.message.join(" ").into_bytes()
+    };
+
+    let reply = if args.udp {
+        client::udp_echo(args.addr, &message, args.timeout, args.retries)
+    } else {
+        client::tcp_echo(args.addr, &message, args.timeout)
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(err) => return fail(&err),
+    };
+
+    let mut stdout = io::stdout().lock();
+    let printed = stdout
+        .write_all(&reply)
+        // A message typed as arguments had no newline of its own; end the line
+        // for the terminal, outside the echoed bytes.
+        .and_then(|()| {
+            if from_stdin {
+                Ok(())
+            } else {
+                stdout.write_all(b"\n")
+            }
+        })
+        .and_then(|()| stdout.flush());
+    if let Err(e) = printed {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("netlab: write the echo to stdout: {e}");
+            return exit::IO;
+        }
+    }
+
+    if reply == message {
+        exit::OK
+    } else {
+        eprintln!("netlab: {}", describe_difference(&message, &reply));
+        exit::MISMATCH
+    }
+}
+
+/// Says how an echo differs from what was sent, briefly enough for a terminal.
+fn describe_difference(sent: &[u8], got: &[u8]) -> String {
+    let first = sent
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(sent.len().min(got.len()));
+    format!(
+        "the echo differs from what was sent: sent {} bytes, got {}, first difference at byte {first}",
+        sent.len(),
+        got.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_point_at_the_first_differing_byte() {
+        assert_eq!(
+            describe_difference(b"hello", b"help!"),
+            "the echo differs from what was sent: sent 5 bytes, got 5, first difference at byte 3"
+        );
+        assert!(
+            describe_difference(b"hello", b"hell").ends_with("got 4, first difference at byte 4")
+        );
+    }
+}

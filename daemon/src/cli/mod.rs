@@ -1,0 +1,242 @@
+//! `netlab`, the command-line client and load generator: `echo` and `count`
+//! talk to one server once; `bench echo` drives a closed-loop load against an
+//! echo server and reports throughput and latency.
+//!
+//! The argument types are clap-derived here so that `src/bin/netlab.rs` only
+//! parses and calls [`run`], and the exit codes below are the whole contract
+//! with scripts.
+
+mod args;
+mod bench;
+mod count;
+mod echo;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use netlab::client::{ClientError, ErrorKind};
+
+pub use args::{parse_addr, parse_duration, parse_secs};
+
+/// The exit codes, as `--help` documents them.
+pub mod exit {
+    /// The command did what was asked (an echo came back identical).
+    pub const OK: u8 = 0;
+    /// The server answered, but wrongly: an echo that differs from what was
+    /// sent, or a bench that counted errors.
+    pub const MISMATCH: u8 = 1;
+    /// Bad arguments (clap exits with 2 as well).
+    pub const USAGE: u8 = 2;
+    /// The server did not answer in time.
+    pub const TIMEOUT: u8 = 3;
+    /// Any other failure: refused, reset, closed early, malformed reply.
+    pub const IO: u8 = 4;
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0  success (for echo: the reply equals what was sent)
+  1  the server answered wrongly (echo differs; bench counted errors)
+  2  usage error
+  3  timeout: no answer in time
+  4  other error: refused, reset, closed early, malformed reply";
+
+/// netlab's command-line client and load generator.
+#[derive(Debug, Parser)]
+#[command(name = "netlab", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a message to an echo server and print what comes back.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Echo(EchoArgs),
+    /// Ask a count server how many characters a message has.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Count(CountArgs),
+    /// Measure a server under closed-loop load.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    /// Server address: HOST:PORT, e.g. 127.0.0.1:7, [::1]:7, localhost:7.
+    #[arg(value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// The message, words joined by spaces; read from stdin when absent.
+    pub message: Vec<String>,
+    /// Use UDP: one datagram, resent on timeout.
+    #[arg(long)]
+    pub udp: bool,
+    /// How long each step (connect, read, write; a UDP try) may take: 2s, 500ms.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// With --udp, how many times to resend before giving up.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Server address: HOST:PORT.
+    #[arg(value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// The message, words joined by spaces.
+    #[arg(required = true)]
+    pub message: Vec<String>,
+    /// How the message and the reply are framed, as the server's `framing`.
+    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    pub framing: Framing,
+    /// Width of the length header, for --framing header.
+    #[arg(long, default_value_t = 10)]
+    pub header_len: usize,
+    /// How long each step (connect, read, write) may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Framing {
+    /// The message is a line; the reply is `N\n`.
+    Line,
+    /// A fixed-width ASCII length header, then the payload, both ways.
+    Header,
+    /// Raw bytes, then half-close; the reply is the bare number.
+    Chunk,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// Closed loop against an echo server: each connection sends SIZE bytes,
+    /// waits for all of them back, records the round trip, and repeats.
+    #[command(after_help = bench::BENCH_HELP)]
+    Echo(BenchEchoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchEchoArgs {
+    /// Server address: HOST:PORT.
+    #[arg(value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// Concurrent connections (with --udp: sockets).
+    #[arg(long, short = 'c', default_value_t = 10)]
+    pub connections: usize,
+    /// Bytes per request (and per reply).
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// How long to measure, after the warmup: seconds, or 10s, 500ms.
+    #[arg(long, short = 'd', default_value = "10", value_parser = parse_secs)]
+    pub duration: Duration,
+    /// How long to run before measuring (not counted in the report).
+    #[arg(long, default_value = "1", value_parser = parse_secs)]
+    pub warmup: Duration,
+    /// Generator threads, each with its own event loop; connections are
+    /// spread over them.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub threads: usize,
+    /// Use UDP: each connection is its own socket.
+    #[arg(long)]
+    pub udp: bool,
+    /// With --udp, how long to wait for a reply before resending (the
+    /// datagram is counted as lost).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub loss_timeout: Duration,
+    /// How long to wait for each connection to be set up.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print one JSON object on one line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line and says how the process should exit.
+pub fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Echo(args) => echo::run(&args),
+        Command::Count(args) => count::run(&args),
+        Command::Bench {
+            target: BenchTarget::Echo(args),
+        } => bench::run(&args),
+    };
+    ExitCode::from(code)
+}
+
+/// Reports a client error on stderr and picks the exit code for its kind.
+fn fail(err: &ClientError) -> u8 {
+    eprintln!("netlab: {err}");
+    exit_code_for(err.kind())
+}
+
+fn exit_code_for(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Timeout => exit::TIMEOUT,
+        ErrorKind::Invalid => exit::USAGE,
+        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "netlab",
+            "bench",
+            "echo",
+            "127.0.0.1:7",
+            "--connections",
+            "100",
+            "--size",
+            "64",
+            "--duration",
+            "10",
+            "--threads",
+            "2",
+            "--udp",
+        ])
+        .unwrap();
+        let Command::Bench {
+            target: BenchTarget::Echo(args),
+        } = cli.command
+        else {
+            panic!("not a bench");
+        };
+        assert_eq!(args.connections, 100);
+        assert_eq!(args.size, 64);
+        assert_eq!(args.duration, Duration::from_secs(10));
+        assert_eq!(args.threads, 2);
+        assert!(args.udp);
+        assert_eq!(args.warmup, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn help_documents_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("3  timeout"), "{help}");
+    }
+
+    #[test]
+    fn error_kinds_map_to_exit_codes() {
+        assert_eq!(exit_code_for(ErrorKind::Timeout), 3);
+        assert_eq!(exit_code_for(ErrorKind::Io), 4);
+        assert_eq!(exit_code_for(ErrorKind::Closed), 4);
+        assert_eq!(exit_code_for(ErrorKind::Protocol), 4);
+        assert_eq!(exit_code_for(ErrorKind::Invalid), 2);
+    }
+}

@@ -1,0 +1,312 @@
+//! Echo clients: TCP (RFC 862, half-close then read to EOF) and UDP (one
+//! datagram, resent until a reply comes from the server or tries run out).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::ClientError;
+use super::tcp::{self, Connection};
+
+/// The largest UDP payload over IPv4 and over IPv6 (without jumbograms).
+const MAX_UDP_PAYLOAD_V4: usize = 65_507;
+const MAX_UDP_PAYLOAD_V6: usize = 65_527;
+
+/// Sends `message` to a TCP echo server and returns what it sent back.
+///
+/// Connects, writes the whole message, half-closes (an RFC 862 server then
+/// flushes and closes) and reads until EOF. Writing and reading overlap, so a
+/// message larger than the socket buffers cannot deadlock against a server
+/// that echoes while it reads. Each blocking step (connect, every read and
+/// write) gives up after `timeout`.
+pub fn tcp_echo(
+    addr: SocketAddr,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    let mut conn = Connection::open(addr, timeout)?;
+    let mut writer = conn
+        .stream
+        .try_clone()
+        .map_err(|e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout))?;
+
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(move || {
+            tcp::write_all_to(&mut writer, addr, timeout, message)?;
+            tcp::finish_writing(&writer, addr, timeout)
+        });
+        let reply = conn.read_to_end(usize::MAX);
+        let sent = sending.join().unwrap_or_else(|_| {
+            Err(ClientError::Io {
+                context: format!("write to {addr}"),
+                source: io::Error::other("writer thread panicked"),
+            })
+        });
+        // A failed write explains a short or failed read, not the other way round.
+        sent?;
+        reply
+    })
+}
+
+/// Sends `message` as one UDP datagram and returns the first reply that comes
+/// from `addr`; datagrams from anyone else are ignored.
+///
+/// Waits `timeout` for the reply, then resends, up to `retries` more times,
+/// then gives up with [`ClientError::Timeout`]. The socket is bound to an
+/// ephemeral port on loopback when `addr` is a loopback address, so replies
+/// from off the machine cannot reach it, and on the unspecified address of
+/// `addr`'s family otherwise.
+pub fn udp_echo(
+    addr: SocketAddr,
+    message: &[u8],
+    timeout: Duration,
+    retries: u32,
+) -> Result<Vec<u8>, ClientError> {
+    tcp::check_timeout(timeout)?;
+    let max = if addr.is_ipv4() {
+        MAX_UDP_PAYLOAD_V4
+    } else {
+        MAX_UDP_PAYLOAD_V6
+    };
+    if message.len() > max {
+        return Err(ClientError::invalid(format!(
+            "a UDP message holds at most {max} bytes, this one has {}",
+            message.len()
+        )));
+    }
+    let socket = UdpSocket::bind(local_address_for(addr)).map_err(|e| {
+        ClientError::from_io(format!("bind a UDP socket to reach {addr}"), e, timeout)
+    })?;
+
+    let tries = retries.saturating_add(1);
+    let mut buf = vec![0u8; 65_536];
+    for _ in 0..tries {
+        socket
+            .send_to(message, addr)
+            .map_err(|e| ClientError::from_io(format!("send to {addr}"), e, timeout))?;
+        if let Some(len) = receive_from(&socket, addr, &mut buf, timeout)? {
+            buf.truncate(len);
+            return Ok(buf);
+        }
+    }
+    Err(ClientError::Timeout {
+        context: format!("no reply from {addr}"),
+        waited: timeout,
+        tries,
+    })
+}
+
+/// Waits up to `timeout` for a datagram from `peer`, skipping others.
+fn receive_from(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<Option<usize>, ClientError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(|e| ClientError::from_io(format!("wait for {peer}"), e, timeout))?;
+        match socket.recv_from(buf) {
+            Ok((len, from)) if from == peer => return Ok(Some(len)),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            // An ICMP error for an earlier send to someone else is not ours.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => {
+                return Err(ClientError::from_io(
+                    format!("receive from {peer}"),
+                    e,
+                    timeout,
+                ));
+            }
+        }
+    }
+}
+
+fn local_address_for(peer: SocketAddr) -> SocketAddr {
+    let ip = match peer.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ErrorKind;
+    use crate::client::test_servers::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn tcp_echo_returns_what_the_server_sent_back() {
+        let server = TcpServer::start(|mut stream| {
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got)?;
+            stream.write_all(&got)
+        });
+        let reply = tcp_echo(server.addr, b"hello, echo", TIMEOUT).unwrap();
+        assert_eq!(reply, b"hello, echo");
+    }
+
+    #[test]
+    fn tcp_echo_half_closes_so_a_read_to_eof_server_can_answer() {
+        // This server answers only once it has read EOF: without the
+        // half-close the client would wait until its timeout.
+        let server = TcpServer::start(|mut stream| {
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got)?;
+            got.reverse();
+            stream.write_all(&got)
+        });
+        let started = Instant::now();
+        let reply = tcp_echo(server.addr, b"abc", TIMEOUT).unwrap();
+        assert_eq!(reply, b"cba");
+        assert!(started.elapsed() < TIMEOUT / 2);
+    }
+
+    #[test]
+    fn tcp_echo_of_a_large_message_does_not_deadlock() {
+        // Echoing while reading, as RFC 862 servers do: 8 MiB is far more
+        // than both directions' socket buffers.
+        let server = TcpServer::start(|mut stream| {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                stream.write_all(&buf[..n])?;
+            }
+        });
+        let message: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let reply = tcp_echo(server.addr, &message, TIMEOUT).unwrap();
+        assert!(reply == message, "echo of 8 MiB differs");
+    }
+
+    #[test]
+    fn tcp_echo_times_out_on_a_silent_server() {
+        // Accepts and reads, never answers nor closes.
+        let server = TcpServer::start(|mut stream| {
+            let mut sink = Vec::new();
+            stream.read_to_end(&mut sink)?;
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(())
+        });
+        let err = tcp_echo(server.addr, b"x", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(err.to_string().contains(&server.addr.to_string()), "{err}");
+    }
+
+    #[test]
+    fn tcp_echo_to_a_closed_port_is_refused() {
+        let addr = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let err = tcp_echo(addr, b"x", TIMEOUT).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(
+            err.to_string(),
+            format!("connect {addr}: connection refused")
+        );
+    }
+
+    #[test]
+    fn zero_timeout_is_invalid() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            tcp_echo(addr, b"x", Duration::ZERO).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            udp_echo(addr, b"x", Duration::ZERO, 0).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
+    }
+
+    #[test]
+    fn udp_echo_returns_the_reply() {
+        let server = UdpServer::start(|socket, data, from| socket.send_to(data, from).map(drop));
+        let reply = udp_echo(server.addr, b"ping", TIMEOUT, 0).unwrap();
+        assert_eq!(reply, b"ping");
+    }
+
+    #[test]
+    fn udp_echo_times_out_on_a_silent_peer_after_every_try() {
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let started = Instant::now();
+        let err = udp_echo(addr, b"ping", Duration::from_millis(100), 2).unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            err.to_string(),
+            format!("no reply from {addr} after 3 tries of 100ms")
+        );
+        assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        // Every try reached the peer.
+        silent.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        let mut seen = 0;
+        while silent.recv_from(&mut buf).is_ok() {
+            seen += 1;
+        }
+        assert_eq!(seen, 3);
+    }
+
+    #[test]
+    fn udp_echo_resends_when_a_datagram_is_lost() {
+        // Drops the first two datagrams, echoes the third.
+        let mut received = 0;
+        let server = UdpServer::start(move |socket, data, from| {
+            received += 1;
+            if received < 3 {
+                return Ok(());
+            }
+            socket.send_to(data, from).map(drop)
+        });
+        let reply = udp_echo(server.addr, b"again", Duration::from_millis(100), 2).unwrap();
+        assert_eq!(reply, b"again");
+    }
+
+    #[test]
+    fn udp_echo_ignores_replies_from_other_addresses() {
+        // The server answers from a second socket first, then from its own.
+        let server = UdpServer::start(|socket, data, from| {
+            let impostor = UdpSocket::bind("127.0.0.1:0")?;
+            impostor.send_to(b"not me", from)?;
+            socket.send_to(data, from).map(drop)
+        });
+        let reply = udp_echo(server.addr, b"real", TIMEOUT, 0).unwrap();
+        assert_eq!(reply, b"real");
+    }
+
+    #[test]
+    fn udp_message_too_large_is_invalid() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let err = udp_echo(addr, &vec![0; 70_000], TIMEOUT, 0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
+}

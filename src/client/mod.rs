@@ -1,0 +1,26 @@
+//! Clients for netlab's services, blocking and self-contained: each call opens
+//! its own socket, bounds every blocking step by the caller's timeout, and
+//! returns either the answer or a [`ClientError`] that says what failed and
+//! where.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use netlab::client::{self, CountFraming};
+//!
+//! let addr = "127.0.0.1:7007".parse().unwrap();
+//! let echoed = client::tcp_echo(addr, b"hello", Duration::from_secs(2))?;
+//! assert_eq!(echoed, b"hello");
+//! let n = client::count(addr, b"hello", CountFraming::Line, Duration::from_secs(2))?;
+//! # Ok::<(), client::ClientError>(())
+//! ```
+
+mod count;
+mod echo;
+mod error;
+mod tcp;
+#[cfg(test)]
+mod test_servers;
+
+pub use count::{CountFraming, count};
+pub use echo::{tcp_echo, udp_echo};
+pub use error::{ClientError, ErrorKind, format_duration};
