@@ -87,7 +87,9 @@ pub(super) fn run(
             let Some(conn) = conns.get_mut(token.0) else {
                 continue;
             };
-            let result = conn.on_ready(payload, &window, &mut stats, &mut scratch);
+            // After a FIN no later event would say so: read to the end then.
+            let read_to_eof = event.is_read_closed() || event.is_error();
+            let result = conn.on_ready(payload, &window, &mut stats, &mut scratch, read_to_eof);
             if let Err(e) = result {
                 conn.break_off(&poll, &mut stats, token, &e);
             }
@@ -112,6 +114,7 @@ impl Connection {
         window: &Window,
         stats: &mut Stats,
         scratch: &mut [u8],
+        read_to_eof: bool,
     ) -> io::Result<()> {
         if self.stream.is_none() {
             return Ok(());
@@ -119,7 +122,7 @@ impl Connection {
         if self.connecting && !self.finish_connect()? {
             return Ok(());
         }
-        self.receive(payload, window, stats, scratch)?;
+        self.receive(payload, window, stats, scratch, read_to_eof)?;
         self.send(payload)
     }
 
@@ -165,12 +168,19 @@ impl Connection {
 
     /// Reads and checks echoed bytes; each whole echo completes a round trip
     /// and starts the next request.
+    ///
+    /// A read that does not fill `scratch` has drained the socket, and with
+    /// edge-triggered readiness any later arrival raises a new event: the
+    /// read that would only say `WouldBlock` is skipped, one syscall per
+    /// round trip that the generator would otherwise spend next to the
+    /// server it measures.
     fn receive(
         &mut self,
         payload: &Payload,
         window: &Window,
         stats: &mut Stats,
         scratch: &mut [u8],
+        read_to_eof: bool,
     ) -> io::Result<()> {
         loop {
             let Some(stream) = &mut self.stream else {
@@ -202,6 +212,9 @@ impl Connection {
                 self.received = 0;
                 self.sent_at = now;
                 self.send(payload)?;
+            }
+            if n < scratch.len() && !read_to_eof {
+                return Ok(());
             }
         }
     }

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Compares netlabd's event-model TCP echo with a plain tokio echo server
+# (benches/src/tokio_echo_server.rs) under the same closed-loop load.
+#
+# Each server runs alone, pinned to CPU 0; the load generator, `netlab bench
+# echo`, is pinned to CPU 1, so the server and the generator never compete
+# for a core and the two servers get identical conditions. The servers run
+# one after the other, never both at once.
+#
+# Prints a markdown table and the netlabd/tokio ratio, and appends both,
+# with the date and the exact commands, to benches/results/echo.md.
+#
+# Settings (environment): CONNECTIONS (100), SIZE (64), DURATION (10, in
+# seconds), WARMUP (1), SERVERS ("netlabd tokio": run only some of them),
+# CARGO_TARGET_DIR (where the release build goes, default ./target).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+CONNECTIONS=${CONNECTIONS:-100}
+SIZE=${SIZE:-64}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+SERVERS=${SERVERS:-netlabd tokio}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+RESULTS=$ROOT/benches/results/echo.md
+
+SERVER_CPU=0
+CLIENT_CPU=1
+if [ "$(nproc --all)" -lt 2 ]; then
+    echo "run-echo: fewer than 2 CPUs: server and generator share CPU 0" >&2
+    CLIENT_CPU=0
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/netlab-run-echo.XXXXXX")
+SERVER_PID=""
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port that is free now: bound to port 0, read, released.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until ADDR echoes, or fails after 10 s.
+wait_for_echo() {
+    local addr=$1
+    for _ in $(seq 100); do
+        if "$BIN/netlab" echo --timeout 200ms "$addr" ready >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "run-echo: the server exited before serving $addr" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "run-echo: $addr did not echo within 10 s" >&2
+    return 1
+}
+
+# Runs the load against ADDR; the bench's JSON line goes to FILE.
+BENCH_ARGS=(--connections "$CONNECTIONS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --json)
+# Exit 1 only means errors were counted: they show in the table.
+bench() {
+    local addr=$1 file=$2 status=0
+    taskset -c "$CLIENT_CPU" "$BIN/netlab" bench echo "$addr" "${BENCH_ARGS[@]}" >"$file" || status=$?
+    if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
+        echo "run-echo: the bench against $addr failed (exit $status)" >&2
+        return 1
+    fi
+}
+
+# Reads one numeric field from a bench JSON line.
+field() {
+    sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"
+}
+
+echo "run-echo: building release binaries" >&2
+cargo build --release --workspace --quiet
+
+COMMANDS=()
+ROWS=()
+
+run_netlabd() {
+    local port config addr
+    port=$(free_port)
+    addr="127.0.0.1:$port"
+    config=$WORK/netlabd.toml
+    cat >"$config" <<EOF
+[[server]]
+name = "echo"
+service = "echo"
+transport = "tcp"
+listen = ["$addr"]
+model = "event"
+EOF
+    echo "run-echo: netlabd (event model) on $addr, pinned to CPU $SERVER_CPU" >&2
+    taskset -c "$SERVER_CPU" "$BIN/netlabd" --config "$config" 2>"$WORK/netlabd.log" &
+    SERVER_PID=$!
+    wait_for_echo "$addr" || { cat "$WORK/netlabd.log" >&2; return 1; }
+    bench "$addr" "$WORK/netlabd.json"
+    stop_server
+    COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd.toml  # [[server]] service=\"echo\" transport=\"tcp\" model=\"event\" listen=[\"$addr\"]")
+    COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
+}
+
+run_tokio() {
+    local addr
+    echo "run-echo: tokio echo server, pinned to CPU $SERVER_CPU" >&2
+    taskset -c "$SERVER_CPU" "$BIN/tokio-echo-server" --listen 127.0.0.1:0 >"$WORK/tokio.out" 2>"$WORK/tokio.log" &
+    SERVER_PID=$!
+    # Its first line on stdout is the address it bound.
+    for _ in $(seq 100); do
+        addr=$(head -n 1 "$WORK/tokio.out" 2>/dev/null || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    if [ -z "$addr" ]; then
+        echo "run-echo: the tokio server printed no address" >&2
+        cat "$WORK/tokio.log" >&2
+        return 1
+    fi
+    wait_for_echo "$addr"
+    bench "$addr" "$WORK/tokio.json"
+    stop_server
+    COMMANDS+=("taskset -c $SERVER_CPU tokio-echo-server --listen 127.0.0.1:0")
+    COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
+}
+
+row() {
+    local name=$1 file=$2
+    printf '| %s | %s | %s | %s | %s | %s | %s |' "$name" \
+        "$(field "$file" requests_per_s)" "$(field "$file" mb_per_s_each_way)" \
+        "$(field "$file" p50_us)" "$(field "$file" p99_us)" "$(field "$file" p999_us)" \
+        "$(field "$file" errors)"
+}
+
+for server in $SERVERS; do
+    case $server in
+        netlabd) run_netlabd; ROWS+=("$(row "netlabd (event)" "$WORK/netlabd.json")") ;;
+        tokio) run_tokio; ROWS+=("$(row "tokio echo" "$WORK/tokio.json")") ;;
+        *) echo "run-echo: unknown server $server (netlabd, tokio)" >&2; exit 2 ;;
+    esac
+done
+
+REPORT=$WORK/report.md
+{
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm), $(nproc --all) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo
+    echo "$CONNECTIONS connections, $SIZE-byte requests, ${DURATION} s measured after ${WARMUP} s warmup;"
+    echo "server pinned to CPU $SERVER_CPU, generator to CPU $CLIENT_CPU. MB/s is payload each way; latencies in µs."
+    echo
+    echo "| server | req/s | MB/s | p50 | p99 | p99.9 | errors |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    printf '%s\n' "${ROWS[@]}"
+    if [ -s "$WORK/netlabd.json" ] && [ -s "$WORK/tokio.json" ]; then
+        echo
+        awk -v n="$(field "$WORK/netlabd.json" requests_per_s)" -v t="$(field "$WORK/tokio.json" requests_per_s)" \
+            'BEGIN { if (t > 0) printf "netlabd/tokio throughput ratio: %.2f\n", n / t }'
+    fi
+    echo
+    echo "Commands:"
+    echo
+    echo '```'
+    printf '%s\n' "${COMMANDS[@]}"
+    echo '```'
+    echo
+} >"$REPORT"
+
+cat "$REPORT"
+mkdir -p "$(dirname "$RESULTS")"
+[ -s "$RESULTS" ] || printf '# Echo: netlabd vs tokio\n\nAppended by benches/run-echo.sh, newest last.\n\n' >"$RESULTS"
+cat "$REPORT" >>"$RESULTS"
+echo "run-echo: appended to ${RESULTS#"$ROOT"/}" >&2
