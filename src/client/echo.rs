@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn udp_echo_over_ipv6_loopback() {
+        // Not every sandbox has IPv6 loopback; there is nothing to test without it.
+        let Ok(server) = UdpSocket::bind("[::1]:0") else {
+            return;
+        };
+        let addr = server.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let (n, from) = server.recv_from(&mut buf)?;
+            server.send_to(&buf[..n], from)
+        });
+        let reply = udp_echo(addr, b"six", TIMEOUT, 0).unwrap();
+        assert_eq!(reply, b"six");
+        echo.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn udp_message_too_large_is_invalid() {
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let err = udp_echo(addr, &vec![0; 70_000], TIMEOUT, 0).unwrap_err();
