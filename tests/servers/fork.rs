@@ -1,0 +1,186 @@
+//! The fork model's processes: children are reaped while serving, none is
+//! left (not even a zombie) after a stop, and max_connections bounds them.
+//!
+//! The children of a fork server are children of this whole test process,
+//! so these tests hold the fork lock exclusively while they count them.
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::common::*;
+
+fn describe(children: &[Child]) -> String {
+    children
+        .iter()
+        .map(|c| format!("{}({})", c.pid, c.state))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One client: a random message echoed, then EOF.
+fn one_client(at: std::net::SocketAddr, rng: &mut impl Rng, i: usize) {
+    let mut msg = format!("connection {i} ").into_bytes();
+    let n = rng.random_range(1..=2048);
+    msg.extend(random_bytes(rng, n));
+    let mut s = connect(at);
+    s.write_all(&msg).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut s), msg, "connection {i}");
+}
+
+#[test]
+fn children_are_reaped_while_serving_and_none_is_left_after_stop() {
+    let _g = fork_exclusive();
+    assert_eq!(describe(&children()), "", "children before the test");
+    let server = tcp_server("reap", "echo", Model::Fork, "max_connections = 200");
+    let at = addr(&server);
+    let mut rng = rng("fork_reaping");
+
+    // 50 one after the other...
+    for i in 0..50 {
+        one_client(at, &mut rng, i);
+    }
+    // ...and 50 at once.
+    let base: u64 = rng.random();
+    concurrently(50, |i| {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(base + i as u64);
+        one_client(at, &mut rng, 50 + i);
+    });
+    assert_eq!(server.stats().accepted, 100);
+
+    // Every connection is closed: the reaper must leave neither a child nor a zombie.
+    let t = Instant::now();
+    let reaped = eventually(Duration::from_secs(2), || children().is_empty());
+    assert!(
+        reaped,
+        "2 s after the last connection closed, children remain: {}",
+        describe(&children())
+    );
+    eprintln!(
+        "fork: all 100 children reaped {:?} after the last close",
+        t.elapsed()
+    );
+    assert!(eventually(Duration::from_secs(1), || server.stats().open == 0));
+
+    // Connections held open have a child each, alive (not zombies).
+    let mut held: Vec<_> = (0..5).map(|_| connect(at)).collect();
+    for c in &mut held {
+        echo_round_trip(c, b"holding");
+    }
+    let kids = children();
+    assert_eq!(
+        kids.len(),
+        5,
+        "one child per open connection: {}",
+        describe(&kids)
+    );
+    assert!(
+        kids.iter().all(|c| c.state != 'Z'),
+        "zombies: {}",
+        describe(&kids)
+    );
+
+    // Two of them leave: their children go, the others stay.
+    for mut c in held.drain(..2) {
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_eof(&mut c), b"");
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || children().len() == 3),
+        "after 2 of 5 clients left: {}",
+        describe(&children())
+    );
+    assert!(
+        children().iter().all(|c| c.state != 'Z'),
+        "zombies: {}",
+        describe(&children())
+    );
+
+    // Stop: the 3 left are ended after the grace, and nothing at all remains.
+    let t = Instant::now();
+    server.stop(Duration::from_millis(300));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let left = children();
+    assert!(left.is_empty(), "after stop(): {}", describe(&left));
+    for c in &mut held {
+        assert!(
+            closed_within(c, Duration::from_secs(1)).is_some(),
+            "client still served after stop"
+        );
+    }
+}
+
+#[test]
+fn max_connections_bounds_the_children() {
+    let _g = fork_exclusive();
+    let server = tcp_server("fork3", "echo", Model::Fork, "max_connections = 3");
+    let at = addr(&server);
+    let mut clients: Vec<_> = (0..3).map(|_| connect(at)).collect();
+    for c in &mut clients {
+        echo_round_trip(c, b"idle after this");
+    }
+    assert_refused(at, "4th connection");
+    assert_refused(at, "5th connection");
+    let stats = server.stats();
+    assert!(stats.refused >= 2, "{stats:?}");
+    assert_eq!(stats.open, 3, "{stats:?}");
+    // No child was made for the refused ones.
+    let kids = children();
+    assert_eq!(kids.len(), 3, "{}", describe(&kids));
+    for c in &mut clients {
+        echo_round_trip(c, b"still served");
+    }
+    drop(clients);
+    server.stop(Duration::from_millis(300));
+    assert_eq!(describe(&children()), "", "after stop()");
+}
+
+/// Dropping a fork server (no grace) kills and reaps its children too.
+#[test]
+fn drop_leaves_no_child() {
+    let _g = fork_exclusive();
+    let server = tcp_server("forkdrop", "echo", Model::Fork, "");
+    let at = addr(&server);
+    let mut held: Vec<_> = (0..3).map(|_| connect(at)).collect();
+    for c in &mut held {
+        echo_round_trip(c, b"hi");
+    }
+    assert_eq!(children().len(), 3);
+    drop(server);
+    assert_eq!(describe(&children()), "", "after drop");
+    for c in &mut held {
+        assert!(closed_within(c, Duration::from_secs(1)).is_some());
+    }
+}
+
+/// A child keeps only its own connection: a socket the test process had
+/// open when the child was made is not held open by the child.
+#[test]
+fn child_holds_no_inherited_descriptor() {
+    let _g = fork_shared();
+    // A connection of the test process's own, made before any child.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut ours = connect(listener.local_addr().unwrap());
+    let (theirs, _) = listener.accept().unwrap();
+
+    let server = tcp_server("forkfds", "echo", Model::Fork, "");
+    let mut served = connect(addr(&server));
+    echo_round_trip(&mut served, b"a child now exists");
+    assert_eq!(server.stats().open, 1);
+
+    // Closing our end must reach the peer at once: no child holds a copy.
+    drop(theirs);
+    drop(listener);
+    assert!(
+        closed_within(&mut ours, Duration::from_secs(1)).is_some(),
+        "a fork child kept the test process's socket open"
+    );
+    echo_round_trip(&mut served, b"still served");
+}
