@@ -21,8 +21,11 @@ const READ_BUF: usize = 64 * 1024;
 const HIGH_WATER: usize = 1024 * 1024;
 /// Reads per readiness event before other connections get their turn.
 const READ_BUDGET: usize = 16;
-/// How often idle connections are looked for, at most.
-const IDLE_SWEEP: Duration = Duration::from_secs(1);
+/// How often idle connections are looked for: often enough that a timeout
+/// is honoured within half its length, never more than once a second.
+pub(super) fn idle_sweep(idle: Duration) -> Duration {
+    (idle / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -48,6 +51,7 @@ pub(super) fn spawn(
         let worker = EventWorker {
             ctx: ctx.clone(),
             poll,
+            n_listeners: mine.len(),
             listeners: mine,
             conns: Slab::new(),
             buf: vec![0; READ_BUF],
@@ -74,6 +78,10 @@ struct Conn {
     read_closed: bool,
     /// The session asked to close (after flushing `out`).
     closing: bool,
+    /// Registered for writability: only while a reply waits for socket
+    /// space. Otherwise every write on loopback would come back as an
+    /// EPOLLOUT wake-up with nothing to do.
+    write_armed: bool,
     last_active: Instant,
     _permit: Permit,
 }
@@ -89,6 +97,9 @@ struct EventWorker {
     ctx: Arc<StreamCtx>,
     poll: Poll,
     listeners: Vec<MioListener>,
+    /// Tokens below this are listeners', even after a stop closed them, so
+    /// connections keep their tokens.
+    n_listeners: usize,
     conns: Slab<Conn>,
     buf: Vec<u8>,
     name: String,
@@ -99,14 +110,15 @@ impl EventWorker {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let idle = self.ctx.config.limits.idle_timeout;
-        let mut next_sweep = Instant::now() + IDLE_SWEEP;
+        let sweep = idle.map_or(Duration::from_secs(1), idle_sweep);
+        let mut next_sweep = Instant::now() + sweep;
         loop {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
             } else if self.ctx.shared.is_stopping() {
                 Some(self.ctx.shared.stop_wait(Duration::from_millis(100)))
             } else {
-                idle.map(|_| IDLE_SWEEP)
+                idle.map(|_| sweep)
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -126,8 +138,12 @@ impl EventWorker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    Token(t) if t < self.listeners.len() => self.accept(t, now),
-                    Token(t) => self.drive(t - self.listeners.len(), now, event.is_read_closed() || event.is_error()),
+                    Token(t) if t < self.n_listeners => {
+                        if t < self.listeners.len() {
+                            self.accept(t, now);
+                        }
+                    }
+                    Token(t) => self.drive(t - self.n_listeners, now, event.is_read_closed() || event.is_error()),
                 }
             }
             if self.ctx.shared.is_stopping() {
@@ -151,7 +167,7 @@ impl EventWorker {
                 && now >= next_sweep
             {
                 self.close_idle(now, idle);
-                next_sweep = now + IDLE_SWEEP;
+                next_sweep = now + sweep;
             }
         }
     }
@@ -173,7 +189,7 @@ impl EventWorker {
             };
             let _ = stream.set_nodelay(true);
             let entry = self.conns.vacant_entry();
-            let token = Token(entry.key() + self.listeners.len());
+            let token = Token(entry.key() + self.n_listeners);
             let mut conn = Conn {
                 stream,
                 peer,
@@ -182,14 +198,15 @@ impl EventWorker {
                 sent: 0,
                 read_closed: false,
                 closing: false,
+                write_armed: false,
                 last_active: now,
                 _permit: permit,
             };
-            if let Err(e) = self.poll.registry().register(
-                &mut conn.stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut conn.stream, token, Interest::READABLE)
+            {
                 log::warn!(
                     "server {}: cannot register {peer}: {e}",
                     self.ctx.shared.name
@@ -205,10 +222,26 @@ impl EventWorker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        match drive_conn(conn, &mut self.buf, now, peer_closed, &self.ctx.shared.name) {
-            Next::Keep => {}
-            Next::Again => self.again.push(key),
-            Next::Close => self.close(key),
+        let next = drive_conn(conn, &mut self.buf, now, peer_closed, &self.ctx.shared.name);
+        if let Next::Close = next {
+            return self.close(key);
+        }
+        let pending = conn.sent < conn.out.len();
+        if pending != conn.write_armed {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(key + self.n_listeners);
+            if let Err(e) = self.poll.registry().reregister(&mut conn.stream, token, interest) {
+                log::debug!("server {}: {}: {e}", self.ctx.shared.name, conn.peer);
+                return self.close(key);
+            }
+            conn.write_armed = pending;
+        }
+        if let Next::Again = next {
+            self.again.push(key);
         }
     }
 
