@@ -7,6 +7,7 @@
 //! that length has been checked against the codec's maximum, so a hostile
 //! header cannot make a server reserve memory.
 
+pub mod chat;
 pub mod header;
 pub mod line;
 

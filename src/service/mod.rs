@@ -4,6 +4,7 @@
 //! [`Session`], and writes back whatever the session appended to `out`. The
 //! same session type runs under every model, and tests drive it with slices.
 
+pub mod chat;
 pub mod count;
 pub mod echo;
 

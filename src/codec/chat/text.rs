@@ -1,0 +1,134 @@
+//! What the two text dialects (line, header) share: how a text frame from a
+//! client becomes a message, and how a notice reads.
+
+use crate::service::chat::{ClientMsg, Event};
+
+/// A text frame from a client: the first is its name, then `/who`, `/quit`
+/// or a message. Commands may carry blanks around them (`"/who "` from a
+/// sloppy terminal); messages are passed on exactly as sent.
+pub(super) fn text_msg<'a>(named: &mut bool, text: &'a str) -> ClientMsg<'a> {
+    if !*named {
+        *named = true;
+        return ClientMsg::Hello { name: text };
+    }
+    match text.trim_ascii() {
+        "/who" => ClientMsg::Who,
+        "/quit" => ClientMsg::Bye,
+        _ => ClientMsg::Say { text },
+    }
+}
+
+/// Appends the text of a notice, without the dialect's `* ` or framing:
+/// `Dian joined (2 online)`. A [`Event::Message`] is not a notice; the
+/// dialects render it themselves, and this writes it as `from: text`.
+pub(super) fn push_notice(event: &Event, out: &mut Vec<u8>) {
+    match event {
+        Event::Welcome { name, online, .. } => {
+            out.extend_from_slice(b"welcome ");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b", ");
+            push_decimal(out, u64::from(*online));
+            out.extend_from_slice(b" online; /who lists them, /quit leaves");
+        }
+        Event::Joined { name, online, .. } => {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b" joined (");
+            push_decimal(out, u64::from(*online));
+            out.extend_from_slice(b" online)");
+        }
+        Event::Left { name, online } => {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b" left (");
+            push_decimal(out, u64::from(*online));
+            out.extend_from_slice(b" online)");
+        }
+        Event::Roster { names } => {
+            out.extend_from_slice(b"online (");
+            push_decimal(out, names.len() as u64);
+            out.extend_from_slice(b"):");
+            for (i, name) in names.iter().enumerate() {
+                out.extend_from_slice(if i == 0 { b" " } else { b", " });
+                out.extend_from_slice(name.as_bytes());
+            }
+        }
+        Event::Error { reason, .. } => {
+            out.extend_from_slice(b"error: ");
+            out.extend_from_slice(reason.as_bytes());
+        }
+        Event::Message { from, text } => {
+            out.extend_from_slice(from.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+/// Appends `n` in decimal ASCII, without allocating.
+pub(super) fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut digits));
+}
+
+/// `n` in decimal ASCII, written at the end of `buf`.
+pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        start -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.get(start..).unwrap_or_default()
+}
+
+/// The longest prefix of `bytes`, at most `max` long, that does not end
+/// inside a UTF-8 character.
+pub(super) fn floor_char_boundary(bytes: &[u8], max: usize) -> usize {
+    let mut end = max.min(bytes.len());
+    while end > 0 && bytes.get(end).is_some_and(|&b| b & 0xc0 == 0x80) {
+        end -= 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 99, 100, 65536, u64::from(u32::MAX), u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn char_boundaries() {
+        let s = "aé語".as_bytes(); // 1 + 2 + 3 bytes
+        let cuts: Vec<usize> = (0..=7).map(|m| floor_char_boundary(s, m)).collect();
+        assert_eq!(cuts, [0, 1, 1, 3, 3, 3, 6, 6]);
+    }
+
+    #[test]
+    fn first_frame_is_the_name_even_if_it_looks_like_a_command() {
+        let mut named = false;
+        assert_eq!(
+            text_msg(&mut named, "/who"),
+            ClientMsg::Hello { name: "/who" }
+        );
+        assert_eq!(text_msg(&mut named, "/who"), ClientMsg::Who);
+        assert_eq!(text_msg(&mut named, " /quit\t"), ClientMsg::Bye);
+        assert_eq!(
+            text_msg(&mut named, " hi "),
+            ClientMsg::Say { text: " hi " }
+        );
+        assert_eq!(
+            text_msg(&mut named, "/whom"),
+            ClientMsg::Say { text: "/whom" }
+        );
+    }
+}
