@@ -22,6 +22,10 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: usize = 10_000;
     pub const MAX_FRAME: usize = 64 * 1024;
     pub const HEADER_LEN: usize = 10;
+    pub const MAX_CLIENTS: usize = 1000;
+    /// What may wait to be written to one chat client before it is dropped.
+    pub const QUEUE_BYTES: usize = 1024 * 1024;
+    pub const QUEUE_FRAMES: usize = 16 * 1024;
     /// The event model's and UDP's worker threads: one per core.
     pub fn workers() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -174,6 +178,10 @@ struct RawServer {
     unit: Option<Spanned<Unit>>,
     header_len: Option<Spanned<usize>>,
     max_frame: Option<Spanned<usize>>,
+    // chat
+    max_clients: Option<Spanned<usize>>,
+    queue_bytes: Option<Spanned<usize>>,
+    queue_frames: Option<Spanned<usize>>,
 }
 
 /// A `listen` entry: `"127.0.0.1:7"` or `{ addr = "...", dialect = "...", header_len = N }`.
@@ -248,6 +256,7 @@ pub enum ServiceConfig {
     Echo(EchoService),
     UdpEcho(UdpEchoService),
     Count(CountService),
+    Chat(ChatConfig),
 }
 
 impl ServiceConfig {
@@ -255,8 +264,28 @@ impl ServiceConfig {
         match self {
             ServiceConfig::Echo(_) | ServiceConfig::UdpEcho(_) => ServiceKind::Echo,
             ServiceConfig::Count(_) => ServiceKind::Count,
+            ServiceConfig::Chat(_) => ServiceKind::Chat,
         }
     }
+}
+
+/// A chat listener's wire dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatDialect {
+    Line,
+    Header { header_len: usize },
+    Bincode,
+}
+
+/// A chat server's room: one per server, shared by all its listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// Each listener's dialect, in `listen` order.
+    pub dialects: Vec<ChatDialect>,
+    pub max_clients: usize,
+    pub max_frame: usize,
+    pub queue_bytes: usize,
+    pub queue_frames: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,10 +563,13 @@ impl Ctx<'_> {
                     .to_lowercase(),
             );
         }
-        if kind == ServiceKind::Chat {
+        if kind == ServiceKind::Chat
+            && let Some(m) = &raw.model
+            && model == Model::Thread
+        {
             self.error(
-                raw.service.span(),
-                "the chat service is not available in this version of netlab; expected \"echo\" or \"count\"",
+                m.span(),
+                "chat runs on the event model: one reactor serves the whole room; use model = \"event\" or leave it out",
             );
         }
 
@@ -545,7 +577,7 @@ impl Ctx<'_> {
         let workers = self
             .positive(&raw.workers, "workers")
             .unwrap_or_else(defaults::workers);
-        let max_connections = self
+        let mut max_connections = self
             .positive(&raw.max_connections, "max_connections")
             .unwrap_or(defaults::MAX_CONNECTIONS);
         let per_source = self.positive(&raw.per_source, "per_source");
@@ -628,7 +660,55 @@ impl Ctx<'_> {
                         .unwrap_or(defaults::MAX_FRAME),
                 })
             }
-            (ServiceKind::Chat, _) => return None,
+            (ServiceKind::Chat, _) => {
+                self.not_for(&raw.tag, "tag", "chat");
+                self.not_for(&raw.drop_source_ports, "drop_source_ports", "chat");
+                self.not_for(
+                    &raw.framing,
+                    "framing",
+                    "chat (each listener has its dialect)",
+                );
+                self.not_for(&raw.unit, "unit", "chat");
+                self.not_for(&raw.header_len, "header_len", "chat servers; give it to a listener: { addr = \"...\", dialect = \"header\", header_len = 100 }");
+                self.not_for(
+                    &raw.workers,
+                    "workers",
+                    "chat (one reactor serves the whole room)",
+                );
+                if let Some(m) = &raw.max_connections {
+                    self.error(
+                        m.span(),
+                        "max_connections does not apply to chat; use max_clients",
+                    );
+                }
+                let max_clients = self
+                    .positive(&raw.max_clients, "max_clients")
+                    .unwrap_or(defaults::MAX_CLIENTS);
+                max_connections = max_clients;
+                let dialects = listen
+                    .iter()
+                    .map(|l| match l.dialect.unwrap_or(Dialect::Line) {
+                        Dialect::Line => ChatDialect::Line,
+                        Dialect::Bincode => ChatDialect::Bincode,
+                        Dialect::Header => ChatDialect::Header {
+                            header_len: l.header_len.unwrap_or(defaults::HEADER_LEN),
+                        },
+                    })
+                    .collect();
+                ServiceConfig::Chat(ChatConfig {
+                    dialects,
+                    max_clients,
+                    max_frame: self
+                        .positive(&raw.max_frame, "max_frame")
+                        .unwrap_or(defaults::MAX_FRAME),
+                    queue_bytes: self
+                        .positive(&raw.queue_bytes, "queue_bytes")
+                        .unwrap_or(defaults::QUEUE_BYTES),
+                    queue_frames: self
+                        .positive(&raw.queue_frames, "queue_frames")
+                        .unwrap_or(defaults::QUEUE_FRAMES),
+                })
+            }
         };
 
         if self.errors.len() > errors_before {

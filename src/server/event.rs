@@ -143,7 +143,11 @@ impl EventWorker {
                             self.accept(t, now);
                         }
                     }
-                    Token(t) => self.drive(t - self.n_listeners, now, event.is_read_closed() || event.is_error()),
+                    Token(t) => self.drive(
+                        t - self.n_listeners,
+                        now,
+                        event.is_read_closed() || event.is_error(),
+                    ),
                 }
             }
             if self.ctx.shared.is_stopping() {
@@ -202,10 +206,10 @@ impl EventWorker {
                 last_active: now,
                 _permit: permit,
             };
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut conn.stream, token, Interest::READABLE)
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut conn.stream, token, Interest::READABLE)
             {
                 log::warn!(
                     "server {}: cannot register {peer}: {e}",
@@ -234,7 +238,11 @@ impl EventWorker {
                 Interest::READABLE
             };
             let token = Token(key + self.n_listeners);
-            if let Err(e) = self.poll.registry().reregister(&mut conn.stream, token, interest) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+            {
                 log::debug!("server {}: {}: {e}", self.ctx.shared.name, conn.peer);
                 return self.close(key);
             }
@@ -278,7 +286,13 @@ impl EventWorker {
 }
 
 /// Reads, lets the session answer, writes, until the socket would block.
-fn drive_conn(conn: &mut Conn, buf: &mut [u8], now: Instant, peer_closed: bool, server: &str) -> Next {
+fn drive_conn(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    now: Instant,
+    peer_closed: bool,
+    server: &str,
+) -> Next {
     let mut reads = 0;
     // A read shorter than the buffer emptied the socket: epoll (edge
     // triggered) reports any later arrival, so another read would only say

@@ -14,6 +14,7 @@ mod blocking;
 mod event;
 mod fork;
 mod limits;
+mod room;
 mod thread;
 mod udp;
 
@@ -27,10 +28,13 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::config::{Location, Model, ServerConfig, ServiceConfig, Transport};
+use crate::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
+use crate::config::{ChatDialect, Location, Model, ServerConfig, ServiceConfig, Transport};
 use crate::service::StreamService;
+use crate::service::chat::{ChatRoom, HubLimits};
 
 pub use limits::{Admission, ConnLimiter, Permit};
+pub use room::QueueLimits;
 
 /// A listener or a server could not be set up.
 #[derive(Debug)]
@@ -219,14 +223,46 @@ impl BoundServer {
                 udp_service = Some(service.clone());
                 udp::spawn(&shared, service.clone(), per_addr).map_err(err)?
             }
+            (BoundSockets::Tcp(listeners), ServiceConfig::Chat(chat)) => {
+                let codecs: Vec<ChatCodec> = chat
+                    .dialects
+                    .iter()
+                    .map(|d| match *d {
+                        ChatDialect::Line => ChatCodec::Line(LineChat::new(chat.max_frame)),
+                        ChatDialect::Header { header_len } => {
+                            ChatCodec::Header(HeaderChat::new(header_len, chat.max_frame))
+                        }
+                        ChatDialect::Bincode => {
+                            ChatCodec::Bincode(BincodeChat::new(chat.max_frame))
+                        }
+                    })
+                    .collect();
+                let ctx = room::RoomCtx {
+                    shared: shared.clone(),
+                    service: Box::new(ChatRoom::new(
+                        &config.name,
+                        &codecs,
+                        HubLimits {
+                            max_clients: chat.max_clients,
+                        },
+                    )),
+                    queue: QueueLimits {
+                        bytes: chat.queue_bytes,
+                        frames: chat.queue_frames,
+                    },
+                    idle_timeout: config.limits.idle_timeout,
+                    access: config.access.clone(),
+                };
+                room::spawn(ctx, listeners).map_err(err)?
+            }
             (BoundSockets::Tcp(listeners), service) => {
                 let service = match service {
                     ServiceConfig::Echo(s) => StreamService::Echo(s.clone()),
                     ServiceConfig::Count(s) => StreamService::Count(*s),
-                    ServiceConfig::UdpEcho(_) => {
+                    ServiceConfig::UdpEcho(_) | ServiceConfig::Chat(_) => {
                         return Err(err(io::Error::new(
                             io::ErrorKind::InvalidInput,
-                            "UDP echo given TCP listeners",
+                            "a UDP service given TCP listeners",
                         )));
                     }
                 };

@@ -7,6 +7,7 @@
 pub mod chat;
 pub mod count;
 pub mod echo;
+pub mod room;
 
 use std::fmt;
 

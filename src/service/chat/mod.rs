@@ -11,7 +11,9 @@
 pub mod hub;
 pub mod message;
 pub mod name;
+pub mod room;
 
 pub use hub::{ClientId, Hub, HubLimits, LeaveReason, Output};
 pub use message::{ClientMsg, ErrorCode, Event};
 pub use name::{MAX_NAME_CHARS, NameError, validate_name};
+pub use room::ChatRoom;

@@ -1,0 +1,504 @@
+//! The runtime of room services (chat): one reactor thread serves every
+//! listener of the server, so all its connections share one room without a
+//! lock. Input is read as it comes; what the service sends is queued per
+//! connection and written once per loop turn, so a burst of messages costs
+//! each client one write, not one per message (how ncat gets its speed). A
+//! client whose queue passes its bound is dropped and the service told: a
+//! slow reader never stalls the others.
+
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener as MioListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use super::{Permit, Runtime, Shared};
+use crate::service::room::{ConnId, Disconnect, Outbox, RoomService, Send};
+use std::sync::Arc;
+
+const READ_BUF: usize = 64 * 1024;
+const READ_BUDGET: usize = 16;
+const WAKER: Token = Token(usize::MAX);
+
+/// Bounds on what may wait to be written to one client.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub bytes: usize,
+    pub frames: usize,
+}
+
+pub(crate) struct RoomCtx {
+    pub shared: Arc<Shared>,
+    pub service: Box<dyn RoomService>,
+    pub queue: QueueLimits,
+    pub idle_timeout: Option<Duration>,
+    pub access: crate::config::AccessList,
+}
+
+pub(super) fn spawn(ctx: RoomCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let mut mine = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.into_iter().enumerate() {
+        let mut l = MioListener::from_std(l);
+        poll.registry()
+            .register(&mut l, Token(i), Interest::READABLE)?;
+        mine.push(l);
+    }
+    let name = format!("{}-room", ctx.shared.name);
+    let room = Room {
+        ctx,
+        poll,
+        n_listeners: mine.len(),
+        listeners: mine,
+        clients: Slab::new(),
+        groups: Vec::new(),
+        outbox: Outbox::default(),
+        dirty: Vec::new(),
+        doomed: Vec::new(),
+        again: Vec::new(),
+        buf: vec![0; READ_BUF],
+        generation: 0,
+    };
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || room.run())?;
+    Ok(Runtime {
+        threads: vec![thread],
+        wakers: vec![waker],
+    })
+}
+
+struct Client {
+    id: ConnId,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    out: Vec<u8>,
+    sent: usize,
+    /// Sends queued since the queue was last empty.
+    frames: usize,
+    group: Option<usize>,
+    dirty: bool,
+    /// The service asked to close it once its queue is flushed.
+    closing: bool,
+    /// Its queue overflowed; it is being dropped.
+    overflowed: bool,
+    last_active: Instant,
+    _permit: Permit,
+}
+
+impl Client {
+    fn queued(&self) -> usize {
+        self.out.len() - self.sent
+    }
+}
+
+struct Room {
+    ctx: RoomCtx,
+    poll: Poll,
+    listeners: Vec<MioListener>,
+    /// Tokens below this are listeners', even after a stop closed them.
+    n_listeners: usize,
+    clients: Slab<Client>,
+    /// Members of each group, by slab key.
+    groups: Vec<Vec<usize>>,
+    outbox: Outbox,
+    /// Clients with bytes to write this turn.
+    dirty: Vec<usize>,
+    /// Clients to remove, and why.
+    doomed: Vec<(usize, Disconnect)>,
+    /// Clients whose input may not all have been read.
+    again: Vec<usize>,
+    buf: Vec<u8>,
+    generation: u64,
+}
+
+fn key_of(id: ConnId) -> usize {
+    (id & 0xffff_ffff) as usize
+}
+
+impl Room {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let sweep = self
+            .ctx
+            .idle_timeout
+            .map_or(Duration::from_secs(1), super::event::idle_sweep);
+        let mut next_sweep = Instant::now() + sweep;
+        let mut told_stopping = false;
+        loop {
+            let timeout = if !self.again.is_empty() {
+                Some(Duration::ZERO)
+            } else if self.ctx.shared.is_stopping() {
+                Some(self.ctx.shared.stop_wait(Duration::from_millis(50)))
+            } else {
+                self.ctx.idle_timeout.map(|_| sweep)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!(
+                    "server {}: poll failed, room stops: {e}",
+                    self.ctx.shared.name
+                );
+                return;
+            }
+            let now = Instant::now();
+            for key in std::mem::take(&mut self.again) {
+                self.read(key, now, true);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    Token(i) if i < self.n_listeners => {
+                        if i < self.listeners.len() {
+                            self.accept(i, now);
+                        }
+                    }
+                    Token(t) => {
+                        let key = t - self.n_listeners;
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key, now, event.is_read_closed() || event.is_error());
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            if self.ctx.shared.is_stopping() && !told_stopping {
+                told_stopping = true;
+                for mut l in self.listeners.drain(..) {
+                    let _ = self.poll.registry().deregister(&mut l);
+                }
+                self.ctx.service.stopping(&mut self.outbox);
+                self.deliver();
+            }
+            if let Some(idle) = self.ctx.idle_timeout
+                && now >= next_sweep
+            {
+                next_sweep = now + sweep;
+                for (key, c) in &self.clients {
+                    if now.duration_since(c.last_active) >= idle {
+                        self.doomed.push((key, Disconnect::Idle));
+                    }
+                }
+                self.bury();
+            }
+            self.flush_dirty();
+            if told_stopping && (self.clients.is_empty() || self.ctx.shared.past_deadline()) {
+                if !self.clients.is_empty() {
+                    log::info!(
+                        "server {}: closing {} connection(s) still open after the grace period",
+                        self.ctx.shared.name,
+                        self.clients.len()
+                    );
+                }
+                return;
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        loop {
+            let (mut stream, peer) = match self.listeners[index].accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("server {}: accept failed: {e}", self.ctx.shared.name);
+                    return;
+                }
+            };
+            let Some(permit) = self.admit(peer) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let entry = self.clients.vacant_entry();
+            let key = entry.key();
+            let token = Token(key + self.n_listeners);
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!(
+                    "server {}: cannot register {peer}: {e}",
+                    self.ctx.shared.name
+                );
+                continue;
+            }
+            self.generation += 1;
+            let id = (self.generation << 32) | key as u64;
+            entry.insert(Client {
+                id,
+                stream,
+                peer,
+                out: Vec::new(),
+                sent: 0,
+                frames: 0,
+                group: None,
+                dirty: false,
+                closing: false,
+                overflowed: false,
+                last_active: now,
+                _permit: permit,
+            });
+            log::debug!("server {}: connection from {peer}", self.ctx.shared.name);
+            self.ctx
+                .service
+                .connected(id, index, &peer.to_string(), &mut self.outbox);
+            self.deliver();
+        }
+    }
+
+    fn admit(&self, peer: std::net::SocketAddr) -> Option<Permit> {
+        use super::Admission;
+        use std::sync::atomic::Ordering;
+        let shared = &self.ctx.shared;
+        let refused = |why: String| {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::info!("server {}: refused {peer}: {why}", shared.name);
+            None
+        };
+        if !self.ctx.access.permits(peer.ip()) {
+            return refused("not permitted by allow/deny".into());
+        }
+        match shared.limiter.try_acquire(peer.ip()) {
+            Admission::Admitted(p) => {
+                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                Some(p)
+            }
+            Admission::Full => refused("the room is full (max_clients)".into()),
+            Admission::SourceFull(n) => {
+                refused(format!("per_source ({n}) reached for this address"))
+            }
+        }
+    }
+
+    /// Reads what a client sent and hands it to the service.
+    fn read(&mut self, key: usize, now: Instant, peer_closed: bool) {
+        for _ in 0..READ_BUDGET {
+            let Some(c) = self.clients.get_mut(key) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            match c.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.doomed.push((key, Disconnect::Closed));
+                    self.bury();
+                    return;
+                }
+                Ok(n) => {
+                    c.last_active = now;
+                    let id = c.id;
+                    self.ctx
+                        .service
+                        .received(id, &self.buf[..n], &mut self.outbox);
+                    self.deliver();
+                    // See the event model: a short read drained the socket.
+                    if n < self.buf.len() && !peer_closed {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("server {}: read from {}: {e}", self.ctx.shared.name, c.peer);
+                    self.doomed.push((key, Disconnect::Failed));
+                    self.bury();
+                    return;
+                }
+            }
+        }
+        self.again.push(key);
+    }
+
+    /// Queues what the service sent.
+    fn deliver(&mut self) {
+        let queue = self.ctx.queue;
+        for send in self.outbox.sends.drain(..) {
+            match send {
+                Send::To(id, range) => {
+                    if let Some(c) = self.clients.get_mut(key_of(id)).filter(|c| c.id == id) {
+                        enqueue(
+                            c,
+                            key_of(id),
+                            &self.outbox.bytes[range],
+                            queue,
+                            &mut self.dirty,
+                            &mut self.doomed,
+                        );
+                    }
+                }
+                Send::Group {
+                    group,
+                    except,
+                    bytes,
+                } => {
+                    let Some(members) = self.groups.get(group) else {
+                        continue;
+                    };
+                    let bytes = &self.outbox.bytes[bytes];
+                    for &key in members {
+                        if let Some(c) = self.clients.get_mut(key)
+                            && Some(c.id) != except
+                        {
+                            enqueue(c, key, bytes, queue, &mut self.dirty, &mut self.doomed);
+                        }
+                    }
+                }
+                Send::Join(id, group) => {
+                    let key = key_of(id);
+                    if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
+                        if self.groups.len() <= group {
+                            self.groups.resize_with(group + 1, Vec::new);
+                        }
+                        if let Some(old) = c.group.replace(group) {
+                            self.groups[old].retain(|&k| k != key);
+                        }
+                        self.groups[group].push(key);
+                    }
+                }
+                Send::Close(id) => {
+                    let key = key_of(id);
+                    if let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) {
+                        c.closing = true;
+                        if !c.dirty {
+                            c.dirty = true;
+                            self.dirty.push(key);
+                        }
+                    }
+                }
+            }
+        }
+        self.outbox.bytes.clear();
+        self.bury();
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key)
+            && !c.dirty
+        {
+            c.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// One write per client with something queued.
+    fn flush_dirty(&mut self) {
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let key = self.dirty[i];
+            i += 1;
+            let Some(c) = self.clients.get_mut(key) else {
+                continue;
+            };
+            c.dirty = false;
+            match flush(c) {
+                Ok(true) if c.closing => self.doomed.push((key, Disconnect::Closed)),
+                Ok(_) => {}
+                Err(e) => {
+                    log::debug!("server {}: write to {}: {e}", self.ctx.shared.name, c.peer);
+                    self.doomed.push((key, Disconnect::Failed));
+                }
+            }
+            // Removing may make the service send more (a "left" notice).
+            self.bury();
+        }
+        self.dirty.clear();
+    }
+
+    /// Removes the doomed clients and tells the service, which may doom more.
+    fn bury(&mut self) {
+        while let Some((key, why)) = self.doomed.pop() {
+            let Some(mut c) = self.clients.try_remove(key) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if let Some(g) = c.group {
+                self.groups[g].retain(|&k| k != key);
+            }
+            self.ctx
+                .shared
+                .stats
+                .closed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match why {
+                Disconnect::SlowReader => log::info!(
+                    "server {}: dropping {}: its outbound queue overflowed (it does not read)",
+                    self.ctx.shared.name,
+                    c.peer
+                ),
+                Disconnect::Idle => log::info!(
+                    "server {}: closing {}: idle timeout",
+                    self.ctx.shared.name,
+                    c.peer
+                ),
+                _ => log::debug!("server {}: {} gone ({why:?})", self.ctx.shared.name, c.peer),
+            }
+            if why == Disconnect::Closed && c.queued() > 0 {
+                // Closing at the service's word: last try at what is queued.
+                let _ = flush(&mut c);
+            }
+            self.ctx.service.disconnected(c.id, why, &mut self.outbox);
+            if !self.outbox.sends.is_empty() {
+                self.deliver();
+            }
+        }
+    }
+}
+
+fn enqueue(
+    c: &mut Client,
+    key: usize,
+    bytes: &[u8],
+    limits: QueueLimits,
+    dirty: &mut Vec<usize>,
+    doomed: &mut Vec<(usize, Disconnect)>,
+) {
+    if c.overflowed {
+        return;
+    }
+    if c.queued() + bytes.len() > limits.bytes || c.frames >= limits.frames {
+        // Nothing more is queued for it, and it is removed this turn.
+        c.overflowed = true;
+        doomed.push((key, Disconnect::SlowReader));
+        return;
+    }
+    if c.sent > 0 && c.sent >= c.out.len() / 2 {
+        c.out.drain(..c.sent);
+        c.sent = 0;
+    }
+    c.out.extend_from_slice(bytes);
+    c.frames += 1;
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(key);
+    }
+}
+
+/// Writes what is queued; `Ok(true)` when nothing is left.
+fn flush(c: &mut Client) -> io::Result<bool> {
+    while c.sent < c.out.len() {
+        match c.stream.write(&c.out[c.sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => c.sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.out.clear();
+    c.sent = 0;
+    c.frames = 0;
+    if c.out.capacity() > 4 * READ_BUF {
+        c.out = Vec::new();
+    }
+    Ok(true)
+}

@@ -1,0 +1,151 @@
+//! The chat room as a [`RoomService`]: the hub, plus each listener's
+//! dialect. Clients become members of the group of their encoding when they
+//! are welcomed, so a broadcast is encoded once per encoding in use and the
+//! runtime only copies those bytes to each member.
+
+use std::collections::HashMap;
+
+use super::{Event, Hub, HubLimits, LeaveReason, Output};
+use crate::codec::chat::{ChatCodec, ChatDecoder, Encoding};
+use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
+
+struct Client {
+    decoder: ChatDecoder,
+    codec: ChatCodec,
+    group: usize,
+    peer: String,
+    /// Welcomed, so counted among its group's members.
+    welcomed: bool,
+}
+
+pub struct ChatRoom {
+    server: String,
+    hub: Hub,
+    /// Each listener's codec, and the group of its encoding.
+    listeners: Vec<(ChatCodec, usize)>,
+    /// Each group's codec (the first listener's with that encoding) and how
+    /// many welcomed clients it has.
+    groups: Vec<(ChatCodec, usize)>,
+    clients: HashMap<ConnId, Client>,
+    outputs: Vec<Output>,
+}
+
+impl ChatRoom {
+    /// `codecs[i]` is the dialect of the server's `i`th listener.
+    pub fn new(server: &str, codecs: &[ChatCodec], limits: HubLimits) -> ChatRoom {
+        let mut encodings: Vec<Encoding> = Vec::new();
+        let mut groups = Vec::new();
+        let listeners = codecs
+            .iter()
+            .map(|codec| {
+                let group = match encodings.iter().position(|e| *e == codec.encoding()) {
+                    Some(g) => g,
+                    None => {
+                        encodings.push(codec.encoding());
+                        groups.push((*codec, 0));
+                        groups.len() - 1
+                    }
+                };
+                (*codec, group)
+            })
+            .collect();
+        ChatRoom {
+            server: server.to_owned(),
+            hub: Hub::new(limits),
+            listeners,
+            groups,
+            clients: HashMap::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Turns the hub's outputs into bytes for the runtime.
+    fn dispatch(&mut self, out: &mut Outbox) {
+        for output in self.outputs.drain(..) {
+            match output {
+                Output::To(id, event) => {
+                    let Some(client) = self.clients.get_mut(&id) else {
+                        continue;
+                    };
+                    let codec = client.codec;
+                    out.to(id, |b| codec.encode(&event, b));
+                    if matches!(event, Event::Welcome { .. }) && !client.welcomed {
+                        client.welcomed = true;
+                        out.join(id, client.group);
+                        self.groups[client.group].1 += 1;
+                    }
+                }
+                Output::Broadcast { except, event } => {
+                    for (group, (codec, members)) in self.groups.iter().enumerate() {
+                        if *members > 0 {
+                            out.group(group, except, |b| codec.encode(&event, b));
+                        }
+                    }
+                }
+                Output::Close(id) => out.close(id),
+            }
+        }
+    }
+}
+
+impl RoomService for ChatRoom {
+    fn connected(&mut self, conn: ConnId, listener: usize, peer: &str, _out: &mut Outbox) {
+        let Some(&(codec, group)) = self.listeners.get(listener) else {
+            return;
+        };
+        self.hub.connect(conn, peer);
+        self.clients.insert(
+            conn,
+            Client {
+                decoder: codec.decoder(),
+                codec,
+                group,
+                peer: peer.to_owned(),
+                welcomed: false,
+            },
+        );
+    }
+
+    fn received(&mut self, conn: ConnId, bytes: &[u8], out: &mut Outbox) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        client.decoder.extend(bytes);
+        loop {
+            match client.decoder.next_msg() {
+                Ok(Some(msg)) => self.hub.handle(conn, msg, &mut self.outputs),
+                Ok(None) => break,
+                Err(e) => {
+                    log::info!("server {}: closing {}: {e}", self.server, client.peer);
+                    let codec = client.codec;
+                    out.to(conn, |b| codec.encode_error(&e, b));
+                    self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
+                    self.outputs.push(Output::Close(conn));
+                    break;
+                }
+            }
+        }
+        self.dispatch(out);
+    }
+
+    fn disconnected(&mut self, conn: ConnId, why: Disconnect, out: &mut Outbox) {
+        let reason = match why {
+            Disconnect::Closed => LeaveReason::Disconnected,
+            Disconnect::Failed => LeaveReason::Error,
+            Disconnect::SlowReader => LeaveReason::Dropped,
+            Disconnect::Idle => LeaveReason::TimedOut,
+        };
+        self.hub.leave(conn, reason, &mut self.outputs);
+        self.dispatch(out);
+        if let Some(client) = self.clients.remove(&conn)
+            && client.welcomed
+        {
+            self.groups[client.group].1 -= 1;
+        }
+    }
+
+    fn stopping(&mut self, out: &mut Outbox) {
+        self.hub.shutdown(&mut self.outputs);
+        self.dispatch(out);
+    }
+}
