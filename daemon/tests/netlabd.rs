@@ -48,7 +48,11 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Daemon { child, log, _dir: dir };
+        let mut daemon = Daemon {
+            child,
+            log,
+            _dir: dir,
+        };
         let mut bound = Vec::new();
         while bound.len() < listeners {
             let line = daemon.next_line(Duration::from_secs(10));
@@ -66,7 +70,10 @@ impl Daemon {
     fn next_line(&mut self, within: Duration) -> String {
         match self.log.recv_timeout(within) {
             Ok(line) => line,
-            Err(e) => panic!("netlabd said nothing more ({e}); exit: {:?}", self.child.try_wait()),
+            Err(e) => panic!(
+                "netlabd said nothing more ({e}); exit: {:?}",
+                self.child.try_wait()
+            ),
         }
     }
 
@@ -92,7 +99,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < until, "netlabd did not exit within {within:?}");
+            assert!(
+                Instant::now() < until,
+                "netlabd did not exit within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -132,7 +142,11 @@ fn run_netlabd(args: &[&str], config: Option<&str>) -> (Output, String) {
         origin = path.display().to_string();
         cmd.arg("--config").arg(&path);
     }
-    let out = cmd.args(args).stdin(Stdio::null()).output().expect("run netlabd");
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run netlabd");
     (out, origin)
 }
 
@@ -178,10 +192,15 @@ fn a_port_in_use_refuses_the_whole_config_before_anything_starts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("{origin}:9:11: server second: cannot listen on 127.0.0.1:{port}")),
+        stderr.contains(&format!(
+            "{origin}:9:11: server second: cannot listen on 127.0.0.1:{port}"
+        )),
         "{stderr}"
     );
-    assert!(stderr.to_lowercase().contains("address already in use"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("address already in use"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("listening on"), "{stderr}");
 }
 
@@ -192,12 +211,20 @@ fn check_accepts_the_shipped_example() {
     // Port 0 everywhere, so the check's bind cannot collide with anything.
     let text = port_zero(&text);
     let (out, _) = run_netlabd(&["--check"], Some(&text));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn print_default_config_is_a_valid_config() {
-    let out = Command::new(NETLABD).arg("--print-default-config").output().unwrap();
+    let out = Command::new(NETLABD)
+        .arg("--print-default-config")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     netlab::config::Config::parse(&text, "default").expect("the default parses");
@@ -211,7 +238,9 @@ fn port_zero(text: &str) -> String {
         if l.trim_start().starts_with("listen") {
             let mut fixed = String::new();
             for (i, part) in l.split('"').enumerate() {
-                if i % 2 == 1 && let Some((host, _port)) = part.rsplit_once(':') {
+                if i % 2 == 1
+                    && let Some((host, _port)) = part.rsplit_once(':')
+                {
                     fixed.push_str(&format!("{host}:0"));
                 } else {
                     fixed.push_str(part);
@@ -277,7 +306,10 @@ listen = ["127.0.0.1:0"]
 "#;
 
 fn python() -> Option<&'static str> {
-    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIP: python3 is not installed, so the seeds' own clients cannot be run");
     }
@@ -285,7 +317,9 @@ fn python() -> Option<&'static str> {
 }
 
 fn seed(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seeds").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/seeds")
+        .join(name)
 }
 
 fn run_seed(script: &str, args: &[String], stdin: &str) -> String {
@@ -297,7 +331,12 @@ fn run_seed(script: &str, args: &[String], stdin: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     // The seeds have no timeouts of their own: bound them here.
     let until = Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() {
@@ -309,7 +348,11 @@ fn run_seed(script: &str, args: &[String], stdin: &str) -> String {
     }
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{script}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text
 }
 
@@ -320,7 +363,11 @@ fn seeds_clients_get_correct_replies_under_every_model_then_sigterm_exits_0() {
         for (name, addr) in &bound {
             let port = vec!["--port".to_owned(), addr.port().to_string()];
             if name.starts_with("count") {
-                let out = run_seed("count_client.py", &[addr.port().to_string()], "héllo wörld\n");
+                let out = run_seed(
+                    "count_client.py",
+                    &[addr.port().to_string()],
+                    "héllo wörld\n",
+                );
                 assert!(out.contains("Jumlah karakter: 11"), "{name}: {out}");
             } else if name == "echo-udp" {
                 let out = run_seed("udp_echo_client.py", &port, "");
@@ -334,7 +381,10 @@ fn seeds_clients_get_correct_replies_under_every_model_then_sigterm_exits_0() {
                     .lines()
                     .filter_map(|l| l.strip_prefix("Received: "))
                     .collect();
-                assert_eq!(received, "Test message. This will be echoed", "{name}: {out}");
+                assert_eq!(
+                    received, "Test message. This will be echoed",
+                    "{name}: {out}"
+                );
                 assert!(!out.contains("error"), "{name}: {out}");
             }
         }
@@ -355,6 +405,10 @@ fn sigint_with_a_client_connected_stops_within_the_grace() {
     daemon.signal(libc::SIGINT);
     let status = daemon.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
     drop(idle);
 }

@@ -108,7 +108,11 @@ pub fn run(options: &Options) -> ExitCode {
                 "SIGHUP: reloading is not supported by this version; restart netlabd to apply a new configuration"
             ),
             _ => {
-                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
                 log::info!(
                     "{name}: stopping; open connections have {} to finish",
                     humantime::format_duration(config.daemon.shutdown_grace)
