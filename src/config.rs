@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
 
@@ -139,15 +140,6 @@ pub enum Dialect {
 }
 
 // ---- The file as written -------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    daemon: Option<Spanned<RawDaemon>>,
-    #[serde(default)]
-    server: Vec<Spanned<RawServer>>,
-}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -439,21 +431,47 @@ impl Ctx<'_> {
     }
 
     fn parse(mut self) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = match toml::from_str(self.text) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                self.error(span, e.message().trim_end().to_owned());
-                return Err(ConfigErrors(self.errors));
+        // Every syntax error, not only the first.
+        let (doc, syntax) = DeTable::parse_recoverable(self.text);
+        if !syntax.is_empty() {
+            for e in syntax {
+                self.error(e.span().unwrap_or(0..0), e.message().trim_end().to_owned());
             }
-        };
-        let daemon = self.daemon(raw.daemon);
+            self.errors
+                .sort_by_key(|e| (e.location.line, e.location.column));
+            return Err(ConfigErrors(self.errors));
+        }
+        let mut daemon_raw = None;
+        let mut servers_raw = Vec::new();
+        for (key, value) in doc.into_inner() {
+            match key.get_ref().as_ref() {
+                "daemon" => daemon_raw = self.deserialize::<RawDaemon>(value),
+                "server" => match value.into_inner() {
+                    DeValue::Array(items) => {
+                        for item in items {
+                            if let Some(server) = self.deserialize::<RawServer>(item) {
+                                servers_raw.push(server);
+                            }
+                        }
+                    }
+                    _ => self.error(
+                        key.span(),
+                        "server must be an array of tables: write each server as [[server]]",
+                    ),
+                },
+                other => self.error(
+                    key.span(),
+                    format!("unknown field `{other}`, expected `daemon` or `server`"),
+                ),
+            }
+        }
+        let daemon = self.daemon(daemon_raw);
         let mut servers: Vec<ServerConfig> = Vec::new();
-        let mut names: Vec<(String, Range<usize>)> = Vec::new();
-        for server in raw.server {
+        let mut names: Vec<String> = Vec::new();
+        for server in servers_raw {
             let span = server.span();
             let server = server.into_inner();
-            if let Some((_, _)) = names.iter().find(|(n, _)| *n == *server.name.get_ref()) {
+            if names.contains(server.name.get_ref()) {
                 self.error(
                     server.name.span(),
                     format!(
@@ -462,7 +480,7 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            names.push((server.name.get_ref().clone(), server.name.span()));
+            names.push(server.name.get_ref().clone());
             if let Some(s) = self.server(server, span) {
                 servers.push(s);
             }
@@ -475,6 +493,38 @@ impl Ctx<'_> {
             Ok(Config { daemon, servers })
         } else {
             Err(ConfigErrors(self.errors))
+        }
+    }
+
+    /// Deserializes one table, reporting every unknown key in it (serde
+    /// stops at the first, so each is reported, removed, and the table
+    /// tried again) and then the first other error, if any.
+    fn deserialize<T: serde::de::DeserializeOwned>(
+        &mut self,
+        mut value: Spanned<DeValue<'_>>,
+    ) -> Option<Spanned<T>> {
+        let span = value.span();
+        loop {
+            match T::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(t) => return Some(Spanned::new(span, t)),
+                Err(e) => {
+                    let unknown = e
+                        .message()
+                        .strip_prefix("unknown field `")
+                        .and_then(|rest| rest.split_once('`'))
+                        .map(|(name, _)| name.to_owned());
+                    self.error(
+                        e.span().unwrap_or(span.clone()),
+                        e.message().trim_end().to_owned(),
+                    );
+                    let (Some(name), DeValue::Table(table)) = (unknown, value.get_mut()) else {
+                        return None;
+                    };
+                    if table.remove(name.as_str()).is_none() {
+                        return None;
+                    }
+                }
+            }
         }
     }
 

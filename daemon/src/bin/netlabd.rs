@@ -14,8 +14,8 @@ struct Args {
     /// embedded default].
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Check the configuration, and that its addresses can be bound, then exit
-    /// (0 when valid, 2 otherwise).
+    /// Check the configuration and exit: 0 when valid, else every error with
+    /// its file, line and column, and 2.
     #[arg(long)]
     check: bool,
     /// Print the embedded default configuration and exit.

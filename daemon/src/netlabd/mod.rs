@@ -24,7 +24,8 @@ pub const EXIT_RUNTIME: u8 = 1;
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub config: Option<PathBuf>,
-    /// Validate the configuration (and that its addresses can be bound) and exit.
+    /// Validate the configuration and exit. Ports are not bound: a check is
+    /// what an operator runs before reloading a daemon that holds them.
     pub check: bool,
 }
 
@@ -54,6 +55,10 @@ pub fn run(options: &Options) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if options.check {
+        println!("configuration OK: {} server(s)", config.servers.len());
+        return ExitCode::SUCCESS;
+    }
     match &source {
         Source::File(path) => log::info!("configuration {}", path.display()),
         Source::Embedded => log::info!(
@@ -73,11 +78,6 @@ pub fn run(options: &Options) -> ExitCode {
             }
         }
     }
-    if options.check {
-        println!("configuration OK: {} server(s)", config.servers.len());
-        return ExitCode::SUCCESS;
-    }
-
     // Signals are caught before the first connection can arrive.
     let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
@@ -149,7 +149,10 @@ fn stop_all(running: Vec<RunningServer>, grace: std::time::Duration) {
     }
 }
 
+/// Writes to stderr, each line prefixed with the program's name.
 fn report(message: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "netlabd: {message}");
+    for line in message.lines() {
+        let _ = writeln!(err, "netlabd: {line}");
+    }
 }
