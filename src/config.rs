@@ -20,6 +20,7 @@ pub mod defaults {
     use std::time::Duration;
 
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+    pub const UMASK: u32 = 0o027;
     pub const MAX_CONNECTIONS: usize = 10_000;
     pub const MAX_FRAME: usize = 64 * 1024;
     pub const HEADER_LEN: usize = 10;
@@ -146,6 +147,10 @@ pub enum Dialect {
 struct RawDaemon {
     log: Option<LogTarget>,
     shutdown_grace: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    umask: Option<Spanned<String>>,
+    working_directory: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,21 +234,35 @@ impl<'de> Deserialize<'de> for RawListen {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
-    pub log: LogTarget,
+    /// Where logs go; when not set, stderr in the foreground and syslog
+    /// with `--daemonize`.
+    pub log: Option<LogTarget>,
     pub shutdown_grace: Duration,
+    /// Whom to run as once every listener is bound, so that ports below
+    /// 1024 can be served without staying root.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// The file mode creation mask with `--daemonize`.
+    pub umask: u32,
+    /// The working directory with `--daemonize`.
+    pub working_directory: std::path::PathBuf,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            log: LogTarget::Stderr,
+            log: None,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
+            user: None,
+            group: None,
+            umask: defaults::UMASK,
+            working_directory: "/".into(),
         }
     }
 }
 
 /// What a server serves, with its options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ServiceConfig {
     Echo(EchoService),
     UdpEcho(UdpEchoService),
@@ -280,12 +299,22 @@ pub struct ChatConfig {
     pub queue_frames: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Equal when they listen alike, wherever they stand in the file: a
+/// comment added above a server on reload does not change the server.
+#[derive(Debug, Clone, Eq)]
 pub struct ListenConfig {
     pub addr: SocketAddr,
     pub dialect: Option<Dialect>,
     pub header_len: Option<usize>,
     pub location: Location,
+}
+
+impl PartialEq for ListenConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+            && self.dialect == other.dialect
+            && self.header_len == other.header_len
+    }
 }
 
 /// Who may connect: a peer is refused when it matches `deny`, or when
@@ -322,7 +351,7 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub name: String,
     pub service: ServiceConfig,
@@ -549,11 +578,36 @@ impl Ctx<'_> {
         let Some(raw) = raw.map(Spanned::into_inner) else {
             return config;
         };
-        if let Some(log) = raw.log {
-            config.log = log;
-        }
+        config.log = raw.log;
         if let Some(grace) = &raw.shutdown_grace {
             config.shutdown_grace = self.duration(grace).unwrap_or(config.shutdown_grace);
+        }
+        for (value, key) in [(&raw.user, "user"), (&raw.group, "group")] {
+            if let Some(v) = value
+                && v.get_ref().is_empty()
+            {
+                self.error(
+                    v.span(),
+                    format!("{key} must not be empty; leave it out to keep the starting {key}"),
+                );
+            }
+        }
+        config.user = raw.user.map(Spanned::into_inner);
+        config.group = raw.group.map(Spanned::into_inner);
+        if let Some(mask) = &raw.umask {
+            match u32::from_str_radix(mask.get_ref(), 8) {
+                Ok(m) if m <= 0o777 => config.umask = m,
+                _ => self.error(
+                    mask.span(),
+                    format!(
+                        "umask {:?} is not an octal mode; expected such as \"027\"",
+                        mask.get_ref()
+                    ),
+                ),
+            }
+        }
+        if let Some(dir) = raw.working_directory {
+            config.working_directory = dir.into();
         }
         config
     }

@@ -161,6 +161,50 @@ impl BoundServer {
         })
     }
 
+    /// Binds every address in `config.listen`, except those for which
+    /// `take` gives a socket already bound (passed by systemd, or kept from
+    /// the server this one replaces on reload). A socket taken must be of
+    /// the server's transport.
+    pub fn bind_using(
+        config: &ServerConfig,
+        mut take: impl FnMut(&crate::config::ListenConfig) -> Option<Socket>,
+    ) -> Result<BoundServer, ServerError> {
+        let err = |l: &crate::config::ListenConfig, source| ServerError {
+            server: config.name.clone(),
+            location: Some(l.location.clone()),
+            what: format!("cannot listen on {}", l.addr),
+            source,
+        };
+        let sockets = match config.transport {
+            Transport::Tcp => {
+                let mut listeners = Vec::with_capacity(config.listen.len());
+                for l in &config.listen {
+                    let listener = match take(l) {
+                        Some(socket) => socket.set_nonblocking(true).map(|()| socket.into()),
+                        None => bind_tcp(l.addr),
+                    };
+                    listeners.push(listener.map_err(|e| err(l, e))?);
+                }
+                BoundSockets::Tcp(listeners)
+            }
+            Transport::Udp => {
+                let mut per_addr = Vec::with_capacity(config.listen.len());
+                for l in &config.listen {
+                    let sockets = match take(l) {
+                        Some(socket) => socket.set_nonblocking(true).map(|()| vec![socket.into()]),
+                        None => bind_udp(l.addr, config.workers),
+                    };
+                    per_addr.push(sockets.map_err(|e| err(l, e))?);
+                }
+                BoundSockets::Udp(per_addr)
+            }
+        };
+        Ok(BoundServer {
+            config: config.clone(),
+            sockets,
+        })
+    }
+
     /// Uses sockets bound elsewhere (systemd's socket activation, or a
     /// caller that bound them itself). They must match the transport.
     pub fn from_sockets(
@@ -200,9 +244,33 @@ impl BoundServer {
         }
     }
 
+    /// A copy of each listening socket, by address.
+    fn copies(&self) -> io::Result<Vec<(SocketAddr, Socket)>> {
+        let mut out = Vec::new();
+        match &self.sockets {
+            BoundSockets::Tcp(ls) => {
+                for l in ls {
+                    out.push((l.local_addr()?, Socket::from(l.try_clone()?)));
+                }
+            }
+            BoundSockets::Udp(per_addr) => {
+                for s in per_addr.iter().filter_map(|socks| socks.first()) {
+                    out.push((s.local_addr()?, Socket::from(s.try_clone()?)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Starts serving under the configured model.
     pub fn start(self) -> Result<RunningServer, ServerError> {
         let addrs = self.local_addrs();
+        let kept = self.copies().map_err(|source| ServerError {
+            server: self.config.name.clone(),
+            location: None,
+            what: "cannot keep a copy of its listeners".into(),
+            source,
+        })?;
         let config = self.config;
         let shared = Arc::new(Shared {
             name: config.name.clone(),
@@ -290,6 +358,7 @@ impl BoundServer {
             addrs,
             config,
             udp_service,
+            kept: Mutex::new(kept),
         })
     }
 }
@@ -341,9 +410,22 @@ pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     config: ServerConfig,
     udp_service: Option<crate::service::UdpEchoService>,
+    /// A copy of each listening socket, so that a reload can hand them to the
+    /// server replacing this one: its port never stops listening. Closed
+    /// when the stop begins.
+    kept: Mutex<Vec<(SocketAddr, Socket)>>,
 }
 
 impl RunningServer {
+    /// A new copy of the listening socket bound to `addr`, for a server that
+    /// takes over from this one (see [`BoundServer::bind_using`]).
+    pub fn listener_copy(&self, addr: SocketAddr) -> Option<Socket> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter()
+            .find(|(a, _)| *a == addr)
+            .and_then(|(_, s)| s.try_clone().ok())
+    }
+
     pub fn name(&self) -> &str {
         &self.shared.name
     }
@@ -381,6 +463,7 @@ impl RunningServer {
             *deadline = Some(deadline.map_or(new, |d| d.min(new)));
         }
         self.shared.stopping.store(true, Ordering::Release);
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
         for w in &self.runtime.wakers {
             if let Err(e) = w.wake() {
                 log::warn!(

@@ -8,7 +8,7 @@ use super::{ProtocolError, Session, Worker};
 
 /// TCP echo, optionally tagging each reply chunk with the worker serving it
 /// (`tag = "worker"`), as the seeds' forking and threading servers do.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EchoService {
     pub tag_worker: bool,
 }
@@ -76,6 +76,13 @@ impl UdpEchoService {
     /// Datagrams dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Equal when they drop the same ports; the counter is state, not settings.
+impl PartialEq for UdpEchoService {
+    fn eq(&self, other: &Self) -> bool {
+        self.drop_source_ports == other.drop_source_ports
     }
 }
 

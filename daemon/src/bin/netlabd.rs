@@ -21,6 +21,14 @@ struct Args {
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Run in the background: fork, detach, log to syslog unless the
+    /// configuration says otherwise, and drop to the configured user.
+    #[arg(long)]
+    daemonize: bool,
+    /// Write the daemon's pid to FILE, locked while it runs and removed when
+    /// it stops; a second netlabd with the same pidfile refuses to start.
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -29,11 +37,10 @@ fn main() -> ExitCode {
         print!("{}", netlabd::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
     netlabd::run(&Options {
         config: args.config,
         check: args.check,
+        daemonize: args.daemonize,
+        pidfile: args.pidfile,
     })
 }

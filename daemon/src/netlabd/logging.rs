@@ -1,0 +1,123 @@
+//! One line per event, to stderr (read by journald when run by systemd) or
+//! to syslog. The target can change on reload, so the logger is ours: a
+//! `log` backend whose target sits behind a lock.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use netlab::config::LogTarget;
+use syslog::{Facility, Formatter3164, LoggerBackend};
+
+enum Sink {
+    Stderr { journal: bool },
+    Syslog(syslog::Logger<LoggerBackend, Formatter3164>),
+}
+
+struct Logger {
+    sink: Mutex<Sink>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Installs the logger, writing to stderr, at the level `NETLABD_LOG` or
+/// `RUST_LOG` names (error, warn, info, debug, trace), else info.
+pub fn init() {
+    let level = ["NETLABD_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::Info);
+    let logger = LOGGER.get_or_init(|| Logger {
+        sink: Mutex::new(stderr_sink()),
+    });
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+fn stderr_sink() -> Sink {
+    // systemd connects stderr to the journal and says so in JOURNAL_STREAM;
+    // there "<N>" prefixes carry the priority and timestamps are the journal's.
+    Sink::Stderr {
+        journal: std::env::var_os("JOURNAL_STREAM").is_some(),
+    }
+}
+
+/// Switches the target; an unreachable syslog leaves logs on stderr, said so.
+pub fn set_target(target: LogTarget) {
+    let Some(logger) = LOGGER.get() else {
+        return;
+    };
+    let sink = match target {
+        LogTarget::Stderr => stderr_sink(),
+        LogTarget::Syslog => {
+            let formatter = Formatter3164 {
+                facility: Facility::LOG_DAEMON,
+                hostname: None,
+                process: "netlabd".into(),
+                pid: std::process::id(),
+            };
+            match syslog::unix(formatter) {
+                Ok(l) => Sink::Syslog(l),
+                Err(e) => {
+                    log::error!("cannot reach syslog ({e}); logging to stderr");
+                    return;
+                }
+            }
+        }
+    };
+    *logger.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sink {
+            Sink::Stderr { journal: true } => {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "<{}>{}",
+                    priority(record.level()),
+                    record.args()
+                );
+            }
+            Sink::Stderr { journal: false } => {
+                let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "{now} {:<5} {}",
+                    record.level(),
+                    record.args()
+                );
+            }
+            Sink::Syslog(l) => {
+                let msg = record.args().to_string();
+                let _ = match record.level() {
+                    Level::Error => l.err(msg),
+                    Level::Warn => l.warning(msg),
+                    Level::Info => l.info(msg),
+                    Level::Debug | Level::Trace => l.debug(msg),
+                };
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// syslog(3) priorities, as journald reads them from "<N>" prefixes.
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}

@@ -1,0 +1,111 @@
+//! The pidfile: created, locked (flock) for as long as the daemon runs, and
+//! removed when it stops. The lock is what makes a second instance with the
+//! same pidfile refuse to start, even after a crash left a stale file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub struct Pidfile {
+    path: PathBuf,
+    _file: File,
+}
+
+#[derive(Debug)]
+pub enum PidfileError {
+    /// Another live process holds it.
+    Locked {
+        path: PathBuf,
+        pid: Option<u32>,
+    },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for PidfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PidfileError::Locked {
+                path,
+                pid: Some(pid),
+            } => write!(
+                f,
+                "another netlabd (pid {pid}) is running with pidfile {}; stop it first, or use another --pidfile",
+                path.display()
+            ),
+            PidfileError::Locked { path, pid: None } => write!(
+                f,
+                "another netlabd is running with pidfile {}; stop it first, or use another --pidfile",
+                path.display()
+            ),
+            PidfileError::Io { path, source } => write!(f, "pidfile {}: {source}", path.display()),
+        }
+    }
+}
+
+fn lock(path: &Path) -> Result<File, PidfileError> {
+    let io_err = |source| PidfileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(PidfileError::Locked {
+                path: path.to_owned(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        return Err(io_err(err));
+    }
+    Ok(file)
+}
+
+impl Pidfile {
+    /// Fails if another process holds `path`; the lock is let go at once.
+    /// Checked before binding, so the refusal names the real reason rather
+    /// than "address in use".
+    pub fn check_free(path: &Path) -> Result<(), PidfileError> {
+        lock(path).map(drop)
+    }
+
+    /// Locks `path` and writes this process's pid into it.
+    pub fn create(path: &Path) -> Result<Pidfile, PidfileError> {
+        let mut file = lock(path)?;
+        let write = |file: &mut File| -> io::Result<()> {
+            file.set_len(0)?;
+            file.rewind()?;
+            writeln!(file, "{}", std::process::id())?;
+            file.sync_all()
+        };
+        write(&mut file).map_err(|source| PidfileError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Pidfile {
+            path: path.to_owned(),
+            _file: file,
+        })
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            log::warn!("cannot remove pidfile {}: {e}", self.path.display());
+        }
+    }
+}

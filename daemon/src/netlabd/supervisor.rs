@@ -1,0 +1,212 @@
+//! The servers a daemon runs, and how a reload changes them: all or
+//! nothing. Added and changed servers are bound before anything is stopped;
+//! if one cannot be, nothing changes. A changed or removed server's
+//! listening sockets go to the server that takes its address, so the port
+//! never stops listening; the old one drains its connections meanwhile.
+//! Unchanged servers, and every connection on them, are left alone.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use netlab::config::{Config, ServerConfig, Transport};
+use netlab::server::{BoundServer, RunningServer};
+use socket2::Socket;
+
+use super::activation::Assignment;
+
+/// Binds every server of `config`; passed sockets (socket activation) are
+/// used where assigned.
+pub fn bind_all(config: &Config, mut passed: Assignment) -> Result<Vec<BoundServer>, String> {
+    let mut bound = Vec::with_capacity(config.servers.len());
+    for (si, server) in config.servers.iter().enumerate() {
+        let mut slots = std::mem::take(&mut passed[si]).into_iter();
+        let b = BoundServer::bind_using(server, |_| slots.next().flatten())
+            .map_err(|e| e.to_string())?;
+        bound.push(b);
+    }
+    Ok(bound)
+}
+
+pub struct Supervisor {
+    running: Vec<RunningServer>,
+    /// Servers removed or replaced by a reload, finishing their connections.
+    draining: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+/// What a reload did, for the log.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &Vec<String>| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            f,
+            "added {}; removed {}; restarted {}; {} unchanged",
+            list(&self.added),
+            list(&self.removed),
+            list(&self.changed),
+            self.unchanged
+        )
+    }
+}
+
+impl Supervisor {
+    /// Starts bound servers; on failure the ones started are stopped.
+    pub fn start(bound: Vec<BoundServer>, grace: Duration) -> Result<Supervisor, String> {
+        let mut sup = Supervisor {
+            running: Vec::new(),
+            draining: Vec::new(),
+            grace,
+        };
+        for b in bound {
+            match b.start() {
+                Ok(s) => {
+                    announce(&s);
+                    sup.running.push(s);
+                }
+                Err(e) => {
+                    sup.stop(Duration::ZERO);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(sup)
+    }
+
+    /// "N servers, M connections open", for `STATUS=`.
+    pub fn status(&mut self) -> String {
+        self.draining.retain(|t| !t.is_finished());
+        let open: usize = self.running.iter().map(|s| s.stats().open).sum();
+        let draining = if self.draining.is_empty() {
+            String::new()
+        } else {
+            format!(", {} draining", self.draining.len())
+        };
+        format!(
+            "{} servers, {open} connections open{draining}",
+            self.running.len()
+        )
+    }
+
+    /// Moves to `config`; on error nothing has changed.
+    pub fn reload(&mut self, config: &Config) -> Result<Changes, String> {
+        let mut changes = Changes::default();
+        let mut keep = Vec::new();
+        let mut replace = Vec::new();
+        let mut add = Vec::new();
+        for new in &config.servers {
+            match self.running.iter().position(|s| s.name() == new.name) {
+                Some(i) if self.running[i].config() == new => keep.push(i),
+                Some(i) => {
+                    replace.push(i);
+                    add.push(new);
+                    changes.changed.push(new.name.clone());
+                }
+                None => {
+                    add.push(new);
+                    changes.added.push(new.name.clone());
+                }
+            }
+        }
+        let leaving: Vec<usize> = (0..self.running.len())
+            .filter(|i| !keep.contains(i))
+            .collect();
+        for &i in &leaving {
+            if !replace.contains(&i) {
+                changes.removed.push(self.running[i].name().to_owned());
+            }
+        }
+        changes.unchanged = keep.len();
+
+        // Bind what is new, taking over the leaving servers' sockets where
+        // the address is the same. Nothing has stopped yet: on error,
+        // dropping what was bound closes only copies.
+        let mut bound = Vec::with_capacity(add.len());
+        for server in &add {
+            let take = |l: &netlab::config::ListenConfig| -> Option<Socket> {
+                leaving
+                    .iter()
+                    .map(|&i| &self.running[i])
+                    .filter(|s| s.config().transport == server.transport)
+                    .find_map(|s| s.listener_copy(l.addr))
+            };
+            bound.push(BoundServer::bind_using(server, take).map_err(|e| e.to_string())?);
+        }
+
+        // Commit: drain the leaving servers, start the new ones.
+        let mut leaving_servers = Vec::new();
+        for i in leaving.into_iter().rev() {
+            leaving_servers.push(self.running.remove(i));
+        }
+        for s in leaving_servers {
+            s.begin_stop(self.grace);
+            let name = s.name().to_owned();
+            match std::thread::Builder::new()
+                .name(format!("drain-{name}"))
+                .spawn(move || s.join())
+            {
+                Ok(t) => self.draining.push(t),
+                Err(e) => log::error!(
+                    "server {name}: cannot drain in the background ({e}); it was stopped"
+                ),
+            }
+        }
+        for b in bound {
+            match b.start() {
+                Ok(s) => {
+                    announce(&s);
+                    self.running.push(s);
+                }
+                Err(e) => log::error!("reload: {e}"),
+            }
+        }
+        Ok(changes)
+    }
+
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// Stops every server at once, so their grace periods run side by side,
+    /// and waits for them and for those still draining.
+    pub fn stop(&mut self, grace: Duration) {
+        for s in &self.running {
+            s.begin_stop(grace);
+        }
+        for s in self.running.drain(..) {
+            s.join();
+        }
+        for t in self.draining.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn announce(server: &RunningServer) {
+    let c: &ServerConfig = server.config();
+    let transport = match c.transport {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    };
+    let model = format!("{:?}", c.model).to_lowercase();
+    let service = format!("{:?}", c.service.kind()).to_lowercase();
+    for addr in server.local_addrs() {
+        log::info!(
+            "server {} ({service}/{transport}, {model}) listening on {addr}",
+            c.name
+        );
+    }
+}
