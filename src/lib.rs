@@ -6,5 +6,6 @@
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod ffi;
 pub mod server;
 pub mod service;

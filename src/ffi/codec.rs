@@ -1,0 +1,304 @@
+//! The chat dialects' framing on its own, for C programs that do their own
+//! I/O: encode one frame, and a decoder that is fed bytes and yields whole
+//! frames.
+
+use std::ffi::c_int;
+
+use super::{Error, bytes_arg, copy_out, guard, guard_void, netlab_status, out_arg};
+use crate::codec::chat::DEFAULT_MAX_FRAME;
+use crate::codec::chat::bincode::LengthPrefixCodec;
+use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
+
+/// A chat dialect, and so a framing.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum netlab_dialect {
+    /// A frame is a line: the payload, then '\n' (a '\r' before it is
+    /// dropped when decoding).
+    NETLAB_DIALECT_LINE = 0,
+    /// The payload's length in decimal ASCII, left-justified and padded with
+    /// spaces to `header_len` bytes, then the payload (seed 004's format).
+    NETLAB_DIALECT_HEADER = 1,
+    /// A 4-byte big-endian length, then the payload (the bincode dialect's
+    /// framing; the payload is one bincode-encoded message).
+    NETLAB_DIALECT_BINCODE = 2,
+}
+
+pub(crate) fn dialect_arg(dialect: c_int) -> Result<netlab_dialect, Error> {
+    match dialect {
+        0 => Ok(netlab_dialect::NETLAB_DIALECT_LINE),
+        1 => Ok(netlab_dialect::NETLAB_DIALECT_HEADER),
+        2 => Ok(netlab_dialect::NETLAB_DIALECT_BINCODE),
+        other => Err(Error::invalid(format!(
+            "dialect {other} is not a netlab_dialect (0 line, 1 header, 2 bincode)"
+        ))),
+    }
+}
+
+fn or_default(value: usize, default: usize) -> usize {
+    if value == 0 { default } else { value }
+}
+
+enum Reader {
+    Line(FrameReader<LineCodec>),
+    Header(FrameReader<HeaderCodec>),
+    Bincode(FrameReader<LengthPrefixCodec>),
+}
+
+fn framing_error(e: FrameError) -> Error {
+    Error::new(
+        netlab_status::NETLAB_ERR_PROTOCOL,
+        format!("cannot decode: {e}"),
+    )
+}
+
+/// Encodes `payload` (`payload_len` bytes) as one frame of `dialect` (a
+/// `netlab_dialect` value) into `out` (`out_cap` bytes), and writes the
+/// frame's length into `*out_len`.
+///
+/// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means the
+/// default, 10). A payload that the framing cannot carry (a line with a
+/// '\n' in it, a length with more digits than the header has room for)
+/// gives `NETLAB_ERR_INVALID`. A frame longer than
+/// `out_cap` gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves `out` untouched
+/// and writes the size needed into `*out_len`.
+///
+/// Every pointer is borrowed for the duration of the call; `payload` and
+/// `out` may be NULL when their length is 0.
+///
+/// # Safety
+/// `payload` must be NULL or readable for `payload_len` bytes; `out` NULL or
+/// writable for `out_cap` bytes; `out_len` NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_frame_encode(
+    dialect: c_int,
+    header_len: usize,
+    payload: *const u8,
+    payload_len: usize,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> netlab_status {
+    guard(|| {
+        let dialect = dialect_arg(dialect)?;
+        // SAFETY (both): forwarded from the caller.
+        let payload = unsafe { bytes_arg(payload, payload_len, "payload")? };
+        unsafe { out_arg(out_len, "out_len")? };
+        if dialect == netlab_dialect::NETLAB_DIALECT_LINE && payload.contains(&b'\n') {
+            return Err(Error::invalid(
+                "a line frame's payload cannot contain a newline",
+            ));
+        }
+        let mut frame = Vec::new();
+        let encoded = match dialect {
+            netlab_dialect::NETLAB_DIALECT_LINE => {
+                LineCodec::new(usize::MAX).encode(payload, &mut frame)
+            }
+            netlab_dialect::NETLAB_DIALECT_HEADER => HeaderCodec::new(
+                or_default(header_len, HeaderCodec::DEFAULT_HEADER_LEN),
+                usize::MAX,
+            )
+            .encode(payload, &mut frame),
+            netlab_dialect::NETLAB_DIALECT_BINCODE => LengthPrefixCodec {
+                max_frame: usize::MAX,
+            }
+            .encode(payload, &mut frame),
+        };
+        encoded.map_err(|e| Error::invalid(format!("cannot frame the payload: {e}")))?;
+        // SAFETY: forwarded from the caller.
+        unsafe { copy_out(&frame, out, out_cap, out_len, "the frame") }
+    })
+}
+
+/// An incremental decoder of one dialect's frames. Opaque: created by
+/// `netlab_decoder_new`, and must eventually be freed by
+/// `netlab_decoder_free`. Not for use by two threads at once.
+pub struct netlab_decoder {
+    reader: Reader,
+    failed: Option<String>,
+}
+
+impl netlab_decoder {
+    /// # Safety
+    /// `ptr` is NULL or a live handle.
+    unsafe fn from_ptr<'a>(ptr: *mut netlab_decoder) -> Result<&'a mut netlab_decoder, Error> {
+        if ptr.is_null() {
+            return Err(Error::null("decoder"));
+        }
+        // SAFETY: a live handle not used elsewhere, as the caller promises.
+        Ok(unsafe { &mut *ptr })
+    }
+}
+
+/// Creates a decoder of `dialect`'s frames (a `netlab_dialect` value).
+///
+/// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10);
+/// `max_frame` is the longest payload accepted, in bytes (0 means 64 KiB):
+/// a longer frame is an error before any of it is buffered.
+///
+/// On success `*out` receives a new handle, which must eventually be freed
+/// by `netlab_decoder_free`.
+///
+/// # Safety
+/// `out` must be NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_decoder_new(
+    dialect: c_int,
+    header_len: usize,
+    max_frame: usize,
+    out: *mut *mut netlab_decoder,
+) -> netlab_status {
+    guard(|| {
+        let dialect = dialect_arg(dialect)?;
+        // SAFETY: forwarded from the caller.
+        let out = unsafe { out_arg(out, "out")? };
+        let max_frame = or_default(max_frame, DEFAULT_MAX_FRAME);
+        let reader = match dialect {
+            netlab_dialect::NETLAB_DIALECT_LINE => {
+                Reader::Line(FrameReader::new(LineCodec::new(max_frame)))
+            }
+            netlab_dialect::NETLAB_DIALECT_HEADER => {
+                Reader::Header(FrameReader::new(HeaderCodec::new(
+                    or_default(header_len, HeaderCodec::DEFAULT_HEADER_LEN),
+                    max_frame,
+                )))
+            }
+            netlab_dialect::NETLAB_DIALECT_BINCODE => {
+                Reader::Bincode(FrameReader::new(LengthPrefixCodec { max_frame }))
+            }
+        };
+        out.write(Box::into_raw(Box::new(netlab_decoder {
+            reader,
+            failed: None,
+        })));
+        Ok(())
+    })
+}
+
+/// Gives the decoder `len` more bytes read from the peer; they are copied,
+/// so `bytes` is borrowed for the duration of the call only (and may be
+/// NULL when `len` is 0). Frames found in them come out of
+/// `netlab_decoder_next`. Feeding invalidates the frame the last
+/// `netlab_decoder_next` returned.
+///
+/// # Safety
+/// `decoder` must be NULL or a live handle; `bytes` NULL or readable for
+/// `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_decoder_feed(
+    decoder: *mut netlab_decoder,
+    bytes: *const u8,
+    len: usize,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY (both): forwarded from the caller.
+        let decoder = unsafe { netlab_decoder::from_ptr(decoder)? };
+        let bytes = unsafe { bytes_arg(bytes, len, "bytes")? };
+        match &mut decoder.reader {
+            Reader::Line(r) => r.extend(bytes),
+            Reader::Header(r) => r.extend(bytes),
+            Reader::Bincode(r) => r.extend(bytes),
+        }
+        Ok(())
+    })
+}
+
+/// Takes the next whole frame from the bytes fed so far.
+///
+/// When there is one, `*found` receives true and `*frame` and `*frame_len`
+/// its payload (without header or delimiter). The payload is borrowed from
+/// the decoder until the next call on it (`feed`, `next` or `free`); copy
+/// it to keep it. When more bytes are needed, `*found` receives false and
+/// `*frame`, `*frame_len` are left alone.
+///
+/// Bytes that cannot be framed (a frame longer than `max_frame`, a header
+/// that is not a number) give `NETLAB_ERR_PROTOCOL`, and every later call
+/// on this decoder gives it again: the stream is beyond repair.
+///
+/// # Safety
+/// `decoder` must be NULL or a live handle; the other pointers NULL or
+/// valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_decoder_next(
+    decoder: *mut netlab_decoder,
+    frame: *mut *const u8,
+    frame_len: *mut usize,
+    found: *mut bool,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY (all four): forwarded from the caller.
+        let decoder = unsafe { netlab_decoder::from_ptr(decoder)? };
+        let frame = unsafe { out_arg(frame, "frame")? };
+        let frame_len = unsafe { out_arg(frame_len, "frame_len")? };
+        let found = unsafe { out_arg(found, "found")? };
+        if let Some(reason) = &decoder.failed {
+            return Err(Error::new(
+                netlab_status::NETLAB_ERR_PROTOCOL,
+                reason.clone(),
+            ));
+        }
+        let next = match &mut decoder.reader {
+            Reader::Line(r) => r.next_frame(),
+            Reader::Header(r) => r.next_frame(),
+            Reader::Bincode(r) => r.next_frame(),
+        };
+        match next {
+            Ok(Some(payload)) => {
+                frame.write(payload.as_ptr());
+                frame_len.write(payload.len());
+                found.write(true);
+                Ok(())
+            }
+            Ok(None) => {
+                found.write(false);
+                Ok(())
+            }
+            Err(e) => {
+                let e = framing_error(e);
+                decoder.failed = Some(e.message.clone());
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Writes into `*len` how many bytes the decoder holds that are not yet
+/// part of a whole frame. `decoder` is borrowed for the duration of the
+/// call.
+///
+/// # Safety
+/// `decoder` must be NULL or a live handle; `len` NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_decoder_pending(
+    decoder: *const netlab_decoder,
+    len: *mut usize,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY (both): forwarded from the caller.
+        let decoder = unsafe { netlab_decoder::from_ptr(decoder.cast_mut())? };
+        let decoder = &*decoder;
+        let len = unsafe { out_arg(len, "len")? };
+        len.write(match &decoder.reader {
+            Reader::Line(r) => r.pending().len(),
+            Reader::Header(r) => r.pending().len(),
+            Reader::Bincode(r) => r.pending().len(),
+        });
+        Ok(())
+    })
+}
+
+/// Frees a decoder, and the frame it last returned. `decoder` is consumed:
+/// it must not be used again. `netlab_decoder_free(NULL)` does nothing.
+///
+/// # Safety
+/// `decoder` must be NULL or a live handle from `netlab_decoder_new`;
+/// freeing it twice is undefined behaviour.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_decoder_free(decoder: *mut netlab_decoder) {
+    guard_void(|| {
+        if !decoder.is_null() {
+            // SAFETY: a live handle from Box::into_raw, as the caller promises.
+            drop(unsafe { Box::from_raw(decoder) });
+        }
+    });
+}

@@ -1,0 +1,265 @@
+//! `netlab_server`: any server the daemon can run, started from TOML text.
+
+use std::ffi::c_char;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use super::{Error, guard, guard_void, millis, netlab_status, out_arg, str_arg};
+use crate::config::ServerConfig;
+use crate::server::{BoundServer, RunningServer};
+
+/// A running (or stopped) server. Opaque: created by
+/// `netlab_server_start`, and must eventually be freed by
+/// `netlab_server_free`.
+///
+/// Its functions may be called from any thread, and from several threads at
+/// once, until `netlab_server_free`.
+pub struct netlab_server {
+    running: Mutex<Option<RunningServer>>,
+    addrs: Vec<SocketAddr>,
+}
+
+/// A server's counters, as `netlab_server_get_stats` reads them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct netlab_server_stats {
+    /// Connections accepted and served.
+    pub accepted: u64,
+    /// Connections refused by a limit or the access list.
+    pub refused: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Datagrams answered (UDP).
+    pub datagrams: u64,
+    /// Datagrams dropped by `drop_source_ports` (UDP).
+    pub dropped: u64,
+}
+
+impl netlab_server {
+    /// # Safety
+    /// `ptr` is NULL or a live handle from `netlab_server_start`.
+    unsafe fn from_ptr<'a>(ptr: *const netlab_server) -> Result<&'a netlab_server, Error> {
+        if ptr.is_null() {
+            return Err(Error::null("server"));
+        }
+        // SAFETY: a live handle, as the caller promises.
+        Ok(unsafe { &*ptr })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<RunningServer>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn addr(&self, index: usize) -> Result<SocketAddr, Error> {
+        self.addrs.get(index).copied().ok_or_else(|| {
+            Error::invalid(format!(
+                "listener index {index} is out of range: the server has {} listener(s)",
+                self.addrs.len()
+            ))
+        })
+    }
+}
+
+/// Starts a server from TOML text, the same text a `[[server]]` table of
+/// `netlabd.toml` holds (the `[[server]]` line itself may be left out): any
+/// service, transport and model the daemon can run. Listen on port 0 to
+/// let the kernel choose, then ask `netlab_server_port`.
+///
+/// Every listener is bound before anything is served: if one cannot be
+/// (`NETLAB_ERR_ADDR_IN_USE`, `NETLAB_ERR_IO`), nothing starts and the last
+/// error names the address. An invalid configuration gives
+/// `NETLAB_ERR_CONFIG`, with every problem and its line and column.
+///
+/// `config` is borrowed for the duration of the call. On success `*out`
+/// receives a new handle, which must eventually be freed by
+/// `netlab_server_free`.
+///
+/// # Safety
+/// `config` must be NULL or a NUL-terminated string; `out` NULL or valid for
+/// writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_start(
+    config: *const c_char,
+    out: *mut *mut netlab_server,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let text = unsafe { str_arg(config, "config")? };
+        // SAFETY: forwarded from the caller.
+        let out = unsafe { out_arg(out, "out")? };
+        let config = ServerConfig::parse(text, "<config>")?;
+        let running = BoundServer::bind(&config)?.start()?;
+        let addrs = running.local_addrs().to_vec();
+        out.write(Box::into_raw(Box::new(netlab_server {
+            running: Mutex::new(Some(running)),
+            addrs,
+        })));
+        Ok(())
+    })
+}
+
+/// Writes into `*count` how many listeners (addresses in `listen`) the
+/// server has. `server` is borrowed for the duration of the call.
+///
+/// # Safety
+/// `server` must be NULL or a live handle; `count` NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_listener_count(
+    server: *const netlab_server,
+    count: *mut usize,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let server = unsafe { netlab_server::from_ptr(server)? };
+        // SAFETY: forwarded from the caller.
+        let count = unsafe { out_arg(count, "count")? };
+        count.write(server.addrs.len());
+        Ok(())
+    })
+}
+
+/// Writes into `*port` the port that listener `index` (0 for the first
+/// address in `listen`) is bound to: the one the kernel chose when the
+/// configuration said port 0. An index out of range gives
+/// `NETLAB_ERR_INVALID`. The port stays readable after
+/// `netlab_server_stop`. `server` is borrowed for the duration of the call.
+///
+/// # Safety
+/// `server` must be NULL or a live handle; `port` NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_port(
+    server: *const netlab_server,
+    index: usize,
+    port: *mut u16,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let server = unsafe { netlab_server::from_ptr(server)? };
+        // SAFETY: forwarded from the caller.
+        let port = unsafe { out_arg(port, "port")? };
+        port.write(server.addr(index)?.port());
+        Ok(())
+    })
+}
+
+/// Copies the address listener `index` is bound to, as text such as
+/// "127.0.0.1:40123" or "[::1]:40123" with its NUL, into `buf` (`len`
+/// bytes), and writes its length without the NUL into `*out_len`. A buffer
+/// too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and writes into `*out_len`
+/// the size needed, NUL included; 48 bytes are always enough.
+///
+/// `server` and `buf` are borrowed for the duration of the call.
+///
+/// # Safety
+/// `server` must be NULL or a live handle; `buf` NULL or valid for writes of
+/// `len` bytes; `out_len` NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_address(
+    server: *const netlab_server,
+    index: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let server = unsafe { netlab_server::from_ptr(server)? };
+        // SAFETY: forwarded from the caller.
+        let out_len = unsafe { out_arg(out_len, "out_len")? };
+        let text = format!("{}\0", server.addr(index)?);
+        if text.len() > len {
+            out_len.write(text.len());
+            return Err(Error::new(
+                netlab_status::NETLAB_ERR_BUFFER_TOO_SMALL,
+                format!(
+                    "the address {:?} needs {} bytes, the buffer has {len}",
+                    &text[..text.len() - 1],
+                    text.len()
+                ),
+            ));
+        }
+        if buf.is_null() {
+            return Err(Error::null("buf"));
+        }
+        // SAFETY: `buf` has room for `len >= text.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len()) };
+        out_len.write(text.len() - 1);
+        Ok(())
+    })
+}
+
+/// Reads the server's counters into `*stats`. After `netlab_server_stop`
+/// the counters are all 0. `server` is borrowed for the duration of the
+/// call.
+///
+/// # Safety
+/// `server` must be NULL or a live handle; `stats` NULL or valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_get_stats(
+    server: *const netlab_server,
+    stats: *mut netlab_server_stats,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let server = unsafe { netlab_server::from_ptr(server)? };
+        // SAFETY: forwarded from the caller.
+        let stats = unsafe { out_arg(stats, "stats")? };
+        let snapshot = server.lock().as_ref().map(RunningServer::stats);
+        stats.write(
+            snapshot.map_or_else(netlab_server_stats::default, |s| netlab_server_stats {
+                accepted: s.accepted,
+                refused: s.refused,
+                open: s.open as u64,
+                datagrams: s.datagrams,
+                dropped: s.dropped,
+            }),
+        );
+        Ok(())
+    })
+}
+
+/// Stops the server gracefully and waits until it has stopped: it stops
+/// accepting at once, lets open connections finish for up to `grace_ms`
+/// milliseconds, then closes them (a forked child is killed) and reaps
+/// every child. Stopping a stopped server does nothing and returns
+/// `NETLAB_OK`.
+///
+/// The handle stays valid, its ports readable, and it must still be freed
+/// by `netlab_server_free`. `server` is borrowed for the duration of the
+/// call.
+///
+/// # Safety
+/// `server` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_stop(
+    server: *mut netlab_server,
+    grace_ms: u32,
+) -> netlab_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let server = unsafe { netlab_server::from_ptr(server)? };
+        // Take it out first, so a concurrent call does not wait for the grace.
+        let running = server.lock().take();
+        if let Some(running) = running {
+            running.stop(millis(grace_ms));
+        }
+        Ok(())
+    })
+}
+
+/// Frees a server handle. A server still running is stopped first, at once
+/// (no grace period: open connections are closed). `server` is consumed:
+/// it must not be used again. `netlab_server_free(NULL)` does nothing.
+///
+/// # Safety
+/// `server` must be NULL or a live handle from `netlab_server_start` that
+/// no other thread is using; freeing it twice is undefined behaviour.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_server_free(server: *mut netlab_server) {
+    guard_void(|| {
+        if !server.is_null() {
+            // SAFETY: a live handle from Box::into_raw, as the caller promises.
+            drop(unsafe { Box::from_raw(server) });
+        }
+    });
+}
