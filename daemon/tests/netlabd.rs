@@ -2,136 +2,15 @@
 //! refusing bad configurations with file, line and column, serving the
 //! seeds' own clients under every model, and stopping on SIGTERM with 0.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NETLABD: &str = env!("CARGO_BIN_EXE_netlabd");
+mod common;
 
-/// A running netlabd, killed if a test fails before stopping it.
-struct Daemon {
-    child: Child,
-    log: Receiver<String>,
-    _dir: TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    /// Starts netlabd on `config` and waits for `servers` "listening on" lines.
-    fn start(config: &str, listeners: usize) -> (Daemon, Vec<(String, SocketAddr)>) {
-        let dir = TempDir::new();
-        let path = dir.write("netlabd.toml", config);
-        let mut child = Command::new(NETLABD)
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start netlabd");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut daemon = Daemon {
-            child,
-            log,
-            _dir: dir,
-        };
-        let mut bound = Vec::new();
-        while bound.len() < listeners {
-            let line = daemon.next_line(Duration::from_secs(10));
-            // "server NAME (SERVICE/TRANSPORT, MODEL) listening on ADDR"
-            if let Some(rest) = line.split("server ").nth(1)
-                && let Some((head, addr)) = rest.split_once(" listening on ")
-            {
-                let name = head.split(' ').next().unwrap_or_default().to_owned();
-                bound.push((name, addr.trim().parse().expect("address in log line")));
-            }
-        }
-        (daemon, bound)
-    }
-
-    fn next_line(&mut self, within: Duration) -> String {
-        match self.log.recv_timeout(within) {
-            Ok(line) => line,
-            Err(e) => panic!(
-                "netlabd said nothing more ({e}); exit: {:?}",
-                self.child.try_wait()
-            ),
-        }
-    }
-
-    fn wait_for_line(&mut self, needle: &str, within: Duration) -> String {
-        let until = Instant::now() + within;
-        loop {
-            let line = self.next_line(until.saturating_duration_since(Instant::now()));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0, "kill");
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let until = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "netlabd did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// A temporary directory removed on drop (no extra crate for one test file).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("netlabd-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{Daemon, NETLABD, TempDir};
 
 fn run_netlabd(args: &[&str], config: Option<&str>) -> (Output, String) {
     let dir = TempDir::new();

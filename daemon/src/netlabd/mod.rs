@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use netlab::config::{Config, ConfigErrors, DaemonConfig, LogTarget};
+use nix::unistd::{Group, User, setgid, setgroups, setuid};
 
 use notify::Notifier;
 use pidfile::Pidfile;
@@ -117,7 +118,16 @@ pub fn run(options: &Options) -> ExitCode {
             Err(e) => return fail(EXIT_RUNTIME, &e),
         }
     } else {
-        let pidfile = match options.pidfile.as_deref().map(Pidfile::create).transpose() {
+        let owner = match owner(&config.daemon) {
+            Ok(o) => o,
+            Err(e) => return fail(EXIT_RUNTIME, &e),
+        };
+        let pidfile = match options
+            .pidfile
+            .as_deref()
+            .map(|p| Pidfile::create(p, owner))
+            .transpose()
+        {
             Ok(p) => p,
             Err(e) => return fail(EXIT_RUNTIME, &e.to_string()),
         };
@@ -235,7 +245,13 @@ fn daemonize(daemon: &DaemonConfig, pidfile: Option<PathBuf>) -> Result<Option<P
     if let Some(group) = &daemon.group {
         d = d.group(group.as_str());
     }
-    let d = d.privileged_action(move || pidfile.as_deref().map(Pidfile::create).transpose());
+    let owner = owner(daemon)?;
+    let d = d.privileged_action(move || {
+        pidfile
+            .as_deref()
+            .map(|p| Pidfile::create(p, owner))
+            .transpose()
+    });
     match d.start() {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(e)) => Err(e.to_string()),
@@ -243,9 +259,8 @@ fn daemonize(daemon: &DaemonConfig, pidfile: Option<PathBuf>) -> Result<Option<P
     }
 }
 
-/// In the foreground: become `user`/`group` once the ports are bound.
-fn drop_privileges(daemon: &DaemonConfig) -> Result<(), String> {
-    use nix::unistd::{Group, User, setgid, setgroups, setuid};
+/// The configured user and group, looked up.
+fn lookup(daemon: &DaemonConfig) -> Result<(Option<User>, Option<Group>), String> {
     let group = match &daemon.group {
         Some(name) => Some(
             Group::from_name(name)
@@ -262,6 +277,30 @@ fn drop_privileges(daemon: &DaemonConfig) -> Result<(), String> {
         ),
         None => None,
     };
+    Ok((user, group))
+}
+
+/// The uid and gid the daemon will run as, when it changes them: the
+/// pidfile's owner, so that the daemon can still remove it.
+fn owner(daemon: &DaemonConfig) -> Result<Option<(u32, u32)>, String> {
+    let (user, group) = lookup(daemon)?;
+    let gid = group
+        .as_ref()
+        .map(|g| g.gid)
+        .or(user.as_ref().map(|u| u.gid));
+    Ok(match (user, gid) {
+        (None, None) => None,
+        // u32::MAX (-1) leaves that id as it is.
+        (user, gid) => Some((
+            user.map_or(u32::MAX, |u| u.uid.as_raw()),
+            gid.map_or(u32::MAX, |g| g.as_raw()),
+        )),
+    })
+}
+
+/// In the foreground: become `user`/`group` once the ports are bound.
+fn drop_privileges(daemon: &DaemonConfig) -> Result<(), String> {
+    let (user, group) = lookup(daemon)?;
     let gid = group
         .as_ref()
         .map(|g| g.gid)

@@ -82,13 +82,18 @@ impl Pidfile {
         lock(path).map(drop)
     }
 
-    /// Locks `path` and writes this process's pid into it.
-    pub fn create(path: &Path) -> Result<Pidfile, PidfileError> {
+    /// Locks `path` and writes this process's pid into it. With `owner`, the
+    /// file is given to the user the daemon is about to become, so that it
+    /// can still remove the file when it stops.
+    pub fn create(path: &Path, owner: Option<(u32, u32)>) -> Result<Pidfile, PidfileError> {
         let mut file = lock(path)?;
         let write = |file: &mut File| -> io::Result<()> {
             file.set_len(0)?;
             file.rewind()?;
             writeln!(file, "{}", std::process::id())?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::fchown(&*file, Some(uid), Some(gid))?;
+            }
             file.sync_all()
         };
         write(&mut file).map_err(|source| PidfileError::Io {
