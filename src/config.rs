@@ -549,9 +549,7 @@ impl Ctx<'_> {
                     let (Some(name), DeValue::Table(table)) = (unknown, value.get_mut()) else {
                         return None;
                     };
-                    if table.remove(name.as_str()).is_none() {
-                        return None;
-                    }
+                    table.remove(name.as_str())?;
                 }
             }
         }
