@@ -1,0 +1,410 @@
+"""The Python package's tests, stdlib unittest only. tests/ffi_python.rs
+runs them with PYTHONPATH=python and NETLAB_LIBRARY set to the library that
+cargo test has just built:
+
+    PYTHONPATH=python NETLAB_LIBRARY=target/debug/libnetlab.so \\
+        python3 -m unittest discover -s ffi-tests/python -v
+"""
+
+import gc
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import unittest
+
+import netlab
+from netlab import NetlabError, Status, _lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEEDS = os.path.join(ROOT, "daemon", "tests", "seeds")
+
+
+def config(service="echo", name="t", listen='["127.0.0.1:0"]', **extra):
+    lines = ['name = "%s"' % name, 'service = "%s"' % service, "listen = %s" % listen]
+    lines += ['%s = %s' % (k, v if isinstance(v, int) else '"%s"' % v) for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def silent_udp():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class ServerTests(unittest.TestCase):
+    def test_starts_on_port_0_and_reports_the_port(self):
+        with netlab.Server("[[server]]\n" + config()) as server:
+            self.assertEqual(server.listener_count, 1)
+            port = server.port()
+            self.assertNotEqual(port, 0)
+            self.assertEqual(server.address(), "127.0.0.1:%d" % port)
+            self.assertEqual(server.ports, [port])
+            server.stop(1.0)
+            server.stop(0)  # a second stop does nothing
+            self.assertEqual(server.port(), port)
+        self.assertTrue(server.closed)
+
+    def test_every_model_and_transport(self):
+        for model in ("event", "thread", "fork"):
+            with self.subTest(model=model), netlab.Server(config(model=model)) as s:
+                self.assertEqual(netlab.tcp_echo(s.address(), b"hi"), b"hi")
+                s.stop(0.5)
+        with netlab.Server(config(transport="udp")) as s:
+            self.assertEqual(netlab.udp_echo(s.address(), b"hi"), b"hi")
+        chat = config("chat", listen='[{ addr = "127.0.0.1:0", dialect = "line" }, '
+                                     '{ addr = "127.0.0.1:0", dialect = "bincode" }]')
+        with netlab.Server(chat) as s:
+            self.assertEqual(len(s.addresses), 2)
+
+    def test_stats_count_connections(self):
+        with netlab.Server(config()) as s:
+            for _ in range(3):
+                netlab.tcp_echo(s.address(), b"x")
+            stats = s.stats()
+            self.assertEqual((stats.accepted, stats.refused), (3, 0))
+
+    def test_an_invalid_config_says_where(self):
+        with self.assertRaises(NetlabError) as cm:
+            netlab.Server(config() + "bogus = 1\n")
+        self.assertEqual(cm.exception.status, Status.ERR_CONFIG)
+        self.assertIn("bogus", cm.exception.message)
+        self.assertIn(":4:", cm.exception.message)
+        with self.assertRaises(NetlabError) as cm:
+            netlab.Server(config("chat", model="fork"))
+        self.assertIn("fork", str(cm.exception))
+
+    def test_a_port_in_use_names_the_address(self):
+        with netlab.Server(config()) as first:
+            taken = first.address()
+            with self.assertRaises(NetlabError) as cm:
+                netlab.Server(config(listen='["127.0.0.1:0", "%s"]' % taken))
+            self.assertEqual(cm.exception.status, Status.ERR_ADDR_IN_USE)
+            self.assertIn(taken, cm.exception.message)
+            self.assertIn("in use", cm.exception.message)
+
+    def test_close_of_a_running_server_stops_it(self):
+        server = netlab.Server(config(model="thread"))
+        addr = server.address()
+        server.close()
+        server.close()  # twice is fine
+        with self.assertRaises(NetlabError) as cm:
+            netlab.tcp_echo(addr, b"x", timeout=1)
+        self.assertEqual(cm.exception.status, Status.ERR_IO)
+        self.assertIn("connection refused", cm.exception.message)
+
+    def test_the_finalizer_frees_a_forgotten_server(self):
+        server = netlab.Server(config())
+        addr = server.address()
+        del server
+        gc.collect()
+        with self.assertRaises(NetlabError):
+            netlab.tcp_echo(addr, b"x", timeout=1)
+
+    def test_stop_while_clients_are_connected(self):
+        for model in ("event", "thread", "fork"):
+            with self.subTest(model=model), netlab.Server(config(model=model)) as s:
+                socks = [socket.create_connection(("127.0.0.1", s.port()), timeout=5)
+                         for _ in range(5)]
+                for sock in socks:
+                    sock.sendall(b"ping")
+                    self.assertEqual(sock.recv(16), b"ping")
+                self.assertEqual(s.stats().open, 5)
+                t = time.monotonic()
+                s.stop(0.3)
+                self.assertLess(time.monotonic() - t, 3)
+                for sock in socks:
+                    try:
+                        self.assertEqual(sock.recv(16), b"")
+                    except ConnectionResetError:
+                        pass
+                    sock.close()
+
+
+class ClientTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tcp = netlab.Server(config())
+        cls.udp = netlab.Server(config(transport="udp"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tcp.close()
+        cls.udp.close()
+
+    def test_tcp_echo(self):
+        msg = b"Test message. This will be echoed"
+        self.assertEqual(netlab.tcp_echo(self.tcp.address(), msg), msg)
+        self.assertEqual(netlab.tcp_echo(("127.0.0.1", self.tcp.port()), "text"), b"text")
+        self.assertEqual(netlab.tcp_echo(self.tcp.address(), b""), b"")
+
+    def test_tcp_echo_of_a_large_message(self):
+        msg = bytes(range(256)) * 4096
+        self.assertEqual(netlab.tcp_echo(self.tcp.address(), msg, timeout=5), msg)
+
+    def test_a_reply_larger_than_the_first_guess_is_fetched_whole(self):
+        with netlab.Server(config(model="thread", tag="worker")) as s:
+            reply = netlab.tcp_echo(s.address(), b"x" * 10)
+            self.assertTrue(reply.endswith(b"x" * 10), reply)
+
+    def test_udp_echo(self):
+        msg = b"This is the message. It will be repeated."
+        self.assertEqual(netlab.udp_echo(self.udp.address(), msg), msg)
+
+    def test_udp_echo_times_out_after_its_retries(self):
+        sock = silent_udp()
+        addr = "127.0.0.1:%d" % sock.getsockname()[1]
+        with self.assertRaises(NetlabError) as cm:
+            netlab.udp_echo(addr, b"anyone?", timeout=0.1, retries=2)
+        sock.close()
+        self.assertEqual(cm.exception.status, Status.ERR_TIMEOUT)
+        self.assertIn("no reply from " + addr, cm.exception.message)
+        self.assertIn("3 tries of 100ms", cm.exception.message)
+
+    def test_tcp_echo_times_out_on_a_silent_peer(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        addr = "127.0.0.1:%d" % listener.getsockname()[1]
+        with self.assertRaises(NetlabError) as cm:
+            netlab.tcp_echo(addr, b"hello", timeout=0.2)
+        listener.close()
+        self.assertEqual(cm.exception.status, Status.ERR_TIMEOUT)
+        self.assertIn(addr, cm.exception.message)
+
+    def test_count_in_every_framing(self):
+        for framing in ("line", "header", "chunk"):
+            with self.subTest(framing=framing), \
+                    netlab.Server(config("count", framing=framing)) as s:
+                self.assertEqual(netlab.count(s.address(), "héllo wörld", framing), 11)
+
+    def test_count_refuses_bad_arguments(self):
+        with self.assertRaises(NetlabError) as cm:
+            netlab.count(self.tcp.address(), b"a\nb")
+        self.assertEqual(cm.exception.status, Status.ERR_INVALID)
+        self.assertIn("newline", cm.exception.message)
+        with self.assertRaises(NetlabError):
+            netlab.count(self.tcp.address(), b"a", framing="morse")
+
+    def test_bad_addresses_and_timeouts(self):
+        for addr in ("not an address", "127.0.0.1:99999"):
+            with self.assertRaises(NetlabError) as cm:
+                netlab.tcp_echo(addr, b"x")
+            self.assertEqual(cm.exception.status, Status.ERR_INVALID)
+            self.assertIn(addr, cm.exception.message)
+        with self.assertRaises(NetlabError):
+            netlab.tcp_echo(self.tcp.address(), b"x", timeout=0)
+
+
+class CodecTests(unittest.TestCase):
+    def test_encodes_each_dialect(self):
+        self.assertEqual(netlab.encode_frame("line", b"hi"), b"hi\n")
+        self.assertEqual(netlab.encode_frame("header", b"hi"), b"2         hi")
+        self.assertEqual(netlab.encode_frame(netlab.Dialect.HEADER, b"hi", 4), b"2   hi")
+        self.assertEqual(netlab.encode_frame("bincode", b"hi"), b"\0\0\0\2hi")
+        self.assertEqual(len(netlab.encode_frame("bincode", b"x" * 5000)), 5004)
+
+    def test_round_trips_split_anywhere(self):
+        payloads = [b"first", b"", b"third, a longer one", bytes(range(10)) * 30]
+        for dialect in ("line", "header", "bincode"):
+            items = payloads if dialect != "line" else [p for p in payloads if b"\n" not in p]
+            stream = b"".join(netlab.encode_frame(dialect, p) for p in items)
+            for step in (1, 2, 7, 64, len(stream)):
+                with self.subTest(dialect=dialect, step=step), netlab.Decoder(dialect) as dec:
+                    got = []
+                    for at in range(0, len(stream), step):
+                        dec.feed(stream[at:at + step])
+                        got.extend(dec)
+                    self.assertEqual(got, items)
+                    self.assertEqual(dec.pending, 0)
+
+    def test_bad_frames_raise_and_keep_raising(self):
+        with netlab.Decoder("header", 10, max_frame=8) as dec:
+            dec.feed(b"100       ")
+            for _ in range(2):
+                with self.assertRaises(NetlabError) as cm:
+                    dec.next()
+                self.assertEqual(cm.exception.status, Status.ERR_PROTOCOL)
+                self.assertIn("longer than the maximum of 8", cm.exception.message)
+
+    def test_bad_arguments(self):
+        for call in (lambda: netlab.encode_frame("morse", b"x"),
+                     lambda: netlab.encode_frame(7, b"x"),
+                     lambda: netlab.Decoder(-1),
+                     lambda: netlab.encode_frame("line", b"a\nb")):
+            with self.assertRaises(NetlabError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, Status.ERR_INVALID)
+
+
+class MisuseTests(unittest.TestCase):
+    def test_a_closed_handle_raises_instead_of_crashing(self):
+        server = netlab.Server(config())
+        server.close()
+        for call in (server.port, server.address, server.stats, server.stop,
+                     lambda: server.listener_count, lambda: server.__enter__()):
+            with self.assertRaises(NetlabError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, Status.ERR_CLOSED)
+            self.assertIn("closed", cm.exception.message)
+        dec = netlab.Decoder("line")
+        dec.close()
+        for call in (lambda: dec.feed(b"x"), dec.next, lambda: dec.pending):
+            with self.assertRaises(NetlabError):
+                call()
+        self.assertIn("closed", repr(server))
+
+    def test_null_handles_through_the_raw_functions_give_err_null(self):
+        lib = _lib.lib
+        n = _lib.ctypes.c_size_t()
+        calls = [
+            lambda: lib.netlab_server_port(None, 0, _lib.ctypes.byref(_lib.ctypes.c_uint16())),
+            lambda: lib.netlab_server_listener_count(None, _lib.ctypes.byref(n)),
+            lambda: lib.netlab_server_stop(None, 0),
+            lambda: lib.netlab_server_start(None, None),
+            lambda: lib.netlab_decoder_feed(None, b"x", 1),
+            lambda: lib.netlab_decoder_pending(None, _lib.ctypes.byref(n)),
+            lambda: lib.netlab_tcp_echo(None, b"x", 1, 100, None, 0, _lib.ctypes.byref(n)),
+            lambda: lib.netlab_count(b"127.0.0.1:1", b"x", 1, 0, 0, 100, None),
+        ]
+        for call in calls:
+            with self.assertRaises(NetlabError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, Status.ERR_NULL)
+            self.assertIn("is NULL", cm.exception.message)
+        lib.netlab_server_free(None)
+        lib.netlab_decoder_free(None)
+
+    def test_status_strings_and_version(self):
+        self.assertEqual(_lib.lib.netlab_status_str(0), b"ok")
+        self.assertEqual(_lib.lib.netlab_status_str(-5), b"unknown status")
+        self.assertEqual(_lib.lib.netlab_status_str(2**31 - 1), b"unknown status")
+        self.assertRegex(netlab.version(), r"^\d+\.\d+\.\d+")
+
+    def test_errors_are_per_thread(self):
+        errors = []
+
+        def fail():
+            try:
+                netlab.tcp_echo("nowhere", b"x")
+            except NetlabError as e:
+                errors.append(e.message)
+
+        threads = [threading.Thread(target=fail) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(errors), 4)
+        for message in errors:
+            self.assertIn("nowhere", message)
+
+    def test_library_search_order(self):
+        pkg = os.path.join(ROOT, "python", "netlab")
+        workspace = [os.path.join(pkg, "libnetlab.so"),
+                     os.path.join(ROOT, "target", "release", "libnetlab.so"),
+                     os.path.join(ROOT, "target", "debug", "libnetlab.so")]
+        saved = os.environ.get("NETLAB_LIBRARY")
+        try:
+            os.environ["NETLAB_LIBRARY"] = "/somewhere/libnetlab.so"
+            self.assertEqual(_lib.candidates(), ["/somewhere/libnetlab.so"] + workspace)
+            del os.environ["NETLAB_LIBRARY"]
+            self.assertEqual(_lib.candidates(), workspace)
+        finally:
+            if saved is not None:
+                os.environ["NETLAB_LIBRARY"] = saved
+
+    def test_a_wrong_netlab_library_fails_loudly(self):
+        env = dict(os.environ, NETLAB_LIBRARY="/nonexistent/libnetlab.so",
+                   PYTHONPATH=os.path.join(ROOT, "python"))
+        out = subprocess.run([sys.executable, "-c", "import netlab"], env=env,
+                             capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("ImportError", out.stderr)
+        self.assertIn("/nonexistent/libnetlab.so", out.stderr)
+
+
+class SeedClientTests(unittest.TestCase):
+    """The lab's own Python clients, unmodified but for host and port,
+    against servers started from Python."""
+
+    def run_seed(self, script, args, stdin=""):
+        out = subprocess.run([sys.executable, os.path.join(SEEDS, script)] + args,
+                             input=stdin, capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        return out.stdout
+
+    def test_seed_clients_are_served(self):
+        for model in ("event", "thread", "fork"):
+            with self.subTest(model=model), netlab.Server(config(model=model)) as s:
+                out = self.run_seed("tcp_echo_client.py", ["--port", str(s.port())])
+                received = "".join(l[len("Received: "):] for l in out.splitlines()
+                                   if l.startswith("Received: "))
+                self.assertEqual(received, "Test message. This will be echoed")
+        with netlab.Server(config(transport="udp")) as s:
+            out = self.run_seed("udp_echo_client.py", ["--port", str(s.port())])
+            self.assertIn("Received: This is the message. It will be repeated.", out)
+        with netlab.Server(config("count", framing="chunk")) as s:
+            out = self.run_seed("count_client.py", [str(s.port())], "héllo wörld\n")
+            self.assertIn("Jumlah karakter: 11", out)
+
+
+FORK_SCRIPT = textwrap.dedent("""
+    import atexit, os, socket, sys, time
+    import netlab
+
+    marker = sys.argv[1]
+    atexit.register(lambda: open(marker, "a").write("exit %d\\n" % os.getpid()))
+
+    def zombies():
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = open("/proc/%s/stat" % pid).read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) == os.getpid() and fields[0] == "Z":
+                found.append(int(pid))
+        return found
+
+    config = 'name = "f"\\nservice = "echo"\\nmodel = "fork"\\nlisten = ["127.0.0.1:0"]\\n'
+    with netlab.Server(config) as server:
+        for i in range(50):
+            msg = b"message %d" % i
+            assert netlab.tcp_echo(server.address(), msg) == msg
+        deadline = time.monotonic() + 5
+        while server.stats().open and time.monotonic() < deadline:
+            time.sleep(0.05)
+        accepted = server.stats().accepted
+        server.stop(1.0)
+        print("accepted", accepted, "zombies", len(zombies()))
+""")
+
+
+class ForkModelTests(unittest.TestCase):
+    def test_fork_model_in_a_python_process(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            marker = os.path.join(tmp, "atexit")
+            script = os.path.join(tmp, "fork_server.py")
+            with open(script, "w") as f:
+                f.write(FORK_SCRIPT)
+            out = subprocess.run([sys.executable, script, marker], capture_output=True,
+                                 text=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("accepted 50 zombies 0", out.stdout)
+            with open(marker) as f:
+                exits = f.read().splitlines()
+            # Only the Python process itself ran its exit handlers: none of
+            # the 50 children did.
+            self.assertEqual(len(exits), 1, exits)
+
+
+if __name__ == "__main__":
+    unittest.main()

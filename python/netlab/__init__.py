@@ -1,0 +1,291 @@
+"""netlab from Python: the socket lab's servers and clients (echo, count,
+chat) through libnetlab's C ABI, with ctypes and nothing else.
+
+    >>> import netlab
+    >>> with netlab.Server('name = "echo"\\nservice = "echo"\\nlisten = ["127.0.0.1:0"]') as s:
+    ...     netlab.tcp_echo(s.address(), b"hello")
+    b'hello'
+
+Every failure raises NetlabError, whose .status is a Status and whose
+.message is the library's detailed message. Handles (Server, Decoder, Chat)
+are freed by close(), by leaving a `with` block, or when they are garbage
+collected; using one after close() raises NetlabError instead of crashing.
+"""
+
+import ctypes
+import enum
+import weakref
+from ctypes import byref, c_bool, c_size_t, c_uint16, c_uint64
+
+from . import _lib
+from ._lib import ServerStats, lib
+
+__all__ = ["Status", "NetlabError", "Server", "ServerStats", "Decoder", "Dialect",
+           "tcp_echo", "udp_echo", "count", "encode_frame", "version", "library_path"]
+
+library_path = _lib.path
+
+
+class Status(enum.IntEnum):
+    """netlab_status: what every C call returns."""
+    OK = 0
+    ERR_NULL = 1
+    ERR_INVALID = 2
+    ERR_IO = 3
+    ERR_TIMEOUT = 4
+    ERR_CLOSED = 5
+    ERR_PANIC = 6
+    ERR_BUFFER_TOO_SMALL = 7
+    ERR_CONFIG = 8
+    ERR_ADDR_IN_USE = 9
+    ERR_PROTOCOL = 10
+
+
+class NetlabError(Exception):
+    """A netlab call failed: .status (a Status, or the raw int for a status
+    this module does not know) and .message (the detailed message)."""
+
+    def __init__(self, status, message):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        self.status = status
+        self.message = message
+        super().__init__(status, message)
+
+    def __str__(self):
+        name = self.status.name if isinstance(self.status, Status) else str(self.status)
+        return "%s: %s" % (name, self.message)
+
+
+class Dialect(enum.IntEnum):
+    """netlab_dialect: a chat dialect, and so a framing."""
+    LINE = 0
+    HEADER = 1
+    BINCODE = 2
+
+
+_COUNT_FRAMINGS = {"line": 0, "header": 1, "chunk": 2}
+
+
+def version():
+    """libnetlab's version, e.g. "0.1.0"."""
+    return lib.netlab_version().decode()
+
+
+def _ms(seconds, what="timeout"):
+    ms = int(round(seconds * 1000))
+    if not 0 < ms <= 0xFFFFFFFF:
+        raise NetlabError(Status.ERR_INVALID,
+                          "%s must be between 1 ms and 49 days, not %r s" % (what, seconds))
+    return ms
+
+
+def _addr(addr):
+    if isinstance(addr, tuple):
+        host, port = addr
+        addr = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+    return addr.encode()
+
+
+def _bytes(data):
+    if isinstance(data, str):
+        return data.encode()
+    return bytes(data)
+
+
+def _dialect(dialect):
+    if isinstance(dialect, str):
+        try:
+            return Dialect[dialect.upper()]
+        except KeyError:
+            raise NetlabError(Status.ERR_INVALID,
+                              "dialect %r is not line, header or bincode" % dialect) from None
+    return int(dialect)
+
+
+def _into_buffer(call, cap):
+    """Runs call(buf, cap, &len), growing the buffer once to the size the
+    library says it needs."""
+    for _ in range(2):
+        buf = (ctypes.c_uint8 * max(cap, 1))()
+        n = c_size_t(0)
+        try:
+            call(buf, cap, byref(n))
+        except NetlabError as e:
+            if e.status != Status.ERR_BUFFER_TOO_SMALL or n.value <= cap:
+                raise
+            cap = n.value
+            continue
+        return bytes(buf[:n.value])
+    raise NetlabError(Status.ERR_BUFFER_TOO_SMALL, "the reply kept growing")
+
+
+class _Handle:
+    """A C handle: freed once, by close(), `with`, or the finalizer."""
+    _kind = "handle"
+
+    def _own(self, ptr, free):
+        self._ptr = ptr
+        self._finalizer = weakref.finalize(self, free, ptr)
+
+    def _handle(self):
+        ptr = getattr(self, "_ptr", None)
+        if ptr is None:
+            raise NetlabError(Status.ERR_CLOSED, "this %s is closed" % self._kind)
+        return ptr
+
+    @property
+    def closed(self):
+        return getattr(self, "_ptr", None) is None
+
+    def close(self):
+        """Frees the C handle. Closing twice does nothing."""
+        if getattr(self, "_ptr", None) is not None:
+            self._ptr = None
+            self._finalizer()
+
+    def __enter__(self):
+        self._handle()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Server(_Handle):
+    """A server the daemon could run, started from TOML text (one
+    `[[server]]` table, the `[[server]]` line optional). Listen on port 0
+    and ask .port() which one the kernel chose."""
+    _kind = "Server"
+
+    def __init__(self, config):
+        ptr = _lib.ServerP()
+        lib.netlab_server_start(config.encode(), byref(ptr))
+        self._own(ptr, lib.netlab_server_free)
+
+    @property
+    def listener_count(self):
+        n = c_size_t()
+        lib.netlab_server_listener_count(self._handle(), byref(n))
+        return n.value
+
+    def port(self, index=0):
+        """The port listener `index` is bound to."""
+        port = c_uint16()
+        lib.netlab_server_port(self._handle(), index, byref(port))
+        return port.value
+
+    def address(self, index=0):
+        """Listener `index`'s address as "host:port", ready for the clients."""
+        buf = ctypes.create_string_buffer(64)
+        n = c_size_t()
+        lib.netlab_server_address(self._handle(), index, buf, len(buf), byref(n))
+        return buf.value.decode()
+
+    @property
+    def ports(self):
+        return [self.port(i) for i in range(self.listener_count)]
+
+    @property
+    def addresses(self):
+        return [self.address(i) for i in range(self.listener_count)]
+
+    def stats(self):
+        """The server's counters: accepted, refused, open, datagrams, dropped."""
+        stats = ServerStats()
+        lib.netlab_server_get_stats(self._handle(), byref(stats))
+        return stats
+
+    def stop(self, grace=1.0):
+        """Stops accepting, lets open connections finish for up to `grace`
+        seconds, closes the rest, and waits. The handle stays open."""
+        lib.netlab_server_stop(self._handle(), max(0, int(round(grace * 1000))))
+
+    def __repr__(self):
+        if self.closed:
+            return "<netlab.Server closed>"
+        return "<netlab.Server %s>" % " ".join(self.addresses)
+
+
+def tcp_echo(addr, data, timeout=2.0):
+    """Sends `data` to the TCP echo server at `addr` ("host:port" or a
+    (host, port) tuple) and returns what came back."""
+    data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
+    return _into_buffer(
+        lambda buf, cap, n: lib.netlab_tcp_echo(a, data, len(data), ms, buf, cap, n),
+        2 * len(data) + 1024)
+
+
+def udp_echo(addr, data, timeout=1.0, retries=2):
+    """Sends `data` as one datagram to the UDP echo server at `addr`,
+    resending up to `retries` times after `timeout` seconds each."""
+    data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
+    return _into_buffer(
+        lambda buf, cap, n: lib.netlab_udp_echo(a, data, len(data), ms, retries, buf, cap, n),
+        65536)
+
+
+def count(addr, data, framing="line", header_len=0, timeout=2.0):
+    """Asks the count server at `addr` how many characters `data` has.
+    `framing` is "line", "header" or "chunk", as the server's."""
+    if framing not in _COUNT_FRAMINGS:
+        raise NetlabError(Status.ERR_INVALID,
+                          "framing %r is not line, header or chunk" % (framing,))
+    data = _bytes(data)
+    n = c_uint64()
+    lib.netlab_count(_addr(addr), data, len(data), _COUNT_FRAMINGS[framing], header_len,
+                     _ms(timeout), byref(n))
+    return n.value
+
+
+def encode_frame(dialect, payload, header_len=0):
+    """`payload` framed in `dialect` ("line", "header", "bincode" or a Dialect)."""
+    d, payload = _dialect(dialect), _bytes(payload)
+    return _into_buffer(
+        lambda buf, cap, n: lib.netlab_frame_encode(d, header_len, payload, len(payload),
+                                                    buf, cap, n),
+        len(payload) + 32)
+
+
+class Decoder(_Handle):
+    """Frames of one dialect out of bytes fed in pieces of any size.
+
+        dec = netlab.Decoder("header")
+        dec.feed(sock.recv(4096))
+        for frame in dec: ...
+    """
+    _kind = "Decoder"
+
+    def __init__(self, dialect, header_len=0, max_frame=0):
+        ptr = _lib.DecoderP()
+        lib.netlab_decoder_new(_dialect(dialect), header_len, max_frame, byref(ptr))
+        self._own(ptr, lib.netlab_decoder_free)
+
+    def feed(self, data):
+        data = _bytes(data)
+        lib.netlab_decoder_feed(self._handle(), data, len(data))
+
+    def next(self):
+        """The next whole frame's payload, or None when more bytes are needed."""
+        frame, n, found = _lib.u8p(), c_size_t(), c_bool()
+        lib.netlab_decoder_next(self._handle(), byref(frame), byref(n), byref(found))
+        if not found.value:
+            return None
+        return ctypes.string_at(frame, n.value)
+
+    def __iter__(self):
+        while True:
+            frame = self.next()
+            if frame is None:
+                return
+            yield frame
+
+    @property
+    def pending(self):
+        """Bytes held that are not yet part of a whole frame."""
+        n = c_size_t()
+        lib.netlab_decoder_pending(self._handle(), byref(n))
+        return n.value
