@@ -6,6 +6,7 @@
 //! client whose queue passes its bound is dropped and the service told: a
 //! slow reader never stalls the others.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -77,8 +78,13 @@ struct Client {
     peer: std::net::SocketAddr,
     out: Vec<u8>,
     sent: usize,
-    /// Sends queued since the queue was last empty.
-    frames: usize,
+    /// Where each frame still queued ends, counted in bytes ever queued:
+    /// a frame is gone once `written` passes its end. The queue's length in
+    /// frames is then exact even for a reader that never quite catches up.
+    frame_ends: VecDeque<u64>,
+    /// Bytes ever queued and ever written to this client.
+    queued_total: u64,
+    written: u64,
     group: Option<usize>,
     dirty: bool,
     /// The service asked to close it once its queue is flushed.
@@ -239,7 +245,9 @@ impl Room {
                 peer,
                 out: Vec::new(),
                 sent: 0,
-                frames: 0,
+                frame_ends: VecDeque::new(),
+                queued_total: 0,
+                written: 0,
                 group: None,
                 dirty: false,
                 closing: false,
@@ -465,7 +473,19 @@ fn enqueue(
     if c.overflowed {
         return;
     }
-    if c.queued() + bytes.len() > limits.bytes || c.frames >= limits.frames {
+    let over =
+        |c: &Client| c.queued() + bytes.len() > limits.bytes || c.frame_ends.len() >= limits.frames;
+    if over(c) {
+        // The bound is for a client whose socket is full, not for what was
+        // never offered to it: write what is queued, then decide.
+        if let Err(e) = flush(c) {
+            log::debug!("write to {}: {e}", c.peer);
+            c.overflowed = true;
+            doomed.push((key, Disconnect::Failed));
+            return;
+        }
+    }
+    if over(c) {
         // Nothing more is queued for it, and it is removed this turn.
         c.overflowed = true;
         doomed.push((key, Disconnect::SlowReader));
@@ -476,7 +496,8 @@ fn enqueue(
         c.sent = 0;
     }
     c.out.extend_from_slice(bytes);
-    c.frames += 1;
+    c.queued_total += bytes.len() as u64;
+    c.frame_ends.push_back(c.queued_total);
     if !c.dirty {
         c.dirty = true;
         dirty.push(key);
@@ -488,7 +509,13 @@ fn flush(c: &mut Client) -> io::Result<bool> {
     while c.sent < c.out.len() {
         match c.stream.write(&c.out[c.sent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => c.sent += n,
+            Ok(n) => {
+                c.sent += n;
+                c.written += n as u64;
+                while c.frame_ends.front().is_some_and(|&end| end <= c.written) {
+                    c.frame_ends.pop_front();
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -496,7 +523,6 @@ fn flush(c: &mut Client) -> io::Result<bool> {
     }
     c.out.clear();
     c.sent = 0;
-    c.frames = 0;
     if c.out.capacity() > 4 * READ_BUF {
         c.out = Vec::new();
     }
