@@ -99,6 +99,10 @@ pub fn assign(mut passed: Vec<Passed>, config: &Config) -> Result<Assignment, St
             .position(|(i, l)| slots[i].is_none() && same_addr(l, p.addr))
             .or_else(|| slots.iter().position(Option::is_none));
         if let Some(i) = entry {
+            log::info!(
+                "socket activation: {p} goes to server {} by name",
+                server.name
+            );
             slots[i] = p.socket.take();
         }
     }
@@ -110,6 +114,10 @@ pub fn assign(mut passed: Vec<Passed>, config: &Config) -> Result<Assignment, St
             }
             for (i, l) in server.listen.iter().enumerate() {
                 if assigned[si][i].is_none() && same_addr(l, p.addr) {
+                    log::info!(
+                        "socket activation: {p} goes to server {} by address",
+                        server.name
+                    );
                     assigned[si][i] = p.socket.take();
                     break 'servers;
                 }
