@@ -786,7 +786,11 @@ impl Ctx<'_> {
                 let max_clients = self
                     .positive(&raw.max_clients, "max_clients")
                     .unwrap_or(defaults::MAX_CLIENTS);
-                max_connections = max_clients;
+                // Room beyond max_clients, so that a client over the limit
+                // hears "the room is full" in its dialect rather than being
+                // cut off at accept, and unnamed connections cannot lock the
+                // room out.
+                max_connections = max_clients.saturating_add((max_clients / 8).max(16));
                 let dialects = listen
                     .iter()
                     .map(|l| match l.dialect.unwrap_or(Dialect::Line) {

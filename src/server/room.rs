@@ -187,9 +187,25 @@ impl Room {
                 && now >= next_sweep
             {
                 next_sweep = now + sweep;
-                for (key, c) in &self.clients {
-                    if now.duration_since(c.last_active) >= idle {
+                let idle_now: Vec<(usize, ConnId, bool)> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| now.duration_since(c.last_active) >= idle)
+                    .map(|(key, c)| (key, c.id, c.closing))
+                    .collect();
+                for (key, id, closing) in idle_now {
+                    if closing {
+                        // Told already, and its queue still not flushed.
                         self.doomed.push((key, Disconnect::Idle));
+                    } else {
+                        log::info!(
+                            "server {}: closing {}: idle timeout",
+                            self.ctx.shared.name,
+                            self.clients[key].peer
+                        );
+                        self.clients[key].last_active = now;
+                        self.ctx.service.idle(id, &mut self.outbox);
+                        self.deliver();
                     }
                 }
                 self.bury();

@@ -104,4 +104,9 @@ pub trait RoomService: std::marker::Send {
     fn disconnected(&mut self, conn: ConnId, why: Disconnect, out: &mut Outbox);
     /// The server is stopping: last words to everyone, before the grace period.
     fn stopping(&mut self, out: &mut Outbox);
+    /// Nothing was heard from a connection for `idle_timeout`. By default it
+    /// is closed; a service may tell it why first (and must then close it).
+    fn idle(&mut self, conn: ConnId, out: &mut Outbox) {
+        out.close(conn);
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{Event, Hub, HubLimits, LeaveReason, Output};
+use super::{ErrorCode, Event, Hub, HubLimits, LeaveReason, Output};
 use crate::codec::chat::{ChatCodec, ChatDecoder, Encoding};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
 
@@ -142,6 +142,18 @@ impl RoomService for ChatRoom {
         {
             self.groups[client.group].1 -= 1;
         }
+    }
+
+    fn idle(&mut self, conn: ConnId, out: &mut Outbox) {
+        if let Some(client) = self.clients.get(&conn) {
+            let codec = client.codec;
+            let event = Event::error(ErrorCode::TimedOut, "idle for too long");
+            out.to(conn, |b| codec.encode(&event, b));
+        }
+        self.hub
+            .leave(conn, LeaveReason::TimedOut, &mut self.outputs);
+        self.dispatch(out);
+        out.close(conn);
     }
 
     fn stopping(&mut self, out: &mut Outbox) {
