@@ -11,7 +11,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::Shared;
+use super::{Runtime, Shared};
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -30,29 +30,41 @@ pub(super) struct Acceptor {
 }
 
 impl Acceptor {
-    pub fn new(listeners: &[TcpListener]) -> io::Result<Acceptor> {
+    /// Takes the listeners; the stop closes them.
+    pub fn new(listeners: Vec<TcpListener>) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut mine = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.iter().enumerate() {
-            let l = l.try_clone()?;
             l.set_nonblocking(true)?;
             poll.registry().register(
                 &mut SourceFd(&l.as_raw_fd()),
                 Token(i),
                 Interest::READABLE,
             )?;
-            mine.push(l);
         }
         Ok(Acceptor {
             poll,
             waker,
-            listeners: mine,
+            listeners,
         })
     }
 
-    pub fn waker(&self) -> Arc<Waker> {
-        self.waker.clone()
+    /// Runs `run` with an acceptor over `listeners` on a thread of its own:
+    /// how the `thread` and `fork` models start.
+    pub fn spawn(
+        thread_name: String,
+        listeners: Vec<TcpListener>,
+        run: impl FnOnce(Acceptor) + Send + 'static,
+    ) -> io::Result<Runtime> {
+        let acceptor = Acceptor::new(listeners)?;
+        let waker = acceptor.waker.clone();
+        let thread = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || run(acceptor))?;
+        Ok(Runtime {
+            threads: vec![thread],
+            wakers: vec![waker],
+        })
     }
 
     /// The raw descriptors a forked child must close.

@@ -188,7 +188,7 @@ impl EventWorker {
                     return;
                 }
             };
-            let Some(permit) = self.ctx.admit(peer) else {
+            let Some(permit) = self.ctx.shared.admit(peer) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);

@@ -24,18 +24,8 @@ use crate::service::Worker;
 const REAP_TICK: Duration = Duration::from_millis(20);
 
 pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
-    let acceptor = Acceptor::new(&listeners)?;
-    // The parent's own copies are not needed: the acceptor holds its own.
-    drop(listeners);
-    let waker = acceptor.waker();
     let name = format!("{}-fork", ctx.shared.name);
-    let thread = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(ctx, acceptor))?;
-    Ok(Runtime {
-        threads: vec![thread],
-        wakers: vec![waker],
-    })
+    Acceptor::spawn(name, listeners, move |acceptor| run(ctx, acceptor))
 }
 
 struct Forker {
@@ -52,7 +42,7 @@ impl AcceptHandler for Forker {
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
         self.tick();
         let ctx = &self.ctx;
-        let Some(permit) = ctx.admit(peer) else {
+        let Some(permit) = ctx.shared.admit(peer) else {
             return;
         };
         // SAFETY: the child runs only `serve_child`, which makes system

@@ -47,6 +47,11 @@ impl ConnLimiter {
         }
     }
 
+    /// The most connections open at once.
+    pub fn max(&self) -> usize {
+        self.inner.max
+    }
+
     pub fn open(&self) -> usize {
         self.inner.open.load(Ordering::Relaxed)
     }

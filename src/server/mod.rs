@@ -89,11 +89,38 @@ pub(crate) struct Shared {
     pub name: String,
     pub stats: Stats,
     pub limiter: ConnLimiter,
+    access: crate::config::AccessList,
     stopping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Applies the access list and the connection limits to a new peer;
+    /// the permit is held for as long as its connection is open.
+    pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
+        let refused = |why: &str| {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::info!("server {}: refused {peer}: {why}", self.name);
+            None
+        };
+        if !self.access.permits(peer.ip()) {
+            return refused("not permitted by allow/deny");
+        }
+        match self.limiter.try_acquire(peer.ip()) {
+            Admission::Admitted(permit) => {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                Some(permit)
+            }
+            Admission::Full => refused(&format!(
+                "connection limit ({}) reached",
+                self.limiter.max()
+            )),
+            Admission::SourceFull(n) => {
+                refused(&format!("per_source ({n}) reached for this address"))
+            }
+        }
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -276,6 +303,7 @@ impl BoundServer {
             name: config.name.clone(),
             stats: Stats::default(),
             limiter: ConnLimiter::new(config.limits.max_connections, config.limits.per_source),
+            access: config.access.clone(),
             stopping: AtomicBool::new(false),
             deadline: Mutex::new(None),
         });
@@ -319,7 +347,6 @@ impl BoundServer {
                         frames: chat.queue_frames,
                     },
                     idle_timeout: config.limits.idle_timeout,
-                    access: config.access.clone(),
                 };
                 room::spawn(ctx, listeners).map_err(err)?
             }
@@ -370,32 +397,7 @@ pub(crate) struct StreamCtx {
     pub config: ServerConfig,
 }
 
-impl StreamCtx {
-    /// Applies the access list and the connection limits to a new peer.
-    pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
-        let refused = |why: &str| {
-            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            log::info!("server {}: refused {peer}: {why}", self.shared.name);
-            None
-        };
-        if !self.config.access.permits(peer.ip()) {
-            return refused("not permitted by allow/deny");
-        }
-        match self.shared.limiter.try_acquire(peer.ip()) {
-            Admission::Admitted(permit) => {
-                self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                Some(permit)
-            }
-            Admission::Full => refused(&format!(
-                "max_connections ({}) reached",
-                self.config.limits.max_connections
-            )),
-            Admission::SourceFull(n) => {
-                refused(&format!("per_source ({n}) reached for this address"))
-            }
-        }
-    }
-}
+impl StreamCtx {}
 
 /// The threads of a runtime and how to wake them.
 pub(crate) struct Runtime {

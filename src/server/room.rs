@@ -35,7 +35,6 @@ pub(crate) struct RoomCtx {
     pub service: Box<dyn RoomService>,
     pub queue: QueueLimits,
     pub idle_timeout: Option<Duration>,
-    pub access: crate::config::AccessList,
 }
 
 pub(super) fn spawn(ctx: RoomCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
@@ -235,7 +234,7 @@ impl Room {
                     return;
                 }
             };
-            let Some(permit) = self.admit(peer) else {
+            let Some(permit) = self.ctx.shared.admit(peer) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -276,30 +275,6 @@ impl Room {
                 .service
                 .connected(id, index, &peer.to_string(), &mut self.outbox);
             self.deliver();
-        }
-    }
-
-    fn admit(&self, peer: std::net::SocketAddr) -> Option<Permit> {
-        use super::Admission;
-        use std::sync::atomic::Ordering;
-        let shared = &self.ctx.shared;
-        let refused = |why: String| {
-            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            log::info!("server {}: refused {peer}: {why}", shared.name);
-            None
-        };
-        if !self.ctx.access.permits(peer.ip()) {
-            return refused("not permitted by allow/deny".into());
-        }
-        match shared.limiter.try_acquire(peer.ip()) {
-            Admission::Admitted(p) => {
-                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                Some(p)
-            }
-            Admission::Full => refused("the room is full (max_clients)".into()),
-            Admission::SourceFull(n) => {
-                refused(format!("per_source ({n}) reached for this address"))
-            }
         }
     }
 

@@ -18,16 +18,8 @@ use crate::service::Worker;
 type Open = Arc<Mutex<HashMap<u64, TcpStream>>>;
 
 pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
-    let acceptor = Acceptor::new(&listeners)?;
-    let waker = acceptor.waker();
     let name = format!("{}-accept", ctx.shared.name);
-    let thread = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(ctx, acceptor))?;
-    Ok(Runtime {
-        threads: vec![thread],
-        wakers: vec![waker],
-    })
+    Acceptor::spawn(name, listeners, move |acceptor| run(ctx, acceptor))
 }
 
 struct Spawner {
@@ -39,7 +31,7 @@ struct Spawner {
 impl AcceptHandler for Spawner {
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
         let ctx = &self.ctx;
-        let Some(permit) = ctx.admit(peer) else {
+        let Some(permit) = ctx.shared.admit(peer) else {
             return;
         };
         self.next_id += 1;
