@@ -170,7 +170,7 @@ netlab_status netlab_udp_echo(const char *addr,
 // `framing` is a `netlab_count_framing` value (another value gives
 // `NETLAB_ERR_INVALID`) and must match the server's `framing`;
 // `header_len` is used by `NETLAB_COUNT_FRAMING_HEADER` only (0 means the
-// default, 10). Each blocking step gives up after `timeout_ms`
+// default, 10; at most 1024). Each blocking step gives up after `timeout_ms`
 // milliseconds (`NETLAB_ERR_TIMEOUT`; 0 is invalid). A reply that is not a
 // number gives `NETLAB_ERR_PROTOCOL`.
 //
@@ -193,7 +193,7 @@ netlab_status netlab_count(const char *addr,
 // frame's length into `*out_len`.
 //
 // `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means the
-// default, 10). A payload that the framing cannot carry (a line with a
+// default, 10; at most 1024). A payload that the framing cannot carry (a line with a
 // '\n' in it, a length with more digits than the header has room for)
 // gives `NETLAB_ERR_INVALID`. A frame longer than
 // `out_cap` gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves `out` untouched
@@ -215,7 +215,8 @@ netlab_status netlab_frame_encode(int dialect,
 
 // Creates a decoder of `dialect`'s frames (a `netlab_dialect` value).
 //
-// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10);
+// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10, at
+// most 1024);
 // `max_frame` is the longest payload accepted, in bytes (0 means 64 KiB):
 // a longer frame is an error before any of it is buffered.
 //

@@ -81,6 +81,16 @@ static void bad_arguments_give_err_invalid(void) {
     netlab_decoder *dec = NULL;
     CHECK_STATUS(netlab_decoder_new(-1, 0, 0, &dec), NETLAB_ERR_INVALID);
     CHECK(dec == NULL);
+    /* A header so wide that framing would exhaust memory is refused. */
+    CHECK_STATUS(netlab_decoder_new(NETLAB_DIALECT_HEADER, SIZE_MAX, 0, &dec), NETLAB_ERR_INVALID);
+    CHECK_MESSAGE("header_len");
+    CHECK(dec == NULL);
+    uint8_t frame[16];
+    CHECK_STATUS(netlab_frame_encode(NETLAB_DIALECT_HEADER, (size_t)1 << 40, msg, 1, frame, sizeof frame, &len),
+                 NETLAB_ERR_INVALID);
+    uint64_t count = 0;
+    CHECK_STATUS(netlab_count("127.0.0.1:1", msg, 1, NETLAB_COUNT_FRAMING_HEADER, SIZE_MAX, 100, &count),
+                 NETLAB_ERR_INVALID);
     netlab_server_free(server);
 }
 

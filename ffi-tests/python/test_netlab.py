@@ -278,6 +278,46 @@ class MisuseTests(unittest.TestCase):
         lib.netlab_server_free(None)
         lib.netlab_decoder_free(None)
 
+    def test_threads_may_share_a_handle_and_close_it_under_each_other(self):
+        server = netlab.Server(config())
+        dec = netlab.Decoder("line")
+        errors = []
+
+        def hammer():
+            for _ in range(200):
+                try:
+                    server.port()
+                    server.stats()
+                    dec.feed(b"x\n")
+                    dec.next()
+                except NetlabError as e:
+                    if e.status != Status.ERR_CLOSED:
+                        errors.append(e)
+                    return
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.01)
+        server.close()
+        dec.close()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+
+    def test_negative_and_huge_numbers_are_refused(self):
+        with netlab.Server(config()) as s:
+            for call in (lambda: s.port(-1), lambda: s.port(5),
+                         lambda: netlab.udp_echo(s.address(), b"x", retries=-1),
+                         lambda: netlab.count(s.address(), b"x", "header", header_len=-1),
+                         lambda: netlab.count(s.address(), b"x", "header", header_len=10**6),
+                         lambda: netlab.encode_frame("header", b"x", header_len=2**40),
+                         lambda: netlab.Decoder("header", header_len=-3),
+                         lambda: netlab.tcp_echo(s.address(), b"x", timeout=-1)):
+                with self.assertRaises(NetlabError) as cm:
+                    call()
+                self.assertEqual(cm.exception.status, Status.ERR_INVALID)
+
     def test_status_strings_and_version(self):
         self.assertEqual(_lib.lib.netlab_status_str(0), b"ok")
         self.assertEqual(_lib.lib.netlab_status_str(-5), b"unknown status")

@@ -14,6 +14,7 @@ collected; using one after close() raises NetlabError instead of crashing.
 
 import ctypes
 import enum
+import threading
 import weakref
 from ctypes import byref, c_bool, c_size_t, c_uint16, c_uint64
 
@@ -82,6 +83,16 @@ def _ms(seconds, what="timeout"):
     return ms
 
 
+def _size(value, what):
+    if not 0 <= value < 2 ** 63:
+        raise NetlabError(Status.ERR_INVALID, "%s must be 0 or more, not %r" % (what, value))
+    return value
+
+
+def _index(index):
+    return _size(index, "listener index")
+
+
 def _addr(addr):
     if isinstance(addr, tuple):
         host, port = addr
@@ -123,31 +134,43 @@ def _into_buffer(call, cap):
 
 
 class _Handle:
-    """A C handle: freed once, by close(), `with`, or the finalizer."""
+    """A C handle: freed once, by close(), `with`, or the finalizer. Every
+    call holds the handle's lock, so threads may share an object: calls are
+    taken one at a time, and close() cannot free the handle under a call."""
     _kind = "handle"
+    _ptr = None
 
     def _own(self, ptr, free):
+        self._lock = threading.RLock()
         self._ptr = ptr
         self._finalizer = weakref.finalize(self, free, ptr)
 
-    def _handle(self):
-        ptr = getattr(self, "_ptr", None)
-        if ptr is None:
+    def _call(self, func, *args):
+        """func(handle, *args) under the lock; raises if closed."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
             raise NetlabError(Status.ERR_CLOSED, "this %s is closed" % self._kind)
-        return ptr
+        with lock:
+            if self._ptr is None:
+                raise NetlabError(Status.ERR_CLOSED, "this %s is closed" % self._kind)
+            return func(self._ptr, *args)
 
     @property
     def closed(self):
-        return getattr(self, "_ptr", None) is None
+        return self._ptr is None
 
     def close(self):
         """Frees the C handle. Closing twice does nothing."""
-        if getattr(self, "_ptr", None) is not None:
-            self._ptr = None
-            self._finalizer()
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            if self._ptr is not None:
+                self._ptr = None
+                self._finalizer()
 
     def __enter__(self):
-        self._handle()
+        self._call(lambda ptr: None)
         return self
 
     def __exit__(self, *exc):
@@ -169,20 +192,20 @@ class Server(_Handle):
     @property
     def listener_count(self):
         n = c_size_t()
-        lib.netlab_server_listener_count(self._handle(), byref(n))
+        self._call(lib.netlab_server_listener_count, byref(n))
         return n.value
 
     def port(self, index=0):
         """The port listener `index` is bound to."""
         port = c_uint16()
-        lib.netlab_server_port(self._handle(), index, byref(port))
+        self._call(lib.netlab_server_port, _index(index), byref(port))
         return port.value
 
     def address(self, index=0):
         """Listener `index`'s address as "host:port", ready for the clients."""
         buf = ctypes.create_string_buffer(64)
         n = c_size_t()
-        lib.netlab_server_address(self._handle(), index, buf, len(buf), byref(n))
+        self._call(lib.netlab_server_address, _index(index), buf, len(buf), byref(n))
         return buf.value.decode()
 
     @property
@@ -196,13 +219,13 @@ class Server(_Handle):
     def stats(self):
         """The server's counters: accepted, refused, open, datagrams, dropped."""
         stats = ServerStats()
-        lib.netlab_server_get_stats(self._handle(), byref(stats))
+        self._call(lib.netlab_server_get_stats, byref(stats))
         return stats
 
     def stop(self, grace=1.0):
         """Stops accepting, lets open connections finish for up to `grace`
         seconds, closes the rest, and waits. The handle stays open."""
-        lib.netlab_server_stop(self._handle(), max(0, int(round(grace * 1000))))
+        self._call(lib.netlab_server_stop, min(max(0, int(round(grace * 1000))), 0xFFFFFFFF))
 
     def __repr__(self):
         if self.closed:
@@ -223,6 +246,8 @@ def udp_echo(addr, data, timeout=1.0, retries=2):
     """Sends `data` as one datagram to the UDP echo server at `addr`,
     resending up to `retries` times after `timeout` seconds each."""
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
+    if not 0 <= retries <= 0xFFFFFFFF:
+        raise NetlabError(Status.ERR_INVALID, "retries must be 0 or more, not %r" % (retries,))
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_udp_echo(a, data, len(data), ms, retries, buf, cap, n),
         65536)
@@ -236,7 +261,8 @@ def count(addr, data, framing="line", header_len=0, timeout=2.0):
                           "framing %r is not line, header or chunk" % (framing,))
     data = _bytes(data)
     n = c_uint64()
-    lib.netlab_count(_addr(addr), data, len(data), _COUNT_FRAMINGS[framing], header_len,
+    lib.netlab_count(_addr(addr), data, len(data), _COUNT_FRAMINGS[framing],
+                     _size(header_len, "header_len"),
                      _ms(timeout), byref(n))
     return n.value
 
@@ -245,7 +271,8 @@ def encode_frame(dialect, payload, header_len=0):
     """`payload` framed in `dialect` ("line", "header", "bincode" or a Dialect)."""
     d, payload = _dialect(dialect), _bytes(payload)
     return _into_buffer(
-        lambda buf, cap, n: lib.netlab_frame_encode(d, header_len, payload, len(payload),
+        lambda buf, cap, n: lib.netlab_frame_encode(d, _size(header_len, "header_len"),
+                                                    payload, len(payload),
                                                     buf, cap, n),
         len(payload) + 32)
 
@@ -261,20 +288,22 @@ class Decoder(_Handle):
 
     def __init__(self, dialect, header_len=0, max_frame=0):
         ptr = _lib.DecoderP()
-        lib.netlab_decoder_new(_dialect(dialect), header_len, max_frame, byref(ptr))
+        lib.netlab_decoder_new(_dialect(dialect), _size(header_len, "header_len"),
+                               _size(max_frame, "max_frame"), byref(ptr))
         self._own(ptr, lib.netlab_decoder_free)
 
     def feed(self, data):
         data = _bytes(data)
-        lib.netlab_decoder_feed(self._handle(), data, len(data))
+        self._call(lib.netlab_decoder_feed, data, len(data))
 
     def next(self):
         """The next whole frame's payload, or None when more bytes are needed."""
-        frame, n, found = _lib.u8p(), c_size_t(), c_bool()
-        lib.netlab_decoder_next(self._handle(), byref(frame), byref(n), byref(found))
-        if not found.value:
-            return None
-        return ctypes.string_at(frame, n.value)
+        def next_frame(ptr):
+            frame, n, found = _lib.u8p(), c_size_t(), c_bool()
+            lib.netlab_decoder_next(ptr, byref(frame), byref(n), byref(found))
+            # Copied while the lock is held: the frame is borrowed from the decoder.
+            return ctypes.string_at(frame, n.value) if found.value else None
+        return self._call(next_frame)
 
     def __iter__(self):
         while True:
@@ -287,5 +316,6 @@ class Decoder(_Handle):
     def pending(self):
         """Bytes held that are not yet part of a whole frame."""
         n = c_size_t()
-        lib.netlab_decoder_pending(self._handle(), byref(n))
+        self._call(lib.netlab_decoder_pending, byref(n))
         return n.value
+

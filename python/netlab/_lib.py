@@ -124,6 +124,4 @@ _declare("netlab_decoder_next", [DecoderP, POINTER(u8p), POINTER(c_size_t), POIN
 _declare("netlab_decoder_pending", [DecoderP, POINTER(c_size_t)])
 _declare("netlab_decoder_free", [DecoderP], None, check=False)
 
-HAS_CHAT = hasattr(lib, "netlab_chat_connect")
 
-__all__ = ["lib", "path", "candidates", "last_error", "ServerStats", "c_void_p"]

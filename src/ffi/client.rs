@@ -3,9 +3,11 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::{Error, addr_arg, bytes_arg, copy_out, guard, millis, netlab_status, out_arg, str_arg};
+use super::{
+    Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_status, out_arg,
+    str_arg,
+};
 use crate::client::{self, CountFraming};
-use crate::codec::HeaderCodec;
 
 /// How the count client frames a message and reads the count back, as the
 /// count service's `framing` option.
@@ -102,7 +104,7 @@ pub unsafe extern "C" fn netlab_udp_echo(
 /// `framing` is a `netlab_count_framing` value (another value gives
 /// `NETLAB_ERR_INVALID`) and must match the server's `framing`;
 /// `header_len` is used by `NETLAB_COUNT_FRAMING_HEADER` only (0 means the
-/// default, 10). Each blocking step gives up after `timeout_ms`
+/// default, 10; at most 1024). Each blocking step gives up after `timeout_ms`
 /// milliseconds (`NETLAB_ERR_TIMEOUT`; 0 is invalid). A reply that is not a
 /// number gives `NETLAB_ERR_PROTOCOL`.
 ///
@@ -130,11 +132,7 @@ pub unsafe extern "C" fn netlab_count(
         let framing = match framing {
             0 => CountFraming::Line,
             1 => CountFraming::Header {
-                header_len: if header_len == 0 {
-                    HeaderCodec::DEFAULT_HEADER_LEN
-                } else {
-                    header_len
-                },
+                header_len: header_len_arg(header_len)?,
             },
             2 => CountFraming::Chunk,
             other => {

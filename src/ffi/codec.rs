@@ -4,7 +4,9 @@
 
 use std::ffi::c_int;
 
-use super::{Error, bytes_arg, copy_out, guard, guard_void, netlab_status, out_arg};
+use super::{
+    Error, bytes_arg, copy_out, guard, guard_void, header_len_arg, netlab_status, out_arg,
+};
 use crate::codec::chat::DEFAULT_MAX_FRAME;
 use crate::codec::chat::bincode::LengthPrefixCodec;
 use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
@@ -57,7 +59,7 @@ fn framing_error(e: FrameError) -> Error {
 /// frame's length into `*out_len`.
 ///
 /// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means the
-/// default, 10). A payload that the framing cannot carry (a line with a
+/// default, 10; at most 1024). A payload that the framing cannot carry (a line with a
 /// '\n' in it, a length with more digits than the header has room for)
 /// gives `NETLAB_ERR_INVALID`. A frame longer than
 /// `out_cap` gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves `out` untouched
@@ -94,11 +96,10 @@ pub unsafe extern "C" fn netlab_frame_encode(
             netlab_dialect::NETLAB_DIALECT_LINE => {
                 LineCodec::new(usize::MAX).encode(payload, &mut frame)
             }
-            netlab_dialect::NETLAB_DIALECT_HEADER => HeaderCodec::new(
-                or_default(header_len, HeaderCodec::DEFAULT_HEADER_LEN),
-                usize::MAX,
-            )
-            .encode(payload, &mut frame),
+            netlab_dialect::NETLAB_DIALECT_HEADER => {
+                HeaderCodec::new(header_len_arg(header_len)?, usize::MAX)
+                    .encode(payload, &mut frame)
+            }
             netlab_dialect::NETLAB_DIALECT_BINCODE => LengthPrefixCodec {
                 max_frame: usize::MAX,
             }
@@ -132,7 +133,8 @@ impl netlab_decoder {
 
 /// Creates a decoder of `dialect`'s frames (a `netlab_dialect` value).
 ///
-/// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10);
+/// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10, at
+/// most 1024);
 /// `max_frame` is the longest payload accepted, in bytes (0 means 64 KiB):
 /// a longer frame is an error before any of it is buffered.
 ///
@@ -157,12 +159,9 @@ pub unsafe extern "C" fn netlab_decoder_new(
             netlab_dialect::NETLAB_DIALECT_LINE => {
                 Reader::Line(FrameReader::new(LineCodec::new(max_frame)))
             }
-            netlab_dialect::NETLAB_DIALECT_HEADER => {
-                Reader::Header(FrameReader::new(HeaderCodec::new(
-                    or_default(header_len, HeaderCodec::DEFAULT_HEADER_LEN),
-                    max_frame,
-                )))
-            }
+            netlab_dialect::NETLAB_DIALECT_HEADER => Reader::Header(FrameReader::new(
+                HeaderCodec::new(header_len_arg(header_len)?, max_frame),
+            )),
             netlab_dialect::NETLAB_DIALECT_BINCODE => {
                 Reader::Bincode(FrameReader::new(LengthPrefixCodec { max_frame }))
             }

@@ -94,6 +94,21 @@ fn addr_arg(text: &str) -> Result<SocketAddr, Error> {
         .ok_or_else(|| Error::invalid(format!("address {text:?} resolves to nothing")))
 }
 
+/// The widest length header accepted: the seed's 100, with room to spare,
+/// and never so wide that encoding a frame could exhaust memory.
+const MAX_HEADER_LEN: usize = 1024;
+
+/// A `header_len` argument: 0 means the default (10).
+fn header_len_arg(header_len: usize) -> Result<usize, Error> {
+    match header_len {
+        0 => Ok(crate::codec::HeaderCodec::DEFAULT_HEADER_LEN),
+        1..=MAX_HEADER_LEN => Ok(header_len),
+        _ => Err(Error::invalid(format!(
+            "header_len {header_len} is wider than the {MAX_HEADER_LEN} bytes allowed"
+        ))),
+    }
+}
+
 fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
