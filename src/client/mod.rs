@@ -1,4 +1,4 @@
-//! Clients for netlab's services, blocking and self-contained: each call opens
+//! Clients for netlab's services (echo, count, chat), blocking and self-contained: each call opens
 //! its own socket, bounds every blocking step by the caller's timeout, and
 //! returns either the answer or a [`ClientError`] that says what failed and
 //! where.
@@ -14,6 +14,7 @@
 //! # Ok::<(), client::ClientError>(())
 //! ```
 
+pub mod chat;
 mod count;
 mod echo;
 mod error;
@@ -21,6 +22,7 @@ mod tcp;
 #[cfg(test)]
 mod test_servers;
 
+pub use chat::{ChatClient, ChatEvent, ChatReceiver, ChatSender, Dialect};
 pub use count::{CountFraming, count};
 pub use echo::{tcp_echo, udp_echo};
 pub use error::{ClientError, ErrorKind, format_duration};

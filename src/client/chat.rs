@@ -1,0 +1,922 @@
+//! The chat client: joins a room under a name in any of the three dialects,
+//! sends messages, and receives the room's events one at a time, each wait
+//! bounded by a timeout. Blocking and simple on purpose: the C ABI wraps it
+//! one call per step ("receive one event within 200 ms").
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use netlab::client::{ChatClient, ChatEvent, Dialect};
+//!
+//! let addr = "127.0.0.1:1235".parse().unwrap();
+//! let mut chat = ChatClient::connect(addr, "Dian", Dialect::Line, Duration::from_secs(2))?;
+//! chat.send("Hello World")?;
+//! while let Some(event) = chat.recv(Duration::from_millis(200))? {
+//!     if let ChatEvent::Message { from, text } = event {
+//!         println!("[{from}] {text}");
+//!     }
+//! }
+//! chat.quit()?;
+//! # Ok::<(), netlab::client::ClientError>(())
+//! ```
+//!
+//! The text dialects (line, header) send notices as text; [`ChatEventDecoder`]
+//! parses the formats netlabd writes (`Ayu joined (3 online)`, ...) back
+//! into events, and passes any other notice on as [`ChatEvent::Notice`].
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use super::ClientError;
+use super::tcp::check_timeout;
+use crate::codec::chat::{
+    BincodeChat, BincodeServerDecoder, ChatCodec, HeaderChat, LineChat, ServerMsg,
+};
+use crate::codec::{Codec, FrameError, HeaderCodec, LineCodec};
+use crate::service::chat::{ClientMsg, ErrorCode, validate_name};
+
+/// The longest frame accepted from a server: a roster of a big room is long.
+const MAX_SERVER_FRAME: usize = 1024 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+/// How long [`ChatClient::quit`] waits for the server to close after `Bye`.
+const QUIT_LINGER: Duration = Duration::from_millis(500);
+
+/// A listener's wire dialect, as the server's configuration names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// A line per message, for `nc` users.
+    Line,
+    /// Seed 004's fixed-width ASCII length header, `header_len` bytes wide
+    /// (10 by default; the seed uses 100). It must match the listener's.
+    Header { header_len: usize },
+    /// A 4-byte big-endian length, then a bincode-encoded enum.
+    Bincode,
+}
+
+impl Dialect {
+    /// The header dialect with the default header width (10).
+    pub const HEADER: Dialect = Dialect::Header {
+        header_len: HeaderCodec::DEFAULT_HEADER_LEN,
+    };
+
+    /// The dialect's name, as the configuration spells it.
+    pub fn name(&self) -> &'static str {
+        self.codec().name()
+    }
+
+    /// The codec that encodes what this client sends.
+    fn codec(&self) -> ChatCodec {
+        match *self {
+            Dialect::Line => ChatCodec::Line(LineChat::default()),
+            Dialect::Header { header_len } => {
+                ChatCodec::Header(HeaderChat::new(header_len, MAX_SERVER_FRAME))
+            }
+            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::default()),
+        }
+    }
+
+    fn check(&self) -> Result<(), ClientError> {
+        match *self {
+            Dialect::Header { header_len } if !(1..=20).contains(&header_len) => Err(
+                ClientError::invalid(format!("header_len {header_len} is not between 1 and 20")),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+
+    /// `line`, `header` (10-byte header) or `bincode`.
+    fn from_str(text: &str) -> Result<Dialect, String> {
+        match text {
+            "line" => Ok(Dialect::Line),
+            "header" => Ok(Dialect::HEADER),
+            "bincode" => Ok(Dialect::Bincode),
+            _ => Err(format!(
+                "unknown dialect {text:?}: use line, header or bincode"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the room told this client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// The name was accepted. `addr` is this client's address as the server
+    /// sees it (bincode only; the text dialects do not send it).
+    Welcome { online: u32, addr: Option<String> },
+    /// A message from someone else.
+    Message { from: String, text: String },
+    /// Someone joined; `online` counts them.
+    Joined { name: String, online: u32 },
+    /// Someone left; `online` no longer counts them.
+    Left { name: String, online: u32 },
+    /// Who is online (the answer to [`ChatClient::who`]).
+    Roster { names: Vec<String> },
+    /// Something was refused or went wrong; the server may close next.
+    /// `code` is known in the bincode dialect only.
+    Error {
+        code: Option<ErrorCode>,
+        reason: String,
+    },
+    /// A text-dialect notice in a format this client does not know.
+    Notice { text: String },
+}
+
+impl ChatEvent {
+    /// The event's kind as a short stable word, for logs and bindings:
+    /// `welcome`, `message`, `joined`, `left`, `roster`, `error`, `notice`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChatEvent::Welcome { .. } => "welcome",
+            ChatEvent::Message { .. } => "message",
+            ChatEvent::Joined { .. } => "joined",
+            ChatEvent::Left { .. } => "left",
+            ChatEvent::Roster { .. } => "roster",
+            ChatEvent::Error { .. } => "error",
+            ChatEvent::Notice { .. } => "notice",
+        }
+    }
+}
+
+impl fmt::Display for ChatEvent {
+    /// The event as the line dialect shows it: `[Rafi] hi`, `* Ayu joined
+    /// (3 online)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatEvent::Welcome { online, .. } => write!(f, "* welcome, {online} online"),
+            ChatEvent::Message { from, text } => write!(f, "[{from}] {text}"),
+            ChatEvent::Joined { name, online } => write!(f, "* {name} joined ({online} online)"),
+            ChatEvent::Left { name, online } => write!(f, "* {name} left ({online} online)"),
+            ChatEvent::Roster { names } => {
+                write!(f, "* online ({}): {}", names.len(), names.join(", "))
+            }
+            ChatEvent::Error { reason, .. } => write!(f, "* error: {reason}"),
+            ChatEvent::Notice { text } => write!(f, "* {text}"),
+        }
+    }
+}
+
+/// A chat event whose strings borrow from the decoder's buffer: decoding a
+/// message allocates nothing (the load generator decodes millions a second).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEventRef<'a> {
+    Welcome {
+        online: u32,
+        addr: Option<&'a str>,
+    },
+    Message {
+        from: &'a str,
+        text: &'a str,
+    },
+    Joined {
+        name: &'a str,
+        online: u32,
+    },
+    Left {
+        name: &'a str,
+        online: u32,
+    },
+    Roster {
+        names: Vec<&'a str>,
+    },
+    Error {
+        code: Option<ErrorCode>,
+        reason: &'a str,
+    },
+    Notice {
+        text: &'a str,
+    },
+}
+
+impl ChatEventRef<'_> {
+    pub fn to_owned_event(&self) -> ChatEvent {
+        match self {
+            ChatEventRef::Welcome { online, addr } => ChatEvent::Welcome {
+                online: *online,
+                addr: addr.map(str::to_owned),
+            },
+            ChatEventRef::Message { from, text } => ChatEvent::Message {
+                from: (*from).to_owned(),
+                text: (*text).to_owned(),
+            },
+            ChatEventRef::Joined { name, online } => ChatEvent::Joined {
+                name: (*name).to_owned(),
+                online: *online,
+            },
+            ChatEventRef::Left { name, online } => ChatEvent::Left {
+                name: (*name).to_owned(),
+                online: *online,
+            },
+            ChatEventRef::Roster { names } => ChatEvent::Roster {
+                names: names.iter().map(|n| (*n).to_owned()).collect(),
+            },
+            ChatEventRef::Error { code, reason } => ChatEvent::Error {
+                code: *code,
+                reason: (*reason).to_owned(),
+            },
+            ChatEventRef::Notice { text } => ChatEvent::Notice {
+                text: (*text).to_owned(),
+            },
+        }
+    }
+}
+
+/// Bytes read but not yet decoded. Consumed bytes are dropped lazily, so a
+/// burst of small events costs one move, not one per event.
+#[derive(Debug, Default)]
+struct InBuf {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl InBuf {
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.start == self.bytes.len() {
+            self.bytes.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.bytes.len() / 2 {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
+/// Decodes what a chat server sends, in one dialect, into events. Bytes
+/// may arrive split anywhere; only one unfinished event is ever buffered
+/// beyond what was read, and every length is checked against 1 MiB first.
+#[derive(Debug)]
+pub struct ChatEventDecoder {
+    kind: DecoderKind,
+}
+
+#[derive(Debug)]
+enum DecoderKind {
+    Line(LineCodec, InBuf),
+    Header(HeaderCodec, InBuf),
+    Bincode(BincodeServerDecoder),
+}
+
+impl ChatEventDecoder {
+    pub fn new(dialect: Dialect) -> ChatEventDecoder {
+        let kind = match dialect {
+            Dialect::Line => DecoderKind::Line(LineCodec::new(MAX_SERVER_FRAME), InBuf::default()),
+            Dialect::Header { header_len } => DecoderKind::Header(
+                HeaderCodec::new(header_len, MAX_SERVER_FRAME),
+                InBuf::default(),
+            ),
+            Dialect::Bincode => DecoderKind::Bincode(BincodeServerDecoder::new(MAX_SERVER_FRAME)),
+        };
+        ChatEventDecoder { kind }
+    }
+
+    /// Buffers bytes read from the server.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        match &mut self.kind {
+            DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => buf.extend(bytes),
+            DecoderKind::Bincode(d) => d.extend(bytes),
+        }
+    }
+
+    /// Bytes buffered that are not yet a whole event.
+    pub fn pending(&self) -> &[u8] {
+        match &self.kind {
+            DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => &buf.bytes[buf.start..],
+            DecoderKind::Bincode(d) => d.pending(),
+        }
+    }
+
+    /// The next whole event, `Ok(None)` when more bytes are needed. An error
+    /// means the stream cannot be decoded any further.
+    pub fn next_event(&mut self) -> Result<Option<ChatEventRef<'_>>, String> {
+        match &mut self.kind {
+            DecoderKind::Line(codec, buf) => {
+                let pending = &buf.bytes[buf.start..];
+                let Some(frame) = whole(codec.decode(pending))? else {
+                    return Ok(None);
+                };
+                buf.start += frame.len;
+                let line = utf8(&pending[frame.payload], "line")?;
+                Ok(Some(parse_line(line)))
+            }
+            DecoderKind::Header(codec, buf) => {
+                // An event is two frames, sender then text: take both or none.
+                let pending = &buf.bytes[buf.start..];
+                let Some(sender) = whole(codec.decode(pending))? else {
+                    return Ok(None);
+                };
+                let rest = &pending[sender.len..];
+                let Some(text) = whole(codec.decode(rest))? else {
+                    return Ok(None);
+                };
+                buf.start += sender.len + text.len;
+                let from = utf8(&pending[sender.payload], "sender frame")?;
+                let text = utf8(&rest[text.payload], "text frame")?;
+                Ok(Some(if from == "*" {
+                    parse_notice(text)
+                } else {
+                    ChatEventRef::Message { from, text }
+                }))
+            }
+            DecoderKind::Bincode(decoder) => {
+                let msg = decoder.next_msg().map_err(|e| e.to_string())?;
+                Ok(msg.map(from_server_msg))
+            }
+        }
+    }
+}
+
+/// `Ok(None)` for a frame that has not fully arrived.
+fn whole(
+    decoded: Result<crate::codec::Frame, FrameError>,
+) -> Result<Option<crate::codec::Frame>, String> {
+    match decoded {
+        Ok(frame) => Ok(Some(frame)),
+        Err(FrameError::Incomplete) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{what} from the server is not UTF-8 (byte {})",
+            e.valid_up_to()
+        )
+    })
+}
+
+fn from_server_msg(msg: ServerMsg<'_>) -> ChatEventRef<'_> {
+    match msg {
+        ServerMsg::Welcome { addr, online, .. } => ChatEventRef::Welcome {
+            online,
+            addr: Some(addr),
+        },
+        ServerMsg::Message { from, text } => ChatEventRef::Message { from, text },
+        ServerMsg::Joined { name, online, .. } => ChatEventRef::Joined { name, online },
+        ServerMsg::Left { name, online } => ChatEventRef::Left { name, online },
+        ServerMsg::Roster { names } => ChatEventRef::Roster { names },
+        ServerMsg::Error { code, reason } => ChatEventRef::Error {
+            code: ErrorCode::from_code(code),
+            reason,
+        },
+    }
+}
+
+/// A line from a line-dialect server: `[name] text` or `* notice`. Anything
+/// else (a server of another make) is passed on as a notice.
+fn parse_line(line: &str) -> ChatEventRef<'_> {
+    if let Some(notice) = line.strip_prefix("* ") {
+        return parse_notice(notice);
+    }
+    // Names may hold "] " too; text more often does, so the first one ends
+    // the name.
+    if let Some(rest) = line.strip_prefix('[')
+        && let Some((from, text)) = rest.split_once("] ")
+    {
+        return ChatEventRef::Message { from, text };
+    }
+    ChatEventRef::Notice { text: line }
+}
+
+/// A notice's text, as netlabd writes it in the text dialects (see
+/// `codec/chat/text.rs`): `welcome NAME, N online; ...`, `NAME joined (N
+/// online)`, `NAME left (N online)`, `online (N): a, b`, `error: REASON`.
+fn parse_notice(text: &str) -> ChatEventRef<'_> {
+    parse_known_notice(text).unwrap_or(ChatEventRef::Notice { text })
+}
+
+fn parse_known_notice(text: &str) -> Option<ChatEventRef<'_>> {
+    if let Some(reason) = text.strip_prefix("error: ") {
+        return Some(ChatEventRef::Error { code: None, reason });
+    }
+    if let Some(rest) = text.strip_prefix("welcome ") {
+        // The tail after " online;" is fixed text, so the last one is it.
+        let (head, _) = rest.rsplit_once(" online;")?;
+        let (_name, online) = head.rsplit_once(", ")?;
+        return Some(ChatEventRef::Welcome {
+            online: online.parse().ok()?,
+            addr: None,
+        });
+    }
+    if let Some(rest) = text.strip_prefix("online (") {
+        let (count, names) = rest.split_once("):")?;
+        let _: u32 = count.parse().ok()?;
+        let names = names.strip_prefix(' ').unwrap_or(names);
+        let names = if names.is_empty() {
+            Vec::new()
+        } else {
+            names.split(", ").collect()
+        };
+        return Some(ChatEventRef::Roster { names });
+    }
+    let head = text.strip_suffix(" online)")?;
+    if let Some((name, online)) = head.rsplit_once(" joined (") {
+        return Some(ChatEventRef::Joined {
+            name,
+            online: online.parse().ok()?,
+        });
+    }
+    let (name, online) = head.rsplit_once(" left (")?;
+    Some(ChatEventRef::Left {
+        name,
+        online: online.parse().ok()?,
+    })
+}
+
+/// The sending half of a chat connection.
+#[derive(Debug)]
+pub struct ChatSender {
+    stream: TcpStream,
+    peer: SocketAddr,
+    codec: ChatCodec,
+    timeout: Duration,
+    out: Vec<u8>,
+}
+
+impl ChatSender {
+    /// Sends a message to everyone else in the room. In the text dialects a
+    /// text that reads `/who` or `/quit` is that command, and in the line
+    /// dialect a line break becomes a space.
+    pub fn send(&mut self, text: &str) -> Result<(), ClientError> {
+        self.write_msg(ClientMsg::Say { text })
+    }
+
+    /// Asks who is online; the answer arrives as [`ChatEvent::Roster`].
+    pub fn who(&mut self) -> Result<(), ClientError> {
+        self.write_msg(ClientMsg::Who)
+    }
+
+    /// Says goodbye and stops writing; the server then closes.
+    pub fn bye(&mut self) -> Result<(), ClientError> {
+        self.write_msg(ClientMsg::Bye)?;
+        // The server may already have closed (it does after an error).
+        let _ = self.stream.shutdown(Shutdown::Write);
+        Ok(())
+    }
+
+    fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
+        self.out.clear();
+        self.codec.encode_client_msg(msg, &mut self.out);
+        self.stream
+            .write_all(&self.out)
+            .map_err(|e| ClientError::from_io(format!("write to {}", self.peer), e, self.timeout))
+    }
+}
+
+/// The receiving half of a chat connection.
+#[derive(Debug)]
+pub struct ChatReceiver {
+    stream: TcpStream,
+    peer: SocketAddr,
+    decoder: ChatEventDecoder,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl ChatReceiver {
+    /// The next event, waiting at most `timeout` for one; `Ok(None)` when
+    /// none came in time. A zero timeout only takes what has arrived. Once
+    /// the server has closed and every event before that was returned, the
+    /// error is [`ClientError::Closed`].
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<ChatEvent>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.decoded()? {
+                return Ok(Some(event));
+            }
+            if self.closed {
+                return Err(ClientError::Closed {
+                    context: format!("chat with {}", self.peer),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.read_within(left)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn decoded(&mut self) -> Result<Option<ChatEvent>, ClientError> {
+        match self.decoder.next_event() {
+            Ok(event) => Ok(event.map(|e| e.to_owned_event())),
+            Err(detail) => Err(ClientError::Protocol {
+                context: format!("read from {}", self.peer),
+                detail,
+            }),
+        }
+    }
+
+    /// Reads once, waiting up to `wait`; `Ok(false)` when nothing came.
+    fn read_within(&mut self, wait: Duration) -> Result<bool, ClientError> {
+        let context = || format!("read from {}", self.peer);
+        // A zero read timeout means "forever" to the socket: poll instead.
+        let set = if wait.is_zero() {
+            self.stream.set_nonblocking(true)
+        } else {
+            self.stream
+                .set_nonblocking(false)
+                .and_then(|()| self.stream.set_read_timeout(Some(wait)))
+        };
+        set.map_err(|e| ClientError::from_io(context(), e, wait))?;
+        loop {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.closed = true;
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    self.decoder.extend(&self.buf[..n]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                // A reset after the server's last words: report those first.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    self.closed = true;
+                    return Ok(true);
+                }
+                Err(e) => return Err(ClientError::from_io(context(), e, wait)),
+            }
+        }
+    }
+}
+
+/// A client in a chat room, named and welcomed.
+#[derive(Debug)]
+pub struct ChatClient {
+    sender: ChatSender,
+    receiver: ChatReceiver,
+    name: String,
+    dialect: Dialect,
+    online: u32,
+    addr: Option<String>,
+}
+
+impl ChatClient {
+    /// Connects to the chat server at `addr`, asks for `name`, and waits for
+    /// the welcome. Each step (connect, write, the wait for the welcome)
+    /// gives up after `timeout`. A name the server refuses (taken, invalid,
+    /// room full) is a [`ClientError::Protocol`] whose detail is the
+    /// server's reason; a name that cannot be valid is refused before
+    /// connecting, as [`ClientError::Invalid`].
+    pub fn connect(
+        addr: SocketAddr,
+        name: &str,
+        dialect: Dialect,
+        timeout: Duration,
+    ) -> Result<ChatClient, ClientError> {
+        check_timeout(timeout)?;
+        dialect.check()?;
+        validate_name(name)
+            .map_err(|e| ClientError::invalid(format!("chat name {name:?}: {e}")))?;
+        let stream = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| ClientError::from_io(format!("connect {addr}"), e, timeout))?;
+        let setup = |e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout);
+        stream.set_write_timeout(Some(timeout)).map_err(setup)?;
+        // Chat lines are written whole and should leave at once.
+        stream.set_nodelay(true).map_err(setup)?;
+        let reader = stream.try_clone().map_err(setup)?;
+        let mut client = ChatClient {
+            sender: ChatSender {
+                stream,
+                peer: addr,
+                codec: dialect.codec(),
+                timeout,
+                out: Vec::new(),
+            },
+            receiver: ChatReceiver {
+                stream: reader,
+                peer: addr,
+                decoder: ChatEventDecoder::new(dialect),
+                buf: vec![0; READ_CHUNK],
+                closed: false,
+            },
+            name: name.to_owned(),
+            dialect,
+            online: 0,
+            addr: None,
+        };
+        client.sender.write_msg(ClientMsg::Hello { name })?;
+        client.await_welcome(timeout)?;
+        Ok(client)
+    }
+
+    /// Before a client is named it receives nothing, so the first event is
+    /// the welcome or the reason it was refused.
+    fn await_welcome(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let peer = self.receiver.peer;
+        let context = || format!("join the chat at {peer} as {:?}", self.name);
+        match self.receiver.recv(timeout) {
+            Ok(Some(ChatEvent::Welcome { online, addr })) => {
+                self.online = online;
+                self.addr = addr;
+                Ok(())
+            }
+            Ok(Some(ChatEvent::Error { reason, .. })) => Err(ClientError::Protocol {
+                context: context(),
+                detail: format!("refused: {reason}"),
+            }),
+            Ok(Some(other)) => Err(ClientError::Protocol {
+                context: context(),
+                detail: format!("expected a welcome, got {other:?}"),
+            }),
+            Ok(None) => Err(ClientError::Timeout {
+                context: format!("{}: no welcome", context()),
+                waited: timeout,
+                tries: 1,
+            }),
+            Err(ClientError::Closed { .. }) => Err(ClientError::Protocol {
+                context: context(),
+                detail: "the server closed the connection without a welcome".into(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a message to everyone else (see [`ChatSender::send`]).
+    pub fn send(&mut self, text: &str) -> Result<(), ClientError> {
+        self.sender.send(text)
+    }
+
+    /// Asks who is online; the answer arrives as [`ChatEvent::Roster`].
+    pub fn who(&mut self) -> Result<(), ClientError> {
+        self.sender.who()
+    }
+
+    /// The next event within `timeout` (see [`ChatReceiver::recv`]).
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<ChatEvent>, ClientError> {
+        self.receiver.recv(timeout)
+    }
+
+    /// Leaves: says goodbye, then waits briefly for the server to close, so
+    /// that the goodbye is read rather than lost to a reset. Events that
+    /// arrive meanwhile are dropped.
+    pub fn quit(mut self) -> Result<(), ClientError> {
+        self.sender.bye()?;
+        let deadline = Instant::now() + QUIT_LINGER;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match self.receiver.recv(left) {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Splits the client so that one thread can send while another waits
+    /// for events.
+    pub fn split(self) -> (ChatSender, ChatReceiver) {
+        (self.sender, self.receiver)
+    }
+
+    /// The name the room knows this client by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// How many were online when this client was welcomed, itself included.
+    pub fn online_at_welcome(&self) -> u32 {
+        self.online
+    }
+
+    /// This client's address as the server sees it: the server's word in
+    /// the bincode dialect, the local socket's address otherwise.
+    pub fn seen_as(&self) -> Option<IpAddr> {
+        self.addr
+            .as_deref()
+            .and_then(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            .or_else(|| self.sender.stream.local_addr().ok().map(|a| a.ip()))
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.sender.peer
+    }
+
+    /// The socket and the decoder with whatever it has buffered, for callers
+    /// that drive many clients on their own event loop (the load generator).
+    pub fn into_parts(self) -> (TcpStream, ChatEventDecoder) {
+        (self.sender.stream, self.receiver.decoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::service::chat::Event;
+
+    fn s(text: &str) -> Arc<str> {
+        Arc::from(text)
+    }
+
+    fn events() -> Vec<Event> {
+        vec![
+            Event::Welcome {
+                id: 7,
+                name: s("Dian"),
+                addr: s("127.0.0.1:5000"),
+                online: 2,
+            },
+            Event::Message {
+                from: s("Rafi"),
+                text: s("Hello World, 3 online)"),
+            },
+            Event::Message {
+                from: s("a] b"),
+                text: s(""),
+            },
+            Event::Joined {
+                name: s("Ayu joined (x"),
+                addr: s("10.0.0.9:1"),
+                online: 3,
+            },
+            Event::Left {
+                name: s("Ayu"),
+                online: 2,
+            },
+            Event::Roster {
+                names: vec![s("Dian"), s("Rafi")],
+            },
+            Event::Roster { names: vec![] },
+            Event::error(ErrorCode::NameTaken, "name is taken"),
+        ]
+    }
+
+    fn expected(dialect: Dialect) -> Vec<ChatEvent> {
+        let binc = dialect == Dialect::Bincode;
+        vec![
+            ChatEvent::Welcome {
+                online: 2,
+                addr: binc.then(|| "127.0.0.1:5000".to_owned()),
+            },
+            ChatEvent::Message {
+                from: "Rafi".into(),
+                text: "Hello World, 3 online)".into(),
+            },
+            // The line dialect cannot tell where such a name ends.
+            if dialect == Dialect::Line {
+                ChatEvent::Message {
+                    from: "a".into(),
+                    text: "b] ".into(),
+                }
+            } else {
+                ChatEvent::Message {
+                    from: "a] b".into(),
+                    text: "".into(),
+                }
+            },
+            ChatEvent::Joined {
+                name: "Ayu joined (x".into(),
+                online: 3,
+            },
+            ChatEvent::Left {
+                name: "Ayu".into(),
+                online: 2,
+            },
+            ChatEvent::Roster {
+                names: vec!["Dian".into(), "Rafi".into()],
+            },
+            ChatEvent::Roster { names: vec![] },
+            ChatEvent::Error {
+                code: binc.then_some(ErrorCode::NameTaken),
+                reason: "name is taken".into(),
+            },
+        ]
+    }
+
+    fn server_bytes(dialect: Dialect) -> Vec<u8> {
+        let codec = match dialect {
+            Dialect::Line => ChatCodec::Line(LineChat::default()),
+            Dialect::Header { header_len } => ChatCodec::Header(HeaderChat::new(header_len, 1000)),
+            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::default()),
+        };
+        let mut out = Vec::new();
+        for event in events() {
+            codec.encode(&event, &mut out);
+        }
+        out
+    }
+
+    fn decode(dialect: Dialect, pieces: &[&[u8]]) -> Vec<ChatEvent> {
+        let mut decoder = ChatEventDecoder::new(dialect);
+        let mut got = Vec::new();
+        for piece in pieces {
+            decoder.extend(piece);
+            while let Some(event) = decoder.next_event().unwrap() {
+                got.push(event.to_owned_event());
+            }
+        }
+        assert!(decoder.pending().is_empty());
+        got
+    }
+
+    #[test]
+    fn every_dialect_decodes_what_the_server_encodes_split_anywhere() {
+        for dialect in [
+            Dialect::Line,
+            Dialect::HEADER,
+            Dialect::Header { header_len: 100 },
+            Dialect::Bincode,
+        ] {
+            let stream = server_bytes(dialect);
+            let want = expected(dialect);
+            assert_eq!(decode(dialect, &[&stream]), want, "{dialect:?}");
+            for cut in 0..=stream.len() {
+                let (a, b) = stream.split_at(cut);
+                assert_eq!(decode(dialect, &[a, b]), want, "{dialect:?} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_notices_and_lines_pass_through() {
+        let got = decode(
+            Dialect::Line,
+            &[b"* server restarts soon\nplain line\n* 5 joined (many online)\n"],
+        );
+        assert_eq!(
+            got,
+            [
+                ChatEvent::Notice {
+                    text: "server restarts soon".into()
+                },
+                ChatEvent::Notice {
+                    text: "plain line".into()
+                },
+                ChatEvent::Notice {
+                    text: "5 joined (many online)".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn undecodable_streams_are_errors() {
+        let mut decoder = ChatEventDecoder::new(Dialect::HEADER);
+        decoder.extend(b"abc       xyz");
+        assert!(decoder.next_event().is_err());
+        let mut decoder = ChatEventDecoder::new(Dialect::Line);
+        decoder.extend(b"[a] \xff\n");
+        assert!(decoder.next_event().unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn dialects_parse_and_display() {
+        assert_eq!("line".parse(), Ok(Dialect::Line));
+        assert_eq!("header".parse(), Ok(Dialect::Header { header_len: 10 }));
+        assert_eq!("bincode".parse(), Ok(Dialect::Bincode));
+        assert!("pickle".parse::<Dialect>().is_err());
+        assert_eq!(Dialect::Header { header_len: 100 }.to_string(), "header");
+    }
+
+    #[test]
+    fn events_display_as_the_line_dialect_shows_them() {
+        let joined = ChatEvent::Joined {
+            name: "Ayu".into(),
+            online: 3,
+        };
+        assert_eq!(joined.to_string(), "* Ayu joined (3 online)");
+        assert_eq!(joined.kind(), "joined");
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_before_connecting() {
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let t = Duration::from_secs(1);
+        let e = ChatClient::connect(addr, "a\nb", Dialect::Line, t).unwrap_err();
+        assert_eq!(e.kind(), crate::client::ErrorKind::Invalid, "{e}");
+        let e = ChatClient::connect(addr, "", Dialect::Line, t).unwrap_err();
+        assert!(e.to_string().contains("name is empty"), "{e}");
+        let e = ChatClient::connect(addr, "x", Dialect::Header { header_len: 0 }, t).unwrap_err();
+        assert_eq!(e.kind(), crate::client::ErrorKind::Invalid, "{e}");
+        let e = ChatClient::connect(addr, "x", Dialect::Line, Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), crate::client::ErrorKind::Invalid, "{e}");
+    }
+}
