@@ -1,6 +1,8 @@
 //! `netlab`, the command-line client and load generator: `echo` and `count`
-//! talk to one server once; `bench echo` drives a closed-loop load against an
-//! echo server and reports throughput and latency.
+//! talk to one server once; `chat` joins a chat room interactively; `bench
+//! echo` drives a closed-loop load against an echo server and `bench chat`
+//! a windowed load against a chat room, and both report throughput and
+//! latency.
 //!
 //! The argument types are clap-derived here so that `src/bin/netlab.rs` only
 //! parses and calls [`run`], and the exit codes below are the whole contract
@@ -8,6 +10,7 @@
 
 mod args;
 mod bench;
+mod chat;
 mod count;
 mod echo;
 
@@ -59,7 +62,10 @@ pub enum Command {
     /// Ask a count server how many characters a message has.
     #[command(after_help = EXIT_CODES_HELP)]
     Count(CountArgs),
-    /// Measure a server under closed-loop load.
+    /// Join a chat room: type lines to send them, see the room as it talks.
+    #[command(after_help = CHAT_HELP)]
+    Chat(ChatArgs),
+    /// Measure a server under load.
     Bench {
         #[command(subcommand)]
         target: BenchTarget,
@@ -113,12 +119,125 @@ pub enum Framing {
     Chunk,
 }
 
+const CHAT_HELP: &str = "\
+Lines typed are sent to everyone else; `/who` lists who is online and
+`/quit` leaves, in every dialect. End of input (Ctrl-D) or Ctrl-C leaves
+too. On a terminal the prompt [NAME@HOST]> stays at the bottom; otherwise
+each event is printed as a plain line: `[name] text` for messages, `* ...`
+for notices.
+
+Exit status:
+  0  left as asked (/quit, end of input, Ctrl-C)
+  2  usage error
+  3  timeout: no welcome in time
+  4  other error: refused (name taken or invalid, room full), connection
+     failed or closed by the server";
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Server address: HOST:PORT of a chat listener.
+    #[arg(value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// The name to join as: 1 to 32 characters, unique in the room.
+    #[arg(long, short = 'n')]
+    pub name: String,
+    /// The listener's dialect.
+    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
+    pub dialect: ChatDialect,
+    /// Width of the length header, for --dialect header (the seed uses 100).
+    #[arg(long, default_value_t = 10)]
+    pub header_len: usize,
+    /// How long connecting, joining and each write may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// A chat listener's wire dialect, as the server's `dialect` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChatDialect {
+    /// A line per message.
+    Line,
+    /// A fixed-width ASCII length header, then the payload (seed 004).
+    Header,
+    /// A 4-byte big-endian length, then a bincode-encoded enum.
+    Bincode,
+}
+
+impl ChatDialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChatDialect::Line => "line",
+            ChatDialect::Header => "header",
+            ChatDialect::Bincode => "bincode",
+        }
+    }
+}
+
+/// How the chat bench joins and reads a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChatProtocol {
+    /// netlab's chat (or a server that speaks its line dialect): each
+    /// client sends a name and waits for the welcome.
+    Netlab,
+    /// `ncat -l --chat`: no name; relayed lines carry a `<userN> ` prefix.
+    Ncat,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchTarget {
     /// Closed loop against an echo server: each connection sends SIZE bytes,
     /// waits for all of them back, records the round trip, and repeats.
     #[command(after_help = bench::BENCH_HELP)]
     Echo(BenchEchoArgs),
+    /// A chat room: N clients join, M of them send messages, every client
+    /// times what it receives.
+    #[command(after_help = bench::BENCH_CHAT_HELP)]
+    Chat(BenchChatArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchChatArgs {
+    /// Server address: HOST:PORT of a chat listener.
+    #[arg(value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// Clients in the room, senders included.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub clients: usize,
+    /// How many of the clients send.
+    #[arg(long, short = 'm', default_value_t = 1)]
+    pub senders: usize,
+    /// Bytes of text per message (at least 29: the stamp).
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: usize,
+    /// How long to measure, after the warmup: seconds, or 10s, 500ms.
+    #[arg(long, short = 'd', default_value = "10", value_parser = parse_secs)]
+    pub duration: Duration,
+    /// How long to run before measuring (not counted in the report).
+    #[arg(long, default_value = "1", value_parser = parse_secs)]
+    pub warmup: Duration,
+    /// Messages each sender may have in flight: sent, and not yet received
+    /// by every other client.
+    #[arg(long, short = 'w', default_value_t = 32)]
+    pub window: u64,
+    /// Generator threads, each with its own event loop; clients are dealt
+    /// to them in turn.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub threads: usize,
+    /// The listener's dialect, with --protocol netlab.
+    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
+    pub dialect: ChatDialect,
+    /// Width of the length header, for --dialect header.
+    #[arg(long, default_value_t = 10)]
+    pub header_len: usize,
+    /// How clients join and what the server's lines look like.
+    #[arg(long, value_enum, default_value_t = ChatProtocol::Netlab)]
+    pub protocol: ChatProtocol,
+    /// How long connecting and joining may take, per client.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print one JSON object on one line instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -162,9 +281,13 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Echo(args) => echo::run(&args),
         Command::Count(args) => count::run(&args),
+        Command::Chat(args) => chat::run(&args),
         Command::Bench {
             target: BenchTarget::Echo(args),
         } => bench::run(&args),
+        Command::Bench {
+            target: BenchTarget::Chat(args),
+        } => bench::run_chat(&args),
     };
     ExitCode::from(code)
 }

@@ -1,10 +1,12 @@
-//! `netlab bench echo`: a closed-loop load generator. Every connection keeps
+//! `netlab bench echo`: a closed-loop load generator (and, in [`chat`],
+//! `netlab bench chat`). Every connection keeps
 //! exactly one request in flight, so the rate measured is what the server
 //! sustains at that concurrency, and latency is the round trip a client sees.
 //! Connections are spread over a few generator threads, each one mio event
 //! loop: the generator costs little CPU per connection, which matters when
 //! it shares the machine with the server it measures.
 
+mod chat;
 mod payload;
 mod report;
 mod stats;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use netlab::client::ClientError;
 
 use super::{BenchEchoArgs, exit, fail};
+pub(super) use chat::{BENCH_CHAT_HELP, run as run_chat};
 use payload::Payload;
 use report::Report;
 use stats::{Stats, Window};
