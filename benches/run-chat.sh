@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Compares netlabd's chat (line dialect) with `ncat -l --chat` (Debian's
+# ncat, which writes each chunk it reads straight to every other client) and
+# a plain tokio broadcast chat server (benches/src/tokio_chat_server.rs),
+# all under the same load from `netlab bench chat`.
+#
+# Each server runs alone, pinned to CPU 0; the load generator is pinned to
+# CPU 1, so server and generator never compete for a core and every server
+# gets identical conditions. The servers run one after the other.
+#
+# Prints a markdown table and the ratios netlabd/ncat and netlabd/tokio, and
+# appends both, with the date and the exact commands, to
+# benches/results/chat.md.
+#
+# Settings (environment): CLIENTS (100), SENDERS (1), SIZE (64), WINDOW (32),
+# DURATION (10, in seconds), WARMUP (1), SERVERS ("netlabd ncat tokio": run
+# only some of them), CARGO_TARGET_DIR (where the release build goes,
+# default ./target).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+CLIENTS=${CLIENTS:-100}
+SENDERS=${SENDERS:-1}
+SIZE=${SIZE:-64}
+WINDOW=${WINDOW:-32}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+SERVERS=${SERVERS:-netlabd ncat tokio}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+RESULTS=$ROOT/benches/results/chat.md
+
+SERVER_CPU=0
+CLIENT_CPU=1
+if [ "$(nproc --all)" -lt 2 ]; then
+    echo "run-chat: fewer than 2 CPUs: server and generator share CPU 0" >&2
+    CLIENT_CPU=0
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/netlab-run-chat.XXXXXX")
+SERVER_PID=""
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port that is free now: bound to port 0, read, released.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts connections on ADDR, or fails after 10 s.
+wait_for_port() {
+    local addr=$1
+    for _ in $(seq 100); do
+        if python3 -c 'import socket, sys; h, p = sys.argv[1].rsplit(":", 1); socket.create_connection((h, int(p)), 0.2).close()' "$addr" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "run-chat: the server exited before listening on $addr" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "run-chat: nothing listens on $addr after 10 s" >&2
+    return 1
+}
+
+BENCH_ARGS=(--clients "$CLIENTS" --senders "$SENDERS" --size "$SIZE" --window "$WINDOW"
+    --duration "$DURATION" --warmup "$WARMUP" --json)
+# Runs the load against ADDR with extra arguments; the JSON line goes to
+# FILE. Exit 1 only means problems were counted: they show in the table.
+bench() {
+    local addr=$1 file=$2 status=0
+    shift 2
+    taskset -c "$CLIENT_CPU" "$BIN/netlab" bench chat "$addr" "${BENCH_ARGS[@]}" "$@" >"$file" || status=$?
+    if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
+        echo "run-chat: the bench against $addr failed (exit $status)" >&2
+        rm -f "$file"
+        return 1
+    fi
+}
+
+# Reads one numeric field from a bench JSON line.
+field() {
+    sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"
+}
+
+echo "run-chat: building release binaries" >&2
+cargo build --release --workspace --quiet
+
+COMMANDS=()
+ROWS=()
+NOTES=()
+
+run_netlabd() {
+    local port config addr
+    port=$(free_port)
+    addr="127.0.0.1:$port"
+    config=$WORK/netlabd.toml
+    cat >"$config" <<CONF
+[[server]]
+name = "chat"
+service = "chat"
+listen = [{ addr = "$addr", dialect = "line" }]
+CONF
+    echo "run-chat: netlabd (chat, line dialect) on $addr, pinned to CPU $SERVER_CPU" >&2
+    taskset -c "$SERVER_CPU" "$BIN/netlabd" --config "$config" 2>"$WORK/netlabd.log" &
+    SERVER_PID=$!
+    wait_for_port "$addr" || { cat "$WORK/netlabd.log" >&2; return 1; }
+    bench "$addr" "$WORK/netlabd.json"
+    stop_server
+    COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd.toml  # [[server]] service=\"chat\" listen=[{addr=\"$addr\", dialect=\"line\"}]")
+    COMMANDS+=("taskset -c $CLIENT_CPU netlab bench chat $addr ${BENCH_ARGS[*]}")
+}
+
+have_ncat() {
+    command -v ncat >/dev/null 2>&1 && return 0
+    echo "run-chat: ncat is missing; installing it (apt-get install ncat)" >&2
+    if { apt-get update && apt-get install -y ncat; } >"$WORK/apt.log" 2>&1 && command -v ncat >/dev/null 2>&1; then
+        return 0
+    fi
+    tail -n 5 "$WORK/apt.log" >&2
+    return 1
+}
+
+run_ncat() {
+    local port addr
+    if ! have_ncat; then
+        NOTES+=("ncat skipped: it is not installed and apt-get install ncat failed")
+        echo "run-chat: ${NOTES[-1]}" >&2
+        return 0
+    fi
+    port=$(free_port)
+    addr="127.0.0.1:$port"
+    # --max-conns: ncat's default of 100 counts every client; the room
+    # must hold all of them.
+    local max=$((CLIENTS + 10))
+    echo "run-chat: $(ncat --version 2>&1 | head -n 1) --chat on $addr, pinned to CPU $SERVER_CPU" >&2
+    taskset -c "$SERVER_CPU" ncat -l --chat --max-conns "$max" 127.0.0.1 "$port" </dev/null >/dev/null 2>"$WORK/ncat.log" &
+    SERVER_PID=$!
+    wait_for_port "$addr" || { cat "$WORK/ncat.log" >&2; return 1; }
+    bench "$addr" "$WORK/ncat.json" --protocol ncat
+    stop_server
+    COMMANDS+=("taskset -c $SERVER_CPU ncat -l --chat --max-conns $max 127.0.0.1 $port")
+    COMMANDS+=("taskset -c $CLIENT_CPU netlab bench chat $addr ${BENCH_ARGS[*]} --protocol ncat")
+}
+
+run_tokio() {
+    local addr=""
+    echo "run-chat: tokio chat server, pinned to CPU $SERVER_CPU" >&2
+    taskset -c "$SERVER_CPU" "$BIN/tokio-chat-server" --listen 127.0.0.1:0 >"$WORK/tokio.out" 2>"$WORK/tokio.log" &
+    SERVER_PID=$!
+    # Its first line on stdout is the address it bound.
+    for _ in $(seq 100); do
+        addr=$(head -n 1 "$WORK/tokio.out" 2>/dev/null || true)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    if [ -z "$addr" ]; then
+        echo "run-chat: the tokio server printed no address" >&2
+        cat "$WORK/tokio.log" >&2
+        return 1
+    fi
+    bench "$addr" "$WORK/tokio.json"
+    stop_server
+    COMMANDS+=("taskset -c $SERVER_CPU tokio-chat-server --listen 127.0.0.1:0")
+    COMMANDS+=("taskset -c $CLIENT_CPU netlab bench chat $addr ${BENCH_ARGS[*]}")
+}
+
+row() {
+    local name=$1 file=$2
+    [ -s "$file" ] || return 0
+    printf '| %s | %s | %s | %s | %s | %s | %s |' "$name" \
+        "$(field "$file" sent_per_s)" "$(field "$file" deliveries_per_s)" \
+        "$(field "$file" p50_us)" "$(field "$file" p99_us)" \
+        "$(field "$file" lost)" "$(field "$file" malformed)"
+}
+
+for server in $SERVERS; do
+    case $server in
+        netlabd) run_netlabd; ROWS+=("$(row "netlabd (line)" "$WORK/netlabd.json")") ;;
+        ncat) run_ncat; ROWS+=("$(row "ncat --chat" "$WORK/ncat.json")") ;;
+        tokio) run_tokio; ROWS+=("$(row "tokio broadcast" "$WORK/tokio.json")") ;;
+        *) echo "run-chat: unknown server $server (netlabd, ncat, tokio)" >&2; exit 2 ;;
+    esac
+done
+
+# "netlabd/PEER deliveries/s ratio: R (p50 X us vs Y us)"
+ratio() {
+    local peer=$1 file=$2
+    [ -s "$WORK/netlabd.json" ] && [ -s "$file" ] || return 0
+    awk -v n="$(field "$WORK/netlabd.json" deliveries_per_s)" -v t="$(field "$file" deliveries_per_s)" \
+        -v np="$(field "$WORK/netlabd.json" p50_us)" -v tp="$(field "$file" p50_us)" -v peer="$peer" \
+        'BEGIN { if (t > 0) printf "netlabd/%s deliveries/s ratio: %.2f (p50 %.0f us vs %.0f us)\n", peer, n / t, np, tp }'
+}
+
+REPORT=$WORK/report.md
+{
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm), $(nproc --all) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo
+    echo "$CLIENTS clients, $SENDERS sender(s) of $SIZE-byte messages, at most $WINDOW in flight per sender;"
+    echo "${DURATION} s measured after ${WARMUP} s warmup; server pinned to CPU $SERVER_CPU, generator to CPU $CLIENT_CPU."
+    echo "A delivery is one message received by one client; latencies in µs, send to receipt."
+    echo
+    echo "| server | msgs sent/s | deliveries/s | p50 | p99 | lost | malformed |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    printf '%s\n' "${ROWS[@]}" | sed '/^$/d'
+    echo
+    ratio ncat "$WORK/ncat.json"
+    ratio tokio "$WORK/tokio.json"
+    for note in "${NOTES[@]}"; do echo "$note"; done
+    echo
+    echo "Commands:"
+    echo
+    echo '```'
+    printf '%s\n' "${COMMANDS[@]}"
+    echo '```'
+    echo
+} >"$REPORT"
+
+cat "$REPORT"
+mkdir -p "$(dirname "$RESULTS")"
+[ -s "$RESULTS" ] || printf '# Chat: netlabd vs ncat --chat vs tokio broadcast\n\nAppended by benches/run-chat.sh, newest last.\n\n' >"$RESULTS"
+cat "$REPORT" >>"$RESULTS"
+echo "run-chat: appended to ${RESULTS#"$ROOT"/}" >&2
