@@ -84,6 +84,31 @@ typedef enum {
   NETLAB_DIALECT_BINCODE = 2,
 } netlab_dialect;
 
+// What kind of event `netlab_chat_recv` returned.
+typedef enum {
+  // A message: `sender` said `text`.
+  NETLAB_CHAT_EVENT_MESSAGE = 0,
+  // `sender` joined; `online` counts them.
+  NETLAB_CHAT_EVENT_JOINED = 1,
+  // `sender` left; `online` no longer counts them.
+  NETLAB_CHAT_EVENT_LEFT = 2,
+  // Who is online, as `text`: the names, one per line (the answer to
+  // `netlab_chat_who`); `online` is how many.
+  NETLAB_CHAT_EVENT_ROSTER = 3,
+  // The server refused something or is going away: `text` says what.
+  NETLAB_CHAT_EVENT_ERROR = 4,
+  // A notice in a format this client does not know, as `text`.
+  NETLAB_CHAT_EVENT_NOTICE = 5,
+  // A (further) welcome: `online` clients, `text` this client's address
+  // as the server sees it, or NULL.
+  NETLAB_CHAT_EVENT_WELCOME = 6,
+} netlab_chat_event_kind;
+
+// A chat client connected to one room under one name. Opaque: created by
+// `netlab_chat_connect`, and must eventually be freed by
+// `netlab_chat_free`. Not for use by two threads at once.
+typedef struct netlab_chat netlab_chat;
+
 // An incremental decoder of one dialect's frames. Opaque: created by
 // `netlab_decoder_new`, and must eventually be freed by
 // `netlab_decoder_free`. Not for use by two threads at once.
@@ -96,6 +121,24 @@ typedef struct netlab_decoder netlab_decoder;
 // Its functions may be called from any thread, and from several threads at
 // once, until `netlab_server_free`.
 typedef struct netlab_server netlab_server;
+
+// One event from the room, filled in by `netlab_chat_recv`.
+//
+// `sender` and `text` are NUL-terminated UTF-8 strings (a NUL inside a
+// message arrives as U+FFFD), or NULL when the kind has none. They are
+// borrowed from the handle until the next call on it (any
+// `netlab_chat_...` function, `netlab_chat_free` included): copy them to
+// keep them.
+typedef struct {
+  // A `netlab_chat_event_kind` value.
+  int kind;
+  // Who sent the message, joined or left; NULL otherwise.
+  const char *sender;
+  // The message, roster, error or notice text; NULL otherwise.
+  const char *text;
+  // How many are online, for JOINED, LEFT, ROSTER and WELCOME; else 0.
+  uint32_t online;
+} netlab_chat_event;
 
 // A server's counters, as `netlab_server_get_stats` reads them.
 typedef struct {
@@ -114,6 +157,65 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Connects to the chat listener at `addr` ("127.0.0.1:1235", ...), whose
+// dialect is `dialect` (a `netlab_dialect` value; `header_len` is used by
+// `NETLAB_DIALECT_HEADER` only, 0 meaning 10, at most 1024, and must match the
+// listener's), and joins the room as `name`. Returns once the room has
+// welcomed the name.
+//
+// A name the room refuses (taken, invalid) gives `NETLAB_ERR_PROTOCOL`
+// with the room's reason; no welcome within `timeout_ms` milliseconds
+// gives `NETLAB_ERR_TIMEOUT`. `timeout_ms` also bounds every later send.
+//
+// `addr` and `name` are borrowed for the duration of the call. On success
+// `*out` receives a new handle, which must eventually be freed by
+// `netlab_chat_free`.
+//
+// # Safety
+// `addr` and `name` must be NULL or NUL-terminated; `out` NULL or valid for
+// writes.
+netlab_status netlab_chat_connect(const char *addr,
+                                  int dialect,
+                                  size_t header_len,
+                                  const char *name,
+                                  uint32_t timeout_ms,
+                                  netlab_chat **out);
+
+// Sends `text` (UTF-8, NUL-terminated) to everyone else in the room.
+// `text` is borrowed for the duration of the call. A connection the server
+// has closed gives `NETLAB_ERR_CLOSED` or `NETLAB_ERR_IO`.
+//
+// # Safety
+// `chat` must be NULL or a live handle; `text` NULL or NUL-terminated.
+netlab_status netlab_chat_send(netlab_chat *chat, const char *text);
+
+// Asks the room who is online; the answer arrives as a
+// `NETLAB_CHAT_EVENT_ROSTER` event from `netlab_chat_recv`.
+//
+// # Safety
+// `chat` must be NULL or a live handle.
+netlab_status netlab_chat_who(netlab_chat *chat);
+
+// Waits up to `timeout_ms` milliseconds for the room's next event and
+// fills in `*event`. No event in time gives `NETLAB_ERR_TIMEOUT` (not a
+// failure of the connection: call again); a connection the server closed
+// gives `NETLAB_ERR_CLOSED`.
+//
+// The event's strings are borrowed from `chat` until the next call on it.
+//
+// # Safety
+// `chat` must be NULL or a live handle; `event` NULL or valid for writes.
+netlab_status netlab_chat_recv(netlab_chat *chat, uint32_t timeout_ms, netlab_chat_event *event);
+
+// Closes the connection (the room tells the others this client left) and
+// frees the handle and the strings of its last event. `chat` is consumed:
+// it must not be used again. `netlab_chat_free(NULL)` does nothing.
+//
+// # Safety
+// `chat` must be NULL or a live handle from `netlab_chat_connect`; freeing
+// it twice is undefined behaviour.
+void netlab_chat_free(netlab_chat *chat);
 
 // Sends `message` (`message_len` bytes) to the TCP echo server at `addr`
 // ("127.0.0.1:7007", "[::1]:7007" or "localhost:7007"), half-closes, and

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 const PROGRAMS: &[&str] = &[
     "server_lifecycle",
     "clients",
+    "chat",
     "codec",
     "misuse",
     "stop_connected",
@@ -205,6 +206,11 @@ fn c_server_lifecycle() {
 #[test]
 fn c_clients() {
     with_sanitizers("clients");
+}
+
+#[test]
+fn c_chat() {
+    with_sanitizers("chat");
 }
 
 #[test]

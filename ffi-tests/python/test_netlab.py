@@ -367,6 +367,69 @@ class MisuseTests(unittest.TestCase):
         self.assertIn("/nonexistent/libnetlab.so", out.stderr)
 
 
+CHAT = config("chat", listen='[{ addr = "127.0.0.1:0", dialect = "line" }, '
+                             '{ addr = "127.0.0.1:0", dialect = "header" }, '
+                             '{ addr = "127.0.0.1:0", dialect = "bincode" }]')
+DIALECTS = ("line", "header", "bincode")
+
+
+class ChatTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.room = netlab.Server(CHAT)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.room.close()
+
+    def join(self, dialect, name):
+        return netlab.Chat(self.room.address(DIALECTS.index(dialect)), name, dialect)
+
+    def next_of(self, chat, kind):
+        for _ in range(10):
+            event = chat.recv(timeout=2.0)
+            self.assertIsNotNone(event, "no %s event" % kind)
+            if event.kind == kind:
+                return event
+        self.fail("no %s event" % kind)
+
+    def test_two_handles_talk_in_every_pair_of_dialects(self):
+        for a in DIALECTS:
+            for b in DIALECTS:
+                with self.subTest(a=a, b=b), self.join(a, "Ayu") as ayu:
+                    with self.join(b, "Rafi") as rafi:
+                        self.assertEqual(self.next_of(ayu, "joined"),
+                                         netlab.ChatEvent("joined", "Rafi", None, 2))
+                        rafi.send("halo semua")
+                        self.assertEqual(self.next_of(ayu, "message"),
+                                         netlab.ChatEvent("message", "Rafi", "halo semua"))
+                        ayu.send("héllo")
+                        self.assertEqual(self.next_of(rafi, "message").text, "héllo")
+                    left = self.next_of(ayu, "left")
+                    self.assertEqual((left.sender, left.online), ("Rafi", 1))
+
+    def test_roster_taken_name_and_timeout(self):
+        with self.join("line", "Ayu") as ayu, self.join("bincode", "Dian") as dian:
+            dian.who()
+            self.assertEqual(sorted(self.next_of(dian, "roster").text), ["Ayu", "Dian"])
+            with self.assertRaises(NetlabError) as cm:
+                self.join("header", "Ayu")
+            self.assertEqual(cm.exception.status, Status.ERR_PROTOCOL)
+            self.assertIn("Ayu", cm.exception.message)
+            self.next_of(ayu, "joined")
+            self.assertIsNone(ayu.recv(timeout=0.1))
+            dian.send("still here")
+            self.assertEqual(self.next_of(ayu, "message").text, "still here")
+
+    def test_a_closed_chat_raises(self):
+        chat = self.join("line", "Ayu")
+        chat.close()
+        for call in (lambda: chat.send("x"), chat.recv, chat.who):
+            with self.assertRaises(NetlabError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, Status.ERR_CLOSED)
+
+
 class SeedClientTests(unittest.TestCase):
     """The lab's own Python clients, unmodified but for host and port,
     against servers started from Python."""

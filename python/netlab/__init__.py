@@ -21,7 +21,8 @@ from ctypes import byref, c_bool, c_size_t, c_uint16, c_uint64
 from . import _lib
 from ._lib import ServerStats, lib
 
-__all__ = ["Status", "NetlabError", "Server", "ServerStats", "Decoder", "Dialect",
+__all__ = ["Status", "NetlabError", "Server", "ServerStats", "Decoder", "Dialect", "Chat",
+           "ChatEvent",
            "tcp_echo", "udp_echo", "count", "encode_frame", "version", "library_path"]
 
 library_path = _lib.path
@@ -319,3 +320,72 @@ class Decoder(_Handle):
         self._call(lib.netlab_decoder_pending, byref(n))
         return n.value
 
+
+class ChatEvent:
+    """One event from a chat room: .kind ("message", "joined", "left",
+    "roster", "error", "notice" or "welcome"), .sender, .text and .online
+    (None where the kind has none)."""
+    KINDS = ("message", "joined", "left", "roster", "error", "notice", "welcome")
+    __slots__ = ("kind", "sender", "text", "online")
+
+    def __init__(self, kind, sender=None, text=None, online=None):
+        self.kind, self.sender, self.text, self.online = kind, sender, text, online
+
+    def __eq__(self, other):
+        return isinstance(other, ChatEvent) and all(
+            getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    def __repr__(self):
+        return "ChatEvent(%s)" % ", ".join(
+            "%s=%r" % (a, getattr(self, a)) for a in self.__slots__
+            if getattr(self, a) is not None)
+
+
+class Chat(_Handle):
+    """A chat client in one room under one name.
+
+        with netlab.Chat("127.0.0.1:1235", "Ayu", "line") as chat:
+            chat.send("halo")
+            event = chat.recv(timeout=1.0)   # a ChatEvent, or None
+    """
+    _kind = "Chat"
+
+    def __init__(self, addr, name, dialect="line", header_len=0, timeout=2.0):
+        ptr = _lib.ChatP()
+        lib.netlab_chat_connect(_addr(addr), _dialect(dialect), _size(header_len, "header_len"),
+                                name.encode(),
+                                _ms(timeout), byref(ptr))
+        self._own(ptr, lib.netlab_chat_free)
+
+    def send(self, text):
+        self._call(lib.netlab_chat_send, text.encode())
+
+    def who(self):
+        """Asks who is online; the answer comes as a "roster" event."""
+        self._call(lib.netlab_chat_who)
+
+    def recv(self, timeout=1.0):
+        """The room's next event, or None when none came within `timeout` s."""
+        ms = _ms(timeout)
+
+        def recv(ptr):
+            ev = _lib.ChatEvent()
+            try:
+                lib.netlab_chat_recv(ptr, ms, byref(ev))
+            except NetlabError as e:
+                if e.status == Status.ERR_TIMEOUT:
+                    return None
+                raise
+            # c_char_p fields copy the borrowed strings while the lock is held.
+            return ev.kind, ev.sender, ev.text, ev.online
+        got = self._call(recv)
+        if got is None:
+            return None
+        kind, sender, text, online = got
+        kind = ChatEvent.KINDS[kind] if 0 <= kind < len(ChatEvent.KINDS) else kind
+        text = text.decode() if text is not None else None
+        sender = sender.decode() if sender is not None else None
+        online = online if kind in ("joined", "left", "roster", "welcome") else None
+        if kind == "roster":
+            text = text.split("\n") if text else []
+        return ChatEvent(kind, sender, text, online)

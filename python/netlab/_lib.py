@@ -125,3 +125,17 @@ _declare("netlab_decoder_pending", [DecoderP, POINTER(c_size_t)])
 _declare("netlab_decoder_free", [DecoderP], None, check=False)
 
 
+
+class ChatEvent(ctypes.Structure):
+    """netlab_chat_event, as netlab_chat_recv fills it in."""
+    _fields_ = [("kind", c_int), ("sender", c_char_p), ("text", c_char_p),
+                ("online", ctypes.c_uint32)]
+
+
+_declare("netlab_chat_connect", [c_char_p, c_int, c_size_t, c_char_p, c_uint32, POINTER(ChatP)])
+_declare("netlab_chat_send", [ChatP, c_char_p])
+_declare("netlab_chat_who", [ChatP])
+_declare("netlab_chat_recv", [ChatP, c_uint32, POINTER(ChatEvent)])
+_declare("netlab_chat_free", [ChatP], None, check=False)
+
+__all__ = ["lib", "path", "candidates", "last_error", "ServerStats", "c_void_p"]

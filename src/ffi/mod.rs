@@ -21,11 +21,13 @@
 
 #![allow(non_camel_case_types)]
 
+mod chat;
 mod client;
 mod codec;
 mod error;
 mod server;
 
+pub use chat::*;
 pub use client::*;
 pub use codec::*;
 pub use error::*;
