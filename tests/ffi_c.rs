@@ -117,7 +117,11 @@ fn compile(name: &str, sanitize: bool) -> PathBuf {
 /// Runs a command to completion within [`TIMEOUT`] (killing it after), and
 /// panics with its output when it exits non-zero.
 fn run(what: &str, mut cmd: Command) {
-    cmd.stdin(Stdio::null())
+    // cargo test puts its target directories in LD_LIBRARY_PATH, which
+    // outranks the programs' rpath: a stale target/debug/libnetlab.so (from
+    // an earlier cargo build) would be loaded instead of the one linked.
+    cmd.env("LD_LIBRARY_PATH", library_dir())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
