@@ -80,7 +80,9 @@ struct Client {
     /// Where each frame still queued ends, counted in bytes ever queued:
     /// a frame is gone once `written` passes its end. The queue's length in
     /// frames is then exact even for a reader that never quite catches up.
-    frame_ends: VecDeque<u64>,
+    frame_ends: VecDeque<(u64, usize)>,
+    /// Messages queued now (the sum of `frame_ends`' counts).
+    frames_queued: usize,
     /// Bytes ever queued and ever written to this client.
     queued_total: u64,
     written: u64,
@@ -90,6 +92,9 @@ struct Client {
     closing: bool,
     /// Its queue overflowed; it is being dropped.
     overflowed: bool,
+    /// Registered for writability: only while bytes wait for socket space,
+    /// or every ACK on loopback would wake the loop for nothing.
+    write_armed: bool,
     last_active: Instant,
     _permit: Permit,
 }
@@ -241,11 +246,11 @@ impl Room {
             let entry = self.clients.vacant_entry();
             let key = entry.key();
             let token = Token(key + self.n_listeners);
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE)
+            {
                 log::warn!(
                     "server {}: cannot register {peer}: {e}",
                     self.ctx.shared.name
@@ -261,12 +266,14 @@ impl Room {
                 out: Vec::new(),
                 sent: 0,
                 frame_ends: VecDeque::new(),
+                frames_queued: 0,
                 queued_total: 0,
                 written: 0,
                 group: None,
                 dirty: false,
                 closing: false,
                 overflowed: false,
+                write_armed: false,
                 last_active: now,
                 _permit: permit,
             });
@@ -321,14 +328,17 @@ impl Room {
     /// Queues what the service sent.
     fn deliver(&mut self) {
         let queue = self.ctx.queue;
-        for send in self.outbox.sends.drain(..) {
-            match send {
+        let mut sends = std::mem::take(&mut self.outbox.sends);
+        let mut i = 0;
+        while i < sends.len() {
+            match sends[i].clone() {
                 Send::To(id, range) => {
                     if let Some(c) = self.clients.get_mut(key_of(id)).filter(|c| c.id == id) {
-                        enqueue(
+                        offer(
                             c,
                             key_of(id),
                             &self.outbox.bytes[range],
+                            1,
                             queue,
                             &mut self.dirty,
                             &mut self.doomed,
@@ -340,15 +350,39 @@ impl Room {
                     except,
                     bytes,
                 } => {
-                    let Some(members) = self.groups.get(group) else {
-                        continue;
-                    };
-                    let bytes = &self.outbox.bytes[bytes];
-                    for &key in members {
-                        if let Some(c) = self.clients.get_mut(key)
-                            && Some(c.id) != except
-                        {
-                            enqueue(c, key, bytes, queue, &mut self.dirty, &mut self.doomed);
+                    // A burst of messages to the same group is one slice of
+                    // the outbox: each member gets it in one offer, one write.
+                    let mut end = bytes.end;
+                    let mut frames = 1;
+                    while let Some(Send::Group {
+                        group: g,
+                        except: e,
+                        bytes: b,
+                    }) = sends.get(i + 1)
+                        && *g == group
+                        && *e == except
+                        && b.start == end
+                    {
+                        end = b.end;
+                        frames += 1;
+                        i += 1;
+                    }
+                    if let Some(members) = self.groups.get(group) {
+                        let bytes = &self.outbox.bytes[bytes.start..end];
+                        for &key in members {
+                            if let Some(c) = self.clients.get_mut(key)
+                                && Some(c.id) != except
+                            {
+                                offer(
+                                    c,
+                                    key,
+                                    bytes,
+                                    frames,
+                                    queue,
+                                    &mut self.dirty,
+                                    &mut self.doomed,
+                                );
+                            }
                         }
                     }
                 }
@@ -375,7 +409,10 @@ impl Room {
                     }
                 }
             }
+            i += 1;
         }
+        sends.clear();
+        self.outbox.sends = sends;
         self.outbox.bytes.clear();
         self.bury();
     }
@@ -401,7 +438,25 @@ impl Room {
             c.dirty = false;
             match flush(c) {
                 Ok(true) if c.closing => self.doomed.push((key, Disconnect::Closed)),
-                Ok(_) => {}
+                Ok(drained) => {
+                    if drained == c.write_armed {
+                        let interest = if drained {
+                            Interest::READABLE
+                        } else {
+                            Interest::READABLE | Interest::WRITABLE
+                        };
+                        let token = Token(key + self.n_listeners);
+                        if let Err(e) =
+                            self.poll
+                                .registry()
+                                .reregister(&mut c.stream, token, interest)
+                        {
+                            log::debug!("server {}: {}: {e}", self.ctx.shared.name, c.peer);
+                            self.doomed.push((key, Disconnect::Failed));
+                        }
+                        c.write_armed = !drained;
+                    }
+                }
                 Err(e) => {
                     log::debug!("server {}: write to {}: {e}", self.ctx.shared.name, c.peer);
                     self.doomed.push((key, Disconnect::Failed));
@@ -453,10 +508,14 @@ impl Room {
     }
 }
 
-fn enqueue(
+/// Gives `bytes` (`frames` messages) to a client: written at once when
+/// nothing is queued for it, so a client that keeps up costs no copy; what
+/// the socket does not take is queued, within the client's bounds.
+fn offer(
     c: &mut Client,
     key: usize,
     bytes: &[u8],
+    frames: usize,
     limits: QueueLimits,
     dirty: &mut Vec<usize>,
     doomed: &mut Vec<(usize, Disconnect)>,
@@ -464,8 +523,22 @@ fn enqueue(
     if c.overflowed {
         return;
     }
-    let over =
-        |c: &Client| c.queued() + bytes.len() > limits.bytes || c.frame_ends.len() >= limits.frames;
+    let mut bytes = bytes;
+    if c.queued() == 0 && !c.closing {
+        match write_some(c, bytes) {
+            Ok(n) if n == bytes.len() => return,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) => {
+                log::debug!("write to {}: {e}", c.peer);
+                c.overflowed = true;
+                doomed.push((key, Disconnect::Failed));
+                return;
+            }
+        }
+    }
+    let over = |c: &Client| {
+        c.queued() + bytes.len() > limits.bytes || c.frames_queued + frames > limits.frames
+    };
     if over(c) {
         // The bound is for a client whose socket is full, not for what was
         // never offered to it: write what is queued, then decide.
@@ -488,10 +561,23 @@ fn enqueue(
     }
     c.out.extend_from_slice(bytes);
     c.queued_total += bytes.len() as u64;
-    c.frame_ends.push_back(c.queued_total);
+    c.frame_ends.push_back((c.queued_total, frames));
+    c.frames_queued += frames;
     if !c.dirty {
         c.dirty = true;
         dirty.push(key);
+    }
+}
+
+/// Writes `bytes` straight to the socket; how many it took (0 when full).
+fn write_some(c: &mut Client, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match c.stream.write(bytes) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -503,8 +589,11 @@ fn flush(c: &mut Client) -> io::Result<bool> {
             Ok(n) => {
                 c.sent += n;
                 c.written += n as u64;
-                while c.frame_ends.front().is_some_and(|&end| end <= c.written) {
+                while let Some(&(end, frames)) = c.frame_ends.front()
+                    && end <= c.written
+                {
                     c.frame_ends.pop_front();
+                    c.frames_queued -= frames;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
