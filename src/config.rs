@@ -414,7 +414,8 @@ impl ServerConfig {
         };
         let mut config = Config::parse(text, origin).map_err(|mut errs| {
             for e in &mut errs.0 {
-                e.location.line = e.location.line.saturating_sub(shift);
+                // An error on the added `[[server]]` line is one about the whole text.
+                e.location.line = e.location.line.saturating_sub(shift).max(1);
             }
             errs
         })?;

@@ -78,7 +78,10 @@ fn single_server_text_for_the_c_abi() {
     .unwrap_err();
     assert_eq!(e.0[0].location.line, 3);
     let e = ServerConfig::parse("", "arg").unwrap_err();
-    assert!(e.to_string().contains("missing field `name`"), "{e}");
+    assert!(
+        e.to_string().starts_with("arg:1:1: missing field `name`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! SO_REUSEPORT when there are several), datagrams received and answered in
 //! batches with recvmmsg/sendmmsg: one system call for up to [`BATCH`].
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use socket2::SockAddr;
 
 use super::{Runtime, Shared};
 use crate::service::UdpEchoService;
@@ -88,7 +89,6 @@ fn run(shared: &Shared, service: &UdpEchoService, mut poll: Poll, sockets: &[Udp
 struct Batch {
     bufs: Vec<Vec<u8>>,
     recv_headers: MultiHeaders<SockaddrStorage>,
-    send_headers: MultiHeaders<SockaddrStorage>,
     /// Per datagram received: its length and sender.
     received: Vec<(usize, Option<SockaddrStorage>)>,
 }
@@ -98,7 +98,6 @@ impl Batch {
         Batch {
             bufs: vec![vec![0; MAX_DATAGRAM]; BATCH],
             recv_headers: MultiHeaders::preallocate(BATCH, None),
-            send_headers: MultiHeaders::preallocate(BATCH, None),
             received: Vec::with_capacity(BATCH),
         }
     }
@@ -135,19 +134,18 @@ impl Batch {
             if self.received.is_empty() {
                 return;
             }
-            let mut replies: Vec<[IoSlice<'_>; 1]> = Vec::with_capacity(self.received.len());
-            let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(self.received.len());
+            let mut replies: Vec<(&[u8], SockAddr)> = Vec::with_capacity(self.received.len());
             for (buf, (len, addr)) in self.bufs.iter().zip(&self.received) {
-                let Some(addr) = addr else { continue };
-                let port = source_port(addr);
-                if let Some(reply) = service.respond(port, &buf[..*len]) {
-                    replies.push([IoSlice::new(reply)]);
-                    addrs.push(Some(*addr));
+                let Some(from) = addr.as_ref().and_then(socket_addr) else {
+                    continue;
+                };
+                if let Some(reply) = service.respond(from.port(), &buf[..*len]) {
+                    replies.push((reply, SockAddr::from(from)));
                 }
             }
             let full = self.received.len() == BATCH;
             if !replies.is_empty() {
-                send_all(shared, fd, &mut self.send_headers, &replies, &addrs);
+                send_all(shared, fd, &replies);
             }
             if !full {
                 return;
@@ -156,61 +154,71 @@ impl Batch {
     }
 }
 
-fn source_port(addr: &SockaddrStorage) -> u16 {
+/// The sender of a received datagram; `None` for a family UDP over IP
+/// cannot have.
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     addr.as_sockaddr_in()
-        .map(|a| a.port())
-        .or_else(|| addr.as_sockaddr_in6().map(|a| a.port()))
-        .unwrap_or(0)
-}
-
-/// Sends every reply, a batch per call; a reply the kernel will not take now
-/// is dropped, as UDP allows, rather than stalling the loop.
-fn send_all(
-    shared: &Shared,
-    fd: i32,
-    headers: &mut MultiHeaders<SockaddrStorage>,
-    replies: &[[IoSlice<'_>; 1]],
-    addrs: &[Option<SockaddrStorage>],
-) {
-    let mut start = 0;
-    while start < replies.len() {
-        match sendmmsg(
-            fd,
-            headers,
-            &replies[start..],
-            &addrs[start..],
-            [],
-            MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(results) => {
-                let sent = results.count();
-                shared
-                    .stats
-                    .datagrams
-                    .fetch_add(sent as u64, Ordering::Relaxed);
-                // sendmmsg stops at the first datagram that fails; skip that one.
-                start += sent.max(1);
-            }
-            Err(Errno::EINTR) => {}
-            Err(e) => {
-                log::debug!(
-                    "server {}: reply to {} not sent: {e}",
-                    shared.name,
-                    addrs[start].map_or_else(String::new, |a| display(&a))
-                );
-                start += 1;
-            }
-        }
-    }
-}
-
-fn display(addr: &SockaddrStorage) -> String {
-    let sa: Option<SocketAddr> = addr
-        .as_sockaddr_in()
         .map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)))
         .or_else(|| {
             addr.as_sockaddr_in6()
                 .map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a)))
-        });
-    sa.map_or_else(|| format!("{:?}", addr.family()), |a| a.to_string())
+        })
+}
+
+/// Sends every reply, a batch per call; a reply the kernel will not take now
+/// is dropped, as UDP allows, rather than stalling the loop.
+///
+/// Straight libc rather than nix's sendmmsg: nix hands the kernel address
+/// storage with uninitialised padding and reads back address buffers it never
+/// filled (valgrind reports both); here each header points at exactly the
+/// bytes the kernel wrote when the datagram was received.
+fn send_all(shared: &Shared, fd: i32, replies: &[(&[u8], SockAddr)]) {
+    let mut iovs: Vec<libc::iovec> = replies
+        .iter()
+        .map(|(bytes, _)| libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        })
+        .collect();
+    let mut headers: Vec<libc::mmsghdr> = replies
+        .iter()
+        .zip(iovs.iter_mut())
+        .map(|((_, addr), iov)| {
+            // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = addr.as_ptr().cast_mut().cast();
+            h.msg_hdr.msg_namelen = addr.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let mut start = 0;
+    while start < headers.len() {
+        let n = u32::try_from(headers.len() - start).unwrap_or(u32::MAX);
+        // SAFETY: each header points at a live iovec and address for the call.
+        let sent =
+            unsafe { libc::sendmmsg(fd, headers[start..].as_mut_ptr(), n, libc::MSG_DONTWAIT) };
+        if sent < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let to = replies[start]
+                .1
+                .as_socket()
+                .map_or_else(String::new, |a| a.to_string());
+            log::debug!("server {}: reply to {to} not sent: {err}", shared.name);
+            // This one failed; go on with the rest.
+            start += 1;
+        } else {
+            let sent = sent as usize;
+            shared
+                .stats
+                .datagrams
+                .fetch_add(sent as u64, Ordering::Relaxed);
+            // sendmmsg stops at the first datagram that fails; skip that one.
+            start += sent.max(1);
+        }
+    }
 }
