@@ -138,7 +138,10 @@ fn receive_from(
     }
 }
 
-fn local_address_for(peer: SocketAddr) -> SocketAddr {
+/// The address a client socket for `peer` binds: loopback for a loopback
+/// peer (so replies cannot come from elsewhere), else any address of the
+/// same family, port 0.
+pub fn local_address_for(peer: SocketAddr) -> SocketAddr {
     let ip = match peer.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -62,7 +62,7 @@ impl ClientError {
     /// Wraps an I/O error from one blocking step. A socket timeout surfaces
     /// as `WouldBlock` or `TimedOut` depending on the platform; both become
     /// [`ClientError::Timeout`] so callers need not know that.
-    pub(crate) fn from_io(context: String, source: io::Error, waited: Duration) -> Self {
+    pub fn from_io(context: String, source: io::Error, waited: Duration) -> Self {
         match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
                 context: format!("{context}: timed out"),

@@ -24,5 +24,5 @@ mod test_servers;
 
 pub use chat::{ChatClient, ChatEvent, ChatReceiver, ChatSender, Dialect};
 pub use count::{CountFraming, count};
-pub use echo::{tcp_echo, udp_echo};
+pub use echo::{local_address_for, tcp_echo, udp_echo};
 pub use error::{ClientError, ErrorKind, format_duration};

@@ -25,7 +25,7 @@ use netlab::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
 
 use super::super::{BenchChatArgs, ChatProtocol, exit, fail};
 use super::stats::Window;
-use super::{client_error, println_or_broken_pipe, split};
+use super::{println_or_broken_pipe, split};
 use generator::{ChatStats, Client, Encoder, LineBuf, Parser, Shared, WAKER};
 use report::ChatReport;
 
@@ -189,7 +189,7 @@ fn parser_for(dialect: Dialect, decoder: ChatEventDecoder) -> Parser {
 /// senders' windows would never open again.
 fn join_ncat(args: &BenchChatArgs) -> Result<(TcpStream, LineBuf), ClientError> {
     let addr = args.addr;
-    let io_error = |what: &str, e| client_error(format!("{what} {addr}"), e, args.timeout);
+    let io_error = |what: &str, e| ClientError::from_io(format!("{what} {addr}"), e, args.timeout);
     let mut stream =
         TcpStream::connect_timeout(&addr, args.timeout).map_err(|e| io_error("connect", e))?;
     stream

@@ -14,10 +14,10 @@ mod tcp;
 mod udp;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::{TcpStream, UdpSocket};
+use std::time::Instant;
 
-use netlab::client::ClientError;
+use netlab::client::{ClientError, local_address_for};
 
 use super::{BenchEchoArgs, exit, fail};
 pub(super) use chat::{BENCH_CHAT_HELP, run as run_chat};
@@ -166,12 +166,13 @@ where
 fn open_tcp(args: &BenchEchoArgs) -> Result<Vec<TcpStream>, ClientError> {
     (0..args.connections)
         .map(|_| {
-            let stream = TcpStream::connect_timeout(&args.addr, args.timeout)
-                .map_err(|e| client_error(format!("connect {}", args.addr), e, args.timeout))?;
+            let stream = TcpStream::connect_timeout(&args.addr, args.timeout).map_err(|e| {
+                ClientError::from_io(format!("connect {}", args.addr), e, args.timeout)
+            })?;
             // Small requests must leave at once, not wait for Nagle.
-            stream
-                .set_nodelay(true)
-                .map_err(|e| client_error(format!("set up {}", args.addr), e, args.timeout))?;
+            stream.set_nodelay(true).map_err(|e| {
+                ClientError::from_io(format!("set up {}", args.addr), e, args.timeout)
+            })?;
             Ok(stream)
         })
         .collect()
@@ -182,35 +183,14 @@ fn open_udp(args: &BenchEchoArgs) -> Result<Vec<UdpSocket>, ClientError> {
         .map(|_| {
             let context = || format!("open a UDP socket to {}", args.addr);
             let socket = UdpSocket::bind(local_address_for(args.addr))
-                .map_err(|e| client_error(context(), e, args.timeout))?;
+                .map_err(|e| ClientError::from_io(context(), e, args.timeout))?;
             // Connected: the kernel drops datagrams from anyone else.
             socket
                 .connect(args.addr)
-                .map_err(|e| client_error(context(), e, args.timeout))?;
+                .map_err(|e| ClientError::from_io(context(), e, args.timeout))?;
             Ok(socket)
         })
         .collect()
-}
-
-fn local_address_for(peer: SocketAddr) -> SocketAddr {
-    let ip = match peer.ip() {
-        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    SocketAddr::new(ip, 0)
-}
-
-fn client_error(context: String, source: io::Error, waited: Duration) -> ClientError {
-    match source.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
-            context: format!("{context}: timed out"),
-            waited,
-            tries: 1,
-        },
-        _ => ClientError::Io { context, source },
-    }
 }
 
 fn println_or_broken_pipe(text: &str) -> io::Result<()> {
