@@ -76,13 +76,34 @@ wait_for_echo() {
 # Runs the load against ADDR; the bench's JSON line goes to FILE.
 BENCH_ARGS=(--connections "$CONNECTIONS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --json)
 # Exit 1 only means errors were counted: they show in the table.
+# The server's CPU time over the measured window goes to FILE.cpu, in
+# seconds: when the generator, not the server, sets the pace, requests/s
+# alike can hide servers that differ in what each request costs them.
 bench() {
-    local addr=$1 file=$2 status=0
-    taskset -c "$CLIENT_CPU" "$BIN/netlab" bench echo "$addr" "${BENCH_ARGS[@]}" >"$file" || status=$?
+    local addr=$1 file=$2 status=0 bench_pid before after
+    taskset -c "$CLIENT_CPU" "$BIN/netlab" bench echo "$addr" "${BENCH_ARGS[@]}" >"$file" &
+    bench_pid=$!
+    sleep "$WARMUP"
+    before=$(cpu_ticks "$SERVER_PID")
+    sleep "$DURATION"
+    after=$(cpu_ticks "$SERVER_PID")
+    wait "$bench_pid" || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
         echo "run-echo: the bench against $addr failed (exit $status)" >&2
         return 1
     fi
+    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f\n", t / hz }' >"$file.cpu"
+}
+
+# User + system CPU ticks of a process so far.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# Server CPU µs per request over the measured window.
+cpu_per_request() {
+    awk -v cpu="$(cat "$1.cpu")" -v rps="$(field "$1" requests_per_s)" -v d="$DURATION" \
+        'BEGIN { if (rps > 0) printf "%.2f", cpu * 1e6 / (rps * d) }'
 }
 
 # Reads one numeric field from a bench JSON line.
@@ -144,10 +165,10 @@ run_tokio() {
 
 row() {
     local name=$1 file=$2
-    printf '| %s | %s | %s | %s | %s | %s | %s |' "$name" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "$name" \
         "$(field "$file" requests_per_s)" "$(field "$file" mb_per_s_each_way)" \
         "$(field "$file" p50_us)" "$(field "$file" p99_us)" "$(field "$file" p999_us)" \
-        "$(field "$file" errors)"
+        "$(field "$file" errors)" "$(cpu_per_request "$file")"
 }
 
 for server in $SERVERS; do
@@ -165,13 +186,15 @@ REPORT=$WORK/report.md
     echo "$CONNECTIONS connections, $SIZE-byte requests, ${DURATION} s measured after ${WARMUP} s warmup;"
     echo "server pinned to CPU $SERVER_CPU, generator to CPU $CLIENT_CPU. MB/s is payload each way; latencies in µs."
     echo
-    echo "| server | req/s | MB/s | p50 | p99 | p99.9 | errors |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| server | req/s | MB/s | p50 | p99 | p99.9 | errors | server CPU µs/req |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     printf '%s\n' "${ROWS[@]}"
     if [ -s "$WORK/netlabd.json" ] && [ -s "$WORK/tokio.json" ]; then
         echo
         awk -v n="$(field "$WORK/netlabd.json" requests_per_s)" -v t="$(field "$WORK/tokio.json" requests_per_s)" \
             'BEGIN { if (t > 0) printf "netlabd/tokio throughput ratio: %.2f\n", n / t }'
+        awk -v n="$(cpu_per_request "$WORK/netlabd.json")" -v t="$(cpu_per_request "$WORK/tokio.json")" \
+            'BEGIN { if (n > 0) printf "tokio/netlabd server CPU per request (efficiency ratio): %.2f\n", t / n }'
     fi
     echo
     echo "Commands:"
