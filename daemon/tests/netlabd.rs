@@ -291,3 +291,80 @@ fn sigint_with_a_client_connected_stops_within_the_grace() {
     );
     drop(idle);
 }
+
+#[test]
+fn check_reports_every_fixture_error_with_line_and_column() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/config/invalid");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let out = Command::new(NETLABD)
+            .arg("--check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
+        for want in text.lines().filter_map(|l| l.strip_prefix("# expect: ")) {
+            let (at, message) = want.split_once(": ").unwrap();
+            let prefix = format!("netlabd: {}:{at}: ", path.display());
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.starts_with(&prefix) && l.contains(message)),
+                "{}: no `{prefix}…{message}` in:\n{stderr}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} fixtures");
+}
+
+#[test]
+fn without_any_config_the_embedded_default_runs_and_says_so() {
+    if Path::new("/etc/netlab/netlabd.toml").exists() {
+        eprintln!("SKIP: /etc/netlab/netlabd.toml exists, so netlabd would run it");
+        return;
+    }
+    let taken: Vec<u16> = [7007, 7008, 7009, 12345, 12346, 1234, 1235, 1236]
+        .into_iter()
+        .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_err())
+        .collect();
+    if !taken.is_empty() {
+        eprintln!("SKIP: the default's ports {taken:?} are taken on this machine");
+        return;
+    }
+    // Every service: TCP and UDP echo (both on IPv4 and IPv6), echo under
+    // thread and fork, count twice, chat in three dialects.
+    let (mut d, bound) = Daemon::spawn(Command::new(NETLABD), TempDir::new(), 11);
+    let names: Vec<&str> = bound.iter().map(|(n, _)| n.as_str()).collect();
+    for server in [
+        "echo",
+        "echo-udp",
+        "echo-thread",
+        "echo-fork",
+        "count",
+        "count-line",
+        "chat",
+    ] {
+        assert!(names.contains(&server), "{server} not in {names:?}");
+    }
+    assert!(
+        bound
+            .iter()
+            .all(|(_, a)| a.ip().is_loopback() && a.port() >= 1024),
+        "{bound:?}"
+    );
+    assert!(
+        d.seen
+            .iter()
+            .any(|l| l.contains("running the embedded default configuration")),
+        "{:#?}",
+        d.seen
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}

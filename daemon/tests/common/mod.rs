@@ -15,6 +15,8 @@ pub const NETLABD: &str = env!("CARGO_BIN_EXE_netlabd");
 pub struct Daemon {
     pub child: Child,
     log: Receiver<String>,
+    /// Every log line read so far.
+    pub seen: Vec<String>,
     pub dir: TempDir,
 }
 
@@ -59,7 +61,12 @@ impl Daemon {
                 }
             }
         });
-        let mut daemon = Daemon { child, log, dir };
+        let mut daemon = Daemon {
+            child,
+            log,
+            seen: Vec::new(),
+            dir,
+        };
         let bound = daemon.wait_listening(listeners);
         (daemon, bound)
     }
@@ -81,7 +88,10 @@ impl Daemon {
 
     pub fn next_line(&mut self, within: Duration) -> String {
         match self.log.recv_timeout(within) {
-            Ok(line) => line,
+            Ok(line) => {
+                self.seen.push(line.clone());
+                line
+            }
             Err(e) => panic!(
                 "netlabd said nothing more ({e}); exit: {:?}",
                 self.child.try_wait()
