@@ -10,11 +10,11 @@
 //! text; notices are sent the same way from the name `*`
 //! (`"*"`, `"Ayu joined (3 online)"`), errors as `"*"`, `"error: REASON"`.
 
-use crate::codec::{FrameReader, HeaderCodec};
+use crate::codec::HeaderCodec;
 use crate::service::chat::{ClientMsg, Event};
 
-use super::text::{decimal, floor_char_boundary, push_notice, text_msg};
-use super::{DEFAULT_MAX_FRAME, DecodeError};
+use super::DEFAULT_MAX_FRAME;
+use super::text::{TextChatDecoder, decimal, floor_char_boundary, push_notice};
 
 /// The name notices are sent from.
 const NOTICE_SENDER: &[u8] = b"*";
@@ -48,10 +48,7 @@ impl HeaderChat {
     }
 
     pub fn decoder(&self) -> HeaderChatDecoder {
-        HeaderChatDecoder {
-            reader: FrameReader::new(HeaderCodec::new(self.header_len, self.max_frame)),
-            named: false,
-        }
+        TextChatDecoder::new(HeaderCodec::new(self.header_len, self.max_frame), "frame")
     }
 
     /// Appends `event` as two frames: the sender's name (`*` for notices),
@@ -113,40 +110,7 @@ fn max_for_width(width: usize) -> usize {
 }
 
 /// One connection's header decoder.
-#[derive(Debug)]
-pub struct HeaderChatDecoder {
-    reader: FrameReader<HeaderCodec>,
-    named: bool,
-}
-
-impl HeaderChatDecoder {
-    /// Buffers bytes read from the client.
-    pub fn extend(&mut self, bytes: &[u8]) {
-        self.reader.extend(bytes);
-    }
-
-    /// The next whole frame as a message, `Ok(None)` when more bytes are
-    /// needed. A header that is not a decimal number padded with spaces, a
-    /// length over `max_frame`, or a payload that is not UTF-8 is an error;
-    /// the first two are caught before the payload is buffered.
-    pub fn next_msg(&mut self) -> Result<Option<ClientMsg<'_>>, DecodeError> {
-        let Some(payload) = self.reader.next_frame()? else {
-            return Ok(None);
-        };
-        let text = std::str::from_utf8(payload).map_err(|e| {
-            DecodeError::bad_frame(format!(
-                "frame is not valid UTF-8 (byte {})",
-                e.valid_up_to()
-            ))
-        })?;
-        Ok(Some(text_msg(&mut self.named, text)))
-    }
-
-    /// Bytes buffered that are not yet a whole frame.
-    pub fn pending(&self) -> &[u8] {
-        self.reader.pending()
-    }
-}
+pub type HeaderChatDecoder = TextChatDecoder<HeaderCodec>;
 
 #[cfg(test)]
 mod tests {
@@ -154,6 +118,7 @@ mod tests {
 
     use super::*;
     use crate::codec::chat::ChatCodec;
+    use crate::codec::chat::DecodeError;
     use crate::service::chat::{ErrorCode, Hub, HubLimits, Output};
 
     fn s(text: &str) -> Arc<str> {

@@ -13,11 +13,11 @@
 //! * error: name is taken
 //! ```
 
-use crate::codec::{FrameReader, LineCodec};
+use crate::codec::LineCodec;
 use crate::service::chat::{ClientMsg, Event};
 
-use super::text::{push_notice, text_msg};
-use super::{DEFAULT_MAX_FRAME, DecodeError};
+use super::DEFAULT_MAX_FRAME;
+use super::text::{TextChatDecoder, push_notice};
 
 /// The line dialect's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,10 +40,7 @@ impl LineChat {
     }
 
     pub fn decoder(&self) -> LineChatDecoder {
-        LineChatDecoder {
-            reader: FrameReader::new(LineCodec::new(self.max_frame)),
-            named: false,
-        }
+        TextChatDecoder::new(LineCodec::new(self.max_frame), "line")
     }
 
     /// Appends `event` as one line. A message is `[name] text\n`; anything
@@ -120,44 +117,14 @@ fn push_for_terminal(text: &str, out: &mut Vec<u8>) {
 }
 
 /// One connection's line decoder.
-#[derive(Debug)]
-pub struct LineChatDecoder {
-    reader: FrameReader<LineCodec>,
-    named: bool,
-}
-
-impl LineChatDecoder {
-    /// Buffers bytes read from the client.
-    pub fn extend(&mut self, bytes: &[u8]) {
-        self.reader.extend(bytes);
-    }
-
-    /// The next whole line as a message, `Ok(None)` when more bytes are
-    /// needed. A line that is too long or not UTF-8 is an error.
-    pub fn next_msg(&mut self) -> Result<Option<ClientMsg<'_>>, DecodeError> {
-        let Some(line) = self.reader.next_frame()? else {
-            return Ok(None);
-        };
-        let text = std::str::from_utf8(line).map_err(|e| {
-            DecodeError::bad_frame(format!(
-                "line is not valid UTF-8 (byte {})",
-                e.valid_up_to()
-            ))
-        })?;
-        Ok(Some(text_msg(&mut self.named, text)))
-    }
-
-    /// Bytes buffered that are not yet a whole line.
-    pub fn pending(&self) -> &[u8] {
-        self.reader.pending()
-    }
-}
+pub type LineChatDecoder = TextChatDecoder<LineCodec>;
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::codec::chat::DecodeError;
     use crate::service::chat::ErrorCode;
 
     fn s(text: &str) -> Arc<str> {

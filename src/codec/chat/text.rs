@@ -1,7 +1,57 @@
 //! What the two text dialects (line, header) share: how a text frame from a
 //! client becomes a message, and how a notice reads.
 
+use crate::codec::{Codec, FrameReader};
 use crate::service::chat::{ClientMsg, Event};
+
+use super::DecodeError;
+
+/// One connection's decoder in a text dialect: frames of the dialect's
+/// codec (lines, or header frames), each a name, a command or a message.
+#[derive(Debug)]
+pub struct TextChatDecoder<C> {
+    reader: FrameReader<C>,
+    named: bool,
+    /// What a frame is called in errors: "line" or "frame".
+    unit: &'static str,
+}
+
+impl<C: Codec> TextChatDecoder<C> {
+    pub(super) fn new(codec: C, unit: &'static str) -> Self {
+        TextChatDecoder {
+            reader: FrameReader::new(codec),
+            named: false,
+            unit,
+        }
+    }
+
+    /// Buffers bytes read from the client.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.reader.extend(bytes);
+    }
+
+    /// The next whole frame as a message, `Ok(None)` when more bytes are
+    /// needed. A frame the codec refuses (too long, a bad header: caught
+    /// before the payload is buffered) or one that is not UTF-8 is an error.
+    pub fn next_msg(&mut self) -> Result<Option<ClientMsg<'_>>, DecodeError> {
+        let Some(payload) = self.reader.next_frame()? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(payload).map_err(|e| {
+            DecodeError::bad_frame(format!(
+                "{} is not valid UTF-8 (byte {})",
+                self.unit,
+                e.valid_up_to()
+            ))
+        })?;
+        Ok(Some(text_msg(&mut self.named, text)))
+    }
+
+    /// Bytes buffered that are not yet a whole frame.
+    pub fn pending(&self) -> &[u8] {
+        self.reader.pending()
+    }
+}
 
 /// A text frame from a client: the first is its name, then `/who`, `/quit`
 /// or a message. Commands may carry blanks around them (`"/who "` from a
