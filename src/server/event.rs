@@ -177,21 +177,9 @@ impl EventWorker {
     }
 
     fn accept(&mut self, index: usize, now: Instant) {
-        loop {
-            let (stream, peer) = match self.listeners[index].accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: log, and let the next readiness retry.
-                    log::warn!("server {}: accept failed: {e}", self.ctx.shared.name);
-                    return;
-                }
-            };
-            let Some(permit) = self.ctx.shared.admit(peer) else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((stream, peer, permit)) =
+            self.ctx.shared.accept_admitted(&self.listeners[index])
+        {
             let entry = self.conns.vacant_entry();
             let token = Token(entry.key() + self.n_listeners);
             let mut conn = Conn {

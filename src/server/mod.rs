@@ -121,6 +121,32 @@ impl Shared {
         }
     }
 
+    /// The next connection waiting on a non-blocking listener that the
+    /// access list and limits admit, set for low latency; `None` once none
+    /// is waiting (or accept failed, EMFILE and the like: logged, and the
+    /// next readiness retries).
+    pub fn accept_admitted(
+        &self,
+        listener: &mio::net::TcpListener,
+    ) -> Option<(mio::net::TcpStream, SocketAddr, Permit)> {
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if let Some(permit) = self.admit(peer) {
+                        let _ = stream.set_nodelay(true);
+                        return Some((stream, peer, permit));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("server {}: accept failed: {e}", self.name);
+                    return None;
+                }
+            }
+        }
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }

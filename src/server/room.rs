@@ -229,20 +229,9 @@ impl Room {
     }
 
     fn accept(&mut self, index: usize, now: Instant) {
-        loop {
-            let (mut stream, peer) = match self.listeners[index].accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("server {}: accept failed: {e}", self.ctx.shared.name);
-                    return;
-                }
-            };
-            let Some(permit) = self.ctx.shared.admit(peer) else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+        while let Some((mut stream, peer, permit)) =
+            self.ctx.shared.accept_admitted(&self.listeners[index])
+        {
             let entry = self.clients.vacant_entry();
             let key = entry.key();
             let token = Token(key + self.n_listeners);
