@@ -747,10 +747,8 @@ impl Ctx<'_> {
                         "framing other than \"header\"",
                     );
                 }
-                if let Some(h) = &raw.header_len
-                    && !(1..=4096).contains(h.get_ref())
-                {
-                    self.error(h.span(), "header_len must be from 1 to 4096 bytes (the width of the length field; the seed uses 100)");
+                if let Some(h) = &raw.header_len {
+                    self.header_len(h);
                 }
                 ServiceConfig::Count(CountService {
                     framing,
@@ -837,6 +835,17 @@ impl Ctx<'_> {
         })
     }
 
+    /// A header width: at least one digit, at most the codec's maximum.
+    fn header_len(&mut self, h: &Spanned<usize>) {
+        let max = crate::codec::HeaderCodec::MAX_HEADER_LEN;
+        if !(1..=max).contains(h.get_ref()) {
+            self.error(
+                h.span(),
+                format!("header_len must be from 1 to {max} bytes (the width of the length field; the seed uses 100)"),
+            );
+        }
+    }
+
     fn count_keys_absent(&mut self, raw: &RawServer, what: &str) {
         self.not_for(&raw.framing, "framing", what);
         self.not_for(&raw.unit, "unit", what);
@@ -872,6 +881,15 @@ impl Ctx<'_> {
                     "header_len in listen",
                     "services other than chat",
                 );
+            } else if e.dialect.as_ref().map(|d| *d.get_ref()) != Some(Dialect::Header) {
+                self.not_for(
+                    &e.header_len,
+                    "header_len",
+                    "dialects other than \"header\"",
+                );
+            }
+            if let Some(h) = &e.header_len {
+                self.header_len(h);
             }
             match e.addr.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => out.push(ListenConfig {

@@ -96,9 +96,10 @@ fn addr_arg(text: &str) -> Result<SocketAddr, Error> {
         .ok_or_else(|| Error::invalid(format!("address {text:?} resolves to nothing")))
 }
 
-/// The widest length header accepted: the seed's 100, with room to spare,
-/// and never so wide that encoding a frame could exhaust memory.
-const MAX_HEADER_LEN: usize = 1024;
+use crate::codec::HeaderCodec;
+
+/// The widest length header accepted, the same as in configurations.
+const MAX_HEADER_LEN: usize = HeaderCodec::MAX_HEADER_LEN;
 
 /// A `header_len` argument: 0 means the default (10).
 fn header_len_arg(header_len: usize) -> Result<usize, Error> {
