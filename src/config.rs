@@ -705,6 +705,15 @@ impl Ctx<'_> {
                 "the thread and fork models (one worker per connection)",
             );
         }
+        if kind != ServiceKind::Chat {
+            for (value, key) in [
+                (&raw.max_clients, "max_clients"),
+                (&raw.queue_bytes, "queue_bytes"),
+                (&raw.queue_frames, "queue_frames"),
+            ] {
+                self.not_for(value, key, "services other than chat");
+            }
+        }
         let access = AccessList {
             allow: self.nets(raw.allow.as_deref().unwrap_or_default()),
             deny: self.nets(raw.deny.as_deref().unwrap_or_default()),
