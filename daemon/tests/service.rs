@@ -146,10 +146,8 @@ fn monotonic_usec() -> u128 {
     ts.tv_sec as u128 * 1_000_000 + ts.tv_nsec as u128 / 1000
 }
 
-const ONE_ECHO: &str = "[daemon]\nshutdown_grace = \"1s\"\n\n[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n";
-
-#[test]
-fn notify_sequence_through_start_reload_failed_reload_and_stop() {
+/// netlabd on `ONE_ECHO`, told to notify a socket of the test's, with `env`.
+fn with_notify(env: &[(&str, &str)]) -> (NotifySocket, Daemon, Vec<(String, SocketAddr)>) {
     let notify = NotifySocket::new();
     let dir = TempDir::new();
     let config = dir.write("netlabd.toml", ONE_ECHO);
@@ -157,7 +155,16 @@ fn notify_sequence_through_start_reload_failed_reload_and_stop() {
     cmd.arg("--config")
         .arg(&config)
         .env("NOTIFY_SOCKET", &notify.path);
-    let (mut d, bound) = Daemon::spawn(cmd, dir, 1);
+    cmd.envs(env.iter().copied());
+    let (daemon, bound) = Daemon::spawn(cmd, dir, 1);
+    (notify, daemon, bound)
+}
+
+const ONE_ECHO: &str = "[daemon]\nshutdown_grace = \"1s\"\n\n[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n";
+
+#[test]
+fn notify_sequence_through_start_reload_failed_reload_and_stop() {
+    let (notify, mut d, bound) = with_notify(&[]);
 
     assert_eq!(
         notify.recv_state(),
@@ -207,14 +214,7 @@ fn notify_sequence_through_start_reload_failed_reload_and_stop() {
 
 #[test]
 fn status_follows_open_connections() {
-    let notify = NotifySocket::new();
-    let dir = TempDir::new();
-    let config = dir.write("netlabd.toml", ONE_ECHO);
-    let mut cmd = Command::new(NETLABD);
-    cmd.arg("--config")
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &notify.path);
-    let (d, bound) = Daemon::spawn(cmd, dir, 1);
+    let (notify, d, bound) = with_notify(&[]);
     assert!(notify.recv().starts_with("READY=1"));
     let _open = EchoConn::open(bound[0].1);
     let until = Instant::now() + T;
@@ -233,15 +233,7 @@ fn status_follows_open_connections() {
 
 #[test]
 fn watchdog_is_pinged_at_half_the_interval() {
-    let notify = NotifySocket::new();
-    let dir = TempDir::new();
-    let config = dir.write("netlabd.toml", ONE_ECHO);
-    let mut cmd = Command::new(NETLABD);
-    cmd.arg("--config")
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &notify.path)
-        .env("WATCHDOG_USEC", "400000");
-    let (_d, _) = Daemon::spawn(cmd, dir, 1);
+    let (notify, _d, _) = with_notify(&[("WATCHDOG_USEC", "400000")]);
     assert!(notify.recv().starts_with("READY=1"));
     let start = Instant::now();
     let mut pings = 0;
