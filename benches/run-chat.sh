@@ -34,38 +34,10 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 SERVERS=${SERVERS:-netlabd ncat tokio}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release
 RESULTS=$ROOT/benches/results/chat.md
-
-SERVER_CPU=0
-CLIENT_CPU=1
-if [ "$(nproc --all)" -lt 2 ]; then
-    echo "run-chat: fewer than 2 CPUs: server and generator share CPU 0" >&2
-    CLIENT_CPU=0
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/netlab-run-chat.XXXXXX")
-SERVER_PID=""
-
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-cleanup() {
-    stop_server
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A port that is free now: bound to port 0, read, released.
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+NAME=run-chat
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 
 # Waits until something accepts connections on ADDR, or fails after 10 s.
 wait_for_port() {
