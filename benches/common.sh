@@ -33,3 +33,27 @@ trap 'exit 130' INT TERM
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# User + system CPU ticks of a process so far.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# Runs COMMAND... in the background and writes the server's CPU seconds
+# over the measured window (after WARMUP, for DURATION) to CPU_FILE; returns
+# the command's exit status. When the generator, not the server, sets the
+# pace, equal rates can hide servers that differ in what each unit of work
+# costs them; this is what shows it.
+with_server_cpu() {
+    local cpu_file=$1 pid before after status=0
+    shift
+    "$@" &
+    pid=$!
+    sleep "$WARMUP"
+    before=$(cpu_ticks "$SERVER_PID")
+    sleep "$DURATION"
+    after=$(cpu_ticks "$SERVER_PID")
+    wait "$pid" || status=$?
+    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f\n", t / hz }' >"$cpu_file"
+    return "$status"
+}

@@ -60,10 +60,11 @@ BENCH_ARGS=(--clients "$CLIENTS" --senders "$SENDERS" --size "$SIZE" --window "$
     --duration "$DURATION" --warmup "$WARMUP" --json)
 # Runs the load against ADDR with extra arguments; the JSON line goes to
 # FILE. Exit 1 only means problems were counted: they show in the table.
+# The server's CPU seconds over the measured window go to FILE.cpu.
 bench() {
     local addr=$1 file=$2 status=0
     shift 2
-    taskset -c "$CLIENT_CPU" "$BIN/netlab" bench chat "$addr" "${BENCH_ARGS[@]}" "$@" >"$file" || status=$?
+    with_server_cpu "$file.cpu" taskset -c "$CLIENT_CPU" "$BIN/netlab" bench chat "$addr" "${BENCH_ARGS[@]}" "$@" >"$file" || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
         echo "run-chat: the bench against $addr failed (exit $status)" >&2
         rm -f "$file"
@@ -174,7 +175,10 @@ best_of() {
             best_rate=$rate
         fi
     done
-    [ -n "$best" ] && cp "$best" "$WORK/$name.json"
+    if [ -n "$best" ]; then
+        cp "$best" "$WORK/$name.json"
+        cp "$best.cpu" "$WORK/$name.json.cpu"
+    fi
     echo "${rates[*]}"
 }
 
@@ -183,10 +187,22 @@ row() {
     rounds=$(best_of "$name")
     local file=$WORK/$name.json
     [ -s "$file" ] || return 0
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
         "$(field "$file" sent_per_s)" "$(field "$file" deliveries_per_s)" \
         "$(field "$file" p50_us)" "$(field "$file" p99_us)" \
-        "$(field "$file" lost)" "$(field "$file" malformed)" "${rounds// /, }"
+        "$(field "$file" lost)" "$(field "$file" malformed)" "$(cpu_per_delivery "$file")" "${rounds// /, }"
+}
+
+# Server CPU ns per delivery over the measured window.
+ns_per_delivery() {
+    awk -v cpu="$(cat "$1.cpu")" -v rate="$(field "$1" deliveries_per_s)" -v d="$DURATION" \
+        'BEGIN { if (rate > 0) printf "%.0f", cpu * 1e9 / (rate * d) }'
+}
+
+# The same, and how busy the server's core was.
+cpu_per_delivery() {
+    awk -v ns="$(ns_per_delivery "$1")" -v cpu="$(cat "$1.cpu")" -v d="$DURATION" \
+        'BEGIN { printf "%s (%.0f%%)", ns, cpu * 100 / d }'
 }
 
 for ROUND in $(seq "$ROUNDS"); do
@@ -215,6 +231,8 @@ ratio() {
     awk -v n="$(field "$WORK/netlabd.json" deliveries_per_s)" -v t="$(field "$file" deliveries_per_s)" \
         -v np="$(field "$WORK/netlabd.json" p50_us)" -v tp="$(field "$file" p50_us)" -v peer="$peer" \
         'BEGIN { if (t > 0) printf "netlabd/%s deliveries/s ratio: %.2f (p50 %.0f us vs %.0f us)\n", peer, n / t, np, tp }'
+    awk -v n="$(ns_per_delivery "$WORK/netlabd.json")" -v t="$(ns_per_delivery "$file")" -v peer="$peer" \
+        'BEGIN { if (n > 0) printf "%s/netlabd server CPU per delivery (efficiency ratio): %.2f\n", peer, t / n }'
 }
 
 REPORT=$WORK/report.md
@@ -226,8 +244,8 @@ REPORT=$WORK/report.md
     echo "A delivery is one message received by one client; latencies in µs, send to receipt."
     echo "Each server's best of $ROUNDS interleaved rounds; the last column lists every round's deliveries/s."
     echo
-    echo "| server | msgs sent/s | deliveries/s | p50 | p99 | lost | malformed | rounds (deliveries/s) |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    echo "| server | msgs sent/s | deliveries/s | p50 | p99 | lost | malformed | server CPU ns/delivery (busy) | rounds (deliveries/s) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     printf '%s\n' "${ROWS[@]}" | sed '/^$/d'
     echo
     ratio ncat "$WORK/ncat.json"

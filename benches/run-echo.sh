@@ -47,29 +47,15 @@ wait_for_echo() {
 
 # Runs the load against ADDR; the bench's JSON line goes to FILE.
 BENCH_ARGS=(--connections "$CONNECTIONS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --json)
-# Exit 1 only means errors were counted: they show in the table.
-# The server's CPU time over the measured window goes to FILE.cpu, in
-# seconds: when the generator, not the server, sets the pace, requests/s
-# alike can hide servers that differ in what each request costs them.
+# Exit 1 only means errors were counted: they show in the table. The
+# server's CPU seconds over the measured window go to FILE.cpu.
 bench() {
-    local addr=$1 file=$2 status=0 bench_pid before after
-    taskset -c "$CLIENT_CPU" "$BIN/netlab" bench echo "$addr" "${BENCH_ARGS[@]}" >"$file" &
-    bench_pid=$!
-    sleep "$WARMUP"
-    before=$(cpu_ticks "$SERVER_PID")
-    sleep "$DURATION"
-    after=$(cpu_ticks "$SERVER_PID")
-    wait "$bench_pid" || status=$?
+    local addr=$1 file=$2 status=0
+    with_server_cpu "$file.cpu" taskset -c "$CLIENT_CPU" "$BIN/netlab" bench echo "$addr" "${BENCH_ARGS[@]}" >"$file" || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
         echo "run-echo: the bench against $addr failed (exit $status)" >&2
         return 1
     fi
-    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f\n", t / hz }' >"$file.cpu"
-}
-
-# User + system CPU ticks of a process so far.
-cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
 # Server CPU µs per request over the measured window.
