@@ -368,3 +368,123 @@ fn without_any_config_the_embedded_default_runs_and_says_so() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
+
+/// Runs `sh -c SCRIPT sh ARGS...` in a private mount namespace: as root, or
+/// as the root of a new user namespace where the kernel allows it. `None`
+/// when neither works here.
+fn in_private_mount_namespace(script: &str, args: &[&std::ffi::OsStr]) -> Option<Command> {
+    let attempts: [&[&str]; 2] = [
+        &["--mount", "--propagation", "private"],
+        &[
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+        ],
+    ];
+    let flags = attempts.into_iter().find(|flags| {
+        Command::new("unshare")
+            .args(*flags)
+            .args(["--", "true"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })?;
+    let mut cmd = Command::new("unshare");
+    cmd.args(flags)
+        .args(["--", "sh", "-c", script, "sh"])
+        .args(args);
+    Some(cmd)
+}
+
+#[test]
+fn log_syslog_sends_every_line_to_syslog_and_none_to_stderr() {
+    // netlabd runs where the syslog socket it looks for (/dev/log, else
+    // /var/run/syslog) is this test's, so nothing reaches the machine's.
+    let dir = TempDir::new();
+    let run = dir.path("run");
+    std::fs::create_dir(&run).unwrap();
+    let syslog = std::os::unix::net::UnixDatagram::bind(run.join("syslog")).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = dir.write(
+        "netlabd.toml",
+        "[daemon]\nlog = \"syslog\"\n\n[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n",
+    );
+    let script = r#"set -e
+if [ -e /dev/log ]; then mount --bind "$1/syslog" /dev/log; else mount --bind "$1" /var/run; fi
+shift
+exec "$@""#;
+    let args = [
+        run.as_os_str(),
+        NETLABD.as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ];
+    let Some(mut cmd) = in_private_mount_namespace(script, &args) else {
+        eprintln!(
+            "skipped: unshare cannot make a private mount namespace here (neither as root nor \
+             in a user namespace), and this test must not touch the machine's syslog socket"
+        );
+        return;
+    };
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(
+        cmd.env("NETLABD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    let mut buf = [0u8; 2048];
+    let mut next = || {
+        let n = syslog
+            .recv(&mut buf)
+            .expect("a line on the syslog socket within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let listening = loop {
+        let line = next();
+        assert!(
+            line.contains("netlabd["),
+            "not a netlabd syslog line: {line:?}"
+        );
+        if line.contains("listening on") {
+            break line;
+        }
+    };
+    // Facility daemon (3), severity info (6).
+    assert!(listening.starts_with("<30>"), "{listening:?}");
+    let addr: std::net::SocketAddr = listening
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {listening:?}"));
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.write_all(b"over syslog\n").unwrap();
+    let mut echoed = [0u8; 12];
+    std::io::Read::read_exact(&mut client, &mut echoed).unwrap();
+    assert_eq!(&echoed, b"over syslog\n");
+    drop(client);
+
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    while !next().contains("stopped") {}
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !stderr.contains("listening on") && !stderr.contains("stopped"),
+        "lines went to stderr too: {stderr}"
+    );
+}

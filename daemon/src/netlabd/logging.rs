@@ -50,23 +50,25 @@ pub fn set_target(target: LogTarget) {
     };
     let sink = match target {
         LogTarget::Stderr => stderr_sink(),
-        LogTarget::Syslog => {
-            let formatter = Formatter3164 {
-                facility: Facility::LOG_DAEMON,
-                hostname: None,
-                process: "netlabd".into(),
-                pid: std::process::id(),
-            };
-            match syslog::unix(formatter) {
-                Ok(l) => Sink::Syslog(l),
-                Err(e) => {
-                    log::error!("cannot reach syslog ({e}); logging to stderr");
-                    return;
-                }
+        LogTarget::Syslog => match syslog::unix(syslog_formatter()) {
+            Ok(l) => Sink::Syslog(l),
+            Err(e) => {
+                log::error!("cannot reach syslog ({e}); logging to stderr");
+                return;
             }
-        }
+        },
     };
     *logger.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+}
+
+/// RFC 3164 lines as `netlabd[PID]`, in the daemon facility.
+fn syslog_formatter() -> Formatter3164 {
+    Formatter3164 {
+        facility: Facility::LOG_DAEMON,
+        hostname: None,
+        process: "netlabd".into(),
+        pid: std::process::id(),
+    }
 }
 
 impl Log for Logger {
@@ -79,7 +81,15 @@ impl Log for Logger {
             return;
         }
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *sink {
+        sink.write(record);
+    }
+
+    fn flush(&self) {}
+}
+
+impl Sink {
+    fn write(&mut self, record: &Record<'_>) {
+        match self {
             Sink::Stderr { journal: true } => {
                 let _ = writeln!(
                     std::io::stderr().lock(),
@@ -108,8 +118,6 @@ impl Log for Logger {
             }
         }
     }
-
-    fn flush(&self) {}
 }
 
 /// syslog(3) priorities, as journald reads them from "<N>" prefixes.
@@ -119,5 +127,56 @@ fn priority(level: Level) -> u8 {
         Level::Warn => 4,
         Level::Info => 6,
         Level::Debug | Level::Trace => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// What the syslog sink sends for one record, read from a socket
+    /// standing in for /dev/log.
+    fn sent_to_syslog(level: Level, text: &str) -> String {
+        let dir =
+            std::env::temp_dir().join(format!("netlabd-syslog-{}-{level}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let server = UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut sink = Sink::Syslog(syslog::unix_custom(syslog_formatter(), &path).unwrap());
+        sink.write(
+            &Record::builder()
+                .level(level)
+                .args(format_args!("{text}"))
+                .build(),
+        );
+        let mut buf = [0u8; 1024];
+        let n = server.recv(&mut buf).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn syslog_lines_carry_the_daemon_facility_the_level_and_our_name() {
+        // Facility daemon is 3, so the priority is 3 * 8 + severity.
+        for (level, severity) in [
+            (Level::Error, 3),
+            (Level::Warn, 4),
+            (Level::Info, 6),
+            (Level::Debug, 7),
+        ] {
+            let line = sent_to_syslog(level, "server echo: stopped");
+            let want_start = format!("<{}>", 24 + severity);
+            assert!(line.starts_with(&want_start), "{level}: {line:?}");
+            let want_tag = format!("netlabd[{}]: server echo: stopped", std::process::id());
+            assert!(line.ends_with(&want_tag), "{level}: {line:?}");
+            assert_eq!(priority(level), severity);
+        }
     }
 }
