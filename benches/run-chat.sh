@@ -17,8 +17,16 @@
 # lands on a pinned CPU only ever slows a run down, so the best round is the
 # one least disturbed, and taking turns spreads disturbances evenly.
 #
-# Settings (environment): CLIENTS (100), SENDERS (1), SIZE (64), WINDOW (32),
-# DURATION (10, in seconds), WARMUP (1), ROUNDS (3), SERVERS ("netlabd ncat
+# The sender streams: it keeps up to WINDOW messages in flight and writes at
+# most BATCH at once, so with the defaults three batches are in flight and
+# the server relays one while the receivers read another; a throughput bench
+# must keep the server busy. WINDOW=32 BATCH=32 is the lock-step load, one
+# batch at a time, where the generator's 100 reads per batch set the pace.
+# Keep WINDOW*(SIZE+1) under 8 KiB: ncat reads 8 KiB at a time and puts its
+# `<userN> ` prefix wherever a read ends, even inside a message.
+#
+# Settings (environment): CLIENTS (100), SENDERS (1), SIZE (64), WINDOW (96),
+# BATCH (32), DURATION (10, in seconds), WARMUP (1), ROUNDS (3), SERVERS ("netlabd ncat
 # tokio": run only some of them), CARGO_TARGET_DIR (where the release build
 # goes, default ./target).
 set -euo pipefail
@@ -29,7 +37,8 @@ cd "$ROOT"
 CLIENTS=${CLIENTS:-100}
 SENDERS=${SENDERS:-1}
 SIZE=${SIZE:-64}
-WINDOW=${WINDOW:-32}
+WINDOW=${WINDOW:-96}
+BATCH=${BATCH:-32}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
@@ -56,7 +65,7 @@ wait_for_port() {
     return 1
 }
 
-BENCH_ARGS=(--clients "$CLIENTS" --senders "$SENDERS" --size "$SIZE" --window "$WINDOW"
+BENCH_ARGS=(--clients "$CLIENTS" --senders "$SENDERS" --size "$SIZE" --window "$WINDOW" --batch "$BATCH"
     --duration "$DURATION" --warmup "$WARMUP" --json)
 # Runs the load against ADDR with extra arguments; the JSON line goes to
 # FILE. Exit 1 only means problems were counted: they show in the table.
@@ -239,7 +248,7 @@ REPORT=$WORK/report.md
 {
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm), $(nproc --all) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo
-    echo "$CLIENTS clients, $SENDERS sender(s) of $SIZE-byte messages, at most $WINDOW in flight per sender;"
+    echo "$CLIENTS clients, $SENDERS sender(s) of $SIZE-byte messages, at most $WINDOW in flight per sender, written $BATCH at most at a time;"
     echo "${DURATION} s measured after ${WARMUP} s warmup; server pinned to CPU $SERVER_CPU, generator to CPU $CLIENT_CPU."
     echo "A delivery is one message received by one client; latencies in µs, send to receipt."
     echo "Each server's best of $ROUNDS interleaved rounds; the last column lists every round's deliveries/s."

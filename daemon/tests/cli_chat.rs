@@ -398,3 +398,37 @@ fn bench_chat_refuses_a_size_too_small_for_the_stamp() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--size must be at least 29"), "{stderr}");
 }
+
+#[test]
+fn bench_chat_streams_batches_below_the_window_and_refuses_an_empty_batch() {
+    let server = netlabd();
+    let addr = server.line.to_string();
+    let (code, out, stderr) = bench(&[
+        "bench",
+        "chat",
+        &addr,
+        "--clients",
+        "5",
+        "--size",
+        "40",
+        "--window",
+        "12",
+        "--batch",
+        "3",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{stderr}");
+    assert_eq!(json_number(&out, "window"), 12.0, "{out}");
+    assert_eq!(json_number(&out, "batch"), 3.0, "{out}");
+    assert!(json_number(&out, "deliveries") > 0.0, "{out}");
+    assert_eq!(json_number(&out, "lost"), 0.0, "{out}");
+    assert_eq!(json_number(&out, "out_of_order"), 0.0, "{out}");
+
+    let (code, _, stderr) = bench(&["bench", "chat", &addr, "--batch", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--batch must be at least 1"), "{stderr}");
+}

@@ -219,6 +219,11 @@ pub struct BenchChatArgs {
     /// by every other client.
     #[arg(long, short = 'w', default_value_t = 32)]
     pub window: u64,
+    /// Most messages a sender writes at once (default: the window). Below
+    /// the window, several batches are in flight, so the server relays one
+    /// while the receivers read another.
+    #[arg(long, short = 'b')]
+    pub batch: Option<u64>,
     /// Generator threads, each with its own event loop; clients are dealt
     /// to them in turn.
     #[arg(long, short = 't', default_value_t = 1)]

@@ -31,9 +31,12 @@ use report::ChatReport;
 
 pub(in crate::cli) const BENCH_CHAT_HELP: &str = "\
 Each sender keeps at most --window messages in flight: sent, and not yet
-received by every other client. It writes whatever its window allows in one
-write as soon as the window opens, so the room runs at the rate it sustains
-and latency is not that of a backlog that grows for the whole run.
+received by every other client. It writes whatever its window allows, up to
+--batch messages in one write, as soon as the window opens, so the room runs
+at the rate it sustains and latency is not that of a backlog that grows for
+the whole run. With --batch below --window several batches are in flight and
+the server relays one while the receivers read another; with --batch equal
+to --window (the default) the load moves in lock-step, one batch at a time.
 
 Every message is SIZE bytes of text that carries its sender, a sequence
 number and its send time; receivers find it at the end of whatever the
@@ -120,6 +123,9 @@ fn check(args: &BenchChatArgs) -> Result<(), String> {
     }
     if args.window == 0 {
         return Err("--window must be at least 1".into());
+    }
+    if args.batch == Some(0) {
+        return Err("--batch must be at least 1".into());
     }
     if args.duration.is_zero() || args.timeout.is_zero() {
         return Err("--duration and --timeout must be greater than zero".into());
@@ -256,6 +262,7 @@ fn run_threads(
         size: args.size,
         senders: args.senders,
         in_flight: args.window,
+        batch: args.batch.unwrap_or(args.window).min(args.window),
         encoder: encoder_of(args, dialect),
         acks: (0..threads * args.senders)
             .map(|_| AtomicU64::new(0))

@@ -124,6 +124,8 @@ pub(super) struct Shared {
     pub(super) size: usize,
     pub(super) senders: usize,
     pub(super) in_flight: u64,
+    /// Most messages in one write.
+    pub(super) batch: u64,
     pub(super) encoder: Encoder,
     /// `acks[thread * senders + s]`: the lowest next-expected sequence of
     /// sender `s` among that thread's live receivers (`u64::MAX` if none).
@@ -324,7 +326,7 @@ impl Conn {
             return Ok(());
         }
         let in_flight = sending.seq.saturating_sub(shared.ack(sending.sender));
-        let room = shared.in_flight.saturating_sub(in_flight);
+        let room = shared.in_flight.saturating_sub(in_flight).min(shared.batch);
         if room == 0 {
             return Ok(());
         }

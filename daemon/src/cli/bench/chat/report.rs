@@ -18,6 +18,7 @@ pub(super) struct ChatReport {
     pub(super) senders: usize,
     pub(super) size: usize,
     pub(super) window: u64,
+    pub(super) batch: u64,
     pub(super) threads: usize,
     pub(super) warmup_s: f64,
     pub(super) duration_s: f64,
@@ -61,6 +62,7 @@ impl ChatReport {
             senders: args.senders,
             size: args.size,
             window: args.window,
+            batch: args.batch.unwrap_or(args.window).min(args.window),
             threads,
             warmup_s: args.warmup.as_secs_f64(),
             duration_s,
@@ -83,7 +85,7 @@ impl ChatReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "bench chat {} ({} protocol, {} dialect): {} clients, {} sending {}-byte messages with {} in flight each, {} thread(s), {} measured after {} warmup",
+            "bench chat {} ({} protocol, {} dialect): {} clients, {} sending {}-byte messages with {} in flight each, written {} at most at a time, {} thread(s), {} measured after {} warmup",
             self.addr,
             self.protocol,
             self.dialect,
@@ -91,6 +93,7 @@ impl ChatReport {
             self.senders,
             self.size,
             self.window,
+            self.batch,
             self.threads,
             format_duration(Duration::from_secs_f64(self.duration_s)),
             format_duration(Duration::from_secs_f64(self.warmup_s)),
@@ -122,7 +125,7 @@ impl ChatReport {
         format!(
             concat!(
                 "{{\"addr\":\"{}\",\"protocol\":\"{}\",\"dialect\":\"{}\",\"clients\":{},",
-                "\"senders\":{},\"size\":{},\"window\":{},\"threads\":{},\"warmup_s\":{},",
+                "\"senders\":{},\"size\":{},\"window\":{},\"batch\":{},\"threads\":{},\"warmup_s\":{},",
                 "\"duration_s\":{},\"sent\":{},\"sent_per_s\":{:.1},\"deliveries\":{},",
                 "\"deliveries_per_s\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},",
                 "\"p999_us\":{:.1},\"max_us\":{:.1},\"lost\":{},\"out_of_order\":{},",
@@ -136,6 +139,7 @@ impl ChatReport {
             self.senders,
             self.size,
             self.window,
+            self.batch,
             self.threads,
             self.warmup_s,
             self.duration_s,
@@ -168,6 +172,7 @@ mod tests {
             senders: 1,
             size: 64,
             window: 32,
+            batch: 32,
             threads: 1,
             warmup_s: 1.0,
             duration_s: 10.0,
@@ -193,7 +198,7 @@ mod tests {
         assert_eq!(
             json,
             "{\"addr\":\"127.0.0.1:1235\",\"protocol\":\"netlab\",\"dialect\":\"line\",\
-             \"clients\":100,\"senders\":1,\"size\":64,\"window\":32,\"threads\":1,\
+             \"clients\":100,\"senders\":1,\"size\":64,\"window\":32,\"batch\":32,\"threads\":1,\
              \"warmup_s\":1,\"duration_s\":10,\"sent\":200000,\"sent_per_s\":20000.0,\
              \"deliveries\":19800000,\"deliveries_per_s\":1980000.0,\"p50_us\":1500.5,\
              \"p99_us\":3000.0,\"p999_us\":4000.0,\"max_us\":9000.0,\"lost\":0,\
