@@ -57,3 +57,8 @@ with_server_cpu() {
     awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f\n", t / hz }' >"$cpu_file"
     return "$status"
 }
+
+# Reads one numeric field from a bench JSON line.
+field() {
+    sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"
+}

@@ -81,11 +81,6 @@ bench() {
     fi
 }
 
-# Reads one numeric field from a bench JSON line.
-field() {
-    sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"
-}
-
 echo "run-chat: building release binaries" >&2
 cargo build --release --workspace --quiet
 

@@ -64,11 +64,6 @@ cpu_per_request() {
         'BEGIN { if (rps > 0) printf "%.2f", cpu * 1e6 / (rps * d) }'
 }
 
-# Reads one numeric field from a bench JSON line.
-field() {
-    sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"
-}
-
 echo "run-echo: building release binaries" >&2
 cargo build --release --workspace --quiet
 
