@@ -245,6 +245,13 @@ pub struct BenchChatArgs {
     pub json: bool,
 }
 
+impl BenchChatArgs {
+    /// Most messages a sender writes at once: --batch, within the window.
+    pub fn batch(&self) -> u64 {
+        self.batch.unwrap_or(self.window).min(self.window)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchEchoArgs {
     /// Server address: HOST:PORT.

@@ -262,7 +262,7 @@ fn run_threads(
         size: args.size,
         senders: args.senders,
         in_flight: args.window,
-        batch: args.batch.unwrap_or(args.window).min(args.window),
+        batch: args.batch(),
         encoder: encoder_of(args, dialect),
         acks: (0..threads * args.senders)
             .map(|_| AtomicU64::new(0))

@@ -62,7 +62,7 @@ impl ChatReport {
             senders: args.senders,
             size: args.size,
             window: args.window,
-            batch: args.batch.unwrap_or(args.window).min(args.window),
+            batch: args.batch(),
             threads,
             warmup_s: args.warmup.as_secs_f64(),
             duration_s,
