@@ -144,7 +144,8 @@ typedef struct {
 typedef struct {
   // Connections accepted and served.
   uint64_t accepted;
-  // Connections refused by a limit or the access list.
+  // Connections refused by a limit or the access list; for UDP,
+  // datagrams the access list refused.
   uint64_t refused;
   // Connections open now.
   uint64_t open;

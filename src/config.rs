@@ -28,6 +28,13 @@ pub mod defaults {
     /// What may wait to be written to one chat client before it is dropped.
     pub const QUEUE_BYTES: usize = 1024 * 1024;
     pub const QUEUE_FRAMES: usize = 16 * 1024;
+    /// How long a chat connection may stay without a name: without a bound,
+    /// silent connections would hold the room's connection slots forever.
+    pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The longest duration a config may give: longer ones are typos, and
+    /// would overflow the clock arithmetic.
+    pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DURATION_DAYS * 24 * 3600);
+    pub const MAX_DURATION_DAYS: u64 = 365;
     /// The event model's and UDP's worker threads: one per core.
     pub fn workers() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -179,6 +186,7 @@ struct RawServer {
     max_clients: Option<Spanned<usize>>,
     queue_bytes: Option<Spanned<usize>>,
     queue_frames: Option<Spanned<usize>>,
+    login_timeout: Option<Spanned<String>>,
 }
 
 /// A `listen` entry: `"127.0.0.1:7"` or `{ addr = "...", dialect = "...", header_len = N }`.
@@ -297,6 +305,8 @@ pub struct ChatConfig {
     pub max_frame: usize,
     pub queue_bytes: usize,
     pub queue_frames: usize,
+    /// A connection that has not given a name by then is closed.
+    pub login_timeout: Duration,
 }
 
 /// Equal when they listen alike, wherever they stand in the file: a
@@ -558,6 +568,17 @@ impl Ctx<'_> {
 
     fn duration(&mut self, value: &Spanned<String>) -> Option<Duration> {
         match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d > defaults::MAX_DURATION => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{:?} is too long; expected at most {} days",
+                        value.get_ref(),
+                        defaults::MAX_DURATION_DAYS
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error(
@@ -609,6 +630,22 @@ impl Ctx<'_> {
             config.working_directory = dir.into();
         }
         config
+    }
+
+    /// A duration that must not be zero; `hint` says what leaving it out does.
+    fn timeout(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        hint: &str,
+    ) -> Option<Duration> {
+        let raw = value.as_ref()?;
+        let d = self.duration(raw)?;
+        if d.is_zero() {
+            self.error(raw.span(), format!("{key} must be longer than 0; {hint}"));
+            return None;
+        }
+        Some(d)
     }
 
     fn positive(&mut self, value: &Option<Spanned<usize>>, key: &str) -> Option<usize> {
@@ -684,15 +721,11 @@ impl Ctx<'_> {
             .positive(&raw.max_connections, "max_connections")
             .unwrap_or(defaults::MAX_CONNECTIONS);
         let per_source = self.positive(&raw.per_source, "per_source");
-        let idle_timeout = raw.idle_timeout.as_ref().and_then(|d| self.duration(d));
-        if let (Some(d), Some(t)) = (&raw.idle_timeout, idle_timeout)
-            && t.is_zero()
-        {
-            self.error(
-                d.span(),
-                "idle_timeout must be longer than 0; leave it out for no timeout",
-            );
-        }
+        let idle_timeout = self.timeout(
+            &raw.idle_timeout,
+            "idle_timeout",
+            "leave it out for no timeout",
+        );
         if transport == Transport::Udp {
             self.not_for(&raw.per_source, "per_source", "UDP servers");
             self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
@@ -713,6 +746,11 @@ impl Ctx<'_> {
             ] {
                 self.not_for(value, key, "services other than chat");
             }
+            self.not_for(
+                &raw.login_timeout,
+                "login_timeout",
+                "services other than chat",
+            );
         }
         let access = AccessList {
             allow: self.nets(raw.allow.as_deref().unwrap_or_default()),
@@ -821,6 +859,13 @@ impl Ctx<'_> {
                     queue_frames: self
                         .positive(&raw.queue_frames, "queue_frames")
                         .unwrap_or(defaults::QUEUE_FRAMES),
+                    login_timeout: self
+                        .timeout(
+                            &raw.login_timeout,
+                            "login_timeout",
+                            "it is 30s when left out",
+                        )
+                        .unwrap_or(defaults::LOGIN_TIMEOUT),
                 })
             }
         };

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod codec;
 pub mod config;
+mod deadline;
 pub mod ffi;
 pub mod server;
 pub mod service;

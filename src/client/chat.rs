@@ -491,7 +491,7 @@ impl ChatReceiver {
     /// the server has closed and every event before that was returned, the
     /// error is [`ClientError::Closed`].
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<ChatEvent>, ClientError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         loop {
             if let Some(event) = self.decoded()? {
                 return Ok(Some(event));

@@ -103,7 +103,7 @@ fn receive_from(
     buf: &mut [u8],
     timeout: Duration,
 ) -> Result<Option<usize>, ClientError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline::after(timeout);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

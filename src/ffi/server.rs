@@ -25,7 +25,8 @@ pub struct netlab_server {
 pub struct netlab_server_stats {
     /// Connections accepted and served.
     pub accepted: u64,
-    /// Connections refused by a limit or the access list.
+    /// Connections refused by a limit or the access list; for UDP,
+    /// datagrams the access list refused.
     pub refused: u64,
     /// Connections open now.
     pub open: u64,

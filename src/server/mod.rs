@@ -73,7 +73,8 @@ pub struct Stats {
 pub struct StatsSnapshot {
     /// Connections accepted and served.
     pub accepted: u64,
-    /// Connections refused by a limit or the access list.
+    /// Connections refused by a limit or the access list; for UDP,
+    /// datagrams the access list refused.
     pub refused: u64,
     /// Connections open now.
     pub open: usize,
@@ -103,7 +104,7 @@ impl Shared {
             log::info!("server {}: refused {peer}: {why}", self.name);
             None
         };
-        if !self.access.permits(peer.ip()) {
+        if !self.permits(peer.ip()) {
             return refused("not permitted by allow/deny");
         }
         match self.limiter.try_acquire(peer.ip()) {
@@ -145,6 +146,11 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether `allow`/`deny` let `ip` in.
+    pub fn permits(&self, ip: std::net::IpAddr) -> bool {
+        self.access.permits(ip)
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -373,6 +379,7 @@ impl BoundServer {
                         frames: chat.queue_frames,
                     },
                     idle_timeout: config.limits.idle_timeout,
+                    login_timeout: chat.login_timeout,
                 };
                 room::spawn(ctx, listeners).map_err(err)?
             }
@@ -486,7 +493,7 @@ impl RunningServer {
                 .deadline
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            let new = Instant::now() + grace;
+            let new = crate::deadline::after(grace);
             // A second stop may shorten the grace, never lengthen it.
             *deadline = Some(deadline.map_or(new, |d| d.min(new)));
         }

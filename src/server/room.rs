@@ -35,6 +35,8 @@ pub(crate) struct RoomCtx {
     pub service: Box<dyn RoomService>,
     pub queue: QueueLimits,
     pub idle_timeout: Option<Duration>,
+    /// A connection in no group by then is closed.
+    pub login_timeout: Duration,
 }
 
 pub(super) fn spawn(ctx: RoomCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
@@ -96,6 +98,8 @@ struct Client {
     /// or every ACK on loopback would wake the loop for nothing.
     write_armed: bool,
     last_active: Instant,
+    /// When it was accepted, or when it was told its login time was up.
+    since: Instant,
     _permit: Permit,
 }
 
@@ -132,10 +136,8 @@ fn key_of(id: ConnId) -> usize {
 impl Room {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let sweep = self
-            .ctx
-            .idle_timeout
-            .map_or(Duration::from_secs(1), super::event::idle_sweep);
+        let login = self.ctx.login_timeout;
+        let sweep = super::event::idle_sweep(self.ctx.idle_timeout.map_or(login, |i| i.min(login)));
         let mut next_sweep = Instant::now() + sweep;
         let mut told_stopping = false;
         loop {
@@ -144,7 +146,7 @@ impl Room {
             } else if self.ctx.shared.is_stopping() {
                 Some(self.ctx.shared.stop_wait(Duration::from_millis(50)))
             } else {
-                self.ctx.idle_timeout.map(|_| sweep)
+                Some(sweep)
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -187,32 +189,9 @@ impl Room {
                 self.ctx.service.stopping(&mut self.outbox);
                 self.deliver();
             }
-            if let Some(idle) = self.ctx.idle_timeout
-                && now >= next_sweep
-            {
+            if now >= next_sweep {
                 next_sweep = now + sweep;
-                let idle_now: Vec<(usize, ConnId, bool)> = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| now.duration_since(c.last_active) >= idle)
-                    .map(|(key, c)| (key, c.id, c.closing))
-                    .collect();
-                for (key, id, closing) in idle_now {
-                    if closing {
-                        // Told already, and its queue still not flushed.
-                        self.doomed.push((key, Disconnect::Idle));
-                    } else {
-                        log::info!(
-                            "server {}: closing {}: idle timeout",
-                            self.ctx.shared.name,
-                            self.clients[key].peer
-                        );
-                        self.clients[key].last_active = now;
-                        self.ctx.service.idle(id, &mut self.outbox);
-                        self.deliver();
-                    }
-                }
-                self.bury();
+                self.sweep(now);
             }
             self.flush_dirty();
             if told_stopping && (self.clients.is_empty() || self.ctx.shared.past_deadline()) {
@@ -226,6 +205,54 @@ impl Room {
                 return;
             }
         }
+    }
+
+    /// Closes the connections past `idle_timeout`, and those still in no
+    /// group after `login_timeout`.
+    fn sweep(&mut self, now: Instant) {
+        let (idle, login) = (self.ctx.idle_timeout, self.ctx.login_timeout);
+        let expired: Vec<(usize, ConnId, bool, bool)> = self
+            .clients
+            .iter()
+            .filter_map(|(key, c)| {
+                let idle = idle.is_some_and(|i| now.duration_since(c.last_active) >= i);
+                let unnamed = c.group.is_none() && now.duration_since(c.since) >= login;
+                (idle || unnamed).then_some((key, c.id, c.closing, idle))
+            })
+            .collect();
+        for (key, id, closing, idle) in expired {
+            if closing {
+                // Told already, and its queue still not flushed.
+                self.doomed.push((key, Disconnect::Idle));
+                continue;
+            }
+            // The news of an earlier client's leaving may have dropped this
+            // one (its queue overflowed, or a write failed): then it is gone.
+            let Some(c) = self.clients.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            // Either way it gets one more period to take its last words.
+            c.last_active = now;
+            c.since = now;
+            if idle {
+                log::info!(
+                    "server {}: closing {}: idle timeout",
+                    self.ctx.shared.name,
+                    c.peer
+                );
+                self.ctx.service.idle(id, &mut self.outbox);
+            } else {
+                log::info!(
+                    "server {}: closing {}: no login within {}",
+                    self.ctx.shared.name,
+                    c.peer,
+                    humantime::format_duration(login)
+                );
+                self.ctx.service.login_expired(id, &mut self.outbox);
+            }
+            self.deliver();
+        }
+        self.bury();
     }
 
     fn accept(&mut self, index: usize, now: Instant) {
@@ -264,6 +291,7 @@ impl Room {
                 overflowed: false,
                 write_armed: false,
                 last_active: now,
+                since: now,
                 _permit: permit,
             });
             log::debug!("server {}: connection from {peer}", self.ctx.shared.name);

@@ -139,6 +139,11 @@ impl Batch {
                 let Some(from) = addr.as_ref().and_then(socket_addr) else {
                     continue;
                 };
+                if !shared.permits(from.ip()) {
+                    // Counted, not logged: a flood would flood the log.
+                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 if let Some(reply) = service.respond(from.port(), &buf[..*len]) {
                     replies.push((reply, SockAddr::from(from)));
                 }

@@ -109,4 +109,10 @@ pub trait RoomService: std::marker::Send {
     fn idle(&mut self, conn: ConnId, out: &mut Outbox) {
         out.close(conn);
     }
+    /// A connection joined no group within `login_timeout` (for chat: it
+    /// gave no name). By default it is closed; a service may tell it why
+    /// first (and must then close it).
+    fn login_expired(&mut self, conn: ConnId, out: &mut Outbox) {
+        out.close(conn);
+    }
 }

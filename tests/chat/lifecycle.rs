@@ -184,6 +184,139 @@ fn stop_tells_every_dialect_and_closes_within_the_grace() {
     }
 }
 
+/// login_timeout = "300ms", and no idle_timeout: a connection that gives
+/// no name is closed, told why in its dialect, and the room hears nothing;
+/// a client that named itself stays however quiet it is.
+#[test]
+fn login_timeout_closes_a_connection_that_gives_no_name() {
+    let server = chat_server(
+        &[Dialect::Line, Dialect::Header(10)],
+        "login_timeout = \"300ms\"",
+    );
+    let [line_at, head_at] = server.local_addrs()[..] else {
+        unreachable!()
+    };
+    let mut named = Client::join(line_at, Dialect::Line, "named");
+    let since = Instant::now();
+    let mut silent = Client::connect(line_at, Dialect::Line);
+    let mut silent_header = Client::connect(head_at, Dialect::Header(10));
+    assert_eq!(
+        silent.expect_closed(Duration::from_secs(2)),
+        b"* error: no name given in time\n"
+    );
+    let took = since.elapsed();
+    assert_eq!(
+        silent_header.expect_closed(Duration::from_secs(1)),
+        seed_pair(10, "*", "error: no name given in time")
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "closed after {took:?} for a login timeout of 300 ms"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    named.who();
+    named.expect_bytes(b"* online (1): named\n");
+    server.stop(Duration::from_millis(300));
+}
+
+/// Two clients time out in the same sweep, and the news that the first has
+/// left overflows the queue of the second, which does not read, so the
+/// second is dropped while the sweep is still walking its list of idle
+/// clients. The room carries on: the others are told, newcomers are
+/// welcomed. (The sweep used to look the dropped client up again, and the
+/// panic took the whole room down while its listener kept accepting.)
+#[test]
+fn idle_sweep_survives_a_client_that_an_earlier_leaving_dropped() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let server = chat_server(
+        &[Dialect::Line],
+        &format!(
+            "idle_timeout = \"1s\"\nqueue_frames = 2\nqueue_bytes = {}\nmax_frame = {}",
+            4 * SIZE,
+            2 * SIZE
+        ),
+    );
+    let at = server.local_addrs()[0];
+    // `early` holds the first place in the server's table, and gives it up
+    // to `first` later, so that the sweep reaches `first` before `stalled`.
+    let mut early = Client::join(at, Dialect::Line, "early");
+    let mut stalled = Client::from_stream(connect_small_rcvbuf(at), Dialect::Line);
+    stalled.hello("stalled");
+    stalled.expect(Got::Welcome { online: 2 });
+    let mut talker = Client::join(at, Dialect::Line, "talker");
+    early.quit();
+    talker.expect_bytes(b"* early left (2 online)\n");
+    // Until the test says otherwise, it does not time out.
+    let stalled_keeper = KeepTalking::start(&stalled);
+
+    // One message bigger than the kernel's buffers for `stalled` (its
+    // receive buffer and the server's send buffer, at most 4 MB): the rest
+    // waits as one queued frame. The roster comes back once it is queued.
+    let mut w = talker.s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(format!("{}\n/who\n", "z".repeat(SIZE)).as_bytes())
+            .unwrap();
+    });
+    talker.expect_bytes(b"* online (2): stalled, talker\n");
+    writer.join().unwrap();
+    // Not before: its empty lines would cut the long one.
+    let talker_keeper = KeepTalking::start(&talker);
+
+    // `stalled` says a last nothing and `first` names itself: both fall idle
+    // now, together. `first joined` is the second frame queued for
+    // `stalled`, which queue_frames allows; `first left` is one too many.
+    stalled_keeper.stop();
+    stalled.send_raw(b"\n");
+    let mut first = Client::join(at, Dialect::Line, "first");
+    assert_eq!(first.welcomed_online, 3);
+    talker.expect_bytes(b"* first joined (3 online)\n");
+
+    let told = first.expect_closed(Duration::from_secs(3));
+    assert!(
+        told.starts_with(b"* error: idle for too long\n"),
+        "{:?}",
+        String::from_utf8_lossy(&told)
+    );
+    talker.expect_bytes(b"* first left (2 online)\n* stalled left (1 online)\n");
+    let mut a = Client::join(at, Dialect::Line, "a");
+    assert_eq!(a.welcomed_online, 2);
+    talker.expect_bytes(b"* a joined (2 online)\n");
+    a.say("still here");
+    talker.expect_bytes(b"[a] still here\n");
+    talker_keeper.stop();
+    server.stop(Duration::from_millis(300));
+}
+
+/// Sends an empty line (which says nothing to anyone) every 100 ms, so
+/// that a client does not time out while the test needs it.
+struct KeepTalking {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl KeepTalking {
+    fn start(client: &Client) -> KeepTalking {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut s = client.s.try_clone().unwrap();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(10);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                    s.write_all(b"\n").unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        KeepTalking { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("keeper");
+    }
+}
+
 /// A client that does not read holds up the stop until the grace ends,
 /// then is closed; the one that reads is told and closed at once.
 #[test]

@@ -226,6 +226,43 @@ fn drop_source_ports() {
     }
 }
 
+/// allow/deny hold for UDP as for TCP: a datagram from a denied address gets
+/// no reply and is counted as refused; a permitted one is answered.
+#[test]
+fn access_lists_hold_for_datagrams() {
+    for (rules, served) in [
+        ("deny = [\"127.0.0.0/8\"]", false),
+        ("allow = [\"10.0.0.0/8\"]", false),
+        ("allow = [\"127.0.0.1/32\"]\ndeny = [\"10.0.0.0/8\"]", true),
+    ] {
+        let server = udp_server("udp-acl", 1, rules);
+        let sock = client_socket("127.0.0.1:0");
+        if served {
+            exchange_datagrams(&sock, addr(&server), &[b"let in".to_vec()], 1);
+            assert_eq!(server.stats().refused, 0, "{rules}");
+            continue;
+        }
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        sock.send_to(b"keep out", addr(&server)).unwrap();
+        let mut buf = [0u8; 64];
+        match sock.recv_from(&mut buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("{rules}: a denied datagram got {other:?}"),
+        }
+        assert!(
+            eventually(Duration::from_secs(1), || server.stats().refused == 1),
+            "{rules}: {:?}",
+            server.stats()
+        );
+        assert_eq!(server.stats().datagrams, 0, "{rules}");
+    }
+}
+
 /// The default list drops the reflection ports; an ordinary port is answered.
 #[test]
 fn default_drop_list_answers_ordinary_ports() {

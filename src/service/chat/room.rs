@@ -156,6 +156,18 @@ impl RoomService for ChatRoom {
         out.close(conn);
     }
 
+    fn login_expired(&mut self, conn: ConnId, out: &mut Outbox) {
+        if let Some(client) = self.clients.get(&conn) {
+            let codec = client.codec;
+            let event = Event::error(ErrorCode::TimedOut, "no name given in time");
+            out.to(conn, |b| codec.encode(&event, b));
+        }
+        self.hub
+            .leave(conn, LeaveReason::TimedOut, &mut self.outputs);
+        self.dispatch(out);
+        out.close(conn);
+    }
+
     fn stopping(&mut self, out: &mut Outbox) {
         self.hub.shutdown(&mut self.outputs);
         self.dispatch(out);
