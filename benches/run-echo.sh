@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Compares netlabd's event-model TCP echo with a plain tokio echo server
-# (benches/src/tokio_echo_server.rs) under the same closed-loop load.
+# (benches/src/tokio_echo_server.rs) under the same closed-loop load, and
+# shows both against the floor: benches/c/epoll_echo_floor.c, the least an
+# epoll server can do per request (one recv, one send, nothing else), which
+# no epoll server can beat by more than its own user-space share.
 #
 # Each server runs alone, pinned to CPU 0; the load generator, `netlab bench
 # echo`, is pinned to CPU 1, so the server and the generator never compete
-# for a core and the two servers get identical conditions. The servers run
-# one after the other, never both at once.
+# for a core and the servers get identical conditions. The servers run one
+# after the other, never two at once, taking turns for ROUNDS rounds; each
+# one's best round is reported (all rounds are listed): on a shared machine
+# a disturbance only ever slows a run down, and this machine's speed drifts
+# by a quarter from minute to minute, so single runs compare luck.
 #
 # Prints a markdown table and the netlabd/tokio ratio, and appends both,
 # with the date and the exact commands, to benches/results/echo.md.
 #
 # Settings (environment): CONNECTIONS (100), SIZE (64), DURATION (10, in
-# seconds), WARMUP (1), SERVERS ("netlabd tokio": run only some of them),
-# CARGO_TARGET_DIR (where the release build goes, default ./target).
+# seconds), WARMUP (1), ROUNDS (3), SERVERS ("netlabd tokio floor": run only some of
+# them), CARGO_TARGET_DIR (where the release build goes, default ./target),
+# CC (the C compiler for the floor, default cc).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +29,8 @@ CONNECTIONS=${CONNECTIONS:-100}
 SIZE=${SIZE:-64}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
-SERVERS=${SERVERS:-netlabd tokio}
+ROUNDS=${ROUNDS:-3}
+SERVERS=${SERVERS:-netlabd tokio floor}
 RESULTS=$ROOT/benches/results/echo.md
 NAME=run-echo
 # shellcheck source=benches/common.sh
@@ -66,6 +74,10 @@ cpu_per_request() {
 
 echo "run-echo: building release binaries" >&2
 cargo build --release --workspace --quiet
+FLOOR=$WORK/epoll-echo-floor
+case " $SERVERS " in
+    *" floor "*) "${CC:-cc}" -O2 -Wall -Wextra -Werror -std=c11 -o "$FLOOR" benches/c/epoll_echo_floor.c ;;
+esac
 
 COMMANDS=()
 ROWS=()
@@ -87,48 +99,91 @@ EOF
     taskset -c "$SERVER_CPU" "$BIN/netlabd" --config "$config" 2>"$WORK/netlabd.log" &
     SERVER_PID=$!
     wait_for_echo "$addr" || { cat "$WORK/netlabd.log" >&2; return 1; }
-    bench "$addr" "$WORK/netlabd.json"
+    bench "$addr" "$WORK/netlabd.$ROUND.json"
     stop_server
+    [ "$ROUND" -eq 1 ] || return 0
     COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd.toml  # [[server]] service=\"echo\" transport=\"tcp\" model=\"event\" listen=[\"$addr\"]")
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
 }
 
-run_tokio() {
-    local addr
-    echo "run-echo: tokio echo server, pinned to CPU $SERVER_CPU" >&2
-    taskset -c "$SERVER_CPU" "$BIN/tokio-echo-server" --listen 127.0.0.1:0 >"$WORK/tokio.out" 2>"$WORK/tokio.log" &
+# Runs a peer that binds port 0 itself and prints its address as the first
+# line on stdout: KEY names its files, SHOWN is the command as recorded.
+run_peer() {
+    local key=$1 shown=$2 addr
+    shift 2
+    echo "run-echo: $shown, pinned to CPU $SERVER_CPU" >&2
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$key.out" 2>"$WORK/$key.log" &
     SERVER_PID=$!
-    # Its first line on stdout is the address it bound.
     for _ in $(seq 100); do
-        addr=$(head -n 1 "$WORK/tokio.out" 2>/dev/null || true)
+        addr=$(head -n 1 "$WORK/$key.out" 2>/dev/null || true)
         [ -n "$addr" ] && break
         sleep 0.1
     done
     if [ -z "$addr" ]; then
-        echo "run-echo: the tokio server printed no address" >&2
-        cat "$WORK/tokio.log" >&2
+        echo "run-echo: $shown printed no address" >&2
+        cat "$WORK/$key.log" >&2
         return 1
     fi
     wait_for_echo "$addr"
-    bench "$addr" "$WORK/tokio.json"
+    bench "$addr" "$WORK/$key.$ROUND.json"
     stop_server
-    COMMANDS+=("taskset -c $SERVER_CPU tokio-echo-server --listen 127.0.0.1:0")
+    [ "$ROUND" -eq 1 ] || return 0
+    COMMANDS+=("taskset -c $SERVER_CPU $shown")
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
 }
 
+# Copies KEY's best round (by requests/s) to KEY.json; prints every
+# round's requests/s.
+best_of() {
+    local key=$1 file best="" best_rate=-1 rate rates=()
+    for file in "$WORK/$key".*.json; do
+        [ -s "$file" ] || continue
+        rate=$(field "$file" requests_per_s)
+        rates+=("$(printf '%.0f' "$rate")")
+        if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
+            best=$file
+            best_rate=$rate
+        fi
+    done
+    if [ -n "$best" ]; then
+        cp "$best" "$WORK/$key.json"
+        cp "$best.cpu" "$WORK/$key.json.cpu"
+    fi
+    echo "${rates[*]}"
+}
+
 row() {
-    local name=$1 file=$2
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "$name" \
+    local label=$1 key=$2 rounds file
+    rounds=$(best_of "$key")
+    file=$WORK/$key.json
+    [ -s "$file" ] || return 0
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
         "$(field "$file" requests_per_s)" "$(field "$file" mb_per_s_each_way)" \
         "$(field "$file" p50_us)" "$(field "$file" p99_us)" "$(field "$file" p999_us)" \
-        "$(field "$file" errors)" "$(cpu_per_request "$file")"
+        "$(field "$file" errors)" "$(cpu_per_request "$file")" "${rounds// /, }"
 }
 
 for server in $SERVERS; do
     case $server in
-        netlabd) run_netlabd; ROWS+=("$(row "netlabd (event)" "$WORK/netlabd.json")") ;;
-        tokio) run_tokio; ROWS+=("$(row "tokio echo" "$WORK/tokio.json")") ;;
-        *) echo "run-echo: unknown server $server (netlabd, tokio)" >&2; exit 2 ;;
+        netlabd | tokio | floor) ;;
+        *) echo "run-echo: unknown server $server (netlabd, tokio, floor)" >&2; exit 2 ;;
+    esac
+done
+for ROUND in $(seq "$ROUNDS"); do
+    echo "run-echo: round $ROUND of $ROUNDS" >&2
+    for server in $SERVERS; do
+        case $server in
+            netlabd) run_netlabd ;;
+            tokio) run_peer tokio "tokio-echo-server --listen 127.0.0.1:0" "$BIN/tokio-echo-server" --listen 127.0.0.1:0 ;;
+            floor) run_peer floor "epoll-echo-floor  # cc -O2 benches/c/epoll_echo_floor.c" "$FLOOR" ;;
+        esac
+    done
+done
+for server in $SERVERS; do
+    case $server in
+        netlabd) ROWS+=("$(row "netlabd (event)" netlabd)") ;;
+        tokio) ROWS+=("$(row "tokio echo" tokio)") ;;
+        floor) ROWS+=("$(row "floor (C, epoll)" floor)") ;;
     esac
 done
 
@@ -138,16 +193,24 @@ REPORT=$WORK/report.md
     echo
     echo "$CONNECTIONS connections, $SIZE-byte requests, ${DURATION} s measured after ${WARMUP} s warmup;"
     echo "server pinned to CPU $SERVER_CPU, generator to CPU $CLIENT_CPU. MB/s is payload each way; latencies in µs."
+    echo "Each server's best of $ROUNDS interleaved rounds; the last column lists every round's requests/s."
     echo
-    echo "| server | req/s | MB/s | p50 | p99 | p99.9 | errors | server CPU µs/req |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    printf '%s\n' "${ROWS[@]}"
+    echo "| server | req/s | MB/s | p50 | p99 | p99.9 | errors | server CPU µs/req | rounds (req/s) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    printf '%s\n' "${ROWS[@]}" | sed '/^$/d'
     if [ -s "$WORK/netlabd.json" ] && [ -s "$WORK/tokio.json" ]; then
         echo
         awk -v n="$(field "$WORK/netlabd.json" requests_per_s)" -v t="$(field "$WORK/tokio.json" requests_per_s)" \
             'BEGIN { if (t > 0) printf "netlabd/tokio throughput ratio: %.2f\n", n / t }'
         awk -v n="$(cpu_per_request "$WORK/netlabd.json")" -v t="$(cpu_per_request "$WORK/tokio.json")" \
             'BEGIN { if (n > 0) printf "tokio/netlabd server CPU per request (efficiency ratio): %.2f\n", t / n }'
+    fi
+    if [ -s "$WORK/floor.json" ]; then
+        for key in netlabd tokio; do
+            [ -s "$WORK/$key.json" ] || continue
+            awk -v k="$key" -v f="$(field "$WORK/floor.json" requests_per_s)" -v r="$(field "$WORK/$key.json" requests_per_s)" \
+                'BEGIN { if (f > 0) printf "%s reaches %.0f%% of the floor'"'"'s requests/s\n", k, 100 * r / f }'
+        done
     fi
     echo
     echo "Commands:"
