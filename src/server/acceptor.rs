@@ -6,12 +6,12 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Runtime, Shared};
+use super::{ACCEPT_RETRY, AcceptFailure, Runtime, Shared};
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -78,8 +78,16 @@ impl Acceptor {
     /// `handler`. The listeners are closed when it returns.
     pub fn run(&mut self, shared: &Shared, tick: Duration, handler: &mut impl AcceptHandler) {
         let mut events = Events::with_capacity(64);
+        // Listeners whose accepting failed for now, and when to try again.
+        let mut retry: Vec<usize> = Vec::new();
+        let mut retry_at = Instant::now();
         while !shared.is_stopping() {
-            if let Err(e) = self.poll.poll(&mut events, Some(tick)) {
+            let timeout = if retry.is_empty() {
+                tick
+            } else {
+                retry_at.saturating_duration_since(Instant::now()).min(tick)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -89,8 +97,12 @@ impl Acceptor {
                 );
                 break;
             }
-            for event in events.iter() {
-                let Some(listener) = self.listeners.get(event.token().0) else {
+            let mut ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+            if !retry.is_empty() && Instant::now() >= retry_at {
+                ready.append(&mut retry);
+            }
+            for index in ready {
+                let Some(listener) = self.listeners.get(index) else {
                     continue;
                 };
                 loop {
@@ -103,10 +115,14 @@ impl Acceptor {
                             handler.accept(stream, peer);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            log::warn!("server {}: accept failed: {e}", shared.name);
-                            break;
+                            if shared.accept_failed(&e) == AcceptFailure::RetryLater {
+                                if !retry.contains(&index) {
+                                    retry.push(index);
+                                }
+                                retry_at = Instant::now() + ACCEPT_RETRY;
+                                break;
+                            }
                         }
                     }
                 }

@@ -11,7 +11,7 @@ use mio::net::{TcpListener as MioListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::{Permit, Runtime, StreamCtx};
+use super::{AcceptRetry, Permit, Runtime, StreamCtx};
 use crate::service::{Session, StreamSession, Worker};
 
 /// Read buffer, shared by a worker's connections.
@@ -35,16 +35,19 @@ pub(super) fn spawn(
     workers: usize,
 ) -> io::Result<Runtime> {
     let ctx = Arc::new(ctx);
-    let mut threads = Vec::new();
-    let mut wakers = Vec::new();
+    // Every worker is built before any runs: the fallible part (polls,
+    // wakers, listener copies) then cannot leave half a server behind.
+    let mut ready = Vec::with_capacity(workers.max(1));
     for i in 0..workers.max(1) {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let in_worker = |e: io::Error| super::worker_error(e, i, workers);
+        let poll = Poll::new().map_err(in_worker)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(in_worker)?);
         let mut mine = Vec::with_capacity(listeners.len());
         for (t, l) in listeners.iter().enumerate() {
-            let mut l = MioListener::from_std(l.try_clone()?);
+            let mut l = MioListener::from_std(l.try_clone().map_err(in_worker)?);
             poll.registry()
-                .register(&mut l, Token(t), Interest::READABLE)?;
+                .register(&mut l, Token(t), Interest::READABLE)
+                .map_err(in_worker)?;
             mine.push(l);
         }
         let name = format!("{}-ev{i}", ctx.shared.name);
@@ -57,15 +60,11 @@ pub(super) fn spawn(
             buf: vec![0; READ_BUF],
             name: name.clone(),
             again: Vec::new(),
+            accept_retry: AcceptRetry::default(),
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || worker.run())?,
-        );
-        wakers.push(waker);
+        ready.push((name, waker, move || worker.run()));
     }
-    Ok(Runtime { threads, wakers })
+    Runtime::start_all(&ctx.shared, ready)
 }
 
 struct Conn {
@@ -104,6 +103,7 @@ struct EventWorker {
     buf: Vec<u8>,
     name: String,
     again: Vec<usize>,
+    accept_retry: AcceptRetry,
 }
 
 impl EventWorker {
@@ -118,7 +118,7 @@ impl EventWorker {
             } else if self.ctx.shared.is_stopping() {
                 Some(self.ctx.shared.stop_wait(Duration::from_millis(100)))
             } else {
-                idle.map(|_| sweep)
+                self.accept_retry.cap(idle.map(|_| sweep))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -150,6 +150,11 @@ impl EventWorker {
                     ),
                 }
             }
+            if self.accept_retry.take_due(now) {
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
             if self.ctx.shared.is_stopping() {
                 // Stop accepting: closing our copies of the listeners.
                 for mut l in self.listeners.drain(..) {
@@ -177,8 +182,9 @@ impl EventWorker {
     }
 
     fn accept(&mut self, index: usize, now: Instant) {
-        while let Some((stream, peer, permit)) =
-            self.ctx.shared.accept_admitted(&self.listeners[index])
+        while let Some((stream, peer, permit)) = self
+            .accept_retry
+            .conn(self.ctx.shared.accept_admitted(&self.listeners[index]))
         {
             let entry = self.conns.vacant_entry();
             let token = Token(entry.key() + self.n_listeners);

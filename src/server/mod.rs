@@ -84,6 +84,70 @@ pub struct StatsSnapshot {
     pub dropped: u64,
 }
 
+/// The outcome of [`Shared::accept_admitted`].
+pub(crate) enum Accepted {
+    Conn(mio::net::TcpStream, SocketAddr, Permit),
+    /// No connection is waiting.
+    Drained,
+    /// Accepting failed for now: call again after [`ACCEPT_RETRY`].
+    RetryLater,
+}
+
+/// When a runtime's accepting, which failed for now, is due again.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptRetry(Option<Instant>);
+
+impl AcceptRetry {
+    /// The connection in `accepted`, if any; remembers a `RetryLater`.
+    pub fn conn(
+        &mut self,
+        accepted: Accepted,
+    ) -> Option<(mio::net::TcpStream, SocketAddr, Permit)> {
+        match accepted {
+            Accepted::Conn(stream, peer, permit) => Some((stream, peer, permit)),
+            Accepted::Drained => None,
+            Accepted::RetryLater => {
+                self.0 = Some(Instant::now() + ACCEPT_RETRY);
+                None
+            }
+        }
+    }
+
+    /// Shortens a poll timeout so the loop wakes when the retry is due.
+    pub fn cap(&self, timeout: Option<Duration>) -> Option<Duration> {
+        match self.0 {
+            None => timeout,
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(wait, |t| t.min(wait)))
+            }
+        }
+    }
+
+    /// Whether accepting is due again now (and no longer pending if so).
+    pub fn take_due(&mut self, now: Instant) -> bool {
+        let due = self.0.is_some_and(|at| now >= at);
+        if due {
+            self.0 = None;
+        }
+        due
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AcceptFailure {
+    /// Only that connection failed: accept the next one now.
+    NextConnection,
+    /// Try again after [`ACCEPT_RETRY`].
+    RetryLater,
+}
+
+/// How soon accepting is tried again after it failed for want of
+/// descriptors or memory (nginx waits 500 ms; connections queue meanwhile).
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How often a lasting accept failure is logged.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// What runtimes share with the handle that stops them.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -93,9 +157,23 @@ pub(crate) struct Shared {
     access: crate::config::AccessList,
     stopping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
+    /// When an accept failure was last logged.
+    accept_warned: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    pub fn new(config: &ServerConfig) -> Shared {
+        Shared {
+            name: config.name.clone(),
+            stats: Stats::default(),
+            limiter: ConnLimiter::new(config.limits.max_connections, config.limits.per_source),
+            access: config.access.clone(),
+            stopping: AtomicBool::new(false),
+            deadline: Mutex::new(None),
+            accept_warned: Mutex::new(None),
+        }
+    }
+
     /// Applies the access list and the connection limits to a new peer;
     /// the permit is held for as long as its connection is open.
     pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
@@ -123,29 +201,73 @@ impl Shared {
     }
 
     /// The next connection waiting on a non-blocking listener that the
-    /// access list and limits admit, set for low latency; `None` once none
-    /// is waiting (or accept failed, EMFILE and the like: logged, and the
-    /// next readiness retries).
-    pub fn accept_admitted(
-        &self,
-        listener: &mio::net::TcpListener,
-    ) -> Option<(mio::net::TcpStream, SocketAddr, Permit)> {
+    /// access list and limits admit, set for low latency.
+    pub fn accept_admitted(&self, listener: &mio::net::TcpListener) -> Accepted {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if let Some(permit) = self.admit(peer) {
                         let _ = stream.set_nodelay(true);
-                        return Some((stream, peer, permit));
+                        return Accepted::Conn(stream, peer, permit);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
                 Err(e) => {
-                    log::warn!("server {}: accept failed: {e}", self.name);
-                    return None;
+                    if self.accept_failed(&e) == AcceptFailure::RetryLater {
+                        return Accepted::RetryLater;
+                    }
                 }
             }
         }
+    }
+
+    /// What an accept error means for the loop that got it; logged, at
+    /// most once per [`ACCEPT_WARN_EVERY`] while it lasts.
+    ///
+    /// Readiness is edge-triggered: a loop that gives up on an error is not
+    /// told again about the connections still queued until a new one
+    /// arrives, so they would hang. A loop either goes on at once (the
+    /// error was that connection's alone) or tries again after
+    /// [`ACCEPT_RETRY`] (out of descriptors or memory, or an error it does
+    /// not know, which retrying at once could turn into a busy loop).
+    pub fn accept_failed(&self, e: &io::Error) -> AcceptFailure {
+        use nix::errno::Errno;
+        // accept(2): these are the connection's own network errors, to be
+        // treated "like EAGAIN by retrying"; ECONNABORTED is a peer that
+        // left before it was accepted.
+        const CONNECTION_ERRORS: [Errno; 10] = [
+            Errno::EINTR,
+            Errno::ECONNABORTED,
+            Errno::EPROTO,
+            Errno::ENETDOWN,
+            Errno::ENOPROTOOPT,
+            Errno::EHOSTDOWN,
+            Errno::ENONET,
+            Errno::EHOSTUNREACH,
+            Errno::EOPNOTSUPP,
+            Errno::ENETUNREACH,
+        ];
+        let errno = e.raw_os_error().map(Errno::from_raw);
+        if errno.is_some_and(|n| CONNECTION_ERRORS.contains(&n)) {
+            if errno != Some(Errno::EINTR) {
+                log::debug!(
+                    "server {}: a connection failed before accept: {e}",
+                    self.name
+                );
+            }
+            return AcceptFailure::NextConnection;
+        }
+        let mut warned = self.accept_warned.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if warned.is_none_or(|at| now.duration_since(at) >= ACCEPT_WARN_EVERY) {
+            *warned = Some(now);
+            log::warn!(
+                "server {}: accept failed: {e}; waiting connections are retried every {} ms",
+                self.name,
+                ACCEPT_RETRY.as_millis()
+            );
+        }
+        AcceptFailure::RetryLater
     }
 
     /// Whether `allow`/`deny` let `ip` in.
@@ -171,6 +293,12 @@ impl Shared {
 
     pub fn past_deadline(&self) -> bool {
         self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Stops at once, no grace: for a start that failed halfway.
+    fn abort(&self) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.stopping.store(true, Ordering::Release);
     }
 }
 
@@ -331,14 +459,7 @@ impl BoundServer {
             source,
         })?;
         let config = self.config;
-        let shared = Arc::new(Shared {
-            name: config.name.clone(),
-            stats: Stats::default(),
-            limiter: ConnLimiter::new(config.limits.max_connections, config.limits.per_source),
-            access: config.access.clone(),
-            stopping: AtomicBool::new(false),
-            deadline: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(&config));
         let err = |source| ServerError {
             server: config.name.clone(),
             location: None,
@@ -430,12 +551,56 @@ pub(crate) struct StreamCtx {
     pub config: ServerConfig,
 }
 
-impl StreamCtx {}
+/// An error setting up worker `i` of `n`, saying which.
+fn worker_error(e: io::Error, i: usize, n: usize) -> io::Error {
+    io::Error::new(e.kind(), format!("set up worker {} of {n}: {e}", i + 1))
+}
 
 /// The threads of a runtime and how to wake them.
 pub(crate) struct Runtime {
     threads: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<mio::Waker>>,
+}
+
+impl Runtime {
+    /// Starts one thread per worker: its name, the waker of its poll, and
+    /// its loop, which ends once `shared` is stopping. All or nothing: when
+    /// a thread cannot be started, those already running are stopped and
+    /// joined, so a failed start leaves nothing serving the port.
+    fn start_all<F>(
+        shared: &Shared,
+        workers: Vec<(String, Arc<mio::Waker>, F)>,
+    ) -> io::Result<Runtime>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut runtime = Runtime {
+            threads: Vec::with_capacity(workers.len()),
+            wakers: Vec::with_capacity(workers.len()),
+        };
+        for (name, waker, run) in workers {
+            match std::thread::Builder::new().name(name.clone()).spawn(run) {
+                Ok(thread) => {
+                    runtime.threads.push(thread);
+                    runtime.wakers.push(waker);
+                }
+                Err(e) => {
+                    shared.abort();
+                    for w in &runtime.wakers {
+                        let _ = w.wake();
+                    }
+                    for t in runtime.threads {
+                        let _ = t.join();
+                    }
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("start thread {name}: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(runtime)
+    }
 }
 
 /// A server being served. Dropping it stops it at once (no grace).

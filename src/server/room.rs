@@ -15,7 +15,7 @@ use mio::net::{TcpListener as MioListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::{Permit, Runtime, Shared};
+use super::{AcceptRetry, Permit, Runtime, Shared};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService, Send};
 use std::sync::Arc;
 
@@ -63,6 +63,7 @@ pub(super) fn spawn(ctx: RoomCtx, listeners: Vec<TcpListener>) -> io::Result<Run
         again: Vec::new(),
         buf: vec![0; READ_BUF],
         generation: 0,
+        accept_retry: AcceptRetry::default(),
     };
     let thread = std::thread::Builder::new()
         .name(name)
@@ -127,6 +128,7 @@ struct Room {
     again: Vec<usize>,
     buf: Vec<u8>,
     generation: u64,
+    accept_retry: AcceptRetry,
 }
 
 fn key_of(id: ConnId) -> usize {
@@ -146,7 +148,7 @@ impl Room {
             } else if self.ctx.shared.is_stopping() {
                 Some(self.ctx.shared.stop_wait(Duration::from_millis(50)))
             } else {
-                Some(sweep)
+                self.accept_retry.cap(Some(sweep))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -179,6 +181,11 @@ impl Room {
                             self.mark_dirty(key);
                         }
                     }
+                }
+            }
+            if self.accept_retry.take_due(now) {
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
                 }
             }
             if self.ctx.shared.is_stopping() && !told_stopping {
@@ -256,8 +263,9 @@ impl Room {
     }
 
     fn accept(&mut self, index: usize, now: Instant) {
-        while let Some((mut stream, peer, permit)) =
-            self.ctx.shared.accept_admitted(&self.listeners[index])
+        while let Some((mut stream, peer, permit)) = self
+            .accept_retry
+            .conn(self.ctx.shared.accept_admitted(&self.listeners[index]))
         {
             let entry = self.clients.vacant_entry();
             let key = entry.key();

@@ -44,46 +44,70 @@ pub(super) fn spawn(
             per_worker[w].extend(first);
         }
     }
-    let mut threads = Vec::new();
-    let mut wakers = Vec::new();
+    // Every worker is built before any runs (see event::spawn).
+    let mut ready = Vec::with_capacity(per_worker.len());
     for (i, sockets) in per_worker.into_iter().enumerate() {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let in_worker = |e: io::Error| super::worker_error(e, i, workers);
+        let poll = Poll::new().map_err(in_worker)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(in_worker)?);
         for (t, s) in sockets.iter().enumerate() {
-            poll.registry().register(
-                &mut SourceFd(&s.as_raw_fd()),
-                Token(t),
-                Interest::READABLE,
-            )?;
+            poll.registry()
+                .register(&mut SourceFd(&s.as_raw_fd()), Token(t), Interest::READABLE)
+                .map_err(in_worker)?;
         }
-        let (shared, service) = (shared.clone(), service.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("{}-udp{i}", shared.name))
-            .spawn(move || run(&shared, &service, poll, &sockets))?;
-        threads.push(thread);
-        wakers.push(waker);
+        let (worker_shared, service) = (shared.clone(), service.clone());
+        ready.push((format!("{}-udp{i}", shared.name), waker, move || {
+            run(&worker_shared, &service, poll, &sockets)
+        }));
     }
-    Ok(Runtime { threads, wakers })
+    Runtime::start_all(shared, ready)
 }
 
 fn run(shared: &Shared, service: &UdpEchoService, mut poll: Poll, sockets: &[UdpSocket]) {
     let mut events = Events::with_capacity(64);
     let mut batch = Batch::new();
+    // Sockets that may hold more than their last turn took (readiness is
+    // edge-triggered: nothing would say so again).
+    let mut again: Vec<usize> = Vec::new();
     while !shared.is_stopping() {
-        if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
+        let timeout = if again.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             log::error!("server {}: poll failed, UDP worker stops: {e}", shared.name);
             return;
         }
+        let mut turn = std::mem::take(&mut again);
         for event in events.iter() {
-            if let Some(socket) = sockets.get(event.token().0) {
-                batch.serve(shared, service, socket);
+            let t = event.token().0;
+            if t < sockets.len() && !turn.contains(&t) {
+                turn.push(t);
+            }
+        }
+        for t in turn {
+            if batch.serve(shared, service, &sockets[t], BATCHES_PER_TURN) == Drained::No {
+                again.push(t);
             }
         }
     }
 }
+
+/// Whether a socket was read until it had nothing more.
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    Yes,
+    No,
+}
+
+/// Batches one socket may have per turn before the worker's other sockets,
+/// and its stop, get theirs: a flood on one address must not starve the
+/// others or hold up a stop.
+const BATCHES_PER_TURN: usize = 8;
 
 /// Buffers for one batch, reused for every batch.
 struct Batch {
@@ -102,10 +126,17 @@ impl Batch {
         }
     }
 
-    /// Receives and answers until the socket has nothing more.
-    fn serve(&mut self, shared: &Shared, service: &UdpEchoService, socket: &UdpSocket) {
+    /// Receives and answers until the socket has nothing more, or for
+    /// `max_batches` batches.
+    fn serve(
+        &mut self,
+        shared: &Shared,
+        service: &UdpEchoService,
+        socket: &UdpSocket,
+        max_batches: usize,
+    ) -> Drained {
         let fd = socket.as_raw_fd();
-        loop {
+        for _ in 0..max_batches {
             self.received.clear();
             {
                 let mut slices: Vec<[IoSliceMut<'_>; 1]> =
@@ -122,7 +153,7 @@ impl Batch {
                             self.received.push((m.bytes, m.address));
                         }
                     }
-                    Err(Errno::EAGAIN) => return,
+                    Err(Errno::EAGAIN) => return Drained::Yes,
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
                         // ICMP errors from earlier replies surface here (ECONNREFUSED); not fatal.
@@ -132,7 +163,7 @@ impl Batch {
                 }
             }
             if self.received.is_empty() {
-                return;
+                return Drained::Yes;
             }
             let mut replies: Vec<(&[u8], SockAddr)> = Vec::with_capacity(self.received.len());
             for (buf, (len, addr)) in self.bufs.iter().zip(&self.received) {
@@ -153,9 +184,10 @@ impl Batch {
                 send_all(shared, fd, &replies);
             }
             if !full {
-                return;
+                return Drained::Yes;
             }
         }
+        Drained::No
     }
 }
 
@@ -225,5 +257,43 @@ fn send_all(shared: &Shared, fd: i32, replies: &[(&[u8], SockAddr)]) {
             // sendmmsg stops at the first datagram that fails; skip that one.
             start += sent.max(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+
+    /// A turn on a socket takes at most its batches and says whether more
+    /// wait; the next turns take the rest.
+    #[test]
+    fn a_turn_takes_at_most_its_batches_and_says_whether_more_wait() {
+        let config = ServerConfig::parse(
+            "name = \"turns\"\nservice = \"echo\"\ntransport = \"udp\"\nlisten = [\"127.0.0.1:0\"]",
+            "test",
+        )
+        .unwrap();
+        let shared = Shared::new(&config);
+        let service = UdpEchoService::new(&[]);
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let queued = 2 * BATCH + 5;
+        for i in 0..queued {
+            client
+                .send_to(&(i as u32).to_be_bytes(), server.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut batch = Batch::new();
+        assert_eq!(batch.serve(&shared, &service, &server, 1), Drained::No);
+        assert_eq!(shared.stats.datagrams.load(Ordering::Relaxed), BATCH as u64);
+        assert_eq!(batch.serve(&shared, &service, &server, 1), Drained::No);
+        assert_eq!(batch.serve(&shared, &service, &server, 1), Drained::Yes);
+        assert_eq!(
+            shared.stats.datagrams.load(Ordering::Relaxed),
+            queued as u64
+        );
+        assert_eq!(batch.serve(&shared, &service, &server, 8), Drained::Yes);
     }
 }
