@@ -25,14 +25,15 @@ impl Drop for Guard {
     }
 }
 
-/// A netlabd serving one chat room on three listeners: line, header (10)
-/// and bincode, in that order.
+/// A netlabd serving one chat room on four listeners: line, header (10),
+/// bincode, and header with seed 004's width (100), in that order.
 struct Netlabd {
     _child: Guard,
     _dir: TempDir,
     line: SocketAddr,
     header: SocketAddr,
     bincode: SocketAddr,
+    header100: SocketAddr,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -59,7 +60,8 @@ name = "chat"
 service = "chat"
 listen = [ { addr = "127.0.0.1:0", dialect = "line" },
            { addr = "127.0.0.1:0", dialect = "header", header_len = 10 },
-           { addr = "127.0.0.1:0", dialect = "bincode" } ]
+           { addr = "127.0.0.1:0", dialect = "bincode" },
+           { addr = "127.0.0.1:0", dialect = "header", header_len = 100 } ]
 "#,
     )
     .expect("write config");
@@ -87,7 +89,7 @@ listen = [ { addr = "127.0.0.1:0", dialect = "line" },
         }
     });
     let mut addrs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         addrs.push(
             rx.recv_timeout(STEP)
                 .expect("netlabd announces its listeners"),
@@ -99,6 +101,7 @@ listen = [ { addr = "127.0.0.1:0", dialect = "line" },
         line: addrs[0],
         header: addrs[1],
         bincode: addrs[2],
+        header100: addrs[3],
     }
 }
 
@@ -190,6 +193,47 @@ fn a_taken_name_is_refused_with_the_servers_reason() {
             "{dialect}: {err}"
         );
     }
+}
+
+/// Seed 004's client uses a 100-byte header; the library's client speaks
+/// that width to a listener configured with it, both ways.
+#[test]
+fn a_client_with_the_seeds_100_byte_header_talks_through_the_room() {
+    let server = netlabd();
+    let seed = Dialect::Header { header_len: 100 };
+    let mut dian = ChatClient::connect(server.header100, "Dian", seed, STEP).unwrap();
+    assert_eq!(dian.dialect(), seed);
+    let mut ayu = ChatClient::connect(server.line, "Ayu", Dialect::Line, STEP).unwrap();
+    expect_event(
+        &mut dian,
+        |e| matches!(e, ChatEvent::Joined { name, .. } if name == "Ayu"),
+    );
+    dian.send("Hello World").unwrap();
+    assert_eq!(
+        expect_event(&mut ayu, |e| matches!(e, ChatEvent::Message { .. })),
+        ChatEvent::Message {
+            from: "Dian".into(),
+            text: "Hello World".into()
+        }
+    );
+    // Longer than 99 bytes: its length takes three of the header's digits.
+    let long = "x".repeat(1000);
+    ayu.send(&long).unwrap();
+    assert_eq!(
+        expect_event(&mut dian, |e| matches!(e, ChatEvent::Message { .. })),
+        ChatEvent::Message {
+            from: "Ayu".into(),
+            text: long
+        }
+    );
+    dian.who().unwrap();
+    assert_eq!(
+        expect_event(&mut dian, |e| matches!(e, ChatEvent::Roster { .. })),
+        ChatEvent::Roster {
+            names: vec!["Ayu".into(), "Dian".into()]
+        }
+    );
+    dian.quit().unwrap();
 }
 
 /// `netlab ARGS` with piped stdio; stdout lines arrive on a channel.
@@ -331,6 +375,62 @@ fn netlab_chat_exits_non_zero_when_the_name_is_taken() {
     assert!(stderr.contains("refused: name is taken"), "{stderr}");
 }
 
+#[test]
+fn netlab_chat_speaks_the_seeds_100_byte_header() {
+    let server = netlabd();
+    let mut ayu = ChatClient::connect(server.line, "Ayu", Dialect::Line, STEP).unwrap();
+    let addr = server.header100.to_string();
+    let mut cli = netlab_chat(&[
+        "chat",
+        &addr,
+        "--name",
+        "Bima",
+        "--dialect",
+        "header",
+        "--header-len",
+        "100",
+    ]);
+    cli.expect_line("joined");
+    expect_event(
+        &mut ayu,
+        |e| matches!(e, ChatEvent::Joined { name, .. } if name == "Bima"),
+    );
+    cli.type_line("hello from a 100-byte header");
+    assert_eq!(
+        expect_event(&mut ayu, |e| matches!(e, ChatEvent::Message { .. })),
+        ChatEvent::Message {
+            from: "Bima".into(),
+            text: "hello from a 100-byte header".into()
+        }
+    );
+    ayu.send("hi Bima").unwrap();
+    assert_eq!(cli.expect_line("[Ayu]"), "[Ayu] hi Bima");
+    let (status, stderr) = cli.finish();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn netlab_chat_refuses_a_header_wider_than_a_listener_can_be() {
+    let server = netlabd();
+    let addr = server.header100.to_string();
+    let cli = netlab_chat(&[
+        "chat",
+        &addr,
+        "--name",
+        "Bima",
+        "--dialect",
+        "header",
+        "--header-len",
+        "1025",
+    ]);
+    let (status, stderr) = cli.finish();
+    assert_eq!(status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("header_len 1025 is not between 1 and 1024"),
+        "{stderr}"
+    );
+}
+
 fn bench(args: &[&str]) -> (i32, String, String) {
     let cli = netlab_chat(args);
     let mut out = String::new();
@@ -357,10 +457,11 @@ fn json_number(json: &str, key: &str) -> f64 {
 #[test]
 fn bench_chat_measures_deliveries_in_every_dialect() {
     let server = netlabd();
-    for (addr, dialect) in [
-        (server.line, "line"),
-        (server.header, "header"),
-        (server.bincode, "bincode"),
+    for (addr, dialect, header_len) in [
+        (server.line, "line", "10"),
+        (server.header, "header", "10"),
+        (server.bincode, "bincode", "10"),
+        (server.header100, "header", "100"),
     ] {
         let addr = addr.to_string();
         let (code, out, stderr) = bench(&[
@@ -379,6 +480,8 @@ fn bench_chat_measures_deliveries_in_every_dialect() {
             "0.2",
             "--dialect",
             dialect,
+            "--header-len",
+            header_len,
             "--json",
         ]);
         assert_eq!(code, 0, "{dialect}: {out}{stderr}");

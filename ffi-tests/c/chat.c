@@ -116,6 +116,41 @@ static void a_stopped_server_closes_the_handle(void) {
     netlab_server_free(s);
 }
 
+/* Seed 004's client frames with a 100-byte header; a listener configured
+ * with that width talks to a handle given it, and to the other dialects. */
+static void the_seeds_100_byte_header_is_spoken(void) {
+    netlab_server *s = start("name = \"seed\"\nservice = \"chat\"\n"
+                             "listen = [{ addr = \"127.0.0.1:0\", dialect = \"header\", header_len = 100 },\n"
+                             "          { addr = \"127.0.0.1:0\", dialect = \"line\" }]\n");
+    if (!s) return;
+    char wide[64], line[64];
+    address_of(s, 0, wide, sizeof wide);
+    address_of(s, 1, line, sizeof line);
+    netlab_chat *dian = NULL, *ayu = NULL;
+    CHECK_OK(netlab_chat_connect(wide, NETLAB_DIALECT_HEADER, 100, "Dian", 2000, &dian));
+    CHECK_OK(netlab_chat_connect(line, NETLAB_DIALECT_LINE, 0, "Ayu", 2000, &ayu));
+    if (!dian || !ayu) goto out;
+    netlab_chat_event ev;
+    CHECK(recv_kind(dian, NETLAB_CHAT_EVENT_JOINED, &ev));
+    CHECK_OK(netlab_chat_send(dian, "Hello World"));
+    CHECK(recv_kind(ayu, NETLAB_CHAT_EVENT_MESSAGE, &ev));
+    CHECK(ev.sender && strcmp(ev.sender, "Dian") == 0);
+    CHECK(ev.text && strcmp(ev.text, "Hello World") == 0);
+    CHECK_OK(netlab_chat_send(ayu, "halo Dian"));
+    CHECK(recv_kind(dian, NETLAB_CHAT_EVENT_MESSAGE, &ev));
+    CHECK(ev.text && strcmp(ev.text, "halo Dian") == 0);
+    /* Wider than any listener can be: refused before connecting. */
+    netlab_chat *wider = NULL;
+    CHECK_STATUS(netlab_chat_connect(wide, NETLAB_DIALECT_HEADER, 1025, "Rafi", 2000, &wider),
+                 NETLAB_ERR_INVALID);
+    CHECK_MESSAGE("header_len");
+    CHECK(wider == NULL);
+out:
+    netlab_chat_free(dian);
+    netlab_chat_free(ayu);
+    netlab_server_free(s);
+}
+
 static void null_arguments(void) {
     netlab_chat *chat = NULL;
     netlab_chat_event ev;
@@ -147,6 +182,7 @@ int main(void) {
     RUN(a_taken_name_is_refused_with_the_reason);
     RUN(a_silent_room_times_out_and_the_handle_still_works);
     RUN(a_stopped_server_closes_the_handle);
+    RUN(the_seeds_100_byte_header_is_spoken);
     RUN(null_arguments);
     netlab_server_free(room);
     FINISH();

@@ -421,6 +421,20 @@ class ChatTests(unittest.TestCase):
             dian.send("still here")
             self.assertEqual(self.next_of(ayu, "message").text, "still here")
 
+    def test_the_seeds_100_byte_header(self):
+        seed = config("chat", listen='[{ addr = "127.0.0.1:0", dialect = "header", '
+                                     'header_len = 100 }, '
+                                     '{ addr = "127.0.0.1:0", dialect = "line" }]')
+        with netlab.Server(seed) as room:
+            with netlab.Chat(room.address(0), "Dian", "header", header_len=100) as dian, \
+                    netlab.Chat(room.address(1), "Ayu", "line") as ayu:
+                self.next_of(dian, "joined")
+                dian.send("Hello World")
+                self.assertEqual(self.next_of(ayu, "message"),
+                                 netlab.ChatEvent("message", "Dian", "Hello World"))
+                ayu.send("x" * 1000)
+                self.assertEqual(self.next_of(dian, "message").text, "x" * 1000)
+
     def test_a_closed_chat_raises(self):
         chat = self.join("line", "Ayu")
         chat.close()

@@ -347,6 +347,9 @@ class Chat(_Handle):
         with netlab.Chat("127.0.0.1:1235", "Ayu", "line") as chat:
             chat.send("halo")
             event = chat.recv(timeout=1.0)   # a ChatEvent, or None
+
+    In the "header" dialect, `header_len` must be the listener's (0 means
+    10; seed 004 uses 100; at most 1024).
     """
     _kind = "Chat"
 

@@ -77,11 +77,18 @@ impl Dialect {
         }
     }
 
+    /// A header width the listener could have: 1 to
+    /// [`HeaderCodec::MAX_HEADER_LEN`] bytes, as configurations allow.
     fn check(&self) -> Result<(), ClientError> {
         match *self {
-            Dialect::Header { header_len } if !(1..=20).contains(&header_len) => Err(
-                ClientError::invalid(format!("header_len {header_len} is not between 1 and 20")),
-            ),
+            Dialect::Header { header_len }
+                if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&header_len) =>
+            {
+                Err(ClientError::invalid(format!(
+                    "header_len {header_len} is not between 1 and {}",
+                    HeaderCodec::MAX_HEADER_LEN
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -916,7 +923,38 @@ mod tests {
         assert!(e.to_string().contains("name is empty"), "{e}");
         let e = ChatClient::connect(addr, "x", Dialect::Header { header_len: 0 }, t).unwrap_err();
         assert_eq!(e.kind(), crate::client::ErrorKind::Invalid, "{e}");
+        let e =
+            ChatClient::connect(addr, "x", Dialect::Header { header_len: 1025 }, t).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid argument: header_len 1025 is not between 1 and 1024"
+        );
         let e = ChatClient::connect(addr, "x", Dialect::Line, Duration::ZERO).unwrap_err();
         assert_eq!(e.kind(), crate::client::ErrorKind::Invalid, "{e}");
+    }
+
+    #[test]
+    fn header_widths_up_to_the_configurable_maximum_are_accepted() {
+        // The seed's 100, and the widest a listener can be configured with.
+        for header_len in [1, 10, 20, 21, 100, HeaderCodec::MAX_HEADER_LEN] {
+            let dialect = Dialect::Header { header_len };
+            assert!(dialect.check().is_ok(), "{header_len}");
+            // What the client sends is framed in that width.
+            let mut out = Vec::new();
+            dialect
+                .codec()
+                .encode_client_msg(ClientMsg::Say { text: "hi" }, &mut out);
+            assert_eq!(out.len(), header_len + 2, "{header_len}");
+            assert_eq!(&out[header_len..], b"hi", "{header_len}");
+            assert!(out[..header_len].starts_with(b"2"), "{header_len}");
+            assert!(
+                out[1..header_len].iter().all(|&b| b == b' '),
+                "{header_len}"
+            );
+        }
+        for header_len in [0, HeaderCodec::MAX_HEADER_LEN + 1, usize::MAX] {
+            let err = Dialect::Header { header_len }.check().unwrap_err();
+            assert_eq!(err.kind(), crate::client::ErrorKind::Invalid, "{err}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use std::time::Instant;
 use mio::{Poll, Waker};
 use netlab::client::chat::ChatEventDecoder;
 use netlab::client::{ChatClient, ClientError, Dialect};
+use netlab::codec::HeaderCodec;
 use netlab::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
 
 use super::super::{BenchChatArgs, ChatProtocol, exit, fail};
@@ -130,8 +131,11 @@ fn check(args: &BenchChatArgs) -> Result<(), String> {
     if args.duration.is_zero() || args.timeout.is_zero() {
         return Err("--duration and --timeout must be greater than zero".into());
     }
-    if !(1..=20).contains(&args.header_len) {
-        return Err("--header-len must be between 1 and 20".into());
+    if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&args.header_len) {
+        return Err(format!(
+            "--header-len must be between 1 and {}, as a listener's header_len",
+            HeaderCodec::MAX_HEADER_LEN
+        ));
     }
     Ok(())
 }
