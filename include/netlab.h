@@ -321,7 +321,10 @@ netlab_status netlab_frame_encode(int dialect,
 // `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10, at
 // most 1024);
 // `max_frame` is the longest payload accepted, in bytes (0 means 64 KiB):
-// a longer frame is an error before any of it is buffered.
+// a longer frame is an error before any of it is buffered. Any value is
+// safe: `SIZE_MAX` means no limit but memory, and then the decoder buffers
+// whatever it is fed until a frame is whole, however long its header or
+// line says it is. A peer that is not trusted should get a real limit.
 //
 // On success `*out` receives a new handle, which must eventually be freed
 // by `netlab_decoder_free`.

@@ -113,11 +113,47 @@ static void pending_counts_an_unfinished_frame(void) {
     netlab_decoder_free(NULL);
 }
 
+/* SIZE_MAX as max_frame means no limit: lines and headers decode, and a
+ * header whose length would wrap header_len + len waits for its payload
+ * instead of failing (it used to panic, NETLAB_ERR_PANIC). */
+static void a_size_max_max_frame_is_no_limit(void) {
+    const uint8_t *frame = NULL;
+    size_t len = 0;
+    bool found = false;
+    netlab_decoder *dec = NULL;
+    CHECK_OK(netlab_decoder_new(NETLAB_DIALECT_LINE, 0, SIZE_MAX, &dec));
+    if (!dec) return;
+    CHECK_OK(netlab_decoder_feed(dec, (const uint8_t *)"hello\n", 6));
+    CHECK_OK(netlab_decoder_next(dec, &frame, &len, &found));
+    CHECK(found && len == 5 && memcmp(frame, "hello", 5) == 0);
+    netlab_decoder_free(dec);
+
+    dec = NULL;
+    CHECK_OK(netlab_decoder_new(NETLAB_DIALECT_HEADER, 20, SIZE_MAX, &dec));
+    if (!dec) return;
+    char header[32];
+    snprintf(header, sizeof header, "%-20zu", (size_t)5);
+    CHECK_OK(netlab_decoder_feed(dec, (const uint8_t *)header, 20));
+    CHECK_OK(netlab_decoder_feed(dec, (const uint8_t *)"hello", 5));
+    found = false;
+    CHECK_OK(netlab_decoder_next(dec, &frame, &len, &found));
+    CHECK(found && len == 5 && memcmp(frame, "hello", 5) == 0);
+    snprintf(header, sizeof header, "%-20zu", (size_t)SIZE_MAX);
+    CHECK_OK(netlab_decoder_feed(dec, (const uint8_t *)header, 20));
+    CHECK_OK(netlab_decoder_next(dec, &frame, &len, &found));
+    CHECK(!found);
+    size_t pending = 0;
+    CHECK_OK(netlab_decoder_pending(dec, &pending));
+    CHECK(pending == 20);
+    netlab_decoder_free(dec);
+}
+
 int main(void) {
     RUN(encodes_each_dialect_as_documented);
     RUN(encode_reports_the_size_needed);
     RUN(round_trips_in_every_dialect_and_split);
     RUN(a_frame_too_long_is_a_protocol_error_that_sticks);
     RUN(pending_counts_an_unfinished_frame);
+    RUN(a_size_max_max_frame_is_no_limit);
     FINISH();
 }

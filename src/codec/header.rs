@@ -77,10 +77,13 @@ impl Codec for HeaderCodec {
             return Err(FrameError::Incomplete);
         }
         let len = self.parse_header(&buf[..self.header_len])?;
-        let end = self.header_len + len;
-        if buf.len() < end {
+        // Compared with what follows the header rather than added to the
+        // header's width: with a max_frame of usize::MAX, header_len + len
+        // could wrap. Once it fits, the sum is at most buf.len().
+        if buf.len() - self.header_len < len {
             return Err(FrameError::Incomplete);
         }
+        let end = self.header_len + len;
         Ok(Frame {
             payload: self.header_len..end,
             len: end,
@@ -95,7 +98,7 @@ impl Codec for HeaderCodec {
                 max: self.max_frame.min(max_for_width(self.header_len)),
             });
         }
-        out.reserve(self.header_len + payload.len());
+        out.reserve(self.header_len.saturating_add(payload.len()));
         out.extend_from_slice(digits.as_bytes());
         out.resize(out.len() + self.header_len - digits.len(), b' ');
         out.extend_from_slice(payload);
@@ -205,6 +208,47 @@ mod tests {
         let mut hdr = b"9".repeat(39);
         hdr.push(b' ');
         assert!(matches!(huge.decode(&hdr), Err(FrameError::TooLong { .. })));
+    }
+
+    #[test]
+    fn the_largest_max_means_no_limit() {
+        let codec = HeaderCodec::new(20, usize::MAX);
+        let mut frame = Vec::new();
+        codec.encode(b"hello", &mut frame).unwrap();
+        assert_eq!(frame, b"5                   hello");
+        assert_eq!(
+            codec.decode(&frame),
+            Ok(Frame {
+                payload: 20..25,
+                len: 25
+            })
+        );
+        // A length that header_len + len would wrap (to 19, 0, ...) is a
+        // frame that has not arrived yet, not a panic.
+        for digits in [
+            usize::MAX.to_string(),
+            (usize::MAX - 19).to_string(),
+            (usize::MAX - 20).to_string(),
+        ] {
+            let mut buf = format!("{digits:<20}").into_bytes();
+            assert_eq!(codec.decode(&buf), Err(FrameError::Incomplete), "{digits}");
+            buf.extend_from_slice(b"some of the payload");
+            assert_eq!(codec.decode(&buf), Err(FrameError::Incomplete), "{digits}");
+        }
+        // One more digit than usize holds is too long, whatever the max.
+        let buf = format!("{:<21}", format!("{}0", usize::MAX)).into_bytes();
+        assert_eq!(
+            HeaderCodec::new(21, usize::MAX).decode(&buf),
+            Err(FrameError::TooLong {
+                len: usize::MAX,
+                max: usize::MAX
+            })
+        );
+        // Through a reader: nothing is consumed until the frame is whole.
+        let mut reader = FrameReader::new(codec);
+        reader.extend(format!("{:<20}", usize::MAX).as_bytes());
+        assert_eq!(reader.next_frame(), Ok(None));
+        assert_eq!(reader.pending().len(), 20);
     }
 
     #[test]

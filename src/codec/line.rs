@@ -27,7 +27,8 @@ impl Codec for LineCodec {
     fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError> {
         // Look no further than a maximal line: a peer that never sends '\n'
         // is refused as soon as it has sent too much, not when memory runs out.
-        let window = &buf[..buf.len().min(self.max_len + 2)];
+        // Saturating, so that a max_len of usize::MAX means "no limit".
+        let window = &buf[..buf.len().min(self.max_len.saturating_add(2))];
         match window.iter().position(|&b| b == b'\n') {
             Some(nl) => {
                 let end = if nl > 0 && buf[nl - 1] == b'\r' {
@@ -46,9 +47,10 @@ impl Codec for LineCodec {
                     len: nl + 1,
                 })
             }
-            // A trailing '\r' may still be followed by '\n'.
-            None if buf.len() > self.max_len + 1
-                || (buf.len() == self.max_len + 1 && buf[self.max_len] != b'\r') =>
+            // A trailing '\r' may still be followed by '\n'. (buf.len() - 1
+            // cannot underflow once buf.len() > max_len.)
+            None if buf.len() > self.max_len
+                && !(buf.len() - 1 == self.max_len && buf[self.max_len] == b'\r') =>
             {
                 Err(FrameError::TooLong {
                     len: buf.len(),
@@ -121,6 +123,36 @@ mod tests {
         // A huge buffer is not scanned past the limit.
         let big = vec![b'a'; 1 << 20];
         assert!(matches!(decode(5, &big), Err(FrameError::TooLong { .. })));
+    }
+
+    #[test]
+    fn the_largest_max_means_no_limit() {
+        // max_len + 1 and + 2 would wrap to 0 and 1.
+        for max in [usize::MAX, usize::MAX - 1] {
+            assert_eq!(decode(max, b"hello\n"), Ok((b"hello".to_vec(), 6)));
+            assert_eq!(decode(max, b"crlf\r\nx"), Ok((b"crlf".to_vec(), 6)));
+            assert_eq!(decode(max, b"\n"), Ok((b"".to_vec(), 1)));
+            assert_eq!(decode(max, b""), Err(FrameError::Incomplete));
+            assert_eq!(decode(max, b"hello"), Err(FrameError::Incomplete));
+            assert_eq!(decode(max, b"hello\r"), Err(FrameError::Incomplete));
+            let mut out = Vec::new();
+            LineCodec::new(max).encode(b"hi", &mut out).unwrap();
+            assert_eq!(out, b"hi\n");
+        }
+        let mut reader = FrameReader::new(LineCodec::new(usize::MAX));
+        reader.extend(b"one\ntw");
+        assert_eq!(reader.next_frame(), Ok(Some(&b"one"[..])));
+        assert_eq!(reader.next_frame(), Ok(None));
+        reader.extend(b"o\r\n");
+        assert_eq!(reader.next_frame(), Ok(Some(&b"two"[..])));
+    }
+
+    #[test]
+    fn a_zero_max_takes_only_empty_lines() {
+        assert_eq!(decode(0, b"\n"), Ok((b"".to_vec(), 1)));
+        assert_eq!(decode(0, b"\r\n"), Ok((b"".to_vec(), 2)));
+        assert_eq!(decode(0, b"\r"), Err(FrameError::Incomplete));
+        assert_eq!(decode(0, b"x"), Err(FrameError::TooLong { len: 1, max: 0 }));
     }
 
     #[test]

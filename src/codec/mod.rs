@@ -113,6 +113,18 @@ impl<C: Codec> FrameReader<C> {
         match self.codec.decode(&self.buf[self.start..]) {
             Ok(frame) => {
                 let base = self.start;
+                let pending = self.buf.len() - base;
+                // Checked before anything moves: a codec that returned a frame
+                // outside the buffer (a bug, never the input) panics here and
+                // leaves the reader as it was.
+                assert!(
+                    frame.len <= pending
+                        && frame.payload.start <= frame.payload.end
+                        && frame.payload.end <= frame.len,
+                    "codec returned a frame of {} bytes with payload {:?} from {pending} buffered bytes",
+                    frame.len,
+                    frame.payload,
+                );
                 self.start += frame.len;
                 Ok(Some(
                     &self.buf[base + frame.payload.start..base + frame.payload.end],

@@ -136,7 +136,10 @@ impl netlab_decoder {
 /// `header_len` is used by `NETLAB_DIALECT_HEADER` only (0 means 10, at
 /// most 1024);
 /// `max_frame` is the longest payload accepted, in bytes (0 means 64 KiB):
-/// a longer frame is an error before any of it is buffered.
+/// a longer frame is an error before any of it is buffered. Any value is
+/// safe: `SIZE_MAX` means no limit but memory, and then the decoder buffers
+/// whatever it is fed until a frame is whole, however long its header or
+/// line says it is. A peer that is not trusted should get a real limit.
 ///
 /// On success `*out` receives a new handle, which must eventually be freed
 /// by `netlab_decoder_free`.
@@ -300,4 +303,94 @@ pub unsafe extern "C" fn netlab_decoder_free(decoder: *mut netlab_decoder) {
             drop(unsafe { Box::from_raw(decoder) });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ptr;
+
+    /// A decoder from `netlab_decoder_new`, freed on drop.
+    struct Decoder(*mut netlab_decoder);
+
+    impl Decoder {
+        fn new(dialect: netlab_dialect, header_len: usize, max_frame: usize) -> Decoder {
+            let mut d = ptr::null_mut();
+            // SAFETY: `d` is valid for writes.
+            let status =
+                unsafe { netlab_decoder_new(dialect as c_int, header_len, max_frame, &mut d) };
+            assert_eq!(status, netlab_status::NETLAB_OK);
+            assert!(!d.is_null());
+            Decoder(d)
+        }
+
+        fn feed(&mut self, bytes: &[u8]) {
+            // SAFETY: a live handle; `bytes` is readable for its length.
+            let status = unsafe { netlab_decoder_feed(self.0, bytes.as_ptr(), bytes.len()) };
+            assert_eq!(status, netlab_status::NETLAB_OK);
+        }
+
+        /// The next frame, copied; `Ok(None)` when more bytes are needed.
+        fn next(&mut self) -> Result<Option<Vec<u8>>, netlab_status> {
+            let (mut frame, mut len, mut found) = (ptr::null(), 0usize, false);
+            // SAFETY: a live handle; the out-parameters are valid for writes.
+            let status = unsafe { netlab_decoder_next(self.0, &mut frame, &mut len, &mut found) };
+            if status != netlab_status::NETLAB_OK {
+                return Err(status);
+            }
+            // SAFETY: on found, `frame` points to `len` bytes owned by the decoder.
+            Ok(found.then(|| unsafe { std::slice::from_raw_parts(frame, len) }.to_vec()))
+        }
+
+        fn pending(&self) -> usize {
+            let mut len = 0;
+            // SAFETY: a live handle; `len` is valid for writes.
+            let status = unsafe { netlab_decoder_pending(self.0, &mut len) };
+            assert_eq!(status, netlab_status::NETLAB_OK);
+            len
+        }
+    }
+
+    impl Drop for Decoder {
+        fn drop(&mut self) {
+            // SAFETY: a live handle from netlab_decoder_new, freed once.
+            unsafe { netlab_decoder_free(self.0) };
+        }
+    }
+
+    #[test]
+    fn a_size_max_max_frame_decodes_lines() {
+        let mut d = Decoder::new(netlab_dialect::NETLAB_DIALECT_LINE, 0, usize::MAX);
+        d.feed(b"hello\nwor");
+        assert_eq!(d.next(), Ok(Some(b"hello".to_vec())));
+        assert_eq!(d.next(), Ok(None));
+        d.feed(b"ld\r\n");
+        assert_eq!(d.next(), Ok(Some(b"world".to_vec())));
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_size_max_max_frame_decodes_headers_and_waits_for_huge_ones() {
+        let mut d = Decoder::new(netlab_dialect::NETLAB_DIALECT_HEADER, 20, usize::MAX);
+        d.feed(format!("{:<20}hello", 5).as_bytes());
+        assert_eq!(d.next(), Ok(Some(b"hello".to_vec())));
+        // 20 + usize::MAX wraps to 19: this used to panic ("slice index
+        // starts at 20 but ends at 19") and leave the decoder advanced.
+        let header = format!("{:<20}", usize::MAX);
+        d.feed(header.as_bytes());
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.pending(), 20);
+        d.feed(b"more");
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.pending(), 24);
+    }
+
+    #[test]
+    fn a_size_max_max_frame_decodes_length_prefixes() {
+        let mut d = Decoder::new(netlab_dialect::NETLAB_DIALECT_BINCODE, 0, usize::MAX);
+        d.feed(&[0, 0, 0, 2, b'h', b'i', 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(d.next(), Ok(Some(b"hi".to_vec())));
+        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.pending(), 4);
+    }
 }
