@@ -631,6 +631,35 @@ fn daemon_mode_writes_and_removes_its_pidfile_and_a_second_instance_is_refused()
     guard.0 = None;
 }
 
+/// A start that fails after the pidfile check (here: its port is taken)
+/// leaves no pidfile behind, not even an empty one.
+#[test]
+fn a_failed_start_leaves_no_pidfile() {
+    let dir = TempDir::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = dir.write(
+        "netlabd.toml",
+        &format!(
+            "[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+        ),
+    );
+    let pidfile = dir.path("netlabd.pid");
+    let out = Command::new(NETLABD)
+        .arg("--daemonize")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(!pidfile.exists(), "{} was left behind", pidfile.display());
+}
+
 #[test]
 fn privileges_are_dropped_after_binding_a_low_port() {
     // SAFETY: geteuid has no preconditions.

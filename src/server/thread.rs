@@ -41,7 +41,13 @@ impl AcceptHandler for Spawner {
                 lock(&self.open).insert(id, copy);
             }
             Err(e) => {
-                log::warn!("server {}: {peer}: {e}", ctx.shared.name);
+                // The copy is what a stop shuts down: without one the
+                // connection could outlive the grace period.
+                log::warn!(
+                    "server {}: dropping {peer}: cannot copy its socket for the stop: {e}",
+                    ctx.shared.name
+                );
+                ctx.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
@@ -69,10 +75,11 @@ impl AcceptHandler for Spawner {
             });
         if let Err(e) = spawned {
             log::warn!(
-                "server {}: cannot start a thread for {peer}: {e}",
+                "server {}: dropping {peer}: cannot start a thread for it: {e}",
                 ctx.shared.name
             );
             lock(&self.open).remove(&id);
+            ctx.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

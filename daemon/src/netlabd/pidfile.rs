@@ -46,18 +46,24 @@ impl std::fmt::Display for PidfileError {
     }
 }
 
-fn lock(path: &Path) -> Result<File, PidfileError> {
+/// Opens and locks `path`; with `create` false, a missing file is `None`
+/// (nobody holds it) rather than made.
+fn lock(path: &Path, create: bool) -> Result<Option<File>, PidfileError> {
     let io_err = |source| PidfileError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut file = OpenOptions::new()
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
-        .open(path)
-        .map_err(io_err)?;
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = io::Error::last_os_error();
@@ -71,22 +77,26 @@ fn lock(path: &Path) -> Result<File, PidfileError> {
         }
         return Err(io_err(err));
     }
-    Ok(file)
+    Ok(Some(file))
 }
 
 impl Pidfile {
     /// Fails if another process holds `path`; the lock is let go at once.
     /// Checked before binding, so the refusal names the real reason rather
-    /// than "address in use".
+    /// than "address in use". Creates nothing: a start that fails later
+    /// leaves no empty pidfile behind.
     pub fn check_free(path: &Path) -> Result<(), PidfileError> {
-        lock(path).map(drop)
+        lock(path, false).map(drop)
     }
 
     /// Locks `path` and writes this process's pid into it. With `owner`, the
     /// file is given to the user the daemon is about to become, so that it
     /// can still remove the file when it stops.
     pub fn create(path: &Path, owner: Option<(u32, u32)>) -> Result<Pidfile, PidfileError> {
-        let mut file = lock(path)?;
+        let mut file = lock(path, true)?.ok_or_else(|| PidfileError::Io {
+            path: path.to_owned(),
+            source: io::ErrorKind::NotFound.into(),
+        })?;
         let write = |file: &mut File| -> io::Result<()> {
             file.set_len(0)?;
             file.rewind()?;

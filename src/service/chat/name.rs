@@ -18,6 +18,12 @@ pub enum NameError {
     /// Leading or trailing white space: names that look alike must be alike.
     EdgeWhitespace,
     Reserved,
+    /// `]` ends the name in the line dialect's `[name] text`: a name with
+    /// one could pass its owner's words off as another's.
+    Bracket,
+    /// Zero-width and bidirectional formatting characters, which make a
+    /// name look like another or reorder the text shown after it.
+    Invisible,
 }
 
 impl NameError {
@@ -29,6 +35,8 @@ impl NameError {
             NameError::ControlCharacter => "name contains a control character",
             NameError::EdgeWhitespace => "name begins or ends with white space",
             NameError::Reserved => "name is reserved",
+            NameError::Bracket => "name contains ']'",
+            NameError::Invisible => "name contains an invisible or text-direction character",
         }
     }
 }
@@ -42,7 +50,8 @@ impl fmt::Display for NameError {
 impl std::error::Error for NameError {}
 
 /// Checks a name: 1 to [`MAX_NAME_CHARS`] characters, no control characters,
-/// no white space at either end, not the notice sender `*`.
+/// no `]`, no invisible or direction-changing characters, no white space at
+/// either end, not the notice sender `*`.
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -54,6 +63,12 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.chars().any(char::is_control) {
         return Err(NameError::ControlCharacter);
     }
+    if name.contains(']') {
+        return Err(NameError::Bracket);
+    }
+    if name.chars().any(is_invisible) {
+        return Err(NameError::Invisible);
+    }
     if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
         return Err(NameError::EdgeWhitespace);
     }
@@ -61,6 +76,18 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Reserved);
     }
     Ok(())
+}
+
+/// Zero-width characters, direction marks, embeddings, overrides and
+/// isolates, the word joiner and invisible operators, and the byte order
+/// mark (Unicode's format characters that matter for spoofing).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
 }
 
 #[cfg(test)]
@@ -112,5 +139,13 @@ mod tests {
             );
         }
         assert_eq!(validate_name("*"), Err(NameError::Reserved));
+        // "[Rafi] hi] x" would read as Rafi saying "hi] x".
+        for name in ["Rafi] hi", "]", "a]"] {
+            assert_eq!(validate_name(name), Err(NameError::Bracket), "{name:?}");
+        }
+        for name in ["Ra\u{200B}fi", "\u{202E}ifaR", "a\u{2066}b", "\u{FEFF}Dian"] {
+            assert_eq!(validate_name(name), Err(NameError::Invisible), "{name:?}");
+        }
+        assert_eq!(validate_name("[ok"), Ok(()));
     }
 }
