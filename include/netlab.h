@@ -224,9 +224,16 @@ void netlab_chat_free(netlab_chat *chat);
 // writing the reply's length into `*reply_len`.
 //
 // Each blocking step (connect, every read and write) gives up after
-// `timeout_ms` milliseconds (`NETLAB_ERR_TIMEOUT`; 0 is invalid). A reply
-// longer than `reply_cap` gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves
-// `reply` untouched and writes the size needed into `*reply_len`.
+// `timeout_ms` milliseconds (`NETLAB_ERR_TIMEOUT`; 0 is invalid).
+//
+// The reply is read up to a bound: the larger of `reply_cap` and twice
+// `message_len` plus 64 KiB. A reply longer than `reply_cap` but within
+// that bound gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves `reply` untouched
+// and writes the size needed into `*reply_len`, so the call can be made
+// again with a buffer that size. A reply longer than the bound cannot be
+// the echo of the message (a server that never stops sending, such as
+// chargen): reading stops there, with `NETLAB_ERR_PROTOCOL` and
+// `*reply_len` untouched, so memory and time stay bounded.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
 // `reply` may be NULL when their length is 0.

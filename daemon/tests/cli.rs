@@ -215,6 +215,38 @@ fn echo_that_differs_exits_1_and_says_so() {
     assert!(stderr(&out).contains("differs"), "{}", stderr(&out));
 }
 
+/// Sends without end and never reads, as chargen or `yes | nc -l` do
+/// (up to 64 MiB, so that a client that reads it all fails the test
+/// rather than the machine).
+fn endless_connection(mut stream: TcpStream) -> io::Result<()> {
+    let chunk = [b'y'; 4096];
+    for _ in 0..(64 << 20) / chunk.len() {
+        stream.write_all(&chunk)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn echo_from_a_server_that_never_stops_sending_exits_1_promptly() {
+    let addr = tcp_server(endless_connection).to_string();
+    let started = Instant::now();
+    let out = netlab(&["echo", &addr, "hello"], b"");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "printed {} bytes", out.stdout.len());
+    assert!(
+        stderr(&out).contains(&format!(
+            "read from {addr}: the reply is longer than 65546 bytes, so it is not an echo of the 5 bytes sent"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn echo_over_udp() {
     let addr = udp_echo_server().to_string();

@@ -175,6 +175,36 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(cm.exception.status, Status.ERR_TIMEOUT)
         self.assertIn(addr, cm.exception.message)
 
+    def test_tcp_echo_of_a_server_that_never_stops_sending_raises(self):
+        # chargen, `yes | nc -l`: sends without end (here up to 64 MiB, so
+        # that a client reading it all fails the test, not the machine).
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        addr = "127.0.0.1:%d" % listener.getsockname()[1]
+
+        def stream():
+            conn, _ = listener.accept()
+            conn.settimeout(5)
+            try:
+                for _ in range(64 * 256):
+                    conn.sendall(b"y" * 4096)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+        thread = threading.Thread(target=stream, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        with self.assertRaises(NetlabError) as cm:
+            netlab.tcp_echo(addr, b"hello", timeout=5)
+        self.assertLess(time.monotonic() - started, 3)
+        thread.join(10)
+        listener.close()
+        self.assertEqual(cm.exception.status, Status.ERR_PROTOCOL)
+        self.assertIn("is not an echo of the 5 bytes sent", cm.exception.message)
+
     def test_count_in_every_framing(self):
         for framing in ("line", "header", "chunk"):
             with self.subTest(framing=framing), \

@@ -236,7 +236,9 @@ class Server(_Handle):
 
 def tcp_echo(addr, data, timeout=2.0):
     """Sends `data` to the TCP echo server at `addr` ("host:port" or a
-    (host, port) tuple) and returns what came back."""
+    (host, port) tuple) and returns what came back. A reply longer than
+    twice `data` plus 64 KiB cannot be its echo: reading stops there and
+    NetlabError (ERR_PROTOCOL) is raised."""
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_tcp_echo(a, data, len(data), ms, buf, cap, n),

@@ -2,7 +2,7 @@
 //! datagram, resent until a reply comes from the server or tries run out).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::ClientError;
@@ -12,6 +12,22 @@ use super::tcp::{self, Connection};
 const MAX_UDP_PAYLOAD_V4: usize = 65_507;
 const MAX_UDP_PAYLOAD_V6: usize = 65_527;
 
+/// How much longer than twice the message a TCP echo reply may grow before
+/// [`tcp_echo`] stops reading it: room for a tagging server's prefixes
+/// (`tag = "worker"`), so that such a reply can still be shown.
+pub const ECHO_REPLY_MARGIN: usize = 64 * 1024;
+
+/// The longest reply [`tcp_echo`] reads for a message of `message_len`
+/// bytes: twice the message plus [`ECHO_REPLY_MARGIN`]. A faithful echo is
+/// exactly `message_len` bytes, so a longer reply is already known to
+/// differ; the bound keeps a server that never stops sending (chargen,
+/// `yes | nc -l`) from filling memory.
+pub fn echo_reply_limit(message_len: usize) -> usize {
+    message_len
+        .saturating_mul(2)
+        .saturating_add(ECHO_REPLY_MARGIN)
+}
+
 /// Sends `message` to a TCP echo server and returns what it sent back.
 ///
 /// Connects, writes the whole message, half-closes (an RFC 862 server then
@@ -19,10 +35,27 @@ const MAX_UDP_PAYLOAD_V6: usize = 65_527;
 /// message larger than the socket buffers cannot deadlock against a server
 /// that echoes while it reads. Each blocking step (connect, every read and
 /// write) gives up after `timeout`.
+///
+/// A reply longer than [`echo_reply_limit`]`(message.len())` is not read to
+/// its end: the call stops there with [`ClientError::Protocol`], the only
+/// error of that kind it returns. [`tcp_echo_with_limit`] takes another
+/// bound.
 pub fn tcp_echo(
     addr: SocketAddr,
     message: &[u8],
     timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    tcp_echo_with_limit(addr, message, timeout, echo_reply_limit(message.len()))
+}
+
+/// [`tcp_echo`], reading at most `max_reply` bytes of reply: one more is a
+/// [`ClientError::Protocol`] that says so, returned as soon as it arrives,
+/// whatever the server does next.
+pub fn tcp_echo_with_limit(
+    addr: SocketAddr,
+    message: &[u8],
+    timeout: Duration,
+    max_reply: usize,
 ) -> Result<Vec<u8>, ClientError> {
     let mut conn = Connection::open(addr, timeout)?;
     let mut writer = conn
@@ -35,13 +68,32 @@ pub fn tcp_echo(
             tcp::write_all_to(&mut writer, addr, timeout, message)?;
             tcp::finish_writing(&writer, addr, timeout)
         });
-        let reply = conn.read_to_end(usize::MAX);
+        let reply = conn.read_to_end(max_reply).map_err(|e| match e {
+            ClientError::Protocol { context, .. } => ClientError::Protocol {
+                context,
+                detail: format!(
+                    "the reply is longer than {max_reply} bytes, so it is not an echo of the {} bytes sent; stopped reading",
+                    message.len()
+                ),
+            },
+            e => e,
+        });
+        let too_long = matches!(reply, Err(ClientError::Protocol { .. }));
+        if too_long {
+            // The writer may be blocked on a server that sends but never
+            // reads: unblock it now rather than after its timeout.
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
         let sent = sending.join().unwrap_or_else(|_| {
             Err(ClientError::Io {
                 context: format!("write to {addr}"),
                 source: io::Error::other("writer thread panicked"),
             })
         });
+        if too_long {
+            // Whatever became of the write, the server's reply was wrong.
+            return reply;
+        }
         // A failed write explains a short or failed read, not the other way round.
         sent?;
         reply
@@ -158,6 +210,8 @@ mod tests {
     use crate::client::test_servers::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -205,6 +259,98 @@ mod tests {
         let message: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
         let reply = tcp_echo(server.addr, &message, TIMEOUT).unwrap();
         assert!(reply == message, "echo of 8 MiB differs");
+    }
+
+    /// A server that sends without end and never reads (chargen, `yes |
+    /// nc -l`). It counts what it managed to write; it gives up at 64 MiB,
+    /// so that a client that reads it all fails a test rather than the
+    /// machine.
+    fn endless_server() -> (TcpServer, Arc<AtomicUsize>) {
+        let written = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&written);
+        let server = TcpServer::start(move |mut stream| {
+            let line = [b'y'; 4096];
+            while count.load(Ordering::Relaxed) < 64 << 20 {
+                let n = stream.write(&line)?;
+                count.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        (server, written)
+    }
+
+    #[test]
+    fn tcp_echo_stops_reading_a_server_that_never_stops_sending() {
+        let (server, written) = endless_server();
+        let started = Instant::now();
+        let err = tcp_echo(server.addr, b"hello", TIMEOUT).unwrap_err();
+        assert!(
+            started.elapsed() < TIMEOUT / 2,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        let limit = echo_reply_limit(5);
+        assert_eq!(limit, 5 * 2 + ECHO_REPLY_MARGIN);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "read from {}: the reply is longer than {limit} bytes, so it is not an echo of the 5 bytes sent; stopped reading",
+                server.addr
+            )
+        );
+        // The client stopped reading: the server could write no more than
+        // the limit and what the sockets' buffers hold.
+        drop(server);
+        let written = written.load(Ordering::Relaxed);
+        assert!(
+            written < limit + (32 << 20),
+            "the server wrote {written} bytes"
+        );
+        // A normal echo still works, and is within the limit.
+        let echo = TcpServer::start(|mut stream| {
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got)?;
+            stream.write_all(&got)
+        });
+        assert_eq!(tcp_echo(echo.addr, b"hello", TIMEOUT).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn tcp_echo_of_a_large_message_to_an_endless_server_ends_promptly() {
+        // The server reads nothing, so writing 8 MiB blocks once the socket
+        // buffers are full; the reply's excess must end the write too,
+        // without waiting for the write's timeout.
+        let (server, _) = endless_server();
+        let message = vec![b'm'; 8 << 20];
+        let started = Instant::now();
+        let err = tcp_echo(server.addr, &message, TIMEOUT).unwrap_err();
+        assert!(
+            started.elapsed() < TIMEOUT / 2,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("longer than {} bytes", echo_reply_limit(8 << 20))),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tcp_echo_with_limit_allows_exactly_the_limit() {
+        let server = TcpServer::start(|mut stream| {
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got)?;
+            stream.write_all(&got)
+        });
+        let reply = tcp_echo_with_limit(server.addr, b"four", TIMEOUT, 4).unwrap();
+        assert_eq!(reply, b"four");
+        let err = tcp_echo_with_limit(server.addr, b"four", TIMEOUT, 3).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(err.to_string().contains("longer than 3 bytes"), "{err}");
+        assert_eq!(echo_reply_limit(usize::MAX), usize::MAX);
     }
 
     #[test]

@@ -24,5 +24,7 @@ mod test_servers;
 
 pub use chat::{ChatClient, ChatEvent, ChatReceiver, ChatSender, Dialect};
 pub use count::{CountFraming, count};
-pub use echo::{local_address_for, tcp_echo, udp_echo};
+pub use echo::{
+    ECHO_REPLY_MARGIN, echo_reply_limit, local_address_for, tcp_echo, tcp_echo_with_limit, udp_echo,
+};
 pub use error::{ClientError, ErrorKind, format_duration};

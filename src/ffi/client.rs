@@ -29,9 +29,16 @@ pub enum netlab_count_framing {
 /// writing the reply's length into `*reply_len`.
 ///
 /// Each blocking step (connect, every read and write) gives up after
-/// `timeout_ms` milliseconds (`NETLAB_ERR_TIMEOUT`; 0 is invalid). A reply
-/// longer than `reply_cap` gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves
-/// `reply` untouched and writes the size needed into `*reply_len`.
+/// `timeout_ms` milliseconds (`NETLAB_ERR_TIMEOUT`; 0 is invalid).
+///
+/// The reply is read up to a bound: the larger of `reply_cap` and twice
+/// `message_len` plus 64 KiB. A reply longer than `reply_cap` but within
+/// that bound gives `NETLAB_ERR_BUFFER_TOO_SMALL`, leaves `reply` untouched
+/// and writes the size needed into `*reply_len`, so the call can be made
+/// again with a buffer that size. A reply longer than the bound cannot be
+/// the echo of the message (a server that never stops sending, such as
+/// chargen): reading stops there, with `NETLAB_ERR_PROTOCOL` and
+/// `*reply_len` untouched, so memory and time stay bounded.
 ///
 /// Every pointer is borrowed for the duration of the call; `message` and
 /// `reply` may be NULL when their length is 0.
@@ -55,7 +62,10 @@ pub unsafe extern "C" fn netlab_tcp_echo(
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         unsafe { out_arg(reply_len, "reply_len")? };
-        let echoed = client::tcp_echo(addr, message, millis(timeout_ms))?;
+        // Whatever fits the caller's buffer is read, and beyond it as much
+        // as lets BUFFER_TOO_SMALL say the size needed for a plausible echo.
+        let limit = reply_cap.max(client::echo_reply_limit(message.len()));
+        let echoed = client::tcp_echo_with_limit(addr, message, millis(timeout_ms), limit)?;
         // SAFETY: forwarded from the caller.
         unsafe { copy_out(&echoed, reply, reply_cap, reply_len, "the reply") }
     })
@@ -144,4 +154,116 @@ pub unsafe extern "C" fn netlab_count(
         count.write(client::count(addr, message, framing, millis(timeout_ms))?);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::netlab_last_error;
+    use std::ffi::CString;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    /// Serves `connections` connections on 127.0.0.1:0, one after the
+    /// other, with `handle`; the thread ends after the last.
+    fn serve(
+        connections: usize,
+        handle: fn(TcpStream) -> std::io::Result<()>,
+    ) -> (CString, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming().take(connections).flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                let _ = handle(stream);
+            }
+        });
+        (CString::new(addr.to_string()).unwrap(), thread)
+    }
+
+    fn echo(mut stream: TcpStream) -> std::io::Result<()> {
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got)?;
+        stream.write_all(&got)
+    }
+
+    /// Sends without end (up to 64 MiB, so that a client that reads it all
+    /// fails the test rather than the machine) and never reads.
+    fn endless(mut stream: TcpStream) -> std::io::Result<()> {
+        let chunk = [b'y'; 4096];
+        for _ in 0..(64 << 20) / chunk.len() {
+            stream.write_all(&chunk)?;
+        }
+        Ok(())
+    }
+
+    fn last_error() -> String {
+        let mut buf = vec![0 as c_char; 512];
+        // SAFETY: the buffer has buf.len() bytes.
+        let n = unsafe { netlab_last_error(buf.as_mut_ptr(), buf.len()) };
+        assert!(n <= buf.len());
+        // SAFETY: netlab_last_error NUL-terminated it.
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// netlab_tcp_echo of `message` into a buffer of `cap` bytes: the status,
+    /// the length written (or usize::MAX when none was) and the buffer.
+    fn tcp_echo(addr: &CString, message: &[u8], cap: usize) -> (netlab_status, usize, Vec<u8>) {
+        let mut reply = vec![0u8; cap];
+        let mut len = usize::MAX;
+        // SAFETY: every pointer is valid for the length given with it.
+        let status = unsafe {
+            netlab_tcp_echo(
+                addr.as_ptr(),
+                message.as_ptr(),
+                message.len(),
+                5000,
+                reply.as_mut_ptr(),
+                reply.len(),
+                &mut len,
+            )
+        };
+        (status, len, reply)
+    }
+
+    #[test]
+    fn tcp_echo_of_a_server_that_never_stops_sending_is_a_protocol_error() {
+        // A small buffer, then one larger than the default bound: either
+        // way the call returns promptly, having read no more than its bound.
+        for cap in [16, 1 << 20] {
+            let (addr, server) = serve(1, endless);
+            let started = Instant::now();
+            let (status, len, reply) = tcp_echo(&addr, b"hello", cap);
+            assert!(started.elapsed() < Duration::from_secs(3), "{cap}");
+            assert_eq!(status, netlab_status::NETLAB_ERR_PROTOCOL, "{cap}");
+            assert_eq!(len, usize::MAX, "{cap}: *reply_len was written");
+            assert!(reply.iter().all(|&b| b == 0), "{cap}: reply was written");
+            let bound = cap.max(client::echo_reply_limit(5));
+            let message = last_error();
+            assert!(
+                message.contains(&format!("the reply is longer than {bound} bytes")),
+                "{cap}: {message}"
+            );
+            server.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn tcp_echo_still_reports_the_size_a_plausible_reply_needs() {
+        let (addr, server) = serve(2, echo);
+        let message = b"Test message. This will be echoed";
+        let (status, len, reply) = tcp_echo(&addr, message, 4);
+        assert_eq!(status, netlab_status::NETLAB_ERR_BUFFER_TOO_SMALL);
+        assert_eq!(len, message.len());
+        assert_eq!(reply, [0; 4]);
+        let (status, len, reply) = tcp_echo(&addr, message, len);
+        assert_eq!(status, netlab_status::NETLAB_OK, "{}", last_error());
+        assert_eq!(&reply[..len], message);
+        server.join().unwrap();
+    }
 }

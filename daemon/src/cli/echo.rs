@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use netlab::client;
+use netlab::client::{self, ErrorKind};
 
 use super::{EchoArgs, exit, fail};
 
@@ -27,6 +27,12 @@ pub(super) fn run(args: &EchoArgs) -> u8 {
     };
     let reply = match reply {
         Ok(reply) => reply,
+        // A TCP reply too long to be the echo (a server that never stops
+        // sending): the server answered, wrongly, as when the echo differs.
+        Err(err) if !args.udp && err.kind() == ErrorKind::Protocol => {
+            eprintln!("netlab: {err}");
+            return exit::MISMATCH;
+        }
         Err(err) => return fail(&err),
     };
 
