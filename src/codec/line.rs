@@ -25,11 +25,18 @@ impl Default for LineCodec {
 
 impl Codec for LineCodec {
     fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError> {
+        self.decode_after(buf, 0)
+    }
+
+    fn decode_after(&self, buf: &[u8], seen: usize) -> Result<Frame, FrameError> {
         // Look no further than a maximal line: a peer that never sends '\n'
         // is refused as soon as it has sent too much, not when memory runs out.
         // Saturating, so that a max_len of usize::MAX means "no limit".
         let window = &buf[..buf.len().min(self.max_len.saturating_add(2))];
-        match window.iter().position(|&b| b == b'\n') {
+        // What was seen holds no '\n'; the '\r' check below looks back by
+        // itself.
+        let from = seen.min(window.len());
+        match memchr::memchr(b'\n', &window[from..]).map(|i| from + i) {
             Some(nl) => {
                 let end = if nl > 0 && buf[nl - 1] == b'\r' {
                     nl - 1
@@ -181,5 +188,55 @@ mod tests {
             assert_eq!(got, [&b"one"[..], b"two", b"", b"three"], "cut at {cut}");
             assert!(reader.pending().is_empty());
         }
+    }
+
+    /// One byte per read: a '\r' in one read and its '\n' in the next, and a
+    /// line refused as too long at the same byte as when sent at once.
+    #[test]
+    fn one_byte_reads_decode_the_same() {
+        let stream = b"one\r\ntwo\n\nthree\r\n";
+        let mut reader = FrameReader::new(LineCodec::new(16));
+        let mut got = Vec::new();
+        for b in stream {
+            reader.extend(std::slice::from_ref(b));
+            while let Some(frame) = reader.next_frame().unwrap() {
+                got.push(frame.to_vec());
+            }
+        }
+        assert_eq!(got, [&b"one"[..], b"two", b"", b"three"]);
+
+        let mut reader = FrameReader::new(LineCodec::new(4));
+        let mut refused_at = None;
+        for (i, b) in b"abcd\rxyz\n".iter().enumerate() {
+            reader.extend(std::slice::from_ref(b));
+            if let Err(e) = reader.next_frame() {
+                refused_at = Some((i, e));
+                break;
+            }
+        }
+        let at_once = LineCodec::new(4).decode(b"abcd\rx").unwrap_err();
+        assert_eq!(refused_at, Some((5, at_once)));
+    }
+
+    /// What an earlier call saw is not searched again: a '\n' there (which
+    /// cannot be, by the contract) is not found.
+    #[test]
+    fn decode_after_starts_past_what_was_seen() {
+        let codec = LineCodec::new(16);
+        assert_eq!(
+            codec.decode_after(b"ab\ncd\n", 4).unwrap(),
+            Frame {
+                payload: 0..5,
+                len: 6
+            }
+        );
+        // A '\r' just before the seen part's end still pairs with the '\n'.
+        assert_eq!(
+            codec.decode_after(b"ab\r\n", 3).unwrap(),
+            Frame {
+                payload: 0..2,
+                len: 4
+            }
+        );
     }
 }

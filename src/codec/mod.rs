@@ -69,6 +69,15 @@ impl std::error::Error for FrameError {}
 pub trait Codec {
     /// Finds one whole frame at the start of `buf`.
     fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError>;
+    /// [`Codec::decode`], told that an earlier call saw the first `seen`
+    /// bytes of `buf` and said `Incomplete` (the buffer has only grown
+    /// since): a codec that searches for a delimiter starts past them, so
+    /// a long frame arriving in small reads costs linear, not quadratic,
+    /// time. By default it decodes afresh.
+    fn decode_after(&self, buf: &[u8], seen: usize) -> Result<Frame, FrameError> {
+        let _ = seen;
+        self.decode(buf)
+    }
     /// Appends `payload`, framed, to `out`.
     fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError>;
 }
@@ -81,6 +90,8 @@ pub struct FrameReader<C> {
     codec: C,
     buf: Vec<u8>,
     start: usize,
+    /// Bytes after `start` that the codec has seen without finding a frame.
+    seen: usize,
 }
 
 impl<C: Codec> FrameReader<C> {
@@ -89,6 +100,7 @@ impl<C: Codec> FrameReader<C> {
             codec,
             buf: Vec::new(),
             start: 0,
+            seen: 0,
         }
     }
 
@@ -110,7 +122,7 @@ impl<C: Codec> FrameReader<C> {
 
     /// The next whole payload, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
-        match self.codec.decode(&self.buf[self.start..]) {
+        match self.codec.decode_after(&self.buf[self.start..], self.seen) {
             Ok(frame) => {
                 let base = self.start;
                 let pending = self.buf.len() - base;
@@ -126,11 +138,15 @@ impl<C: Codec> FrameReader<C> {
                     frame.payload,
                 );
                 self.start += frame.len;
+                self.seen = 0;
                 Ok(Some(
                     &self.buf[base + frame.payload.start..base + frame.payload.end],
                 ))
             }
-            Err(FrameError::Incomplete) => Ok(None),
+            Err(FrameError::Incomplete) => {
+                self.seen = self.buf.len() - self.start;
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -138,5 +154,55 @@ impl<C: Codec> FrameReader<C> {
     /// Bytes buffered that are not yet part of a whole frame.
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A line codec that counts the bytes it is asked to look at anew.
+    struct Counting {
+        inner: LineCodec,
+        new_bytes: Cell<usize>,
+    }
+
+    impl Codec for Counting {
+        fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError> {
+            self.decode_after(buf, 0)
+        }
+        fn decode_after(&self, buf: &[u8], seen: usize) -> Result<Frame, FrameError> {
+            self.new_bytes
+                .set(self.new_bytes.get() + buf.len() - seen.min(buf.len()));
+            self.inner.decode_after(buf, seen)
+        }
+        fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+            self.inner.encode(payload, out)
+        }
+    }
+
+    /// A 64 KiB line arriving a byte per read is looked at once, not once
+    /// per read: a peer trickling bytes cannot make the server scan the
+    /// same buffer over and over (2 GB of scanning for one line).
+    #[test]
+    fn a_long_line_in_one_byte_reads_is_looked_at_once() {
+        const LEN: usize = 64 * 1024;
+        let mut reader = FrameReader::new(Counting {
+            inner: LineCodec::new(LEN),
+            new_bytes: Cell::new(0),
+        });
+        let mut line = vec![b'x'; LEN];
+        line.push(b'\n');
+        let mut frames = 0;
+        for b in &line {
+            reader.extend(std::slice::from_ref(b));
+            while let Some(frame) = reader.next_frame().unwrap() {
+                assert_eq!(frame.len(), LEN);
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 1);
+        assert_eq!(reader.codec().new_bytes.get(), LEN + 1);
     }
 }
