@@ -49,10 +49,12 @@ impl Codec for LengthPrefixCodec {
                 max: self.max_frame,
             });
         }
-        let end = LENGTH_PREFIX_LEN + len;
-        if buf.len() < end {
+        // Compared after the prefix, not as prefix + len: that sum could
+        // wrap where usize is 32 bits and max_frame is usize::MAX.
+        if buf.len() - LENGTH_PREFIX_LEN < len {
             return Err(FrameError::Incomplete);
         }
+        let end = LENGTH_PREFIX_LEN + len;
         Ok(Frame {
             payload: LENGTH_PREFIX_LEN..end,
             len: end,
