@@ -146,7 +146,27 @@ impl Supervisor {
             bound.push(BoundServer::bind_using(server, take).map_err(|e| e.to_string())?);
         }
 
-        // Commit: drain the leaving servers, start the new ones.
+        // Start the new servers while the leaving ones still serve: for a
+        // moment both accept on the sockets they share, which loses nothing.
+        // If one cannot start, those started are stopped and the old ones
+        // were never touched: the reload changes nothing, as promised.
+        let mut started: Vec<RunningServer> = Vec::with_capacity(bound.len());
+        for b in bound {
+            match b.start() {
+                Ok(s) => started.push(s),
+                Err(e) => {
+                    for s in &started {
+                        s.begin_stop(Duration::ZERO);
+                    }
+                    for s in started {
+                        s.join();
+                    }
+                    return Err(e.to_string());
+                }
+            }
+        }
+
+        // Commit: drain the leaving servers; the new ones take their place.
         let mut leaving_servers = Vec::new();
         for i in leaving.into_iter().rev() {
             leaving_servers.push(self.running.remove(i));
@@ -164,14 +184,9 @@ impl Supervisor {
                 ),
             }
         }
-        for b in bound {
-            match b.start() {
-                Ok(s) => {
-                    announce(&s);
-                    self.running.push(s);
-                }
-                Err(e) => log::error!("reload: {e}"),
-            }
+        for s in started {
+            announce(&s);
+            self.running.push(s);
         }
         Ok(changes)
     }
