@@ -474,6 +474,36 @@ class ChatTests(unittest.TestCase):
             self.assertEqual(cm.exception.status, Status.ERR_CLOSED)
 
 
+    def test_close_under_a_recv_in_another_thread_then_calls_raise(self):
+        ayu, rafi = self.join("line", "Ayu"), self.join("bincode", "Rafi")
+        errors, receiving = [], threading.Event()
+
+        def reader():
+            try:
+                while True:
+                    receiving.set()
+                    ayu.recv(timeout=0.3)
+            except NetlabError as e:
+                errors.append(e)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        receiving.wait(5)
+        time.sleep(0.1)
+        ayu.close()
+        self.assertTrue(ayu.closed)
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual([e.status for e in errors], [Status.ERR_CLOSED])
+        for call in (lambda: ayu.send("x"), ayu.recv, ayu.who):
+            with self.assertRaises(NetlabError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, Status.ERR_CLOSED)
+        # The room saw Ayu go.
+        self.assertEqual(self.next_of(rafi, "left").sender, "Ayu")
+        rafi.close()
+
+
 class SeedClientTests(unittest.TestCase):
     """The lab's own Python clients, unmodified but for host and port,
     against servers started from Python."""
@@ -532,6 +562,54 @@ FORK_SCRIPT = textwrap.dedent("""
         server.stop(1.0)
         print("accepted", accepted, "zombies", len(zombies()))
 """)
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, threading, time
+    import netlab
+
+    # The room is the test's (another process's), or this process's own.
+    if len(sys.argv) > 1:
+        addr, names = sys.argv[1], (sys.argv[2] + "a", sys.argv[2] + "b")
+    else:
+        room = netlab.Server('name = "c"\\nservice = "chat"\\n'
+                             'listen = [{ addr = "127.0.0.1:0", dialect = "line" }]\\n')
+        addr, names = room.address(), ("Ayu", "Rafi")
+    ayu = netlab.Chat(addr, names[0], "line")
+    rafi = netlab.Chat(addr, names[1], "line")
+
+    def reader():
+        while True:
+            ayu.recv(timeout=5.0)
+
+    threading.Thread(target=reader, daemon=True).start()
+    time.sleep(0.2)
+    print("main thread done")
+""")
+
+
+class ExitTests(unittest.TestCase):
+    def test_the_interpreter_exits_cleanly_while_a_daemon_thread_is_in_a_call(self):
+        # At exit the handles must not be freed under the reader thread's
+        # recv: that corrupted the heap (abort, exit code 134) most runs
+        # with a room in another process, and gave the reader EBADF with
+        # the room in the same process.
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp, netlab.Server(CHAT) as room:
+            script = os.path.join(tmp, "exit_while_receiving.py")
+            with open(script, "w") as f:
+                f.write(EXIT_SCRIPT)
+            for run in range(10):
+                args = [room.address(), "run%d" % run] if run % 2 == 0 else []
+                out = subprocess.run([sys.executable, script] + args, capture_output=True,
+                                     text=True, timeout=30)
+                self.assertEqual((run, out.returncode), (run, 0), out.stdout + out.stderr)
+                self.assertIn("main thread done", out.stdout)
+                self.assertEqual(out.stderr, "")
+
+    def test_the_finalizer_does_not_run_at_exit(self):
+        with netlab.Decoder("line") as dec:
+            self.assertFalse(dec._finalizer.atexit)
 
 
 class ForkModelTests(unittest.TestCase):

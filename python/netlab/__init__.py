@@ -10,6 +10,8 @@ Every failure raises NetlabError, whose .status is a Status and whose
 .message is the library's detailed message. Handles (Server, Decoder, Chat)
 are freed by close(), by leaving a `with` block, or when they are garbage
 collected; using one after close() raises NetlabError instead of crashing.
+Handles still open when the interpreter exits are not freed (a daemon
+thread may still be using one): the end of the process releases them.
 """
 
 import ctypes
@@ -134,41 +136,70 @@ def _into_buffer(call, cap):
     raise NetlabError(Status.ERR_BUFFER_TOO_SMALL, "the reply kept growing")
 
 
+class _Owned:
+    """What a handle's finalizer needs, kept apart from the handle so that
+    the finalizer does not keep the handle alive: the C pointer (None once
+    freed), the function that frees it, and the locks its calls take."""
+    __slots__ = ("ptr", "free", "locks")
+
+    def __init__(self, ptr, free, locks):
+        self.ptr, self.free, self.locks = ptr, free, locks
+
+
+def _release(owned):
+    """Frees the C handle once, holding every one of its locks, so that no
+    call is running on it: a call in progress finishes first, and a call
+    after this finds .ptr None and raises."""
+    for lock in owned.locks:
+        lock.acquire()
+    try:
+        ptr, owned.ptr = owned.ptr, None
+        if ptr is not None:
+            owned.free(ptr)
+    finally:
+        for lock in reversed(owned.locks):
+            lock.release()
+
+
 class _Handle:
-    """A C handle: freed once, by close(), `with`, or the finalizer. Every
-    call holds the handle's lock, so threads may share an object: calls are
-    taken one at a time, and close() cannot free the handle under a call."""
+    """A C handle: freed once, by close(), `with`, or the finalizer when the
+    object is garbage collected. Every call holds one of the handle's locks,
+    so threads may share an object: calls that take the same lock go one at
+    a time, and the free takes every lock, so it cannot run under a call.
+
+    Handles still open when the interpreter exits are not freed: a daemon
+    thread may be inside a call on one, and the process's end releases
+    everything anyway."""
     _kind = "handle"
-    _ptr = None
+    _owned = None
+    _locks = 1
 
     def _own(self, ptr, free):
-        self._lock = threading.RLock()
-        self._ptr = ptr
-        self._finalizer = weakref.finalize(self, free, ptr)
+        self._owned = _Owned(ptr, free, [threading.Lock() for _ in range(self._locks)])
+        self._finalizer = weakref.finalize(self, _release, self._owned)
+        # At exit, Python would run the finalizer itself, while daemon
+        # threads may still be inside calls on the handle.
+        self._finalizer.atexit = False
 
-    def _call(self, func, *args):
-        """func(handle, *args) under the lock; raises if closed."""
-        lock = getattr(self, "_lock", None)
-        if lock is None:
+    def _call(self, func, *args, lock=0):
+        """func(handle, *args) holding lock number `lock`; raises if closed."""
+        owned = self._owned
+        if owned is None:
             raise NetlabError(Status.ERR_CLOSED, "this %s is closed" % self._kind)
-        with lock:
-            if self._ptr is None:
+        with owned.locks[lock]:
+            if owned.ptr is None:
                 raise NetlabError(Status.ERR_CLOSED, "this %s is closed" % self._kind)
-            return func(self._ptr, *args)
+            return func(owned.ptr, *args)
 
     @property
     def closed(self):
-        return self._ptr is None
+        return self._owned is None or self._owned.ptr is None
 
     def close(self):
-        """Frees the C handle. Closing twice does nothing."""
-        lock = getattr(self, "_lock", None)
-        if lock is None:
-            return
-        with lock:
-            if self._ptr is not None:
-                self._ptr = None
-                self._finalizer()
+        """Frees the C handle, once any call in progress on it has returned.
+        Closing twice does nothing."""
+        if self._owned is not None:
+            self._finalizer()
 
     def __enter__(self):
         self._call(lambda ptr: None)
