@@ -94,3 +94,98 @@ fn a_reload_whose_new_server_cannot_start_leaves_the_old_one_serving() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(T).code(), Some(0));
 }
+
+/// Threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with(prefix))
+        .count()
+}
+
+/// UDP sockets on the machine bound to 127.0.0.1:`port`.
+fn udp_sockets_on(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        .count()
+}
+
+/// Waits up to `T` for `f` to hold.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + T;
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// Every one of 20 senders (20 source ports, which the kernel spreads over
+/// the SO_REUSEPORT sockets) gets its echo.
+fn every_sender_answered(addr: SocketAddr) {
+    for i in 0..20 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let msg = format!("datagram {i}");
+        let mut buf = [0u8; 64];
+        let answered = (0..10).any(|_| {
+            s.send_to(msg.as_bytes(), addr).unwrap();
+            matches!(s.recv_from(&mut buf), Ok((n, from)) if from == addr && buf[..n] == *msg.as_bytes())
+        });
+        assert!(answered, "sender {i} ({:?}) got no echo", s.local_addr());
+    }
+}
+
+/// A UDP server with three workers, changed on reload, keeps three workers
+/// on the same three SO_REUSEPORT sockets (none closed, so no queued
+/// datagram is lost); reloaded to one worker, that worker serves all three
+/// sockets the kernel still spreads datagrams over.
+#[test]
+fn a_changed_udp_server_keeps_its_sockets_and_its_workers() {
+    let port = free_port();
+    let config = |workers: usize, drop: &str| {
+        format!(
+            "[daemon]\nshutdown_grace = \"1s\"\n\n[[server]]\nname = \"eu\"\nservice = \"echo\"\ntransport = \"udp\"\nlisten = [\"127.0.0.1:{port}\"]\nworkers = {workers}\ndrop_source_ports = [{drop}]\n"
+        )
+    };
+    let (mut d, bound) = Daemon::start(&config(3, "0"), 1);
+    let addr = bound[0].1;
+    let pid = d.child.id();
+    // A thread takes its name once it runs.
+    assert!(eventually(|| threads_named(pid, "eu-udp") == 3));
+    assert_eq!(udp_sockets_on(port), 3);
+    every_sender_answered(addr);
+
+    d.dir.write("netlabd.toml", &config(3, "0, 7"));
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded:", T);
+    assert!(
+        eventually(|| threads_named(pid, "eu-udp") == 3),
+        "{} UDP workers after the reload",
+        threads_named(pid, "eu-udp")
+    );
+    assert_eq!(udp_sockets_on(port), 3, "sockets after the reload");
+    every_sender_answered(addr);
+
+    d.dir.write("netlabd.toml", &config(1, "0, 7"));
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded:", T);
+    assert!(
+        eventually(|| threads_named(pid, "eu-udp") == 1),
+        "{} UDP workers after the reload to one",
+        threads_named(pid, "eu-udp")
+    );
+    assert_eq!(udp_sockets_on(port), 3, "sockets after the reload to one");
+    every_sender_answered(addr);
+
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(T).code(), Some(0));
+}

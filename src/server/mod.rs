@@ -349,12 +349,12 @@ impl BoundServer {
     }
 
     /// Binds every address in `config.listen`, except those for which
-    /// `take` gives a socket already bound (passed by systemd, or kept from
-    /// the server this one replaces on reload). A socket taken must be of
-    /// the server's transport.
+    /// `take` gives sockets already bound (passed by systemd, or kept from
+    /// the server this one replaces on reload; none: bind here). Sockets
+    /// taken must be of the server's transport; a TCP address uses one.
     pub fn bind_using(
         config: &ServerConfig,
-        mut take: impl FnMut(&crate::config::ListenConfig) -> Option<Socket>,
+        mut take: impl FnMut(&crate::config::ListenConfig) -> Vec<Socket>,
     ) -> Result<BoundServer, ServerError> {
         let err = |l: &crate::config::ListenConfig, source| ServerError {
             server: config.name.clone(),
@@ -366,7 +366,7 @@ impl BoundServer {
             Transport::Tcp => {
                 let mut listeners = Vec::with_capacity(config.listen.len());
                 for l in &config.listen {
-                    let listener = match take(l) {
+                    let listener = match take(l).into_iter().next() {
                         Some(socket) => socket.set_nonblocking(true).map(|()| socket.into()),
                         None => bind_tcp(l.addr),
                     };
@@ -377,9 +377,14 @@ impl BoundServer {
             Transport::Udp => {
                 let mut per_addr = Vec::with_capacity(config.listen.len());
                 for l in &config.listen {
-                    let sockets = match take(l) {
-                        Some(socket) => socket.set_nonblocking(true).map(|()| vec![socket.into()]),
-                        None => bind_udp(l.addr, config.workers),
+                    let taken = take(l);
+                    let sockets = if taken.is_empty() {
+                        bind_udp(l.addr, config.workers)
+                    } else {
+                        taken
+                            .into_iter()
+                            .map(|s| s.set_nonblocking(true).map(|()| s.into()))
+                            .collect()
                     };
                     per_addr.push(sockets.map_err(|e| err(l, e))?);
                 }
@@ -441,7 +446,9 @@ impl BoundServer {
                 }
             }
             BoundSockets::Udp(per_addr) => {
-                for s in per_addr.iter().filter_map(|socks| socks.first()) {
+                // Every worker's socket: on reload each is handed over, so
+                // no datagram the kernel queued on one is lost.
+                for s in per_addr.iter().flatten() {
                     out.push((s.local_addr()?, Socket::from(s.try_clone()?)));
                 }
             }
@@ -470,7 +477,7 @@ impl BoundServer {
         let runtime = match (self.sockets, &config.service) {
             (BoundSockets::Udp(per_addr), ServiceConfig::UdpEcho(service)) => {
                 udp_service = Some(service.clone());
-                udp::spawn(&shared, service.clone(), per_addr).map_err(err)?
+                udp::spawn(&shared, service.clone(), per_addr, config.workers).map_err(err)?
             }
             (BoundSockets::Tcp(listeners), ServiceConfig::Chat(chat)) => {
                 let codecs: Vec<ChatCodec> = chat
@@ -617,13 +624,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// A new copy of the listening socket bound to `addr`, for a server that
-    /// takes over from this one (see [`BoundServer::bind_using`]).
-    pub fn listener_copy(&self, addr: SocketAddr) -> Option<Socket> {
+    /// New copies of the sockets bound to `addr` (one for TCP, each
+    /// worker's for UDP), for a server that takes over from this one (see
+    /// [`BoundServer::bind_using`]); none once it is stopping.
+    pub fn listener_copies(&self, addr: SocketAddr) -> Vec<Socket> {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         kept.iter()
-            .find(|(a, _)| *a == addr)
-            .and_then(|(_, s)| s.try_clone().ok())
+            .filter(|(a, _)| *a == addr)
+            .filter_map(|(_, s)| s.try_clone().ok())
+            .collect()
     }
 
     pub fn name(&self) -> &str {

@@ -25,23 +25,30 @@ const MAX_DATAGRAM: usize = 65_535;
 
 const WAKER: Token = Token(usize::MAX);
 
-/// `per_addr[a][w]` is worker `w`'s socket for listen address `a`.
+/// `per_addr[a]` are the sockets of listen address `a`: one per worker when
+/// netlabd bound them, perhaps fewer (systemd passes one) or more (a reload
+/// to fewer workers hands over every SO_REUSEPORT socket, each of which the
+/// kernel still sends datagrams to). Every socket is served, and every
+/// worker serves every address.
 pub(super) fn spawn(
     shared: &Arc<Shared>,
     service: UdpEchoService,
     per_addr: Vec<Vec<UdpSocket>>,
+    workers: usize,
 ) -> io::Result<Runtime> {
-    let workers = per_addr.iter().map(Vec::len).max().unwrap_or(0);
+    let workers = workers.max(1);
     let mut per_worker: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     for socks in per_addr {
         let n = socks.len();
-        for (w, s) in socks.into_iter().enumerate() {
-            per_worker[w].push(s);
+        if n == 0 {
+            continue;
         }
-        // An address bound with fewer sockets (systemd passes one) is shared.
+        // A worker short of a socket of its own shares one.
         for w in n..workers {
-            let first = per_worker[0].last().map(UdpSocket::try_clone).transpose()?;
-            per_worker[w].extend(first);
+            per_worker[w].push(socks[w % n].try_clone()?);
+        }
+        for (i, s) in socks.into_iter().enumerate() {
+            per_worker[i % workers].push(s);
         }
     }
     // Every worker is built before any runs (see event::spawn).

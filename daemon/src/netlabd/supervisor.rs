@@ -20,7 +20,7 @@ pub fn bind_all(config: &Config, mut passed: Assignment) -> Result<Vec<BoundServ
     let mut bound = Vec::with_capacity(config.servers.len());
     for (si, server) in config.servers.iter().enumerate() {
         let mut slots = std::mem::take(&mut passed[si]).into_iter();
-        let b = BoundServer::bind_using(server, |_| slots.next().flatten())
+        let b = BoundServer::bind_using(server, |_| slots.next().flatten().into_iter().collect())
             .map_err(|e| e.to_string())?;
         bound.push(b);
     }
@@ -136,12 +136,14 @@ impl Supervisor {
         // dropping what was bound closes only copies.
         let mut bound = Vec::with_capacity(add.len());
         for server in &add {
-            let take = |l: &netlab::config::ListenConfig| -> Option<Socket> {
+            let take = |l: &netlab::config::ListenConfig| -> Vec<Socket> {
                 leaving
                     .iter()
                     .map(|&i| &self.running[i])
                     .filter(|s| s.config().transport == server.transport)
-                    .find_map(|s| s.listener_copy(l.addr))
+                    .map(|s| s.listener_copies(l.addr))
+                    .find(|copies| !copies.is_empty())
+                    .unwrap_or_default()
             };
             bound.push(BoundServer::bind_using(server, take).map_err(|e| e.to_string())?);
         }
