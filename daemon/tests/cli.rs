@@ -284,6 +284,50 @@ fn silent_udp_peer_times_out_with_exit_3() {
     drop(silent);
 }
 
+/// Nobody on the UDP port: refused at once (ICMP port unreachable), exit 4,
+/// not three timeouts and exit 3.
+#[test]
+fn udp_echo_to_a_closed_port_exits_4_at_once() {
+    let addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let out = netlab(&["echo", "--udp", &addr, "hello"], b"");
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no UDP service at"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// stdin is read up to a bound, so `netlab echo < /dev/zero` ends: one
+/// datagram's worth for UDP, 64 MiB for TCP. Refused before any traffic.
+#[test]
+fn echo_refuses_a_message_on_stdin_beyond_its_bound() {
+    let out = netlab(&["echo", "--udp", "127.0.0.1:9"], &vec![b'x'; 65_537]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 65536 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = netlab(&["echo", "127.0.0.1:9"], &vec![b'x'; 64 * 1024 * 1024 + 1]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 67108864 bytes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn refused_connection_exits_4() {
     let addr = {

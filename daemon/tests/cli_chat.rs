@@ -348,6 +348,33 @@ fn netlab_chat_sends_typed_lines_prints_the_room_and_leaves_on_end_of_input() {
     );
 }
 
+/// A typed line that is not UTF-8 (a Latin-1 terminal) is sent with U+FFFD
+/// where it is invalid, and the lines after it are sent too: it is not
+/// taken for the end of input.
+#[test]
+fn netlab_chat_sends_a_line_that_is_not_utf8_and_goes_on() {
+    let server = netlabd();
+    let mut ayu = ChatClient::connect(server.header, "Ayu", Dialect::HEADER, STEP).unwrap();
+    let addr = server.line.to_string();
+    let mut cli = netlab_chat(&["chat", &addr, "--name", "Bima"]);
+    cli.expect_line("joined");
+    let stdin = cli.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"caf\xe9 latin1\nthird line\n").unwrap();
+    stdin.flush().unwrap();
+    for want in ["caf\u{fffd} latin1", "third line"] {
+        let got = expect_event(&mut ayu, |e| matches!(e, ChatEvent::Message { .. }));
+        assert_eq!(
+            got,
+            ChatEvent::Message {
+                from: "Bima".into(),
+                text: want.into()
+            }
+        );
+    }
+    let (status, stderr) = cli.finish();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
 #[test]
 fn netlab_chat_quits_on_slash_quit_in_the_bincode_dialect() {
     let server = netlabd();

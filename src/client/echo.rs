@@ -104,7 +104,9 @@ pub fn tcp_echo_with_limit(
 /// from `addr`; datagrams from anyone else are ignored.
 ///
 /// Waits `timeout` for the reply, then resends, up to `retries` more times,
-/// then gives up with [`ClientError::Timeout`]. The socket is bound to an
+/// then gives up with [`ClientError::Timeout`]. When `addr` says no one
+/// listens there (ICMP port unreachable), it gives up at once with an I/O
+/// error of kind `ConnectionRefused`, as `nc -u` does. The socket is bound to an
 /// ephemeral port on loopback when `addr` is a loopback address, so replies
 /// from off the machine cannot reach it, and on the unspecified address of
 /// `addr`'s family otherwise.
@@ -129,13 +131,18 @@ pub fn udp_echo(
     let socket = UdpSocket::bind(local_address_for(addr)).map_err(|e| {
         ClientError::from_io(format!("bind a UDP socket to reach {addr}"), e, timeout)
     })?;
+    // Connected, so the kernel drops datagrams from anyone else and reports
+    // the port unreachable that an unconnected socket never hears of.
+    socket
+        .connect(addr)
+        .map_err(|e| ClientError::from_io(format!("set {addr} as the UDP peer"), e, timeout))?;
 
     let tries = retries.saturating_add(1);
     let mut buf = vec![0u8; 65_536];
     for _ in 0..tries {
         socket
-            .send_to(message, addr)
-            .map_err(|e| ClientError::from_io(format!("send to {addr}"), e, timeout))?;
+            .send(message)
+            .map_err(|e| ClientError::from_io(no_one_at(addr, &e), e, timeout))?;
         if let Some(len) = receive_from(&socket, addr, &mut buf, timeout)? {
             buf.truncate(len);
             return Ok(buf);
@@ -164,9 +171,8 @@ fn receive_from(
         socket
             .set_read_timeout(Some(left))
             .map_err(|e| ClientError::from_io(format!("wait for {peer}"), e, timeout))?;
-        match socket.recv_from(buf) {
-            Ok((len, from)) if from == peer => return Ok(Some(len)),
-            Ok(_) => continue,
+        match socket.recv(buf) {
+            Ok(len) => return Ok(Some(len)),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -177,16 +183,18 @@ fn receive_from(
             {
                 continue;
             }
-            // An ICMP error for an earlier send to someone else is not ours.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => {
-                return Err(ClientError::from_io(
-                    format!("receive from {peer}"),
-                    e,
-                    timeout,
-                ));
-            }
+            Err(e) => return Err(ClientError::from_io(no_one_at(peer, &e), e, timeout)),
         }
+    }
+}
+
+/// What a UDP send or receive error means: "refused" is ICMP port
+/// unreachable, nobody listening.
+fn no_one_at(peer: SocketAddr, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        format!("no UDP service at {peer} (port unreachable)")
+    } else {
+        format!("exchange datagrams with {peer}")
     }
 }
 
@@ -399,6 +407,29 @@ mod tests {
         let server = UdpServer::start(|socket, data, from| socket.send_to(data, from).map(drop));
         let reply = udp_echo(server.addr, b"ping", TIMEOUT, 0).unwrap();
         assert_eq!(reply, b"ping");
+    }
+
+    /// Nobody on the port: the ICMP port unreachable ends it at once, as
+    /// `nc -u` does, rather than after every try's timeout.
+    #[test]
+    fn udp_echo_to_a_closed_port_is_refused_at_once() {
+        let addr = {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let started = Instant::now();
+        let err = udp_echo(addr, b"anyone?", Duration::from_secs(2), 2).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("no UDP service at {addr} (port unreachable)")),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ const RECV_SLICE: Duration = Duration::from_millis(500);
 enum Input {
     Line(String),
     Eof,
+    /// Reading stdin failed: leave the room, and say why.
+    StdinFailed(io::Error),
     Signal,
     Event(ChatEvent),
     ServerClosed,
@@ -100,10 +102,28 @@ fn spawn_feeders(mut receiver: ChatReceiver, tx: &Sender<Input>) -> io::Result<(
     std::thread::Builder::new()
         .name("chat-stdin".into())
         .spawn(move || {
-            for line in io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if to_main.send(Input::Line(line)).is_err() {
-                    return;
+            // Bytes, not `lines()`: a line that is not UTF-8 (a Latin-1
+            // terminal) is sent with U+FFFD in place of what is invalid,
+            // rather than ending the input there.
+            let mut stdin = io::stdin().lock();
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match stdin.read_until(b'\n', &mut raw) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+                        let line = line.strip_suffix(b"\r").unwrap_or(line);
+                        let line = String::from_utf8_lossy(line).into_owned();
+                        if to_main.send(Input::Line(line)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = to_main.send(Input::StdinFailed(e));
+                        return;
+                    }
                 }
             }
             let _ = to_main.send(Input::Eof);
@@ -145,6 +165,11 @@ fn converse(mut sender: ChatSender, rx: &Receiver<Input>, screen: &Screen) -> u8
                 Command::Quit => return leave(sender, rx, screen),
             },
             Input::Eof | Input::Signal => return leave(sender, rx, screen),
+            Input::StdinFailed(e) => {
+                leave(sender, rx, screen);
+                eprintln!("netlab: read stdin: {e}");
+                return exit::IO;
+            }
             Input::Event(event) => {
                 screen.show_event(&event);
                 continue;
@@ -178,7 +203,7 @@ fn leave(mut sender: ChatSender, rx: &Receiver<Input>, screen: &Screen) -> u8 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(Input::Event(event)) => screen.show_event(&event),
-            Ok(Input::Line(_) | Input::Eof | Input::Signal) => {}
+            Ok(Input::Line(_) | Input::Eof | Input::StdinFailed(_) | Input::Signal) => {}
             Ok(Input::ServerClosed | Input::Failed(_)) | Err(_) => break,
         }
     }

@@ -7,13 +7,36 @@ use netlab::client::{self, ErrorKind};
 
 use super::{EchoArgs, exit, fail};
 
+/// The most read from stdin for a TCP echo: the whole message is kept to
+/// compare with the echo, so `netlab echo < /dev/zero` must end.
+pub const MAX_STDIN_TCP: u64 = 64 * 1024 * 1024;
+/// For UDP, one datagram: more than any UDP payload can be.
+pub const MAX_STDIN_UDP: u64 = 65_536;
+
 pub(super) fn run(args: &EchoArgs) -> u8 {
     let from_stdin = args.message.is_empty();
     let message = if from_stdin {
+        let limit = if args.udp {
+            MAX_STDIN_UDP
+        } else {
+            MAX_STDIN_TCP
+        };
         let mut input = Vec::new();
-        if let Err(e) = io::stdin().lock().read_to_end(&mut input) {
+        if let Err(e) = io::stdin().lock().take(limit + 1).read_to_end(&mut input) {
             eprintln!("netlab: read the message from stdin: {e}");
             return exit::IO;
+        }
+        if input.len() as u64 > limit {
+            if args.udp {
+                eprintln!(
+                    "netlab: stdin holds more than {limit} bytes; a UDP echo is one datagram, at most 65507 bytes over IPv4 and 65527 over IPv6"
+                );
+            } else {
+                eprintln!(
+                    "netlab: stdin holds more than {limit} bytes; netlab echo keeps the whole message to compare with the echo, so it takes at most that"
+                );
+            }
+            return exit::USAGE;
         }
         input
     } else {
