@@ -687,3 +687,89 @@ fn privileges_are_dropped_after_binding_a_low_port() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(T).code(), Some(0));
 }
+
+/// Runs `cmd` to its end, within `within`, and returns its exit code and
+/// stderr. A daemonized netlabd's original process must end by itself.
+fn exit_and_stderr(mut cmd: Command, within: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start netlabd");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let until = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("netlabd did not return within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = rx.recv_timeout(within).unwrap_or_default();
+    (status.code(), text)
+}
+
+/// Waits until nothing listens on `port` any more (the daemon is gone).
+fn wait_port_free(port: u16, within: Duration) {
+    let until = Instant::now() + within;
+    while TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "something still listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon that cannot start after the fork (here: its pidfile's directory
+/// does not exist) makes `netlabd --daemonize` say why and exit non-zero,
+/// as the same failure in the foreground does; nothing is left running.
+#[test]
+fn a_failure_after_the_fork_is_reported_by_the_original_process() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let config = dir.write(
+        "netlabd.toml",
+        &format!(
+            "[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+        ),
+    );
+    let pidfile = dir.path("no-such-dir").join("netlabd.pid");
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--daemonize")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--config")
+        .arg(&config);
+    let (code, stderr) = exit_and_stderr(cmd, T);
+    assert_eq!(code, Some(1), "{stderr}");
+    // Its log lines come first (the daemon's own go to syslog); then why.
+    let why = stderr.lines().last().unwrap_or_default();
+    assert!(
+        why.starts_with(&format!("netlabd: pidfile {}: ", pidfile.display())),
+        "{stderr}"
+    );
+    assert!(why.contains("No such file or directory"), "{stderr}");
+    wait_port_free(port, T);
+
+    // The foreground says the same, with the same exit code.
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--config")
+        .arg(&config);
+    let (fg_code, fg_stderr) = exit_and_stderr(cmd, T);
+    assert_eq!(fg_code, code, "{fg_stderr}");
+    assert_eq!(fg_stderr.lines().last(), Some(why), "{fg_stderr}");
+}

@@ -9,15 +9,18 @@ mod pidfile;
 mod signals;
 mod supervisor;
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use daemonize::Outcome;
 use netlab::config::{Config, ConfigErrors, DaemonConfig, LogTarget};
+use nix::fcntl::OFlag;
 use nix::unistd::{Group, User, setgid, setgroups, setuid};
 
 use notify::Notifier;
-use pidfile::Pidfile;
+use pidfile::{Pidfile, PidfileError};
 use signals::{Request, Signals};
 use supervisor::Supervisor;
 
@@ -112,10 +115,36 @@ pub fn run(options: &Options) -> ExitCode {
 
     // Detach, write the pidfile, and stop being root, all after binding so
     // that ports below 1024 work; threads start only after the fork.
-    let pidfile = if options.daemonize {
-        match daemonize(&config.daemon, options.pidfile.clone()) {
+    let (mut startup, pidfile) = if options.daemonize {
+        let (read, write) = match report_pipe() {
             Ok(p) => p,
             Err(e) => return fail(EXIT_RUNTIME, &e),
+        };
+        match daemonize(&config.daemon, options.pidfile.clone()) {
+            Err(e) => return fail(EXIT_RUNTIME, &e),
+            Ok(Outcome::Parent(Ok(_))) => {
+                drop(write);
+                return wait_for_daemon(read);
+            }
+            Ok(Outcome::Parent(Err(e))) => {
+                return fail(EXIT_RUNTIME, &format!("cannot daemonize: {e}"));
+            }
+            Ok(Outcome::Child(child)) => {
+                drop(read);
+                // stderr is /dev/null from here on: errors go to the log
+                // and, through the pipe, to the process that started us.
+                logging::set_target(log_target);
+                let mut startup = Startup::Daemon(Some(write));
+                match child {
+                    Ok(c) => match c.privileged_action_result {
+                        Ok(p) => (startup, p),
+                        Err(e) => return startup.fail(EXIT_RUNTIME, &e.to_string()),
+                    },
+                    Err(e) => {
+                        return startup.fail(EXIT_RUNTIME, &format!("cannot daemonize: {e}"));
+                    }
+                }
+            }
         }
     } else {
         let owner = match owner(&config.daemon) {
@@ -134,14 +163,14 @@ pub fn run(options: &Options) -> ExitCode {
         if let Err(e) = drop_privileges(&config.daemon) {
             return fail(EXIT_RUNTIME, &e);
         }
-        pidfile
+        logging::set_target(log_target);
+        (Startup::Foreground, pidfile)
     };
-    logging::set_target(log_target);
 
     let mut signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
-            return fail(
+            return startup.fail(
                 EXIT_RUNTIME,
                 &format!("cannot install signal handlers: {e}"),
             );
@@ -151,9 +180,10 @@ pub fn run(options: &Options) -> ExitCode {
     let mut daemon_config = config.daemon.clone();
     let mut supervisor = match Supervisor::start(bound, daemon_config.shutdown_grace) {
         Ok(s) => s,
-        Err(e) => return fail(EXIT_RUNTIME, &e),
+        Err(e) => return startup.fail(EXIT_RUNTIME, &e),
     };
     notifier.ready(&supervisor.status());
+    startup.ready();
 
     let stop_signal = loop {
         match signals.wait(notifier.next_tick()) {
@@ -235,7 +265,12 @@ fn effective_log(daemon: &DaemonConfig, daemonized: bool) -> LogTarget {
 
 /// Forks into the background (daemonize crate), then writes the pidfile
 /// while still privileged, then drops to the configured user and group.
-fn daemonize(daemon: &DaemonConfig, pidfile: Option<PathBuf>) -> Result<Option<Pidfile>, String> {
+/// The original process gets `Outcome::Parent` and must wait for the
+/// daemon's report (`wait_for_daemon`); the daemon gets `Outcome::Child`.
+fn daemonize(
+    daemon: &DaemonConfig,
+    pidfile: Option<PathBuf>,
+) -> Result<Outcome<Result<Option<Pidfile>, PidfileError>>, String> {
     let mut d = daemonize::Daemonize::new()
         .working_directory(&daemon.working_directory)
         .umask(daemon.umask);
@@ -252,10 +287,110 @@ fn daemonize(daemon: &DaemonConfig, pidfile: Option<PathBuf>) -> Result<Option<P
             .map(|p| Pidfile::create(p, owner))
             .transpose()
     });
-    match d.start() {
-        Ok(Ok(p)) => Ok(p),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("cannot daemonize: {e}")),
+    Ok(d.execute())
+}
+
+/// What the daemon tells the process that started it: this byte alone when
+/// it serves; else the exit code, the error text and a NUL.
+const READY: u8 = 0;
+
+/// The pipe a daemon reports its start on. Close-on-exec, and read only up
+/// to the end of the report: a forked worker that inherited the write end
+/// must not keep the original process waiting.
+fn report_pipe() -> Result<(File, File), String> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot create a pipe to hear from the daemon: {e}"))?;
+    Ok((File::from(read), File::from(write)))
+}
+
+/// How a failed start is told. In the foreground: on stderr. In a daemon,
+/// whose stderr is /dev/null: in the log (syslog or the journal), and to the
+/// original process, which says it on its own stderr and exits with the
+/// same code as the foreground would.
+enum Startup {
+    Foreground,
+    /// The pipe's write end, until the report is sent.
+    Daemon(Option<File>),
+}
+
+impl Startup {
+    fn fail(&mut self, code: u8, message: &str) -> ExitCode {
+        match self {
+            Startup::Foreground => fail(code, message),
+            Startup::Daemon(pipe) => {
+                for line in message.lines() {
+                    log::error!("{line}");
+                }
+                if let Some(mut pipe) = pipe.take() {
+                    let mut report = vec![code];
+                    report.extend(message.bytes().filter(|&b| b != 0));
+                    report.push(0);
+                    // Nobody may be waiting any more (the starter was
+                    // killed); the log has it.
+                    let _ = pipe.write_all(&report);
+                }
+                ExitCode::from(code)
+            }
+        }
+    }
+
+    /// Every server runs and the pidfile is written: the starter may go.
+    fn ready(&mut self) {
+        if let Startup::Daemon(pipe) = self
+            && let Some(mut pipe) = pipe.take()
+            && let Err(e) = pipe.write_all(&[READY])
+        {
+            log::warn!("cannot tell the starting process that netlabd is ready: {e}");
+        }
+    }
+}
+
+/// What a daemon's report says: ready, failed with a code and a text, or
+/// nothing yet (`None`: read more, unless the pipe is closed).
+fn parse_report(report: &[u8]) -> Option<Result<(), (u8, String)>> {
+    match report.split_first()? {
+        (&READY, _) => Some(Ok(())),
+        (&code, rest) => {
+            let end = rest.iter().position(|&b| b == 0)?;
+            Some(Err((
+                code,
+                String::from_utf8_lossy(&rest[..end]).into_owned(),
+            )))
+        }
+    }
+}
+
+/// In the original process: waits until the daemon serves (exit 0) or says
+/// why it cannot (its message, and its exit code).
+fn wait_for_daemon(mut pipe: File) -> ExitCode {
+    let mut report = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(outcome) = parse_report(&report) {
+            return match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err((code, message)) => fail(code, &message),
+            };
+        }
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => report.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return fail(
+                    EXIT_RUNTIME,
+                    &format!("cannot hear from the daemon whether it started: {e}"),
+                );
+            }
+        }
+    }
+    match report.split_first() {
+        // Cut short: the code and as much of the text as came.
+        Some((&code, text)) => fail(code, &String::from_utf8_lossy(text)),
+        None => fail(
+            EXIT_RUNTIME,
+            "the daemon exited before it was ready and said nothing; see its log (syslog unless [daemon] log says otherwise)",
+        ),
     }
 }
 
@@ -322,4 +457,24 @@ fn fail(code: u8, message: &str) -> ExitCode {
         let _ = writeln!(err, "netlabd: {line}");
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_ready_or_a_code_and_a_text_up_to_its_nul() {
+        assert_eq!(parse_report(&[]), None);
+        assert_eq!(parse_report(&[READY]), Some(Ok(())));
+        assert_eq!(parse_report(b"\x01pidfile x: gone"), None, "not ended yet");
+        assert_eq!(
+            parse_report(b"\x02cannot listen\nline 2\0"),
+            Some(Err((2, "cannot listen\nline 2".to_owned())))
+        );
+        assert_eq!(
+            parse_report(b"\x01\xffx\0trailing"),
+            Some(Err((1, "\u{fffd}x".to_owned())))
+        );
+    }
 }

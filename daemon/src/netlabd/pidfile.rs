@@ -41,7 +41,15 @@ impl std::fmt::Display for PidfileError {
                 "another netlabd is running with pidfile {}; stop it first, or use another --pidfile",
                 path.display()
             ),
-            PidfileError::Io { path, source } => write!(f, "pidfile {}: {source}", path.display()),
+            PidfileError::Io { path, source } => {
+                write!(f, "pidfile {}: {source}", path.display())?;
+                match path.parent() {
+                    Some(dir) if source.kind() == io::ErrorKind::NotFound => {
+                        write!(f, "; its directory {} must exist", dir.display())
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }
