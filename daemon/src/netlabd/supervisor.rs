@@ -145,7 +145,16 @@ impl Supervisor {
                     .find(|copies| !copies.is_empty())
                     .unwrap_or_default()
             };
-            bound.push(BoundServer::bind_using(server, take).map_err(|e| e.to_string())?);
+            let b = BoundServer::bind_using(server, take).map_err(|e| {
+                if e.source.kind() == std::io::ErrorKind::AddrInUse
+                    && let Some(hint) = self.overlap_hint(server)
+                {
+                    format!("{e}; {hint}")
+                } else {
+                    e.to_string()
+                }
+            })?;
+            bound.push(b);
         }
 
         // Start the new servers while the leaving ones still serve: for a
@@ -193,6 +202,31 @@ impl Supervisor {
         Ok(changes)
     }
 
+    /// Why an address of `server` may be in use by netlabd itself: a
+    /// running server holds an overlapping one (127.0.0.1:7 and 0.0.0.0:7),
+    /// which a reload cannot hand over.
+    fn overlap_hint(&self, server: &ServerConfig) -> Option<String> {
+        let overlaps = |a: std::net::SocketAddr, b: std::net::SocketAddr| {
+            a.port() == b.port()
+                && a.is_ipv4() == b.is_ipv4()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        server.listen.iter().find_map(|l| {
+            self.running.iter().find_map(|r| {
+                let held = r
+                    .local_addrs()
+                    .iter()
+                    .copied()
+                    .find(|&a| a != l.addr && overlaps(a, l.addr))?;
+                Some(format!(
+                    "server {} holds {held}, which overlaps {}: a reload cannot hand it over; move one of them to another port first, or restart netlabd",
+                    r.name(),
+                    l.addr
+                ))
+            })
+        })
+    }
+
     pub fn set_grace(&mut self, grace: Duration) {
         self.grace = grace;
     }
@@ -225,5 +259,46 @@ fn announce(server: &RunningServer) {
             "server {} ({service}/{transport}, {model}) listening on {addr}",
             c.name
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlab::config::ServerConfig;
+
+    fn server(toml: &str) -> ServerConfig {
+        ServerConfig::parse(toml, "test").unwrap()
+    }
+
+    /// Moving a server from 127.0.0.1:P to 0.0.0.0:P cannot be one reload:
+    /// the refusal says which server holds what, not just "address in use".
+    /// (Computed only: nothing binds the unspecified address.)
+    #[test]
+    fn an_overlapping_address_held_by_a_running_server_is_named() {
+        let echo = server("name = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]");
+        let bound = BoundServer::bind(&echo).unwrap();
+        let mut sup = Supervisor::start(vec![bound], Duration::ZERO).unwrap();
+        let held = sup.running[0].local_addrs()[0];
+        let port = held.port();
+
+        let moved = server(&format!(
+            "name = \"echo\"\nservice = \"echo\"\nlisten = [\"0.0.0.0:{port}\"]"
+        ));
+        let hint = sup.overlap_hint(&moved).expect("a hint");
+        assert!(
+            hint.starts_with(&format!(
+                "server echo holds {held}, which overlaps 0.0.0.0:{port}"
+            )),
+            "{hint}"
+        );
+        // The same address is handed over, and another port is no overlap.
+        let same = server(&format!(
+            "name = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]"
+        ));
+        assert_eq!(sup.overlap_hint(&same), None);
+        let other = server("name = \"echo\"\nservice = \"echo\"\nlisten = [\"0.0.0.0:1\"]");
+        assert_eq!(sup.overlap_hint(&other), None);
+        sup.stop(Duration::ZERO);
     }
 }
