@@ -773,3 +773,70 @@ fn a_failure_after_the_fork_is_reported_by_the_original_process() {
     assert_eq!(fg_code, code, "{fg_stderr}");
     assert_eq!(fg_stderr.lines().last(), Some(why), "{fg_stderr}");
 }
+
+/// The ids of `pid` from /proc/PID/status: Uid and Gid (real, effective,
+/// saved, filesystem) and the supplementary Groups.
+fn proc_ids(pid: i32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let ids = |key: &str| -> Vec<u32> {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {status}"));
+        line.split_whitespace()
+            .map(|v| v.parse().expect("an id"))
+            .collect()
+    };
+    (ids("Uid:"), ids("Gid:"), ids("Groups:"))
+}
+
+/// The daemonized process gives up root entirely: user, primary group and
+/// supplementary groups are all the configured user's, as in the foreground.
+#[test]
+fn daemon_mode_drops_user_group_and_supplementary_groups() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root (changing user)");
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        eprintln!("SKIP: no user 'nobody' on this machine");
+        return;
+    };
+    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    let dir = TempDir::new();
+    let port = free_port();
+    let config = dir.write(
+        "netlabd.toml",
+        &format!(
+            "[daemon]\nuser = \"nobody\"\nshutdown_grace = \"1s\"\n\n[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+        ),
+    );
+    let pidfile = dir.path("netlabd.pid");
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--daemonize")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--config")
+        .arg(&config);
+    let (code, stderr) = exit_and_stderr(cmd, T);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pid = read_pid(&pidfile, T);
+    let mut guard = Detached(Some(pid));
+    let (uids, gids, groups) = proc_ids(pid);
+    assert_eq!(uids, [uid; 4], "Uid");
+    assert_eq!(gids, [gid; 4], "Gid");
+    assert_eq!(groups, [gid], "Groups");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(echo_once(addr, b"as nobody"), b"as nobody");
+
+    // SAFETY: kill(2) on the daemon's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let until = Instant::now() + T;
+    // SAFETY: signal 0 only asks whether the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(Instant::now() < until, "daemon still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard.0 = None;
+}

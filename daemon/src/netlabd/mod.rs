@@ -17,10 +17,10 @@ use std::process::ExitCode;
 use daemonize::Outcome;
 use netlab::config::{Config, ConfigErrors, DaemonConfig, LogTarget};
 use nix::fcntl::OFlag;
-use nix::unistd::{Group, User, setgid, setgroups, setuid};
+use nix::unistd::{Gid, Group, User, setgid, setgroups, setuid};
 
 use notify::Notifier;
-use pidfile::{Pidfile, PidfileError};
+use pidfile::Pidfile;
 use signals::{Request, Signals};
 use supervisor::Supervisor;
 
@@ -113,59 +113,57 @@ pub fn run(options: &Options) -> ExitCode {
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
 
+    // Whom to become, looked up before forking so that a wrong name is
+    // said on this terminal.
+    let ids = match Ids::lookup(&config.daemon) {
+        Ok(ids) => ids,
+        Err(e) => return fail(EXIT_RUNTIME, &e),
+    };
+
     // Detach, write the pidfile, and stop being root, all after binding so
     // that ports below 1024 work; threads start only after the fork.
-    let (mut startup, pidfile) = if options.daemonize {
+    let mut startup = if options.daemonize {
         let (read, write) = match report_pipe() {
             Ok(p) => p,
             Err(e) => return fail(EXIT_RUNTIME, &e),
         };
-        match daemonize(&config.daemon, options.pidfile.clone()) {
-            Err(e) => return fail(EXIT_RUNTIME, &e),
-            Ok(Outcome::Parent(Ok(_))) => {
+        match daemonize(&config.daemon) {
+            Outcome::Parent(Ok(_)) => {
                 drop(write);
                 return wait_for_daemon(read);
             }
-            Ok(Outcome::Parent(Err(e))) => {
+            Outcome::Parent(Err(e)) => {
                 return fail(EXIT_RUNTIME, &format!("cannot daemonize: {e}"));
             }
-            Ok(Outcome::Child(child)) => {
+            Outcome::Child(child) => {
                 drop(read);
                 // stderr is /dev/null from here on: errors go to the log
                 // and, through the pipe, to the process that started us.
                 logging::set_target(log_target);
                 let mut startup = Startup::Daemon(Some(write));
-                match child {
-                    Ok(c) => match c.privileged_action_result {
-                        Ok(p) => (startup, p),
-                        Err(e) => return startup.fail(EXIT_RUNTIME, &e.to_string()),
-                    },
-                    Err(e) => {
-                        return startup.fail(EXIT_RUNTIME, &format!("cannot daemonize: {e}"));
-                    }
+                if let Err(e) = child {
+                    return startup.fail(EXIT_RUNTIME, &format!("cannot daemonize: {e}"));
                 }
+                startup
             }
         }
     } else {
-        let owner = match owner(&config.daemon) {
-            Ok(o) => o,
-            Err(e) => return fail(EXIT_RUNTIME, &e),
-        };
-        let pidfile = match options
-            .pidfile
-            .as_deref()
-            .map(|p| Pidfile::create(p, owner))
-            .transpose()
-        {
-            Ok(p) => p,
-            Err(e) => return fail(EXIT_RUNTIME, &e.to_string()),
-        };
-        if let Err(e) = drop_privileges(&config.daemon) {
-            return fail(EXIT_RUNTIME, &e);
-        }
         logging::set_target(log_target);
-        (Startup::Foreground, pidfile)
+        Startup::Foreground
     };
+    // Still root: the pidfile, given to the user we become; then become it.
+    let pidfile = match options
+        .pidfile
+        .as_deref()
+        .map(|p| Pidfile::create(p, ids.owner()))
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => return startup.fail(EXIT_RUNTIME, &e.to_string()),
+    };
+    if let Err(e) = ids.become_them() {
+        return startup.fail(EXIT_RUNTIME, &e);
+    }
 
     let mut signals = match Signals::install() {
         Ok(s) => s,
@@ -263,31 +261,17 @@ fn effective_log(daemon: &DaemonConfig, daemonized: bool) -> LogTarget {
     })
 }
 
-/// Forks into the background (daemonize crate), then writes the pidfile
-/// while still privileged, then drops to the configured user and group.
+/// Forks into the background (daemonize crate): a new session, the
+/// working directory and umask, stdio on /dev/null. Users and groups are
+/// ours to change (`Ids::become_them`): the crate would neither set the
+/// supplementary groups nor the user's group when only `user` is given.
 /// The original process gets `Outcome::Parent` and must wait for the
 /// daemon's report (`wait_for_daemon`); the daemon gets `Outcome::Child`.
-fn daemonize(
-    daemon: &DaemonConfig,
-    pidfile: Option<PathBuf>,
-) -> Result<Outcome<Result<Option<Pidfile>, PidfileError>>, String> {
-    let mut d = daemonize::Daemonize::new()
+fn daemonize(daemon: &DaemonConfig) -> Outcome<()> {
+    daemonize::Daemonize::new()
         .working_directory(&daemon.working_directory)
-        .umask(daemon.umask);
-    if let Some(user) = &daemon.user {
-        d = d.user(user.as_str());
-    }
-    if let Some(group) = &daemon.group {
-        d = d.group(group.as_str());
-    }
-    let owner = owner(daemon)?;
-    let d = d.privileged_action(move || {
-        pidfile
-            .as_deref()
-            .map(|p| Pidfile::create(p, owner))
-            .transpose()
-    });
-    Ok(d.execute())
+        .umask(daemon.umask)
+        .execute()
 }
 
 /// What the daemon tells the process that started it: this byte alone when
@@ -395,60 +379,67 @@ fn wait_for_daemon(mut pipe: File) -> ExitCode {
 }
 
 /// The configured user and group, looked up.
-fn lookup(daemon: &DaemonConfig) -> Result<(Option<User>, Option<Group>), String> {
-    let group = match &daemon.group {
-        Some(name) => Some(
-            Group::from_name(name)
-                .map_err(|e| format!("group {name:?}: {e}"))?
-                .ok_or_else(|| format!("group {name:?} does not exist"))?,
-        ),
-        None => None,
-    };
-    let user = match &daemon.user {
-        Some(name) => Some(
-            User::from_name(name)
-                .map_err(|e| format!("user {name:?}: {e}"))?
-                .ok_or_else(|| format!("user {name:?} does not exist"))?,
-        ),
-        None => None,
-    };
-    Ok((user, group))
+struct Ids {
+    user: Option<User>,
+    group: Option<Group>,
 }
 
-/// The uid and gid the daemon will run as, when it changes them: the
-/// pidfile's owner, so that the daemon can still remove it.
-fn owner(daemon: &DaemonConfig) -> Result<Option<(u32, u32)>, String> {
-    let (user, group) = lookup(daemon)?;
-    let gid = group
-        .as_ref()
-        .map(|g| g.gid)
-        .or(user.as_ref().map(|u| u.gid));
-    Ok(match (user, gid) {
-        (None, None) => None,
-        // u32::MAX (-1) leaves that id as it is.
-        (user, gid) => Some((
-            user.map_or(u32::MAX, |u| u.uid.as_raw()),
-            gid.map_or(u32::MAX, |g| g.as_raw()),
-        )),
-    })
-}
+impl Ids {
+    fn lookup(daemon: &DaemonConfig) -> Result<Ids, String> {
+        let group = match &daemon.group {
+            Some(name) => Some(
+                Group::from_name(name)
+                    .map_err(|e| format!("[daemon] group {name:?}: {e}"))?
+                    .ok_or_else(|| format!("[daemon] group {name:?} does not exist"))?,
+            ),
+            None => None,
+        };
+        let user = match &daemon.user {
+            Some(name) => Some(
+                User::from_name(name)
+                    .map_err(|e| format!("[daemon] user {name:?}: {e}"))?
+                    .ok_or_else(|| format!("[daemon] user {name:?} does not exist"))?,
+            ),
+            None => None,
+        };
+        Ok(Ids { user, group })
+    }
 
-/// In the foreground: become `user`/`group` once the ports are bound.
-fn drop_privileges(daemon: &DaemonConfig) -> Result<(), String> {
-    let (user, group) = lookup(daemon)?;
-    let gid = group
-        .as_ref()
-        .map(|g| g.gid)
-        .or(user.as_ref().map(|u| u.gid));
-    if let Some(gid) = gid {
-        setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-        setgid(gid).map_err(|e| format!("setgid {gid}: {e}"))?;
+    /// The group to run as: the configured one, else the user's own.
+    fn gid(&self) -> Option<Gid> {
+        self.group
+            .as_ref()
+            .map(|g| g.gid)
+            .or(self.user.as_ref().map(|u| u.gid))
     }
-    if let Some(user) = &user {
-        setuid(user.uid).map_err(|e| format!("setuid {} ({}): {e}", user.uid, user.name))?;
-        log::info!("running as user {} (uid {})", user.name, user.uid);
+
+    /// The uid and gid the daemon will run as, when it changes them: the
+    /// pidfile's owner.
+    fn owner(&self) -> Option<(u32, u32)> {
+        match (&self.user, self.gid()) {
+            (None, None) => None,
+            // u32::MAX (-1) leaves that id as it is.
+            (user, gid) => Some((
+                user.as_ref().map_or(u32::MAX, |u| u.uid.as_raw()),
+                gid.map_or(u32::MAX, |g| g.as_raw()),
+            )),
+        }
     }
-    Ok(())
+
+    /// Becomes `user`/`group` once the ports are bound: supplementary
+    /// groups, then the group, then the user (after which the others can no
+    /// longer be changed).
+    fn become_them(&self) -> Result<(), String> {
+        if let Some(gid) = self.gid() {
+            setgroups(&[gid]).map_err(|e| format!("setgroups [{gid}]: {e}"))?;
+            setgid(gid).map_err(|e| format!("setgid {gid}: {e}"))?;
+        }
+        if let Some(user) = &self.user {
+            setuid(user.uid).map_err(|e| format!("setuid {} ({}): {e}", user.uid, user.name))?;
+            log::info!("running as user {} (uid {})", user.name, user.uid);
+        }
+        Ok(())
+    }
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
