@@ -840,3 +840,51 @@ fn daemon_mode_drops_user_group_and_supplementary_groups() {
     }
     guard.0 = None;
 }
+
+/// A daemon that dropped to a user who cannot write the pidfile's directory
+/// (root's, as /run is) cannot remove the pidfile when it stops; it empties
+/// it instead and says so, so that no stale pid is left behind.
+#[test]
+fn a_pidfile_the_dropped_user_cannot_remove_is_emptied() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root (changing user)");
+        return;
+    }
+    if !matches!(nix::unistd::User::from_name("nobody"), Ok(Some(_))) {
+        eprintln!("SKIP: no user 'nobody' on this machine");
+        return;
+    }
+    let dir = TempDir::new();
+    let config = dir.write(
+        "netlabd.toml",
+        "[daemon]\nuser = \"nobody\"\nshutdown_grace = \"1s\"\n\n[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n",
+    );
+    // Root's, and writable by root only, whatever the umask.
+    let run = dir.path("run");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pidfile = run.join("netlabd.pid");
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--pidfile")
+        .arg(&pidfile)
+        .arg("--config")
+        .arg(&config);
+    let (mut d, _) = Daemon::spawn(cmd, dir, 1);
+    let pid = read_pid(&pidfile, T);
+    assert_eq!(pid as u32, d.child.id());
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(T).code(), Some(0));
+    match std::fs::read_to_string(&pidfile) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+        Ok(text) => {
+            assert_eq!(text, "", "a stale pid was left in {}", pidfile.display());
+            let line = d.wait_for_line("cannot remove pidfile", T);
+            assert!(
+                line.contains("WARN") && line.contains("Permission denied"),
+                "{line}"
+            );
+        }
+    }
+}

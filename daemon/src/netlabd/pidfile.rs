@@ -1,5 +1,5 @@
 //! The pidfile: created, locked (flock) for as long as the daemon runs, and
-//! removed when it stops. The lock is what makes a second instance with the
+//! removed when it stops, or emptied where it can no longer be removed. The lock is what makes a second instance with the
 //! same pidfile refuse to start, even after a crash left a stale file.
 
 use std::fs::{File, OpenOptions};
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 pub struct Pidfile {
     path: PathBuf,
-    _file: File,
+    /// Open (read-write, from before privileges were dropped) and locked
+    /// until dropped.
+    file: File,
 }
 
 #[derive(Debug)]
@@ -98,8 +100,11 @@ impl Pidfile {
     }
 
     /// Locks `path` and writes this process's pid into it. With `owner`, the
-    /// file is given to the user the daemon is about to become, so that it
-    /// can still remove the file when it stops.
+    /// file is given to the user the daemon is about to become. Owning the
+    /// file is not enough to remove it: that takes write permission on the
+    /// directory, so the user can remove it from a directory of its own
+    /// (systemd's `RuntimeDirectory=`) or a sticky one like /tmp, but not
+    /// from /run itself; there it empties the file when it stops (`Drop`).
     pub fn create(path: &Path, owner: Option<(u32, u32)>) -> Result<Pidfile, PidfileError> {
         let mut file = lock(path, true)?.ok_or_else(|| PidfileError::Io {
             path: path.to_owned(),
@@ -120,15 +125,29 @@ impl Pidfile {
         })?;
         Ok(Pidfile {
             path: path.to_owned(),
-            _file: file,
+            file,
         })
     }
 }
 
 impl Drop for Pidfile {
+    /// Removes the file; failing that (the daemon no longer may write the
+    /// directory), empties it through the descriptor it still holds, so no
+    /// stale pid stays for a script to signal. Either happens while the
+    /// lock is held; the descriptor only ever reaches our own file, even if
+    /// the path was replaced meanwhile.
     fn drop(&mut self) {
+        let path = self.path.display();
         if let Err(e) = std::fs::remove_file(&self.path) {
-            log::warn!("cannot remove pidfile {}: {e}", self.path.display());
+            match self.file.set_len(0) {
+                Ok(()) => log::warn!(
+                    "cannot remove pidfile {path} ({e}); emptied it instead. To have it removed, put it in a directory the daemon's user may write (with systemd: RuntimeDirectory=)"
+                ),
+                Err(t) => log::warn!(
+                    "cannot remove pidfile {path} ({e}) nor empty it ({t}); it still holds pid {}, which is stopping",
+                    std::process::id()
+                ),
+            }
         }
     }
 }
