@@ -888,3 +888,70 @@ fn a_pidfile_the_dropped_user_cannot_remove_is_emptied() {
         }
     }
 }
+
+// ---- logging ------------------------------------------------------------------
+
+/// The first line netlabd logs on a stderr pipe whose device and inode are
+/// given to `journal_stream`, which returns JOURNAL_STREAM. Its port is
+/// taken, so it logs its configuration's path and exits.
+fn first_log_line(journal_stream: impl Fn(&str) -> String) -> String {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let config = dir.write(
+        "netlabd.toml",
+        &format!(
+            "[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+        ),
+    );
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let st = nix::sys::stat::fstat(&write).unwrap();
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--config")
+        .arg(&config)
+        .env(
+            "JOURNAL_STREAM",
+            journal_stream(&format!("{}:{}", st.st_dev, st.st_ino)),
+        )
+        .env("NETLABD_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(write));
+    let mut child = cmd.spawn().expect("start netlabd");
+    drop(cmd); // its copy of the write end
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::fs::File::from(read).read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(T);
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let text = text.expect("netlabd exits when its port is taken");
+    assert_eq!(status.code(), Some(2), "{text}");
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Journal "<N>" prefixes only when stderr is the stream JOURNAL_STREAM
+/// names, as systemd.exec(5) says to check: a JOURNAL_STREAM inherited from
+/// a parent that was under systemd does not make a pipe the journal.
+#[test]
+fn journal_format_only_when_stderr_is_the_journal_stream() {
+    let line = first_log_line(|real| real.to_owned());
+    assert!(line.starts_with("<6>configuration "), "{line:?}");
+
+    let other_inode = |real: &str| {
+        let (dev, ino) = real.split_once(':').unwrap();
+        format!("{dev}:{}", ino.parse::<u64>().unwrap() + 1)
+    };
+    for bogus in [&other_inode as &dyn Fn(&str) -> String, &|_: &str| {
+        "8:1234".into()
+    }] {
+        let line = first_log_line(bogus);
+        assert!(
+            !line.starts_with('<') && line.contains(" INFO  configuration "),
+            "{line:?}"
+        );
+    }
+}

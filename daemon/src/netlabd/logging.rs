@@ -1,12 +1,15 @@
-//! One line per event, to stderr (read by journald when run by systemd) or
-//! to syslog. The target can change on reload, so the logger is ours: a
+//! One line per event, to stderr (read by journald when run by systemd, in
+//! its format when stderr is the journal's stream) or to syslog. The target can change on reload, so the logger is ours: a
 //! `log` backend whose target sits behind a lock.
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Mutex, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use netlab::config::LogTarget;
+use nix::sys::stat::{FileStat, fstat};
 use syslog::{Facility, Formatter3164, LoggerBackend};
 
 enum Sink {
@@ -36,11 +39,48 @@ pub fn init() {
 }
 
 fn stderr_sink() -> Sink {
-    // systemd connects stderr to the journal and says so in JOURNAL_STREAM;
-    // there "<N>" prefixes carry the priority and timestamps are the journal's.
+    // On the journal, "<N>" prefixes carry the priority and timestamps are
+    // the journal's.
     Sink::Stderr {
-        journal: std::env::var_os("JOURNAL_STREAM").is_some(),
+        journal: stderr_is_journal(),
     }
+}
+
+/// systemd connects stderr to the journal and puts that stream's
+/// "DEVICE:INODE" in JOURNAL_STREAM. The variable alone proves nothing: it
+/// is inherited by processes whose stderr is something else (a pipe, a
+/// file, /dev/null after --daemonize), so, as systemd.exec(5) says, it is
+/// compared with fstat(2) of stderr.
+fn stderr_is_journal() -> bool {
+    std::env::var_os("JOURNAL_STREAM")
+        .is_some_and(|value| names_the_file_on(&value, std::io::stderr().as_fd()))
+}
+
+/// Whether `value` ("DEVICE:INODE") names the file open on `fd`.
+fn names_the_file_on(value: &OsStr, fd: BorrowedFd<'_>) -> bool {
+    let Some(named) = value.to_str().and_then(parse_journal_stream) else {
+        return false;
+    };
+    fstat(fd).is_ok_and(|st| same_file(named, &st))
+}
+
+// dev_t and ino_t are u64 on Linux, not on every Unix.
+#[allow(clippy::unnecessary_cast)]
+fn same_file((dev, ino): (u64, u64), st: &FileStat) -> bool {
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+}
+
+/// JOURNAL_STREAM's "DEVICE:INODE", both decimal; anything else is `None`.
+fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
+    let number = |s: &str| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (dev, ino) = value.split_once(':')?;
+    Some((number(dev)?, number(ino)?))
 }
 
 /// Switches the target; an unreachable syslog leaves logs on stderr, said so.
@@ -160,6 +200,50 @@ mod tests {
         let n = server.recv(&mut buf).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn journal_stream_is_two_decimal_numbers() {
+        assert_eq!(parse_journal_stream("8:1234"), Some((8, 1234)));
+        assert_eq!(parse_journal_stream("0:0"), Some((0, 0)));
+        assert_eq!(
+            parse_journal_stream("18446744073709551615:1"),
+            Some((u64::MAX, 1))
+        );
+        for bad in [
+            "",
+            ":",
+            "8",
+            "8:",
+            ":1234",
+            "8:1234:5",
+            " 8:1234",
+            "8:1234\n",
+            "+8:1234",
+            "-8:1234",
+            "0x8:1234",
+            "a:b",
+            "18446744073709551616:1",
+        ] {
+            assert_eq!(parse_journal_stream(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn journal_stream_must_name_the_very_file_on_the_descriptor() {
+        let path = std::env::temp_dir().join(format!("netlabd-journal-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let other = std::fs::File::open("/dev/null").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let st = fstat(file.as_fd()).unwrap();
+        let named = format!("{}:{}", st.st_dev, st.st_ino);
+        assert!(names_the_file_on(OsStr::new(&named), file.as_fd()));
+        assert!(!names_the_file_on(OsStr::new(&named), other.as_fd()));
+        let next_inode = format!("{}:{}", st.st_dev, st.st_ino + 1);
+        assert!(!names_the_file_on(OsStr::new(&next_inode), file.as_fd()));
+        assert!(!names_the_file_on(OsStr::new("nonsense"), file.as_fd()));
+        let not_utf8 = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"8:\xff");
+        assert!(!names_the_file_on(not_utf8, file.as_fd()));
     }
 
     #[test]
