@@ -955,3 +955,70 @@ fn journal_format_only_when_stderr_is_the_journal_stream() {
         );
     }
 }
+
+/// A daemon changes to its working directory ("/"); relative --config and
+/// --pidfile paths still mean what they meant where netlabd was started:
+/// the pidfile is written there, and a reload reads that configuration.
+#[test]
+fn daemon_mode_resolves_relative_paths_where_it_was_started() {
+    let dir = TempDir::new();
+    let (first, second) = (free_port(), free_port());
+    let server = |name: &str, port: u16| {
+        format!(
+            "[[server]]\nname = \"{name}\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+        )
+    };
+    dir.write("netlabd.toml", &server("one", first));
+    // Unique, so that where it wrongly lands ("/") can be cleaned up.
+    let name = format!("netlabd-test-{}.pid", std::process::id());
+    let mut cmd = Command::new(NETLABD);
+    cmd.current_dir(&dir.0)
+        .arg("--daemonize")
+        .arg("--pidfile")
+        .arg(&name)
+        .arg("--config")
+        .arg("netlabd.toml");
+    let (code, stderr) = exit_and_stderr(cmd, T);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pidfile = dir.path(&name);
+    if !pidfile.exists() {
+        let wrong = std::path::Path::new("/").join(&name);
+        let _guard = Detached(
+            std::fs::read_to_string(&wrong)
+                .ok()
+                .and_then(|t| t.trim().parse().ok()),
+        );
+        let _ = std::fs::remove_file(&wrong);
+        panic!(
+            "no pidfile {} (it went to {})",
+            pidfile.display(),
+            wrong.display()
+        );
+    }
+    let pid = read_pid(&pidfile, T);
+    let mut guard = Detached(Some(pid));
+
+    dir.write(
+        "netlabd.toml",
+        &format!("{}\n{}", server("one", first), server("two", second)),
+    );
+    // SAFETY: kill(2) on the daemon's pid.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let addr: SocketAddr = format!("127.0.0.1:{second}").parse().unwrap();
+    let until = Instant::now() + T;
+    while TcpStream::connect_timeout(&addr, T).is_err() {
+        assert!(Instant::now() < until, "the reload did not read the file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(echo_once(addr, b"reloaded"), b"reloaded");
+
+    // SAFETY: kill(2) on the daemon's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // SAFETY: signal 0 only asks whether the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(Instant::now() < until, "daemon still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard.0 = None;
+    assert!(!pidfile.exists(), "pidfile not removed");
+}

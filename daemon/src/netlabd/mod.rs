@@ -47,6 +47,28 @@ pub struct Options {
     pub pidfile: Option<PathBuf>,
 }
 
+impl Options {
+    /// With `--daemonize`, the paths made absolute: the daemon changes to
+    /// its working directory, and a relative path would then name another
+    /// file (the pidfile written to "/", reloads reading "/netlabd.toml").
+    fn resolved(&self) -> Options {
+        let mut options = self.clone();
+        if options.daemonize {
+            for path in [&mut options.config, &mut options.pidfile]
+                .into_iter()
+                .flatten()
+            {
+                // Fails only on an empty path or without a current
+                // directory; the path is then left as given.
+                if let Ok(absolute) = std::path::absolute(&*path) {
+                    *path = absolute;
+                }
+            }
+        }
+        options
+    }
+}
+
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
 enum Source {
@@ -80,6 +102,7 @@ pub fn run(options: &Options) -> ExitCode {
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
     logging::init();
+    let options = &options.resolved();
     let source = Source::choose(options);
     let config = match source.load() {
         Ok(c) => c,
