@@ -1022,3 +1022,33 @@ fn daemon_mode_resolves_relative_paths_where_it_was_started() {
     guard.0 = None;
     assert!(!pidfile.exists(), "pidfile not removed");
 }
+
+/// A working directory the daemon cannot change to is named, before forking.
+#[test]
+fn daemon_mode_names_a_missing_working_directory() {
+    let dir = TempDir::new();
+    let missing = dir.path("no-such-dir");
+    let config = dir.write(
+        "netlabd.toml",
+        &format!(
+            "[daemon]\nworking_directory = \"{}\"\n\n[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n",
+            missing.display()
+        ),
+    );
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--daemonize").arg("--config").arg(&config);
+    let (code, stderr) = exit_and_stderr(cmd, T);
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("working_directory"))
+        .collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "netlabd: [daemon] working_directory {}: No such file or directory (os error 2)",
+            missing.display()
+        )],
+        "{stderr}"
+    );
+}

@@ -146,6 +146,9 @@ pub fn run(options: &Options) -> ExitCode {
     // Detach, write the pidfile, and stop being root, all after binding so
     // that ports below 1024 work; threads start only after the fork.
     let mut startup = if options.daemonize {
+        if let Err(e) = check_working_directory(&config.daemon.working_directory) {
+            return fail(EXIT_RUNTIME, &e);
+        }
         let (read, write) = match report_pipe() {
             Ok(p) => p,
             Err(e) => return fail(EXIT_RUNTIME, &e),
@@ -295,6 +298,19 @@ fn daemonize(daemon: &DaemonConfig) -> Outcome<()> {
         .working_directory(&daemon.working_directory)
         .umask(daemon.umask)
         .execute()
+}
+
+/// Said before forking: after it, the daemonize crate's error would not
+/// name the directory.
+fn check_working_directory(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "[daemon] working_directory {}: not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!("[daemon] working_directory {}: {e}", dir.display())),
+    }
 }
 
 /// What the daemon tells the process that started it: this byte alone when
