@@ -106,7 +106,16 @@ typedef enum {
 
 // A chat client connected to one room under one name. Opaque: created by
 // `netlab_chat_connect`, and must eventually be freed by
-// `netlab_chat_free`. Not for use by two threads at once.
+// `netlab_chat_free`.
+//
+// The sending side (`netlab_chat_send`, `netlab_chat_who`) and the
+// receiving side (`netlab_chat_recv`) have a lock each: a send may be
+// called from one thread while `netlab_chat_recv` runs in another, and
+// neither waits for the other. Calls on the same side from several
+// threads are safe too, and take turns. Since an event's strings last only
+// until the next `netlab_chat_recv`, receive on one thread at a time.
+// `netlab_chat_free` must not run while any other call on the handle
+// runs, nor be followed by one.
 typedef struct netlab_chat netlab_chat;
 
 // An incremental decoder of one dialect's frames. Opaque: created by
@@ -126,9 +135,9 @@ typedef struct netlab_server netlab_server;
 //
 // `sender` and `text` are NUL-terminated UTF-8 strings (a NUL inside a
 // message arrives as U+FFFD), or NULL when the kind has none. They are
-// borrowed from the handle until the next call on it (any
-// `netlab_chat_...` function, `netlab_chat_free` included): copy them to
-// keep them.
+// borrowed from the handle until the next `netlab_chat_recv` on it (from
+// any thread) or `netlab_chat_free`: copy them to keep them. Sends and
+// `netlab_chat_who` leave them alone.
 typedef struct {
   // A `netlab_chat_event_kind` value.
   int kind;
@@ -187,15 +196,21 @@ netlab_status netlab_chat_connect(const char *addr,
 // `text` is borrowed for the duration of the call. A connection the server
 // has closed gives `NETLAB_ERR_CLOSED` or `NETLAB_ERR_IO`.
 //
+// May be called while `netlab_chat_recv` runs on the same handle in
+// another thread: it does not wait for it.
+//
 // # Safety
-// `chat` must be NULL or a live handle; `text` NULL or NUL-terminated.
+// `chat` must be NULL or a live handle (not freed, nor being freed);
+// `text` NULL or NUL-terminated.
 netlab_status netlab_chat_send(netlab_chat *chat, const char *text);
 
 // Asks the room who is online; the answer arrives as a
-// `NETLAB_CHAT_EVENT_ROSTER` event from `netlab_chat_recv`.
+// `NETLAB_CHAT_EVENT_ROSTER` event from `netlab_chat_recv`. Like
+// `netlab_chat_send`, it does not wait for a `netlab_chat_recv` running in
+// another thread.
 //
 // # Safety
-// `chat` must be NULL or a live handle.
+// `chat` must be NULL or a live handle (not freed, nor being freed).
 netlab_status netlab_chat_who(netlab_chat *chat);
 
 // Waits up to `timeout_ms` milliseconds for the room's next event and
@@ -203,10 +218,14 @@ netlab_status netlab_chat_who(netlab_chat *chat);
 // failure of the connection: call again); a connection the server closed
 // gives `NETLAB_ERR_CLOSED`.
 //
-// The event's strings are borrowed from `chat` until the next call on it.
+// The event's strings are borrowed from `chat` until the next
+// `netlab_chat_recv` on it or `netlab_chat_free`. `netlab_chat_send` and
+// `netlab_chat_who` may be called from other threads meanwhile, and do not
+// wait for this call.
 //
 // # Safety
-// `chat` must be NULL or a live handle; `event` NULL or valid for writes.
+// `chat` must be NULL or a live handle (not freed, nor being freed);
+// `event` NULL or valid for writes.
 netlab_status netlab_chat_recv(netlab_chat *chat, uint32_t timeout_ms, netlab_chat_event *event);
 
 // Closes the connection (the room tells the others this client left) and
@@ -214,8 +233,9 @@ netlab_status netlab_chat_recv(netlab_chat *chat, uint32_t timeout_ms, netlab_ch
 // it must not be used again. `netlab_chat_free(NULL)` does nothing.
 //
 // # Safety
-// `chat` must be NULL or a live handle from `netlab_chat_connect`; freeing
-// it twice is undefined behaviour.
+// `chat` must be NULL or a live handle from `netlab_chat_connect` that no
+// other thread is using (wait for every other call on it to return first);
+// freeing it twice is undefined behaviour.
 void netlab_chat_free(netlab_chat *chat);
 
 // Sends `message` (`message_len` bytes) to the TCP echo server at `addr`

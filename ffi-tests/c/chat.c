@@ -1,5 +1,9 @@
 /* Chat between two handles, in every dialect and across dialects: join
- * notices, messages, the roster, a taken name, a silent room, leaving. */
+ * notices, messages, the roster, a taken name, a silent room, leaving; and
+ * one handle sending from one thread while another thread receives. */
+#include <threads.h>
+#include <time.h>
+
 #include "check.h"
 
 static netlab_server *room;
@@ -151,6 +155,89 @@ out:
     netlab_server_free(s);
 }
 
+/* The usual client shape: a reader thread that waits in netlab_chat_recv,
+ * and the main thread sending on the same handle. The main thread reads
+ * the struct only after joining the reader. */
+struct reader {
+    netlab_chat *chat;
+    int messages; /* how many "from Rafi N" messages arrived, in order */
+    char failure[512];
+};
+
+/* Receives until five messages from Rafi came, or three waits in a row
+ * (6 s) brought nothing. */
+static int read_five_messages(void *arg) {
+    struct reader *r = arg;
+    int idle = 0;
+    while (r->messages < 5) {
+        netlab_chat_event ev;
+        netlab_status status = netlab_chat_recv(r->chat, 2000, &ev);
+        if (status == NETLAB_ERR_TIMEOUT && ++idle < 3) continue;
+        if (status != NETLAB_OK) {
+            char why[256];
+            netlab_last_error(why, sizeof why);
+            snprintf(r->failure, sizeof r->failure, "recv: %s: %s",
+                     netlab_status_str((int)status), why);
+            return 1;
+        }
+        idle = 0;
+        if (ev.kind != NETLAB_CHAT_EVENT_MESSAGE) continue;
+        char want[32];
+        snprintf(want, sizeof want, "from Rafi %d", r->messages);
+        if (!ev.sender || strcmp(ev.sender, "Rafi") != 0 || !ev.text || strcmp(ev.text, want) != 0) {
+            snprintf(r->failure, sizeof r->failure, "got message \"%s\" from %s, want \"%s\"",
+                     ev.text ? ev.text : "(null)", ev.sender ? ev.sender : "(null)", want);
+            return 1;
+        }
+        r->messages++;
+    }
+    return 0;
+}
+
+static double seconds_now(void) {
+    struct timespec t;
+    timespec_get(&t, TIME_UTC);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void a_send_does_not_wait_for_a_recv_in_another_thread(void) {
+    netlab_chat *ayu = join(0, "Ayu");
+    netlab_chat *rafi = join(2, "Rafi");
+    if (!ayu || !rafi) goto out;
+    netlab_chat_event ev;
+    CHECK(recv_kind(ayu, NETLAB_CHAT_EVENT_JOINED, &ev));
+    struct reader r = {.chat = ayu, .messages = 0, .failure = ""};
+    thrd_t reader;
+    if (thrd_create(&reader, read_five_messages, &r) != thrd_success) {
+        CHECK(!"thrd_create");
+        goto out;
+    }
+    for (int i = 0; i < 5; i++) {
+        /* Let the reader settle into its 2-second wait. */
+        thrd_sleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+        char text[32];
+        snprintf(text, sizeof text, "from Ayu %d", i);
+        double started = seconds_now();
+        CHECK_OK(netlab_chat_send(ayu, text));
+        double took = seconds_now() - started;
+        if (took >= 0.5) fprintf(stderr, "send %d took %.3f s\n", i, took);
+        CHECK(took < 0.5);
+        if (i == 2) CHECK_OK(netlab_chat_who(ayu));
+        CHECK(recv_kind(rafi, NETLAB_CHAT_EVENT_MESSAGE, &ev));
+        CHECK(ev.text && strcmp(ev.text, text) == 0);
+        snprintf(text, sizeof text, "from Rafi %d", i);
+        CHECK_OK(netlab_chat_send(rafi, text));
+    }
+    int result = 1;
+    CHECK(thrd_join(reader, &result) == thrd_success);
+    if (r.failure[0]) fprintf(stderr, "reader thread: %s\n", r.failure);
+    CHECK(result == 0);
+    CHECK(r.messages == 5);
+out:
+    netlab_chat_free(ayu);
+    netlab_chat_free(rafi);
+}
+
 static void null_arguments(void) {
     netlab_chat *chat = NULL;
     netlab_chat_event ev;
@@ -183,6 +270,7 @@ int main(void) {
     RUN(a_silent_room_times_out_and_the_handle_still_works);
     RUN(a_stopped_server_closes_the_handle);
     RUN(the_seeds_100_byte_header_is_spoken);
+    RUN(a_send_does_not_wait_for_a_recv_in_another_thread);
     RUN(null_arguments);
     netlab_server_free(room);
     FINISH();

@@ -504,6 +504,76 @@ class ChatTests(unittest.TestCase):
         rafi.close()
 
 
+    def test_a_send_does_not_wait_for_a_recv_in_another_thread(self):
+        # The usual client shape: one thread reads, another sends.
+        with self.join("line", "Ayu") as ayu, self.join("bincode", "Rafi") as rafi:
+            self.next_of(ayu, "joined")
+            got, stop = [], threading.Event()
+
+            def reader():
+                while not stop.is_set():
+                    event = ayu.recv(timeout=2.0)
+                    if event is not None and event.kind == "message":
+                        got.append(event.text)
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            try:
+                for i in range(5):
+                    time.sleep(0.05)  # the reader is back in its 2 s wait
+                    started = time.monotonic()
+                    ayu.send("from Ayu %d" % i)
+                    if i == 2:
+                        ayu.who()
+                    self.assertLess(time.monotonic() - started, 0.5, "send %d waited" % i)
+                    self.assertEqual(self.next_of(rafi, "message").text, "from Ayu %d" % i)
+                    rafi.send("from Rafi %d" % i)
+                deadline = time.monotonic() + 5
+                while len(got) < 5 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            finally:
+                stop.set()
+                thread.join(5)
+            self.assertEqual(got, ["from Rafi %d" % i for i in range(5)])
+
+    def test_close_does_not_wait_out_a_long_recv(self):
+        ayu = self.join("line", "Ayu")
+        errors, receiving = [], threading.Event()
+
+        def reader():
+            receiving.set()
+            try:
+                ayu.recv(timeout=30)
+            except NetlabError as e:
+                errors.append(e.status)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        receiving.wait(5)
+        time.sleep(0.2)
+        started = time.monotonic()
+        ayu.close()
+        self.assertLess(time.monotonic() - started, 1.0)
+        thread.join(5)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(errors, [Status.ERR_CLOSED])
+
+    def test_ctrl_c_interrupts_a_long_recv(self):
+        import _thread
+        with self.join("line", "Ayu") as ayu:
+            timer = threading.Timer(0.2, _thread.interrupt_main)
+            started = time.monotonic()
+            timer.start()
+            try:
+                with self.assertRaises(KeyboardInterrupt):
+                    ayu.recv(timeout=30)
+            finally:
+                timer.cancel()
+            self.assertLess(time.monotonic() - started, 2.0)
+            # The handle is still usable.
+            self.assertIsNone(ayu.recv(timeout=0.05))
+
+
 class SeedClientTests(unittest.TestCase):
     """The lab's own Python clients, unmodified but for host and port,
     against servers started from Python."""

@@ -16,7 +16,9 @@ thread may still be using one): the end of the process releases them.
 
 import ctypes
 import enum
+import math
 import threading
+import time
 import weakref
 from ctypes import byref, c_bool, c_size_t, c_uint16, c_uint64
 
@@ -139,17 +141,21 @@ def _into_buffer(call, cap):
 class _Owned:
     """What a handle's finalizer needs, kept apart from the handle so that
     the finalizer does not keep the handle alive: the C pointer (None once
-    freed), the function that frees it, and the locks its calls take."""
-    __slots__ = ("ptr", "free", "locks")
+    freed), the function that frees it, the locks its calls take, and
+    whether a free is waiting for them."""
+    __slots__ = ("ptr", "free", "locks", "closing")
 
     def __init__(self, ptr, free, locks):
         self.ptr, self.free, self.locks = ptr, free, locks
+        self.closing = False
 
 
 def _release(owned):
     """Frees the C handle once, holding every one of its locks, so that no
     call is running on it: a call in progress finishes first, and a call
-    after this finds .ptr None and raises."""
+    after this finds .ptr None and raises. Calls that start meanwhile raise
+    at once, so a thread calling in a loop cannot keep the free waiting."""
+    owned.closing = True
     for lock in owned.locks:
         lock.acquire()
     try:
@@ -184,7 +190,7 @@ class _Handle:
     def _call(self, func, *args, lock=0):
         """func(handle, *args) holding lock number `lock`; raises if closed."""
         owned = self._owned
-        if owned is None:
+        if owned is None or owned.closing:
             raise NetlabError(Status.ERR_CLOSED, "this %s is closed" % self._kind)
         with owned.locks[lock]:
             if owned.ptr is None:
@@ -193,7 +199,7 @@ class _Handle:
 
     @property
     def closed(self):
-        return self._owned is None or self._owned.ptr is None
+        return self._owned is None or self._owned.closing
 
     def close(self):
         """Frees the C handle, once any call in progress on it has returned.
@@ -354,6 +360,12 @@ class Decoder(_Handle):
         return n.value
 
 
+# Chat's locks: the sending side's and the receiving side's.
+_SEND, _RECV = 0, 1
+# The longest single wait of Chat.recv(), so Ctrl-C and close() get through.
+_RECV_SLICE_MS = 100
+
+
 class ChatEvent:
     """One event from a chat room: .kind ("message", "joined", "left",
     "roster", "error", "notice" or "welcome"), .sender, .text and .online
@@ -383,8 +395,15 @@ class Chat(_Handle):
 
     In the "header" dialect, `header_len` must be the listener's (0 means
     10; seed 004 uses 100; at most 1024).
+
+    Sending (send, who) and receiving (recv) have a lock each, as the C
+    handle has: one thread may wait in recv() while another sends, and the
+    send does not wait for the recv. recv() waits in slices of at most
+    0.1 s, so Ctrl-C interrupts it, and close() from another thread waits
+    at most that long for it.
     """
     _kind = "Chat"
+    _locks = 2
 
     def __init__(self, addr, name, dialect="line", header_len=0, timeout=2.0):
         ptr = _lib.ChatP()
@@ -394,34 +413,43 @@ class Chat(_Handle):
         self._own(ptr, lib.netlab_chat_free)
 
     def send(self, text):
-        self._call(lib.netlab_chat_send, text.encode())
+        self._call(lib.netlab_chat_send, text.encode(), lock=_SEND)
 
     def who(self):
         """Asks who is online; the answer comes as a "roster" event."""
-        self._call(lib.netlab_chat_who)
+        self._call(lib.netlab_chat_who, lock=_SEND)
 
     def recv(self, timeout=1.0):
         """The room's next event, or None when none came within `timeout` s."""
-        ms = _ms(timeout)
+        _ms(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ms = max(1, min(_RECV_SLICE_MS, math.ceil(left * 1000)))
+            got = self._call(_recv_once, ms, lock=_RECV)
+            if got is not None:
+                return got
+            if time.monotonic() >= deadline:
+                return None
 
-        def recv(ptr):
-            ev = _lib.ChatEvent()
-            try:
-                lib.netlab_chat_recv(ptr, ms, byref(ev))
-            except NetlabError as e:
-                if e.status == Status.ERR_TIMEOUT:
-                    return None
-                raise
-            # c_char_p fields copy the borrowed strings while the lock is held.
-            return ev.kind, ev.sender, ev.text, ev.online
-        got = self._call(recv)
-        if got is None:
+
+def _recv_once(ptr, ms):
+    """One netlab_chat_recv of up to `ms` ms, under the receiving lock: a
+    ChatEvent, or None when none came."""
+    ev = _lib.ChatEvent()
+    try:
+        lib.netlab_chat_recv(ptr, ms, byref(ev))
+    except NetlabError as e:
+        if e.status == Status.ERR_TIMEOUT:
             return None
-        kind, sender, text, online = got
-        kind = ChatEvent.KINDS[kind] if 0 <= kind < len(ChatEvent.KINDS) else kind
-        text = text.decode() if text is not None else None
-        sender = sender.decode() if sender is not None else None
-        online = online if kind in ("joined", "left", "roster", "welcome") else None
-        if kind == "roster":
-            text = text.split("\n") if text else []
-        return ChatEvent(kind, sender, text, online)
+        raise
+    # Reading a c_char_p field copies the borrowed string, here while the
+    # receiving lock is held: the next recv would free it.
+    kind, sender, text, online = ev.kind, ev.sender, ev.text, ev.online
+    kind = ChatEvent.KINDS[kind] if 0 <= kind < len(ChatEvent.KINDS) else kind
+    text = text.decode() if text is not None else None
+    sender = sender.decode() if sender is not None else None
+    online = online if kind in ("joined", "left", "roster", "welcome") else None
+    if kind == "roster":
+        text = text.split("\n") if text else []
+    return ChatEvent(kind, sender, text, online)

@@ -1,14 +1,16 @@
 //! `netlab_chat`: a chat client handle over `client::ChatClient`.
 
 use std::ffi::{CString, c_char, c_int};
+use std::net::SocketAddr;
 use std::ptr;
+use std::sync::{Mutex, MutexGuard};
 
 use super::codec::dialect_arg;
 use super::{
     Error, addr_arg, guard, guard_void, header_len_arg, millis, netlab_dialect, netlab_status,
     out_arg, str_arg,
 };
-use crate::client::{ChatClient, ChatEvent, Dialect};
+use crate::client::{ChatClient, ChatEvent, ChatReceiver, ChatSender, Dialect};
 
 /// What kind of event `netlab_chat_recv` returned.
 #[repr(C)]
@@ -36,9 +38,9 @@ pub enum netlab_chat_event_kind {
 ///
 /// `sender` and `text` are NUL-terminated UTF-8 strings (a NUL inside a
 /// message arrives as U+FFFD), or NULL when the kind has none. They are
-/// borrowed from the handle until the next call on it (any
-/// `netlab_chat_...` function, `netlab_chat_free` included): copy them to
-/// keep them.
+/// borrowed from the handle until the next `netlab_chat_recv` on it (from
+/// any thread) or `netlab_chat_free`: copy them to keep them. Sends and
+/// `netlab_chat_who` leave them alone.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct netlab_chat_event {
@@ -54,28 +56,65 @@ pub struct netlab_chat_event {
 
 /// A chat client connected to one room under one name. Opaque: created by
 /// `netlab_chat_connect`, and must eventually be freed by
-/// `netlab_chat_free`. Not for use by two threads at once.
+/// `netlab_chat_free`.
+///
+/// The sending side (`netlab_chat_send`, `netlab_chat_who`) and the
+/// receiving side (`netlab_chat_recv`) have a lock each: a send may be
+/// called from one thread while `netlab_chat_recv` runs in another, and
+/// neither waits for the other. Calls on the same side from several
+/// threads are safe too, and take turns. Since an event's strings last only
+/// until the next `netlab_chat_recv`, receive on one thread at a time.
+/// `netlab_chat_free` must not run while any other call on the handle
+/// runs, nor be followed by one.
 pub struct netlab_chat {
-    client: ChatClient,
-    /// The strings of the last event, which C borrows until the next call.
+    peer: SocketAddr,
+    sending: Mutex<ChatSender>,
+    receiving: Mutex<Receiving>,
+}
+
+/// The receiving side, with the strings of the last event, which C borrows
+/// until the next `netlab_chat_recv`.
+struct Receiving {
+    receiver: ChatReceiver,
     sender: Option<CString>,
     text: Option<CString>,
 }
 
 impl netlab_chat {
     /// # Safety
-    /// `ptr` is NULL or a live handle not used by another thread.
-    unsafe fn from_ptr<'a>(ptr: *mut netlab_chat) -> Result<&'a mut netlab_chat, Error> {
+    /// `ptr` is NULL or a live handle: not freed, and not being freed by
+    /// another thread.
+    unsafe fn from_ptr<'a>(ptr: *const netlab_chat) -> Result<&'a netlab_chat, Error> {
         if ptr.is_null() {
             return Err(Error::null("chat"));
         }
-        // SAFETY: a live handle used by this thread only, as the caller promises.
-        let chat = unsafe { &mut *ptr };
-        // Every call ends the borrow of the last event's strings.
-        chat.sender = None;
-        chat.text = None;
-        Ok(chat)
+        // SAFETY: a live handle, as the caller promises; every field that
+        // calls change is behind a mutex, so sharing it is sound.
+        Ok(unsafe { &*ptr })
     }
+
+    fn sending(&self) -> Result<MutexGuard<'_, ChatSender>, Error> {
+        lock(&self.sending, "sending")
+    }
+
+    fn receiving(&self) -> Result<MutexGuard<'_, Receiving>, Error> {
+        lock(&self.receiving, "receiving")
+    }
+}
+
+/// Takes one side's lock. A panic during an earlier call on that side
+/// (reported then as `NETLAB_ERR_PANIC`) left its state unknown, half a
+/// frame written or read, so the side stays unusable.
+fn lock<'a, T>(side: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>, Error> {
+    side.lock().map_err(|_| {
+        Error::new(
+            netlab_status::NETLAB_ERR_PANIC,
+            format!(
+                "this chat handle's {what} side is unusable: an earlier call panicked in the \
+                 middle of it; free the handle and connect again"
+            ),
+        )
+    })
 }
 
 fn c_string(text: &str) -> CString {
@@ -121,10 +160,16 @@ pub unsafe extern "C" fn netlab_chat_connect(
             netlab_dialect::NETLAB_DIALECT_BINCODE => Dialect::Bincode,
         };
         let client = ChatClient::connect(addr, name, dialect, millis(timeout_ms))?;
+        let peer = client.peer();
+        let (sender, receiver) = client.split();
         out.write(Box::into_raw(Box::new(netlab_chat {
-            client,
-            sender: None,
-            text: None,
+            peer,
+            sending: Mutex::new(sender),
+            receiving: Mutex::new(Receiving {
+                receiver,
+                sender: None,
+                text: None,
+            }),
         })));
         Ok(())
     })
@@ -134,8 +179,12 @@ pub unsafe extern "C" fn netlab_chat_connect(
 /// `text` is borrowed for the duration of the call. A connection the server
 /// has closed gives `NETLAB_ERR_CLOSED` or `NETLAB_ERR_IO`.
 ///
+/// May be called while `netlab_chat_recv` runs on the same handle in
+/// another thread: it does not wait for it.
+///
 /// # Safety
-/// `chat` must be NULL or a live handle; `text` NULL or NUL-terminated.
+/// `chat` must be NULL or a live handle (not freed, nor being freed);
+/// `text` NULL or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netlab_chat_send(
     chat: *mut netlab_chat,
@@ -145,22 +194,24 @@ pub unsafe extern "C" fn netlab_chat_send(
         // SAFETY (both): forwarded from the caller.
         let chat = unsafe { netlab_chat::from_ptr(chat)? };
         let text = unsafe { str_arg(text, "text")? };
-        chat.client.send(text)?;
+        chat.sending()?.send(text)?;
         Ok(())
     })
 }
 
 /// Asks the room who is online; the answer arrives as a
-/// `NETLAB_CHAT_EVENT_ROSTER` event from `netlab_chat_recv`.
+/// `NETLAB_CHAT_EVENT_ROSTER` event from `netlab_chat_recv`. Like
+/// `netlab_chat_send`, it does not wait for a `netlab_chat_recv` running in
+/// another thread.
 ///
 /// # Safety
-/// `chat` must be NULL or a live handle.
+/// `chat` must be NULL or a live handle (not freed, nor being freed).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netlab_chat_who(chat: *mut netlab_chat) -> netlab_status {
     guard(|| {
         // SAFETY: forwarded from the caller.
         let chat = unsafe { netlab_chat::from_ptr(chat)? };
-        chat.client.who()?;
+        chat.sending()?.who()?;
         Ok(())
     })
 }
@@ -170,10 +221,14 @@ pub unsafe extern "C" fn netlab_chat_who(chat: *mut netlab_chat) -> netlab_statu
 /// failure of the connection: call again); a connection the server closed
 /// gives `NETLAB_ERR_CLOSED`.
 ///
-/// The event's strings are borrowed from `chat` until the next call on it.
+/// The event's strings are borrowed from `chat` until the next
+/// `netlab_chat_recv` on it or `netlab_chat_free`. `netlab_chat_send` and
+/// `netlab_chat_who` may be called from other threads meanwhile, and do not
+/// wait for this call.
 ///
 /// # Safety
-/// `chat` must be NULL or a live handle; `event` NULL or valid for writes.
+/// `chat` must be NULL or a live handle (not freed, nor being freed);
+/// `event` NULL or valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netlab_chat_recv(
     chat: *mut netlab_chat,
@@ -185,12 +240,16 @@ pub unsafe extern "C" fn netlab_chat_recv(
         let chat = unsafe { netlab_chat::from_ptr(chat)? };
         let event = unsafe { out_arg(event, "event")? };
         let timeout = millis(timeout_ms);
-        let Some(got) = chat.client.recv(timeout)? else {
+        let mut receiving = chat.receiving()?;
+        // This call ends the borrow of the last event's strings.
+        receiving.sender = None;
+        receiving.text = None;
+        let Some(got) = receiving.receiver.recv(timeout)? else {
             return Err(Error::new(
                 netlab_status::NETLAB_ERR_TIMEOUT,
                 format!(
                     "no chat event from {} within {}",
-                    chat.client.peer(),
+                    chat.peer,
                     crate::client::format_duration(timeout)
                 ),
             ));
@@ -217,12 +276,15 @@ pub unsafe extern "C" fn netlab_chat_recv(
             ChatEvent::Notice { text } => (NETLAB_CHAT_EVENT_NOTICE, None, Some(text), 0),
             ChatEvent::Welcome { online, addr } => (NETLAB_CHAT_EVENT_WELCOME, None, addr, online),
         };
-        chat.sender = sender.as_deref().map(c_string);
-        chat.text = text.as_deref().map(c_string);
+        receiving.sender = sender.as_deref().map(c_string);
+        receiving.text = text.as_deref().map(c_string);
         event.write(netlab_chat_event {
             kind: kind as c_int,
-            sender: chat.sender.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
-            text: chat.text.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+            sender: receiving
+                .sender
+                .as_ref()
+                .map_or(ptr::null(), |s| s.as_ptr()),
+            text: receiving.text.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
             online,
         });
         Ok(())
@@ -234,8 +296,9 @@ pub unsafe extern "C" fn netlab_chat_recv(
 /// it must not be used again. `netlab_chat_free(NULL)` does nothing.
 ///
 /// # Safety
-/// `chat` must be NULL or a live handle from `netlab_chat_connect`; freeing
-/// it twice is undefined behaviour.
+/// `chat` must be NULL or a live handle from `netlab_chat_connect` that no
+/// other thread is using (wait for every other call on it to return first);
+/// freeing it twice is undefined behaviour.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netlab_chat_free(chat: *mut netlab_chat) {
     guard_void(|| {
