@@ -397,6 +397,92 @@ class MisuseTests(unittest.TestCase):
         self.assertIn("/nonexistent/libnetlab.so", out.stderr)
 
 
+class TextArgumentTests(unittest.TestCase):
+    """Every C string argument: str or bytes, and a NUL inside is refused
+    rather than silently cutting the string short."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.echo = netlab.Server(config())
+        cls.udp = netlab.Server(config(transport="udp"))
+        cls.count = netlab.Server(config("count", name="c"))
+        cls.room = netlab.Server(config("chat", listen='[{ addr = "127.0.0.1:0", '
+                                                       'dialect = "line" }]'))
+
+    @classmethod
+    def tearDownClass(cls):
+        for server in (cls.echo, cls.udp, cls.count, cls.room):
+            server.close()
+
+    def assertInvalid(self, call, *needles):
+        with self.assertRaises(NetlabError) as cm:
+            call()
+        self.assertEqual(cm.exception.status, Status.ERR_INVALID)
+        for needle in needles:
+            self.assertIn(needle, cm.exception.message)
+        return cm.exception
+
+    def test_a_configuration_with_a_nul_is_refused(self):
+        e = self.assertInvalid(lambda: netlab.Server(config() + "\0bogus = 1\n"),
+                               "configuration", "NUL")
+        self.assertIn("at byte %d" % len(config()), e.message)
+        with netlab.Server(config().encode()) as s:
+            self.assertEqual(netlab.tcp_echo(s.address(), b"x"), b"x")
+        self.assertInvalid(lambda: netlab.Server(None), "configuration", "NoneType")
+
+    def test_an_address_with_a_nul_is_refused_by_every_client(self):
+        for name, server, call in (
+                ("tcp_echo", self.echo, lambda a: netlab.tcp_echo(a, b"x")),
+                ("udp_echo", self.udp, lambda a: netlab.udp_echo(a, b"x")),
+                ("count", self.count, lambda a: netlab.count(a, "x")),
+                ("Chat", self.room, lambda a: netlab.Chat(a, "Ayu").close())):
+            with self.subTest(call=name):
+                addr = server.address()
+                self.assertInvalid(lambda: call(addr + "\0junk"), "address", "NUL")
+                call(addr.encode())  # bytes are accepted
+                self.assertInvalid(lambda: call(5), "address", "int")
+                self.assertInvalid(lambda: call(("127.0.0.1",)), "address", "tuple")
+
+    def test_a_chat_name_with_a_nul_is_refused(self):
+        addr = self.room.address()
+        self.assertInvalid(lambda: netlab.Chat(addr, "Ayu\0x"), "chat name", "NUL")
+        with netlab.Chat(addr, b"Ayu") as ayu, netlab.Chat(addr, "R\u00e4fi") as rafi:
+            self.assertEqual(ayu.recv(timeout=2.0),
+                             netlab.ChatEvent("joined", "R\u00e4fi", None, 2))
+            ayu.send("hi")
+            self.assertEqual(rafi.recv(timeout=2.0), netlab.ChatEvent("message", "Ayu", "hi"))
+        self.assertInvalid(lambda: netlab.Chat(addr, 7), "chat name", "int")
+
+    def test_a_chat_message_with_a_nul_is_refused_and_bytes_are_sent(self):
+        addr = self.room.address()
+        with netlab.Chat(addr, "Ayu") as ayu, netlab.Chat(addr, "Rafi") as rafi:
+            self.assertEqual(ayu.recv(timeout=2.0).kind, "joined")
+            self.assertInvalid(lambda: rafi.send("abc\0def"), "chat message", "NUL",
+                               "at byte 3")
+            self.assertInvalid(lambda: rafi.send(b"abc\0"), "chat message", "NUL")
+            self.assertInvalid(lambda: rafi.send(None), "chat message", "NoneType")
+            self.assertInvalid(lambda: rafi.send("\ud800"), "chat message", "UTF-8")
+            self.assertInvalid(lambda: rafi.send(b"\xff"), "UTF-8")
+            rafi.send(b"bytes")
+            rafi.send(bytearray("h\u00e9llo".encode()))
+            got = [ayu.recv(timeout=2.0) for _ in range(2)]
+            self.assertEqual([(e.kind, e.text) for e in got],
+                             [("message", "bytes"), ("message", "h\u00e9llo")])
+            # Nothing of the refused ones arrived.
+            self.assertIsNone(ayu.recv(timeout=0.2))
+
+    def test_byte_buffers_refuse_what_is_not_bytes_or_str(self):
+        # bytes(5) would have sent five zero bytes.
+        self.assertInvalid(lambda: netlab.tcp_echo(self.echo.address(), 5), "data", "int")
+        self.assertInvalid(lambda: netlab.encode_frame("line", None), "payload")
+        with netlab.Decoder("line") as dec:
+            self.assertInvalid(lambda: dec.feed(3), "data")
+            dec.feed(memoryview(b"a\0b\n"))
+            self.assertEqual(dec.next(), b"a\0b")
+        # A NUL inside a byte buffer is data, not an end.
+        self.assertEqual(netlab.tcp_echo(self.echo.address(), "a\0b"), b"a\0b")
+
+
 CHAT = config("chat", listen='[{ addr = "127.0.0.1:0", dialect = "line" }, '
                              '{ addr = "127.0.0.1:0", dialect = "header" }, '
                              '{ addr = "127.0.0.1:0", dialect = "bincode" }]')

@@ -7,7 +7,10 @@ chat) through libnetlab's C ABI, with ctypes and nothing else.
     b'hello'
 
 Every failure raises NetlabError, whose .status is a Status and whose
-.message is the library's detailed message. Handles (Server, Decoder, Chat)
+.message is the library's detailed message. Text arguments (configuration,
+address, chat name and message) may be str (sent as UTF-8) or bytes; one
+with a NUL character in it is refused (ERR_INVALID), since C would see only
+the part before it. Handles (Server, Decoder, Chat)
 are freed by close(), by leaving a `with` block, or when they are garbage
 collected; using one after close() raises NetlabError instead of crashing.
 Handles still open when the interpreter exits are not freed (a daemon
@@ -98,17 +101,46 @@ def _index(index):
     return _size(index, "listener index")
 
 
+def _bytes(data, what="data"):
+    """A byte-buffer argument (pointer and length): bytes as they are, or a
+    str as UTF-8. Anything else (an int would become that many zero bytes)
+    is refused."""
+    if isinstance(data, str):
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise NetlabError(Status.ERR_INVALID,
+                              "%s cannot be encoded as UTF-8 (%s): expected text without "
+                              "lone surrogates" % (what, e.reason)) from None
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise NetlabError(Status.ERR_INVALID,
+                      "%s must be bytes or str, not %s" % (what, type(data).__name__))
+
+
+def _text(value, what):
+    """A C string argument (a char * ending at its first NUL): a str, sent
+    as UTF-8, or bytes. A NUL inside would silently cut it short, so it is
+    refused."""
+    data = _bytes(value, what)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise NetlabError(Status.ERR_INVALID,
+                          "%s has a NUL character at byte %d: C strings end at the first NUL, "
+                          "so everything after it would be lost; expected text without NUL"
+                          % (what, nul))
+    return data
+
+
 def _addr(addr):
     if isinstance(addr, tuple):
+        if len(addr) != 2 or not isinstance(addr[0], str) or not isinstance(addr[1], int):
+            raise NetlabError(Status.ERR_INVALID,
+                              "address %r is not \"host:port\" or a (host, port) tuple of a "
+                              "str and an int" % (addr,))
         host, port = addr
         addr = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
-    return addr.encode()
-
-
-def _bytes(data):
-    if isinstance(data, str):
-        return data.encode()
-    return bytes(data)
+    return _text(addr, "address")
 
 
 def _dialect(dialect):
@@ -224,7 +256,7 @@ class Server(_Handle):
 
     def __init__(self, config):
         ptr = _lib.ServerP()
-        lib.netlab_server_start(config.encode(), byref(ptr))
+        lib.netlab_server_start(_text(config, "configuration"), byref(ptr))
         self._own(ptr, lib.netlab_server_free)
 
     @property
@@ -309,7 +341,7 @@ def count(addr, data, framing="line", header_len=0, timeout=2.0):
 
 def encode_frame(dialect, payload, header_len=0):
     """`payload` framed in `dialect` ("line", "header", "bincode" or a Dialect)."""
-    d, payload = _dialect(dialect), _bytes(payload)
+    d, payload = _dialect(dialect), _bytes(payload, "payload")
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_frame_encode(d, _size(header_len, "header_len"),
                                                     payload, len(payload),
@@ -408,12 +440,13 @@ class Chat(_Handle):
     def __init__(self, addr, name, dialect="line", header_len=0, timeout=2.0):
         ptr = _lib.ChatP()
         lib.netlab_chat_connect(_addr(addr), _dialect(dialect), _size(header_len, "header_len"),
-                                name.encode(),
+                                _text(name, "chat name"),
                                 _ms(timeout), byref(ptr))
         self._own(ptr, lib.netlab_chat_free)
 
     def send(self, text):
-        self._call(lib.netlab_chat_send, text.encode(), lock=_SEND)
+        """Sends `text` (str, or UTF-8 bytes; no NUL) to everyone else."""
+        self._call(lib.netlab_chat_send, _text(text, "chat message"), lock=_SEND)
 
     def who(self):
         """Asks who is online; the answer comes as a "roster" event."""
