@@ -26,6 +26,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -528,17 +529,27 @@ impl ChatReceiver {
     /// Reads once, waiting up to `wait`; `Ok(false)` when nothing came.
     fn read_within(&mut self, wait: Duration) -> Result<bool, ClientError> {
         let context = || format!("read from {}", self.peer);
-        // A zero read timeout means "forever" to the socket: poll instead.
-        let set = if wait.is_zero() {
-            self.stream.set_nonblocking(true)
-        } else {
+        // A zero read timeout means "forever" to the socket: poll instead,
+        // with MSG_DONTWAIT on this one call. Not O_NONBLOCK: the sender
+        // shares the socket, and a send meeting a full buffer then would
+        // fail, perhaps halfway through a frame.
+        if !wait.is_zero() {
             self.stream
-                .set_nonblocking(false)
-                .and_then(|()| self.stream.set_read_timeout(Some(wait)))
-        };
-        set.map_err(|e| ClientError::from_io(context(), e, wait))?;
+                .set_read_timeout(Some(wait))
+                .map_err(|e| ClientError::from_io(context(), e, wait))?;
+        }
         loop {
-            match self.stream.read(&mut self.buf) {
+            let read = if wait.is_zero() {
+                nix::sys::socket::recv(
+                    self.stream.as_raw_fd(),
+                    &mut self.buf,
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(io::Error::from)
+            } else {
+                self.stream.read(&mut self.buf)
+            };
+            match read {
                 Ok(0) => {
                     self.closed = true;
                     return Ok(true);
@@ -842,6 +853,32 @@ mod tests {
         }
         assert!(decoder.pending().is_empty());
         got
+    }
+
+    /// Polling for events (a zero timeout) leaves the socket blocking: the
+    /// sender shares it, and a send meeting a full buffer on a non-blocking
+    /// socket would fail halfway through a frame.
+    #[test]
+    fn a_zero_timeout_recv_leaves_the_shared_socket_blocking() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        let (_server_side, _) = listener.accept().unwrap();
+        let mut receiver = ChatReceiver {
+            stream: stream.try_clone().unwrap(),
+            peer: addr,
+            decoder: ChatEventDecoder::new(Dialect::Line),
+            buf: vec![0; READ_CHUNK],
+            closed: false,
+        };
+        assert!(matches!(receiver.recv(Duration::ZERO), Ok(None)));
+        // SAFETY: F_GETFL on a descriptor the test owns.
+        let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(
+            flags & libc::O_NONBLOCK,
+            0,
+            "the socket was left non-blocking"
+        );
     }
 
     #[test]
