@@ -105,7 +105,8 @@ impl Acceptor {
                 let Some(listener) = self.listeners.get(index) else {
                     continue;
                 };
-                loop {
+                // A stopping server takes no one (see Shared::accept_admitted).
+                while !shared.is_stopping() {
                     match listener.accept() {
                         Ok((stream, peer)) => {
                             if let Err(e) = stream.set_nonblocking(false) {

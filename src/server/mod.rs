@@ -204,6 +204,11 @@ impl Shared {
     /// access list and limits admit, set for low latency.
     pub fn accept_admitted(&self, listener: &mio::net::TcpListener) -> Accepted {
         loop {
+            // A stopping server takes no one: on reload its successor shares
+            // the listening socket and is already accepting.
+            if self.is_stopping() {
+                return Accepted::Drained;
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if let Some(permit) = self.admit(peer) {
