@@ -1,5 +1,6 @@
 //! The shipped unit files: `systemd-analyze verify` accepts them, and
-//! `systemd-analyze security --offline=yes` rates the service 2.0 or lower.
+//! `systemd-analyze security --offline=yes` rates the service 2.0 or lower,
+//! and stopping the service signals netlabd alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -84,6 +85,24 @@ fn the_service_is_rated_2_or_lower_by_systemd_analyze_security() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("cannot read the rating in {line:?}"));
     assert!(score <= 2.0, "{line}");
+}
+
+/// On `systemctl stop`, SIGTERM goes to netlabd alone (`KillMode=mixed`):
+/// the fork model's children are netlabd's to end when the shutdown grace
+/// is over, and only what is left after netlabd exits is killed.
+#[test]
+fn the_stop_signal_goes_to_netlabd_alone() {
+    let text = std::fs::read_to_string(units_dir().join("netlabd.service")).unwrap();
+    let mut section = "";
+    let mut kill_modes = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if let Some(value) = line.strip_prefix("KillMode=") {
+            kill_modes.push((section, value.trim()));
+        }
+    }
+    assert_eq!(kill_modes, [("[Service]", "mixed")], "KillMode= lines");
 }
 
 /// A directory removed on drop (one small thing, no extra crate).

@@ -4,6 +4,14 @@
 //! interpreter, say) and flushes none of its buffers twice. The parent reaps
 //! every child it made, and only those: a library must not steal the host
 //! program's children with `waitpid(-1)`.
+//!
+//! A child ignores SIGINT, SIGTERM and SIGHUP. Those are meant for the
+//! parent, but reach the children too: Ctrl-C signals the whole process
+//! group, and a service manager may signal every process of the service.
+//! Dying at once would cut the connections that the stop's grace period is
+//! for. The parent ends its children itself: it kills those still serving
+//! when the grace is over, and each child asked the kernel to kill it
+//! should the thread that forked it die first (`PR_SET_PDEATHSIG`).
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +22,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
 
 use super::acceptor::{AcceptHandler, Acceptor};
 use super::{Permit, Runtime, StreamCtx, blocking};
@@ -45,6 +53,7 @@ impl AcceptHandler for Forker {
         let Some(permit) = ctx.shared.admit(peer) else {
             return;
         };
+        let parent = getpid();
         // SAFETY: the child runs only `serve_child`, which makes system
         // calls on the connection and exits with `_exit`; glibc's fork
         // handlers keep malloc usable in the child for the one small
@@ -52,6 +61,7 @@ impl AcceptHandler for Forker {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => serve_child(
                 ctx,
+                parent,
                 stream,
                 &self.close_in_child,
                 &mut self.buf,
@@ -132,6 +142,7 @@ fn reap(children: &mut HashMap<Pid, Permit>, ctx: &StreamCtx, block: bool) {
 /// The child: serve one connection, then `_exit`. Never returns.
 fn serve_child(
     ctx: &StreamCtx,
+    parent: Pid,
     mut stream: TcpStream,
     close: &[i32],
     buf: &mut [u8],
@@ -140,20 +151,22 @@ fn serve_child(
     // SAFETY: plain system calls on descriptors and signal dispositions this
     // process owns; no lock taken by another thread before fork is touched.
     unsafe {
-        // The daemon's handlers would write to the parent's signal pipe.
-        for sig in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGCHLD,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-        ] {
+        // The stop signals are the parent's to act on (see the module's
+        // documentation); ignoring them also keeps the daemon's handlers,
+        // which would write to the parent's signal pipe, from running here.
+        for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            let _ = signal::signal(sig, SigHandler::SigIgn);
+        }
+        for sig in [Signal::SIGCHLD, Signal::SIGUSR1, Signal::SIGUSR2] {
             let _ = signal::signal(sig, SigHandler::SigDfl);
         }
         let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-        // Die with the thread that forked us, so a killed parent leaves no orphan.
+        // Die with the thread that forked us, so a killed parent leaves no
+        // orphan; if it died before this was asked, leave now.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if getppid() != parent {
+            libc::_exit(1);
+        }
         close_inherited(stream.as_raw_fd(), close);
     }
     let pid = std::process::id();

@@ -184,3 +184,68 @@ fn child_holds_no_inherited_descriptor() {
     );
     echo_round_trip(&mut served, b"still served");
 }
+
+/// The stop signals that reach every process of netlabd's process group
+/// (Ctrl-C) or of its service (systemd's `KillMode=control-group`) leave
+/// the children serving: it is the parent's stop that ends them, after
+/// the grace period.
+#[test]
+fn children_outlive_stop_signals_until_the_grace_is_over() {
+    let _g = fork_exclusive();
+    assert_eq!(describe(&children()), "", "children before the test");
+    let server = tcp_server("forksig", "echo", Model::Fork, "");
+    let at = addr(&server);
+    let mut leaving = connect(at);
+    let mut staying = connect(at);
+    echo_round_trip(&mut leaving, b"before the signals");
+    echo_round_trip(&mut staying, b"before the signals");
+    let kids = children();
+    assert_eq!(kids.len(), 2, "{}", describe(&kids));
+
+    // Signalled directly: a child that died of it could not echo any more
+    // (a signal pending on a child blocked in read is acted on first).
+    let signal_all = |kids: &[Child], sig: i32| {
+        for c in kids {
+            // SAFETY: kill(2) on a child of this process, not yet reaped
+            // (nothing reaps it while this test holds the fork lock).
+            let rc = unsafe { libc::kill(c.pid as i32, sig) };
+            assert_eq!(rc, 0, "kill({}, {sig})", c.pid);
+        }
+    };
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        signal_all(&kids, sig);
+        echo_round_trip(&mut leaving, format!("after signal {sig}").as_bytes());
+        echo_round_trip(&mut staying, format!("after signal {sig}").as_bytes());
+    }
+    let pids = |kids: &[Child]| kids.iter().map(|c| c.pid).collect::<Vec<_>>();
+    let still = children();
+    assert_eq!(pids(&still), pids(&kids), "after the signals");
+    assert!(
+        still.iter().all(|c| c.state != 'Z'),
+        "zombies: {}",
+        describe(&still)
+    );
+
+    // A stop with a grace: a signal now changes nothing either; the
+    // connection that ends within the grace ends normally...
+    let grace = Duration::from_millis(1500);
+    let t = Instant::now();
+    let stopping = std::thread::spawn(move || server.stop(grace));
+    std::thread::sleep(Duration::from_millis(100));
+    signal_all(&kids, libc::SIGTERM);
+    echo_round_trip(&mut leaving, b"during the grace");
+    echo_round_trip(&mut staying, b"during the grace");
+    leaving.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut leaving), b"");
+
+    // ...and the other is ended when the grace is over, its child reaped.
+    let closed = closed_within(&mut staying, grace + Duration::from_secs(2));
+    let at_close = t.elapsed();
+    assert!(closed.is_some(), "still served {at_close:?} after the stop");
+    assert!(
+        at_close >= grace - Duration::from_millis(200),
+        "ended {at_close:?} after the stop, before the grace of {grace:?}"
+    );
+    stopping.join().expect("stop");
+    assert_eq!(describe(&children()), "", "after stop()");
+}
