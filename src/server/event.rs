@@ -82,6 +82,8 @@ struct Conn {
     /// EPOLLOUT wake-up with nothing to do.
     write_armed: bool,
     last_active: Instant,
+    /// The kernel's unsent bytes for it when last looked at (SIOCOUTQ).
+    kernel_unsent: usize,
     _permit: Permit,
 }
 
@@ -198,6 +200,7 @@ impl EventWorker {
                 closing: false,
                 write_armed: false,
                 last_active: now,
+                kernel_unsent: 0,
                 _permit: permit,
             };
             if let Err(e) =
@@ -262,9 +265,21 @@ impl EventWorker {
     fn close_idle(&mut self, now: Instant, idle: Duration) {
         let stale: Vec<usize> = self
             .conns
-            .iter()
+            .iter_mut()
             .filter(|(_, c)| now.duration_since(c.last_active) >= idle)
-            .map(|(k, _)| k)
+            .filter_map(|(k, c)| {
+                // A peer still taking its echo is not idle, though the
+                // server may not have written for a while: the kernel
+                // wakes a writer only once a third of its buffer is free.
+                // What the kernel has left to send says whether it moves.
+                let unsent = kernel_unsent(&c.stream);
+                if unsent != c.kernel_unsent {
+                    c.kernel_unsent = unsent;
+                    c.last_active = now;
+                    return None;
+                }
+                Some(k)
+            })
             .collect();
         for key in stale {
             if let Some(c) = self.conns.get(key) {
@@ -295,10 +310,17 @@ fn drive_conn(
     // further event will announce it.
     let mut drained = false;
     loop {
-        match flush(conn) {
-            Ok(true) => {}
-            Ok(false) if conn.out.len() - conn.sent >= HIGH_WATER => return Next::Keep,
-            Ok(false) => {}
+        let flushed = flush(&mut conn.out, &mut conn.sent, &mut conn.stream);
+        if let Ok(Flushed { wrote, .. }) = flushed
+            && wrote > 0
+        {
+            // A peer taking its echo is not idle, though it sends nothing.
+            conn.last_active = now;
+        }
+        match flushed {
+            Ok(Flushed { done: true, .. }) => {}
+            Ok(_) if conn.out.len() - conn.sent >= HIGH_WATER => return Next::Keep,
+            Ok(_) => {}
             Err(e) => {
                 log::debug!("server {server}: write to {} failed: {e}", conn.peer);
                 return Next::Close;
@@ -345,22 +367,109 @@ fn drive_conn(
     }
 }
 
-/// Writes what is pending; `Ok(true)` once nothing is left.
-fn flush(conn: &mut Conn) -> io::Result<bool> {
-    while conn.sent < conn.out.len() {
-        match conn.stream.write(&conn.out[conn.sent..]) {
+/// Bytes the kernel holds for `stream` that the peer has not yet
+/// acknowledged (SIOCOUTQ); 0 when it cannot say.
+fn kernel_unsent(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    if rc == 0 {
+        usize::try_from(unsent).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// What [`flush`] did.
+#[derive(Debug, PartialEq, Eq)]
+struct Flushed {
+    /// Nothing is left to write.
+    done: bool,
+    /// Bytes written by this call.
+    wrote: usize,
+}
+
+/// Writes what is pending in `out` past `sent`, until the socket would
+/// block. What was written is dropped once it is half the buffer, so a
+/// peer that reads a little slower than it sends holds the buffer to about
+/// twice what is unsent, not to everything ever echoed.
+fn flush(out: &mut Vec<u8>, sent: &mut usize, stream: &mut impl Write) -> io::Result<Flushed> {
+    let mut wrote = 0;
+    while *sent < out.len() {
+        match stream.write(&out[*sent..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Ok(n) => {
+                *sent += n;
+                wrote += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if *sent >= out.len() / 2 {
+                    out.drain(..*sent);
+                    *sent = 0;
+                }
+                return Ok(Flushed { done: false, wrote });
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    conn.out.clear();
-    conn.sent = 0;
+    out.clear();
+    *sent = 0;
     // Keep the buffer for the next reply, unless a burst made it huge.
-    if conn.out.capacity() > 4 * READ_BUF {
-        conn.out = Vec::new();
+    if out.capacity() > 4 * READ_BUF {
+        *out = Vec::new();
     }
-    Ok(true)
+    Ok(Flushed { done: true, wrote })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes `per_call` bytes, then would block.
+    struct Slow {
+        per_call: usize,
+        calls: usize,
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.calls % 2 == 1 {
+                self.calls += 1;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            Ok(buf.len().min(self.per_call))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A peer that reads a little slower than it sends: 4 KiB echoed per
+    /// turn, 4,000 bytes taken. The buffer holds what is unsent, not all
+    /// 16 MB that went through it.
+    #[test]
+    fn a_slightly_slow_reader_does_not_grow_the_buffer_without_bound() {
+        let (mut out, mut sent) = (Vec::new(), 0);
+        let mut peer = Slow {
+            per_call: 4000,
+            calls: 0,
+        };
+        let mut total_written = 0;
+        for _ in 0..4096 {
+            out.extend_from_slice(&[7u8; 4096]);
+            let flushed = flush(&mut out, &mut sent, &mut peer).unwrap();
+            assert!(!flushed.done);
+            total_written += flushed.wrote;
+        }
+        let unsent = out.len() - sent;
+        assert_eq!(total_written + unsent, 4096 * 4096);
+        assert!(
+            out.capacity() <= 4 * unsent.max(READ_BUF),
+            "{} bytes of buffer for {unsent} unsent",
+            out.capacity()
+        );
+    }
 }

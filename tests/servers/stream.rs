@@ -4,7 +4,7 @@
 //! the bottom of this file (`stream::event::*`, `stream::thread::*`,
 //! `stream::fork::*`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -633,6 +633,53 @@ fn idle_timeout(model: Model) {
         .expect("a client that kept talking was disconnected");
 }
 
+/// idle_timeout = "400ms" and a client that has sent all it had and is
+/// still taking its echo, more slowly than it sent: it is not idle, and
+/// gets every byte back. (The event model once counted only reads, and cut
+/// such a client off with a clean close in the middle of its echo.)
+fn idle_timeout_spares_a_client_taking_its_echo(model: Model) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const TOTAL: usize = 6 * 1024 * 1024;
+    let _g = model_guard(model);
+    let server = tcp_server("idle-read", "echo", model, "idle_timeout = \"400ms\"");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.connect(&addr(&server).into()).unwrap();
+    let mut s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let written = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let written = written.clone();
+        std::thread::spawn(move || {
+            w.write_all(&vec![b'e'; TOTAL]).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+            written.store(true, Ordering::SeqCst);
+        })
+    };
+    // Fast while the message goes out; once it is all sent (the server has
+    // read nearly all of it, and holds up to a megabyte of echo besides what
+    // the kernel holds), slow: 16 KiB every 10 ms. The server then reads
+    // nothing more for far longer than the timeout, while it writes.
+    let mut got = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                assert!(buf[..n].iter().all(|&b| b == b'e'));
+                got += n;
+            }
+            Err(e) => panic!("{}: read after {got} bytes: {e}", model.name()),
+        }
+        if written.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(got, TOTAL, "{}: the echo was cut short", model.name());
+}
+
 macro_rules! per_model {
     ($($test:ident),* $(,)?) => {
         mod event {
@@ -669,4 +716,5 @@ per_model!(
     per_source,
     access_lists,
     idle_timeout,
+    idle_timeout_spares_a_client_taking_its_echo,
 );
