@@ -67,13 +67,6 @@ impl Acceptor {
         })
     }
 
-    /// The raw descriptors a forked child must close.
-    pub fn raw_fds(&self) -> Vec<i32> {
-        let mut fds: Vec<i32> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
-        fds.push(self.poll.as_raw_fd());
-        fds
-    }
-
     /// Accepts until the server stops, handing each new connection to
     /// `handler`. The listeners are closed when it returns.
     pub fn run(&mut self, shared: &Shared, tick: Duration, handler: &mut impl AcceptHandler) {

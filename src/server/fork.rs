@@ -39,7 +39,6 @@ pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<TcpListener>) -> io::Result<R
 struct Forker {
     ctx: StreamCtx,
     children: HashMap<Pid, Permit>,
-    close_in_child: Vec<i32>,
     // The child's buffers are made here, before fork, so that the child
     // allocates as little as it can.
     buf: Vec<u8>,
@@ -59,14 +58,7 @@ impl AcceptHandler for Forker {
         // handlers keep malloc usable in the child for the one small
         // allocation the session's tag may need.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => serve_child(
-                ctx,
-                parent,
-                stream,
-                &self.close_in_child,
-                &mut self.buf,
-                &mut self.out,
-            ),
+            Ok(ForkResult::Child) => serve_child(ctx, parent, stream, &mut self.buf, &mut self.out),
             Ok(ForkResult::Parent { child }) => {
                 log::debug!(
                     "server {}: {peer} served by process {child}",
@@ -87,7 +79,6 @@ impl AcceptHandler for Forker {
 fn run(ctx: StreamCtx, mut acceptor: Acceptor) {
     let shared = ctx.shared.clone();
     let mut forker = Forker {
-        close_in_child: acceptor.raw_fds(),
         ctx,
         children: HashMap::new(),
         buf: vec![0u8; 16 * 1024],
@@ -144,7 +135,6 @@ fn serve_child(
     ctx: &StreamCtx,
     parent: Pid,
     mut stream: TcpStream,
-    close: &[i32],
     buf: &mut [u8],
     out: &mut Vec<u8>,
 ) -> ! {
@@ -167,7 +157,7 @@ fn serve_child(
         if getppid() != parent {
             libc::_exit(1);
         }
-        close_inherited(stream.as_raw_fd(), close);
+        close_all_but(&[stream.as_raw_fd()], Closing::Range);
     }
     let pid = std::process::id();
     let mut session = ctx.service.session(Worker::Process(pid));
@@ -187,27 +177,294 @@ fn serve_child(
     unsafe { libc::_exit(code) }
 }
 
-/// Closes every descriptor but stdio and the connection: the host's other
-/// listeners (every server of a daemon) must not stay open in a child, or a
-/// stopped server's port would stay taken until its last child ends.
+/// The ways a child closes what it inherited, each the fallback of the
+/// one before: tests start from a later one to exercise it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Closing {
+    /// close_range(2): Linux 5.9 and later, unless a seccomp filter
+    /// refuses it.
+    Range,
+    /// Each descriptor /proc/self/fd lists.
+    Listed,
+    /// Every number up to the soft RLIMIT_NOFILE.
+    #[cfg_attr(not(test), allow(dead_code, reason = "only tests start here"))]
+    Every,
+}
+
+/// Closes every descriptor from 3 up but those in `keep`, trying the ways
+/// of [`Closing`] from `first` on. The child must not keep the host's
+/// other descriptors: other servers' listeners and a stopped server's kept
+/// copies (their ports would stay taken until the child ends), other
+/// connections (which would get no FIN when closed elsewhere), the
+/// daemon's signal socket and pipes.
+///
+/// Only async-signal-safe system calls, with no allocation: it runs
+/// between fork and the child's own work, when another thread of the
+/// parent may have held the allocator's lock.
 ///
 /// # Safety
-/// Only in a freshly forked child, which owns its descriptor table.
-unsafe fn close_inherited(keep: i32, known: &[i32]) {
-    let range = |lo: i32, hi: u32| {
-        // SAFETY: close_range takes plain integers; see the function's contract.
-        unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) }
-    };
-    let lower = if keep > 3 {
-        range(3, (keep - 1) as u32)
-    } else {
-        0
-    };
-    if lower != 0 || range(keep + 1, u32::MAX) != 0 {
-        // Kernels before 5.9: close at least this server's own descriptors.
-        for &fd in known {
-            // SAFETY: as above.
-            unsafe { libc::close(fd) };
+/// Only in a freshly forked child, which owns its descriptor table and
+/// has nothing open that Rust code owns but what `keep` holds.
+unsafe fn close_all_but(keep: &[i32], first: Closing) {
+    // SAFETY: the function's contract, passed on.
+    unsafe {
+        if first <= Closing::Range && close_ranges_but(keep) {
+            return;
         }
+        if first <= Closing::Listed && close_listed_but(keep) {
+            return;
+        }
+        close_every_but(keep);
+    }
+}
+
+/// close_range(2) over the gaps between the kept descriptors; false if
+/// the kernel refuses it.
+unsafe fn close_ranges_but(keep: &[i32]) -> bool {
+    let mut low: u32 = 3;
+    loop {
+        // The lowest kept descriptor not below `low`: `keep` is tiny, and
+        // need not be sorted.
+        let next = keep
+            .iter()
+            .filter_map(|&k| u32::try_from(k).ok())
+            .filter(|&k| k >= low)
+            .min();
+        let high = match next {
+            Some(k) if k == low => {
+                low = k.saturating_add(1);
+                continue;
+            }
+            Some(k) => k - 1,
+            None => u32::MAX,
+        };
+        // SAFETY: close_range takes plain integers; the caller owns the table.
+        if unsafe { libc::syscall(libc::SYS_close_range, low, high, 0u32) } != 0 {
+            return false;
+        }
+        match next {
+            Some(k) if k < u32::MAX => low = k + 1,
+            _ => return true,
+        }
+    }
+}
+
+/// Closes the descriptors /proc/self/fd lists, read with getdents64 into a
+/// buffer on the stack; false if /proc cannot be read (not mounted, say).
+unsafe fn close_listed_but(keep: &[i32]) -> bool {
+    // SAFETY: open, getdents64 and close on our own descriptors.
+    unsafe {
+        let dir = libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            return false;
+        }
+        // Aligned for the records' 64-bit fields.
+        let mut buf = [0u64; 512];
+        let complete = loop {
+            let n = libc::syscall(
+                libc::SYS_getdents64,
+                dir,
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            );
+            let Ok(n) = usize::try_from(n) else {
+                break false;
+            };
+            if n == 0 {
+                break true;
+            }
+            let bytes = std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n);
+            if !for_each_listed_fd(bytes, |fd| {
+                if fd >= 3 && fd != dir && !keep.contains(&fd) {
+                    libc::close(fd);
+                }
+            }) {
+                break false;
+            }
+        };
+        libc::close(dir);
+        complete
+    }
+}
+
+/// Calls `f` with each descriptor named in `bytes`, getdents64 records
+/// (`struct linux_dirent64`); false if a record is malformed.
+fn for_each_listed_fd(bytes: &[u8], mut f: impl FnMut(i32)) -> bool {
+    // d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), then the name.
+    const NAME: usize = 19;
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(len) = bytes
+            .get(at + 16..at + 18)
+            .map(|b| usize::from(u16::from_ne_bytes([b[0], b[1]])))
+        else {
+            return false;
+        };
+        let Some(record) = bytes.get(at..at + len).filter(|_| len > NAME) else {
+            return false;
+        };
+        let name = &record[NAME..];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        // "." and "..", and anything else not a number, are no descriptor.
+        let mut fd: Option<i32> = (!name.is_empty()).then_some(0);
+        for &b in name {
+            fd = fd.and_then(|v| {
+                b.is_ascii_digit()
+                    .then(|| v.checked_mul(10)?.checked_add(i32::from(b - b'0')))
+                    .flatten()
+            });
+        }
+        if let Some(fd) = fd {
+            f(fd);
+        }
+        at += len;
+    }
+    true
+}
+
+/// Closes every number from 3 to the soft RLIMIT_NOFILE, which no open
+/// descriptor can reach: the last resort, slow with a high limit.
+unsafe fn close_every_but(keep: &[i32]) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `limit`; close on our own table.
+    unsafe {
+        let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            i32::try_from(limit.rlim_cur).unwrap_or(i32::MAX)
+        } else {
+            // Linux's default fs.nr_open, above which no descriptor opens.
+            1 << 20
+        };
+        for fd in 3..top {
+            if !keep.contains(&fd) {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::os::fd::AsFd;
+
+    /// A forked child of this test, killed and reaped on drop.
+    struct TestChild(Pid);
+
+    impl Drop for TestChild {
+        fn drop(&mut self) {
+            let _ = signal::kill(self.0, Signal::SIGKILL);
+            let _ = waitpid(self.0, None);
+        }
+    }
+
+    fn open_fds(pid: &str) -> BTreeSet<i32> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("read /proc/PID/fd")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Forks a child that closes all but one descriptor by `way`, and
+    /// returns what it still holds, with the one it was to keep.
+    fn held_after_closing(way: Closing) -> (BTreeSet<i32>, i32) {
+        // Descriptors a daemon would have: listeners, a connection, a pipe.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        let (extra_r, extra_w) = nix::unistd::pipe().unwrap();
+        let (ready_r, ready_w) = nix::unistd::pipe().unwrap();
+        let keep = ready_w.as_raw_fd();
+        let before = open_fds("self");
+        for fd in [&listener.as_raw_fd(), &client.as_raw_fd(), &keep] {
+            assert!(before.contains(fd), "{fd} not open in {before:?}");
+        }
+
+        // SAFETY: the child makes only async-signal-safe system calls and
+        // never returns.
+        let child = match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                close_all_but(&[keep], way);
+                libc::write(keep, b"x".as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            },
+            ForkResult::Parent { child } => TestChild(child),
+        };
+        drop(ready_w);
+        let mut ready = [nix::poll::PollFd::new(
+            ready_r.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut ready, nix::poll::PollTimeout::from(10_000u16));
+        assert_eq!(n, Ok(1), "the child did not say it was done");
+        let held = open_fds(&child.0.to_string());
+        drop((listener, client, server_side, extra_r, extra_w, ready_r));
+        (held, keep)
+    }
+
+    fn assert_holds_only_stdio_and(way: Closing) {
+        let (held, keep) = held_after_closing(way);
+        let above_stdio: Vec<i32> = held.iter().copied().filter(|&fd| fd > 2).collect();
+        assert_eq!(
+            above_stdio,
+            [keep],
+            "closing by {way:?}, the child holds {held:?}"
+        );
+    }
+
+    #[test]
+    fn close_range_leaves_only_stdio_and_the_kept() {
+        assert_holds_only_stdio_and(Closing::Range);
+    }
+
+    /// The fallback where close_range is refused (before Linux 5.9).
+    #[test]
+    fn closing_what_proc_lists_leaves_only_stdio_and_the_kept() {
+        assert_holds_only_stdio_and(Closing::Listed);
+    }
+
+    /// The fallback where /proc cannot be read either.
+    #[test]
+    fn closing_every_number_leaves_only_stdio_and_the_kept() {
+        assert_holds_only_stdio_and(Closing::Every);
+    }
+
+    #[test]
+    fn listed_fds_are_parsed_and_bad_records_refused() {
+        fn record(name: &str) -> Vec<u8> {
+            let len = (19 + name.len() + 1).next_multiple_of(8);
+            let mut r = vec![0u8; len];
+            r[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+            r[19..19 + name.len()].copy_from_slice(name.as_bytes());
+            r
+        }
+        let mut bytes = Vec::new();
+        for name in [".", "..", "0", "7", "12345", "x1", "99999999999"] {
+            bytes.extend(record(name));
+        }
+        let mut seen = Vec::new();
+        assert!(for_each_listed_fd(&bytes, |fd| seen.push(fd)));
+        assert_eq!(seen, [0, 7, 12345]);
+
+        // Truncated, zero-length and overlong records: refused, no panic.
+        for cut in [1, 17, 20, bytes.len() - 1] {
+            let mut n = 0;
+            let _ = for_each_listed_fd(&bytes[..cut], |_| n += 1);
+        }
+        let mut zero = record("3");
+        zero[16..18].copy_from_slice(&0u16.to_ne_bytes());
+        assert!(!for_each_listed_fd(&zero, |_| {}));
+        let mut long = record("3");
+        long[16..18].copy_from_slice(&u16::MAX.to_ne_bytes());
+        assert!(!for_each_listed_fd(&long, |_| {}));
     }
 }

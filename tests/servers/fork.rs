@@ -249,3 +249,45 @@ fn children_outlive_stop_signals_until_the_grace_is_over() {
     stopping.join().expect("stop");
     assert_eq!(describe(&children()), "", "after stop()");
 }
+
+/// A child holds stdio and its connection, nothing else: not its server's
+/// listener, not another server's, not the other connections.
+#[test]
+fn child_holds_only_stdio_and_its_connection() {
+    let _g = fork_exclusive();
+    let other = tcp_server("forkother", "echo", Model::Thread, "");
+    let mut other_client = connect(addr(&other));
+    echo_round_trip(&mut other_client, b"another server's connection");
+    let server = tcp_server("forkonly", "echo", Model::Fork, "");
+    let mut first = connect(addr(&server));
+    echo_round_trip(&mut first, b"first");
+    let mut second = connect(addr(&server));
+    echo_round_trip(&mut second, b"second");
+
+    let kids = children();
+    assert_eq!(kids.len(), 2, "{}", describe(&kids));
+    for c in &kids {
+        let dir = format!("/proc/{}/fd", c.pid);
+        let mut held: Vec<(i32, String)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let fd = e.file_name().to_str()?.parse().ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((fd, target.to_string_lossy().into_owned()))
+            })
+            .collect();
+        held.sort();
+        let above_stdio: Vec<&(i32, String)> = held.iter().filter(|(fd, _)| *fd > 2).collect();
+        assert!(
+            above_stdio.len() == 1 && above_stdio[0].1.starts_with("socket:"),
+            "child {} holds {held:?}",
+            c.pid
+        );
+    }
+    echo_round_trip(&mut first, b"still served");
+    drop((first, second));
+    server.stop(Duration::from_millis(300));
+    other.stop(Duration::ZERO);
+    assert_eq!(describe(&children()), "", "after stop()");
+}
