@@ -189,3 +189,74 @@ fn a_changed_udp_server_keeps_its_sockets_and_its_workers() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(T).code(), Some(0));
 }
+
+/// A config with `grace`, and the servers named in `servers`, each an echo
+/// on its own fixed port.
+fn graced(grace: &str, servers: &[(&str, u16)]) -> String {
+    let mut text = format!("[daemon]\nshutdown_grace = \"{grace}\"\n");
+    for (name, port) in servers {
+        text += &format!(
+            "\n[[server]]\nname = \"{name}\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:{port}\"]\n"
+        );
+    }
+    text
+}
+
+/// Waits until the peer closes `s` (EOF or reset), up to `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0) | Err(_)) && {
+        // A timeout is an error too: tell them apart.
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        !matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// A server removed by a reload drains under the reload's grace, not the
+/// one before it; and a stop of the daemon shortens drains still under way.
+#[test]
+fn draining_servers_follow_the_newest_grace() {
+    let (a, b) = (free_port(), free_port());
+    let (mut d, bound) = Daemon::start(&graced("60s", &[("a", a), ("b", b)]), 2);
+    let a_addr = bound.iter().find(|(n, _)| n == "a").unwrap().1;
+
+    // Removed with a grace of 300ms: its idle connection ends soon.
+    let mut idle = TcpStream::connect(a_addr).unwrap();
+    d.dir.write("netlabd.toml", &graced("300ms", &[("b", b)]));
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded:", T);
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "still open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Back, then removed under a long grace; a stop with a short one ends it.
+    d.dir
+        .write("netlabd.toml", &graced("60s", &[("a", a), ("b", b)]));
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded:", T);
+    let mut idle = TcpStream::connect(a_addr).unwrap();
+    assert_eq!(echo_once(a_addr, b"a is back").unwrap(), b"a is back");
+    d.dir.write("netlabd.toml", &graced("60s", &[("b", b)]));
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded:", T);
+    d.dir.write("netlabd.toml", &graced("200ms", &[("b", b)]));
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded:", T);
+    let started = std::time::Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(T).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    assert!(closed_within(&mut idle, Duration::from_secs(1)));
+}

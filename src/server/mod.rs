@@ -615,6 +615,38 @@ impl Runtime {
     }
 }
 
+/// Begins or shortens a server's stop: see [`RunningServer::stopper`].
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<mio::Waker>>,
+}
+
+impl Stopper {
+    /// Stops accepting at once; open connections may finish within
+    /// `grace`. A second call may shorten the grace, never lengthen it.
+    pub fn begin_stop(&self, grace: Duration) {
+        {
+            let mut deadline = self
+                .shared
+                .deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let new = crate::deadline::after(grace);
+            *deadline = Some(deadline.map_or(new, |d| d.min(new)));
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        for w in &self.wakers {
+            if let Err(e) = w.wake() {
+                log::warn!(
+                    "server {}: cannot wake a worker to stop: {e}",
+                    self.shared.name
+                );
+            }
+        }
+    }
+}
+
 /// A server being served. Dropping it stops it at once (no grace).
 pub struct RunningServer {
     shared: Arc<Shared>,
@@ -666,25 +698,16 @@ impl RunningServer {
     /// Stops accepting at once; open connections may finish within `grace`,
     /// then are closed. Returns without waiting: see [`RunningServer::join`].
     pub fn begin_stop(&self, grace: Duration) {
-        {
-            let mut deadline = self
-                .shared
-                .deadline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let new = crate::deadline::after(grace);
-            // A second stop may shorten the grace, never lengthen it.
-            *deadline = Some(deadline.map_or(new, |d| d.min(new)));
-        }
-        self.shared.stopping.store(true, Ordering::Release);
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        for w in &self.runtime.wakers {
-            if let Err(e) = w.wake() {
-                log::warn!(
-                    "server {}: cannot wake a worker to stop: {e}",
-                    self.shared.name
-                );
-            }
+        self.stopper().begin_stop(grace);
+    }
+
+    /// What can begin or shorten this server's stop from elsewhere, while
+    /// another thread waits in [`RunningServer::join`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: self.shared.clone(),
+            wakers: self.runtime.wakers.clone(),
         }
     }
 

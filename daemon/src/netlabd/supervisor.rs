@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netlab::config::{Config, ServerConfig, Transport};
-use netlab::server::{BoundServer, RunningServer};
+use netlab::server::{BoundServer, RunningServer, Stopper};
 use socket2::Socket;
 
 use super::activation::Assignment;
@@ -30,7 +30,7 @@ pub fn bind_all(config: &Config, mut passed: Assignment) -> Result<Vec<BoundServ
 pub struct Supervisor {
     running: Vec<RunningServer>,
     /// Servers removed or replaced by a reload, finishing their connections.
-    draining: Vec<JoinHandle<()>>,
+    draining: Vec<(Stopper, JoinHandle<()>)>,
     grace: Duration,
 }
 
@@ -88,7 +88,7 @@ impl Supervisor {
 
     /// "N servers, M connections open", for `STATUS=`.
     pub fn status(&mut self) -> String {
-        self.draining.retain(|t| !t.is_finished());
+        self.draining.retain(|(_, t)| !t.is_finished());
         let open: usize = self.running.iter().map(|s| s.stats().open).sum();
         let draining = if self.draining.is_empty() {
             String::new()
@@ -160,40 +160,30 @@ impl Supervisor {
         // Start the new servers while the leaving ones still serve: for a
         // moment both accept on the sockets they share, which loses nothing.
         // If one cannot start, those started are stopped and the old ones
-        // were never touched: the reload changes nothing, as promised.
+        // were never touched: the reload changes nothing, as promised (and
+        // what the started ones accepted meanwhile is let finish).
+        let grace = config.daemon.shutdown_grace;
         let mut started: Vec<RunningServer> = Vec::with_capacity(bound.len());
         for b in bound {
             match b.start() {
                 Ok(s) => started.push(s),
                 Err(e) => {
-                    for s in &started {
-                        s.begin_stop(Duration::ZERO);
-                    }
                     for s in started {
-                        s.join();
+                        self.drain(s, grace);
                     }
                     return Err(e.to_string());
                 }
             }
         }
 
-        // Commit: drain the leaving servers; the new ones take their place.
+        // Commit: drain the leaving servers, under the new grace; the new
+        // ones take their place.
         let mut leaving_servers = Vec::new();
         for i in leaving.into_iter().rev() {
             leaving_servers.push(self.running.remove(i));
         }
         for s in leaving_servers {
-            s.begin_stop(self.grace);
-            let name = s.name().to_owned();
-            match std::thread::Builder::new()
-                .name(format!("drain-{name}"))
-                .spawn(move || s.join())
-            {
-                Ok(t) => self.draining.push(t),
-                Err(e) => log::error!(
-                    "server {name}: cannot drain in the background ({e}); it was stopped"
-                ),
-            }
+            self.drain(s, grace);
         }
         for s in started {
             announce(&s);
@@ -227,6 +217,23 @@ impl Supervisor {
         })
     }
 
+    /// Stops `server` within `grace` in the background; a later stop of
+    /// the daemon can still shorten that.
+    fn drain(&mut self, server: RunningServer, grace: Duration) {
+        server.begin_stop(grace);
+        let stopper = server.stopper();
+        let name = server.name().to_owned();
+        match std::thread::Builder::new()
+            .name(format!("drain-{name}"))
+            .spawn(move || server.join())
+        {
+            Ok(t) => self.draining.push((stopper, t)),
+            Err(e) => {
+                log::error!("server {name}: cannot drain in the background ({e}); it was stopped")
+            }
+        }
+    }
+
     pub fn set_grace(&mut self, grace: Duration) {
         self.grace = grace;
     }
@@ -237,10 +244,14 @@ impl Supervisor {
         for s in &self.running {
             s.begin_stop(grace);
         }
+        // Those draining since a reload end within this grace too.
+        for (stopper, _) in &self.draining {
+            stopper.begin_stop(grace);
+        }
         for s in self.running.drain(..) {
             s.join();
         }
-        for t in self.draining.drain(..) {
+        for (_, t) in self.draining.drain(..) {
             let _ = t.join();
         }
     }
