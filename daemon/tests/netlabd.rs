@@ -488,3 +488,33 @@ exec "$@""#;
         "lines went to stderr too: {stderr}"
     );
 }
+
+/// A port scan or a flood from a denied network does not write a log line
+/// per connection: the first refusal is logged, the rest are counted in
+/// the next line logged after a while.
+#[test]
+fn refused_connections_are_logged_once_in_a_while_not_once_each() {
+    let (mut d, bound) = Daemon::start(
+        "[[server]]\nname = \"denied\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\ndeny = [\"127.0.0.0/8\"]\n",
+        1,
+    );
+    let addr = bound[0].1;
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 8];
+        // Closed at once: EOF or a reset.
+        let _ = std::io::Read::read(&mut s, &mut buf);
+    }
+    d.signal(libc::SIGTERM);
+    d.wait_for_line("stopped", Duration::from_secs(10));
+    let refused = d.seen.iter().filter(|l| l.contains("refused")).count();
+    assert_eq!(refused, 1, "{:#?}", d.seen);
+    assert!(
+        d.seen
+            .iter()
+            .any(|l| l.contains("not permitted by allow/deny")),
+        "{:#?}",
+        d.seen
+    );
+}

@@ -145,6 +145,8 @@ pub(crate) enum AcceptFailure {
 /// How soon accepting is tried again after it failed for want of
 /// descriptors or memory (nginx waits 500 ms; connections queue meanwhile).
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How often refused connections are logged at info level.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How often a lasting accept failure is logged.
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -159,6 +161,9 @@ pub(crate) struct Shared {
     deadline: Mutex<Option<Instant>>,
     /// When an accept failure was last logged.
     accept_warned: Mutex<Option<Instant>>,
+    /// When a refusal was last logged at info, and how many since went
+    /// only to debug.
+    refusals_logged: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Shared {
@@ -171,6 +176,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             deadline: Mutex::new(None),
             accept_warned: Mutex::new(None),
+            refusals_logged: Mutex::new((None, 0)),
         }
     }
 
@@ -179,7 +185,33 @@ impl Shared {
     pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
         let refused = |why: &str| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            log::info!("server {}: refused {peer}: {why}", self.name);
+            // One line per refusal would let a port scan or a flood from a
+            // denied network fill the log: at most one a while, the rest
+            // counted in it (all of them at debug).
+            let mut log = self
+                .refusals_logged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if log
+                .0
+                .is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
+            {
+                let more = std::mem::take(&mut log.1);
+                *log = (Some(now), 0);
+                if more > 0 {
+                    log::info!(
+                        "server {}: refused {peer}: {why} (and {more} more refusal(s) in the last {} s)",
+                        self.name,
+                        REFUSAL_LOG_EVERY.as_secs()
+                    );
+                } else {
+                    log::info!("server {}: refused {peer}: {why}", self.name);
+                }
+            } else {
+                log.1 += 1;
+                log::debug!("server {}: refused {peer}: {why}", self.name);
+            }
             None
         };
         if !self.permits(peer.ip()) {
