@@ -500,7 +500,8 @@ netlab_status netlab_server_get_stats(const netlab_server *server, netlab_server
 // accepting at once, lets open connections finish for up to `grace_ms`
 // milliseconds, then closes them (a forked child is killed) and reaps
 // every child. Stopping a stopped server does nothing and returns
-// `NETLAB_OK`.
+// `NETLAB_OK`. Called while another thread's stop is under way, it may
+// shorten that stop's grace (never lengthen it) and waits for it too.
 //
 // The handle stays valid, its ports readable, and it must still be freed
 // by `netlab_server_free`. `server` is borrowed for the duration of the

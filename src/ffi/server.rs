@@ -2,11 +2,11 @@
 
 use std::ffi::c_char;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use super::{Error, guard, guard_void, millis, netlab_status, out_arg, str_arg};
 use crate::config::ServerConfig;
-use crate::server::{BoundServer, RunningServer};
+use crate::server::{BoundServer, RunningServer, Stopper};
 
 /// A running (or stopped) server. Opaque: created by
 /// `netlab_server_start`, and must eventually be freed by
@@ -16,6 +16,11 @@ use crate::server::{BoundServer, RunningServer};
 /// once, until `netlab_server_free`.
 pub struct netlab_server {
     running: Mutex<Option<RunningServer>>,
+    /// Begins or shortens the stop while another thread waits in it.
+    stopper: Stopper,
+    /// Set once a stop has finished; `done` wakes the other stoppers.
+    stopped: Mutex<bool>,
+    done: Condvar,
     addrs: Vec<SocketAddr>,
 }
 
@@ -92,7 +97,10 @@ pub unsafe extern "C" fn netlab_server_start(
         let running = BoundServer::bind(&config)?.start()?;
         let addrs = running.local_addrs().to_vec();
         out.write(Box::into_raw(Box::new(netlab_server {
+            stopper: running.stopper(),
             running: Mutex::new(Some(running)),
+            stopped: Mutex::new(false),
+            done: Condvar::new(),
             addrs,
         })));
         Ok(())
@@ -223,7 +231,8 @@ pub unsafe extern "C" fn netlab_server_get_stats(
 /// accepting at once, lets open connections finish for up to `grace_ms`
 /// milliseconds, then closes them (a forked child is killed) and reaps
 /// every child. Stopping a stopped server does nothing and returns
-/// `NETLAB_OK`.
+/// `NETLAB_OK`. Called while another thread's stop is under way, it may
+/// shorten that stop's grace (never lengthen it) and waits for it too.
 ///
 /// The handle stays valid, its ports readable, and it must still be freed
 /// by `netlab_server_free`. `server` is borrowed for the duration of the
@@ -239,10 +248,22 @@ pub unsafe extern "C" fn netlab_server_stop(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let server = unsafe { netlab_server::from_ptr(server)? };
-        // Take it out first, so a concurrent call does not wait for the grace.
+        // Begins the stop, or shortens one under way in another thread.
+        server.stopper.begin_stop(millis(grace_ms));
+        // Taken out, so the lock is not held for the grace period.
         let running = server.lock().take();
+        let mut stopped = server.stopped.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(running) = running {
-            running.stop(millis(grace_ms));
+            drop(stopped);
+            running.join();
+            stopped = server.stopped.lock().unwrap_or_else(|e| e.into_inner());
+            *stopped = true;
+            server.done.notify_all();
+        } else {
+            // Another thread is stopping it: wait for the end.
+            while !*stopped {
+                stopped = server.done.wait(stopped).unwrap_or_else(|e| e.into_inner());
+            }
         }
         Ok(())
     })
@@ -263,4 +284,68 @@ pub unsafe extern "C" fn netlab_server_free(server: *mut netlab_server) {
             drop(unsafe { Box::from_raw(server) });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    /// A handle shared by threads, as C callers share it.
+    struct Shared(*mut netlab_server);
+    // SAFETY: netlab_server's calls other than free may run on any thread.
+    unsafe impl Send for Shared {}
+    unsafe impl Sync for Shared {}
+
+    /// A second stop, from another thread while the first waits out a long
+    /// grace, shortens it and returns only once the server has stopped.
+    #[test]
+    fn a_second_stop_shortens_the_first_and_waits_for_the_end() {
+        let mut server: *mut netlab_server = std::ptr::null_mut();
+        let config = c"name = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]";
+        // SAFETY: a valid C string and out-pointer.
+        let status = unsafe { netlab_server_start(config.as_ptr(), &mut server) };
+        assert_eq!(status, netlab_status::NETLAB_OK);
+        let shared = std::sync::Arc::new(Shared(server));
+        // SAFETY: a live handle.
+        let addr = unsafe { &*server }.addrs[0];
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+
+        let first = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                // SAFETY: a live handle, freed only after this thread ends.
+                unsafe { netlab_server_stop(shared.0, 30_000) }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        // SAFETY: a live handle.
+        assert_eq!(
+            unsafe { netlab_server_stop(shared.0, 0) },
+            netlab_status::NETLAB_OK
+        );
+        // Returned once stopped: the idle connection is closed by now.
+        idle.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let closed = match idle.read(&mut buf) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        assert!(closed, "the second stop returned before the server stopped");
+        assert_eq!(first.join().unwrap(), netlab_status::NETLAB_OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // SAFETY: no other thread uses it now.
+        unsafe { netlab_server_free(shared.0) };
+    }
 }
