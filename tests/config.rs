@@ -26,7 +26,6 @@ fn valid_fixtures_load() {
     // The configurations the project ships are fixtures too.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     files.push(root.join("daemon/systemd/netlabd.toml"));
-    files.push(root.join("daemon/src/netlabd/default.toml"));
     for path in files {
         if let Err(e) = Config::load(&path) {
             panic!("{} should load:\n{e}", path.display());
@@ -62,5 +61,25 @@ fn invalid_fixtures_give_their_errors() {
                 "{origin}: expected `{prefix}…{message}…`, got `{got}`"
             );
         }
+    }
+}
+
+/// The configuration example in the README is a working file: every key
+/// shown there is accepted, together, as written.
+#[test]
+fn the_readme_configuration_example_loads() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let after = readme
+        .split_once("## Configuration")
+        .expect("a Configuration section")
+        .1;
+    let block = after
+        .split_once("```toml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a toml block in the Configuration section")
+        .0;
+    if let Err(errors) = Config::parse(block, "README.md") {
+        panic!("the README's example is refused:\n{errors}");
     }
 }

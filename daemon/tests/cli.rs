@@ -163,11 +163,11 @@ fn lossy_udp_echo_server() -> SocketAddr {
         let mut received = 0u64;
         while let Ok((n, from)) = socket.recv_from(&mut buf) {
             received += 1;
-            if received % 10 == 0 {
+            if received.is_multiple_of(10) {
                 continue;
             }
             let _ = socket.send_to(&buf[..n], from);
-            if received % 7 == 0 {
+            if received.is_multiple_of(7) {
                 let _ = socket.send_to(&buf[..n], from);
             }
         }

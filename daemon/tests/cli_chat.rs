@@ -111,10 +111,10 @@ fn expect_event(client: &mut ChatClient, wanted: impl Fn(&ChatEvent) -> bool) ->
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "the expected event did not come");
-        if let Some(event) = client.recv(left).expect("receive") {
-            if wanted(&event) {
-                return event;
-            }
+        if let Some(event) = client.recv(left).expect("receive")
+            && wanted(&event)
+        {
+            return event;
         }
     }
 }

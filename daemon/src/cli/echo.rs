@@ -72,11 +72,11 @@ pub(super) fn run(args: &EchoArgs) -> u8 {
             }
         })
         .and_then(|()| stdout.flush());
-    if let Err(e) = printed {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("netlab: write the echo to stdout: {e}");
-            return exit::IO;
-        }
+    if let Err(e) = printed
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("netlab: write the echo to stdout: {e}");
+        return exit::IO;
     }
 
     if reply == message {
