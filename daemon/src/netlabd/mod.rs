@@ -29,7 +29,7 @@ pub const SYSTEM_CONFIG: &str = "/etc/netlab/netlabd.toml";
 
 /// The configuration run when there is no file: every service on loopback,
 /// on unprivileged ports.
-pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../systemd/netlabd.toml");
 
 /// Exit codes: a configuration that cannot be run (2, as for usage errors),
 /// anything else that stops the daemon from running (1).
@@ -108,6 +108,12 @@ pub fn run(options: &Options) -> ExitCode {
         Ok(c) => c,
         Err(errors) => return fail(EXIT_CONFIG, &errors.to_string()),
     };
+    // Whom to become, looked up before forking so that a wrong name is
+    // said on this terminal, and before --check answers.
+    let ids = match Ids::lookup(&config.daemon) {
+        Ok(ids) => ids,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
     if options.check {
         println!("configuration OK: {} server(s)", config.servers.len());
         return ExitCode::SUCCESS;
@@ -134,13 +140,6 @@ pub fn run(options: &Options) -> ExitCode {
     let bound = match supervisor::bind_all(&config, assignment) {
         Ok(b) => b,
         Err(e) => return fail(EXIT_CONFIG, &e),
-    };
-
-    // Whom to become, looked up before forking so that a wrong name is
-    // said on this terminal.
-    let ids = match Ids::lookup(&config.daemon) {
-        Ok(ids) => ids,
-        Err(e) => return fail(EXIT_RUNTIME, &e),
     };
 
     // Detach, write the pidfile, and stop being root, all after binding so
@@ -425,20 +424,33 @@ struct Ids {
 
 impl Ids {
     fn lookup(daemon: &DaemonConfig) -> Result<Ids, String> {
+        let at = |loc: &Option<netlab::config::Location>| {
+            loc.as_ref().map_or_else(String::new, |l| format!("{l}: "))
+        };
         let group = match &daemon.group {
-            Some(name) => Some(
-                Group::from_name(name)
-                    .map_err(|e| format!("[daemon] group {name:?}: {e}"))?
-                    .ok_or_else(|| format!("[daemon] group {name:?} does not exist"))?,
-            ),
+            Some(name) => {
+                let at = at(&daemon.group_at);
+                Some(
+                    Group::from_name(name)
+                        .map_err(|e| format!("{at}[daemon] group {name:?}: {e}"))?
+                        .ok_or_else(|| {
+                            format!("{at}[daemon] group {name:?} does not exist on this system")
+                        })?,
+                )
+            }
             None => None,
         };
         let user = match &daemon.user {
-            Some(name) => Some(
-                User::from_name(name)
-                    .map_err(|e| format!("[daemon] user {name:?}: {e}"))?
-                    .ok_or_else(|| format!("[daemon] user {name:?} does not exist"))?,
-            ),
+            Some(name) => {
+                let at = at(&daemon.user_at);
+                Some(
+                    User::from_name(name)
+                        .map_err(|e| format!("{at}[daemon] user {name:?}: {e}"))?
+                        .ok_or_else(|| {
+                            format!("{at}[daemon] user {name:?} does not exist on this system")
+                        })?,
+                )
+            }
             None => None,
         };
         Ok(Ids { user, group })
