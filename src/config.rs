@@ -250,6 +250,10 @@ pub struct DaemonConfig {
     /// 1024 can be served without staying root.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// Where `user` and `group` stand in the file, for the error when
+    /// the system has no such user or group.
+    pub user_at: Option<Location>,
+    pub group_at: Option<Location>,
     /// The file mode creation mask with `--daemonize`.
     pub umask: u32,
     /// The working directory with `--daemonize`.
@@ -263,6 +267,8 @@ impl Default for DaemonConfig {
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             user: None,
             group: None,
+            user_at: None,
+            group_at: None,
             umask: defaults::UMASK,
             working_directory: "/".into(),
         }
@@ -430,7 +436,15 @@ impl ServerConfig {
             errs
         })?;
         match config.servers.len() {
-            1 => Ok(config.servers.remove(0)),
+            1 => {
+                let mut server = config.servers.remove(0);
+                // Where each address stands, for bind errors: in the
+                // caller's text, not in the wrapped one.
+                for l in &mut server.listen {
+                    l.location.line = l.location.line.saturating_sub(shift).max(1);
+                }
+                Ok(server)
+            }
             n => Err(ConfigErrors(vec![ConfigError {
                 location: Location {
                     origin: origin.into(),
@@ -612,6 +626,8 @@ impl Ctx<'_> {
                 );
             }
         }
+        config.user_at = raw.user.as_ref().map(|u| self.location(u.span()));
+        config.group_at = raw.group.as_ref().map(|g| self.location(g.span()));
         config.user = raw.user.map(Spanned::into_inner);
         config.group = raw.group.map(Spanned::into_inner);
         if let Some(mask) = &raw.umask {

@@ -518,3 +518,28 @@ fn refused_connections_are_logged_once_in_a_while_not_once_each() {
         d.seen
     );
 }
+
+/// A user or group the system does not have is a configuration error:
+/// `--check` refuses it with where it stands, exit 2, as a start would, so
+/// a unit's `ExecStartPre=--check` stops it before a restart loop.
+#[test]
+fn check_refuses_a_user_or_group_the_system_does_not_have() {
+    for (key, line) in [
+        ("user", "user = \"no-such-netlab-user\""),
+        ("group", "group = \"no-such-netlab-group\""),
+    ] {
+        let config = format!(
+            "[daemon]\n{line}\n\n[[server]]\nname = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n"
+        );
+        for args in [&["--check"][..], &[][..]] {
+            let (out, origin) = run_netlabd(args, Some(&config));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{key} {args:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{origin}:2:"))
+                    && stderr.contains("does not exist on this system"),
+                "{key} {args:?}: {stderr}"
+            );
+        }
+    }
+}

@@ -77,6 +77,16 @@ fn single_server_text_for_the_c_abi() {
     )
     .unwrap_err();
     assert_eq!(e.0[0].location.line, 3);
+    // And so are the addresses' locations, which bind errors name.
+    let s = ServerConfig::parse(
+        "name = \"c\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n",
+        "arg",
+    )
+    .unwrap();
+    assert_eq!(
+        (s.listen[0].location.line, s.listen[0].location.column),
+        (3, 11)
+    );
     let e = ServerConfig::parse("", "arg").unwrap_err();
     assert!(
         e.to_string().starts_with("arg:1:1: missing field `name`"),
