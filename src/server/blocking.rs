@@ -77,8 +77,8 @@ impl Ending {
     pub(super) fn log(&self, server: &str, peer: std::net::SocketAddr) {
         match self {
             Ending::Finished => log::debug!("server {server}: {peer} finished"),
-            Ending::Refused(why) => log::info!("server {server}: closing {peer}: {why}"),
-            Ending::Idle => log::info!("server {server}: closing {peer}: idle timeout"),
+            Ending::Refused(why) => log::debug!("server {server}: closing {peer}: {why}"),
+            Ending::Idle => log::debug!("server {server}: closing {peer}: idle timeout"),
             Ending::Io(e) => log::debug!("server {server}: {peer}: {e}"),
         }
     }

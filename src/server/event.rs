@@ -283,7 +283,7 @@ impl EventWorker {
             .collect();
         for key in stale {
             if let Some(c) = self.conns.get(key) {
-                log::info!(
+                log::debug!(
                     "server {}: closing {}: idle for longer than {idle:?}",
                     self.ctx.shared.name,
                     c.peer
@@ -346,14 +346,14 @@ fn drive_conn(
             Ok(0) => {
                 conn.read_closed = true;
                 if let Err(e) = conn.session.on_eof(&mut conn.out) {
-                    log::info!("server {server}: {}: {e}", conn.peer);
+                    log::debug!("server {server}: {}: {e}", conn.peer);
                 }
             }
             Ok(n) => {
                 drained = n < buf.len() && !peer_closed;
                 conn.last_active = now;
                 if let Err(e) = conn.session.on_data(&buf[..n], &mut conn.out) {
-                    log::info!("server {server}: closing {}: {e}", conn.peer);
+                    log::debug!("server {server}: closing {}: {e}", conn.peer);
                     conn.closing = true;
                 }
             }

@@ -242,14 +242,14 @@ impl Room {
             c.last_active = now;
             c.since = now;
             if idle {
-                log::info!(
+                log::debug!(
                     "server {}: closing {}: idle timeout",
                     self.ctx.shared.name,
                     c.peer
                 );
                 self.ctx.service.idle(id, &mut self.outbox);
             } else {
-                log::info!(
+                log::debug!(
                     "server {}: closing {}: no login within {}",
                     self.ctx.shared.name,
                     c.peer,
@@ -509,12 +509,12 @@ impl Room {
                 .closed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match why {
-                Disconnect::SlowReader => log::info!(
+                Disconnect::SlowReader => log::debug!(
                     "server {}: dropping {}: its outbound queue overflowed (it does not read)",
                     self.ctx.shared.name,
                     c.peer
                 ),
-                Disconnect::Idle => log::info!(
+                Disconnect::Idle => log::debug!(
                     "server {}: closing {}: idle timeout",
                     self.ctx.shared.name,
                     c.peer

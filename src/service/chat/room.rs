@@ -116,7 +116,7 @@ impl RoomService for ChatRoom {
                 Ok(Some(msg)) => self.hub.handle(conn, msg, &mut self.outputs),
                 Ok(None) => break,
                 Err(e) => {
-                    log::info!("server {}: closing {}: {e}", self.server, client.peer);
+                    log::debug!("server {}: closing {}: {e}", self.server, client.peer);
                     let codec = client.codec;
                     out.to(conn, |b| codec.encode_error(&e, b));
                     self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
