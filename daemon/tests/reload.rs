@@ -247,6 +247,12 @@ fn draining_servers_follow_the_newest_grace() {
     d.dir.write("netlabd.toml", &graced("60s", &[("b", b)]));
     d.signal(libc::SIGHUP);
     d.wait_for_line("reloaded:", T);
+    // Removed, it still serves the connection it has while it drains.
+    idle.set_read_timeout(Some(T)).unwrap();
+    idle.write_all(b"drained, not dropped").unwrap();
+    let mut got = [0u8; 20];
+    idle.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"drained, not dropped");
     d.dir.write("netlabd.toml", &graced("200ms", &[("b", b)]));
     d.signal(libc::SIGHUP);
     d.wait_for_line("reloaded:", T);
