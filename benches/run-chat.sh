@@ -269,3 +269,9 @@ mkdir -p "$(dirname "$RESULTS")"
 [ -s "$RESULTS" ] || printf '# Chat: netlabd vs ncat --chat vs tokio broadcast\n\nAppended by benches/run-chat.sh, newest last.\n\n' >"$RESULTS"
 cat "$REPORT" >>"$RESULTS"
 echo "run-chat: appended to ${RESULTS#"$ROOT"/}" >&2
+# The latest run as a bar chart, benches/results/chat.svg.
+if command -v python3 >/dev/null; then
+    python3 "$ROOT/benches/plot.py" >&2 || echo "run-chat: the plot failed (the table above stands)" >&2
+else
+    echo "run-chat: no python3, so no plot (benches/plot.py)" >&2
+fi

@@ -226,3 +226,9 @@ mkdir -p "$(dirname "$RESULTS")"
 [ -s "$RESULTS" ] || printf '# Echo: netlabd vs tokio\n\nAppended by benches/run-echo.sh, newest last.\n\n' >"$RESULTS"
 cat "$REPORT" >>"$RESULTS"
 echo "run-echo: appended to ${RESULTS#"$ROOT"/}" >&2
+# The latest run as a bar chart, benches/results/echo.svg.
+if command -v python3 >/dev/null; then
+    python3 "$ROOT/benches/plot.py" >&2 || echo "run-echo: the plot failed (the table above stands)" >&2
+else
+    echo "run-echo: no python3, so no plot (benches/plot.py)" >&2
+fi
