@@ -839,20 +839,26 @@ impl Ctx<'_> {
                     "workers",
                     "chat (one reactor serves the whole room)",
                 );
-                if let Some(m) = &raw.max_connections {
-                    self.error(
-                        m.span(),
-                        "max_connections does not apply to chat; use max_clients",
-                    );
-                }
                 let max_clients = self
                     .positive(&raw.max_clients, "max_clients")
                     .unwrap_or(defaults::MAX_CLIENTS);
-                // Room beyond max_clients, so that a client over the limit
-                // hears "the room is full" in its dialect rather than being
-                // cut off at accept, and unnamed connections cannot lock the
-                // room out.
-                max_connections = max_clients.saturating_add((max_clients / 8).max(16));
+                // By default, room beyond max_clients, so that a client over
+                // the limit hears "the room is full" in its dialect rather
+                // than being cut off at accept (login_timeout keeps unnamed
+                // connections from holding that room for long).
+                match &raw.max_connections {
+                    None => {
+                        max_connections = max_clients.saturating_add((max_clients / 8).max(16));
+                    }
+                    Some(m) if (1..max_clients).contains(m.get_ref()) => self.error(
+                        m.span(),
+                        format!(
+                            "max_connections ({}) must be at least max_clients ({max_clients}): every named client is a connection",
+                            m.get_ref()
+                        ),
+                    ),
+                    Some(_) => {}
+                }
                 let dialects = listen
                     .iter()
                     .map(|l| match l.dialect.unwrap_or(Dialect::Line) {

@@ -69,6 +69,25 @@ fn max_clients_holds() {
     server.stop(Duration::from_millis(300));
 }
 
+/// max_connections caps a room's connections, named or not, at accept:
+/// with max_clients = 2 and max_connections = 3, a fourth connection is
+/// closed at once and counted as refused, and the room notices nothing.
+#[test]
+fn max_connections_caps_the_rooms_connections_at_accept() {
+    let server = chat_server(&[Dialect::Line], "max_clients = 2\nmax_connections = 3");
+    let at = server.local_addrs()[0];
+    let mut a = Client::join(at, Dialect::Line, "a");
+    let _b = Client::join(at, Dialect::Line, "b");
+    a.expect_bytes(b"* b joined (2 online)\n");
+    let _unnamed = Client::connect(at, Dialect::Line);
+    let mut fourth = Client::connect(at, Dialect::Line);
+    fourth.name = "fourth".into();
+    assert_eq!(fourth.expect_closed(Duration::from_secs(2)), b"");
+    assert_eq!(server.stats().refused, 1, "{:?}", server.stats());
+    a.expect_quiet(Duration::from_millis(50));
+    server.stop(Duration::from_millis(300));
+}
+
 /// idle_timeout = "300ms": a client that says nothing is closed and the
 /// room is told; one that keeps talking stays. A connection that never sends
 /// a name is closed too, and nobody is told.
