@@ -278,18 +278,27 @@ fn seeds_clients_get_correct_replies_under_every_model_then_sigterm_exits_0() {
 fn sigint_with_a_client_connected_stops_within_the_grace() {
     let config = "[daemon]\nshutdown_grace = \"500ms\"\n\n[[server]]\nname = \"e\"\nservice = \"echo\"\nmodel = \"fork\"\nlisten = [\"127.0.0.1:0\"]\n";
     let (mut daemon, bound) = Daemon::start(config, 1);
-    let idle = std::net::TcpStream::connect(bound[0].1).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // One round trip: the connection is surely being served.
+    let mut idle = std::net::TcpStream::connect(bound[0].1).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut idle, b"here").unwrap();
+    let mut here = [0u8; 4];
+    std::io::Read::read_exact(&mut idle, &mut here).unwrap();
     let t = Instant::now();
     daemon.signal(libc::SIGINT);
     let status = daemon.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
+    // It waited out the grace for the idle client, and no longer.
     assert!(
-        t.elapsed() < Duration::from_secs(3),
+        t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_secs(3),
         "took {:?}",
         t.elapsed()
     );
-    drop(idle);
+    let mut buf = [0u8; 4];
+    assert!(
+        matches!(std::io::Read::read(&mut idle, &mut buf), Ok(0) | Err(_)),
+        "the idle client is still open"
+    );
 }
 
 #[test]

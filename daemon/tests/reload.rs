@@ -221,8 +221,14 @@ fn draining_servers_follow_the_newest_grace() {
     let (mut d, bound) = Daemon::start(&graced("60s", &[("a", a), ("b", b)]), 2);
     let a_addr = bound.iter().find(|(n, _)| n == "a").unwrap().1;
 
-    // Removed with a grace of 300ms: its idle connection ends soon.
+    // Removed with a grace of 300ms: its idle connection ends soon. (One
+    // round trip first, so the connection is surely the server's, not a
+    // queued one that closing the listener would reset at once.)
     let mut idle = TcpStream::connect(a_addr).unwrap();
+    idle.set_read_timeout(Some(T)).unwrap();
+    idle.write_all(b"here").unwrap();
+    let mut here = [0u8; 4];
+    idle.read_exact(&mut here).unwrap();
     d.dir.write("netlabd.toml", &graced("300ms", &[("b", b)]));
     d.signal(libc::SIGHUP);
     d.wait_for_line("reloaded:", T);
