@@ -62,3 +62,32 @@ with_server_cpu() {
 field() {
     sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1"
 }
+
+# Copies KEY's best round, WORK/KEY.N.json with the highest FIELD, to
+# WORK/KEY.json (and its .cpu); prints every round's FIELD.
+best_of() {
+    local key=$1 by=$2 file best="" best_rate=-1 rate rates=()
+    for file in "$WORK/$key".*.json; do
+        [ -s "$file" ] || continue
+        rate=$(field "$file" "$by")
+        rates+=("$(printf '%.0f' "$rate")")
+        if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
+            best=$file
+            best_rate=$rate
+        fi
+    done
+    if [ -n "$best" ]; then
+        cp "$best" "$WORK/$key.json"
+        cp "$best.cpu" "$WORK/$key.json.cpu"
+    fi
+    echo "${rates[*]}"
+}
+
+# Draws the latest run of each results file (benches/plot.py).
+plot_latest() {
+    if command -v python3 >/dev/null; then
+        python3 "$ROOT/benches/plot.py" >&2 || echo "$NAME: the plot failed (the table above stands)" >&2
+    else
+        echo "$NAME: no python3, so no plot (benches/plot.py)" >&2
+    fi
+}

@@ -166,29 +166,9 @@ run_tokio() {
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench chat $addr ${BENCH_ARGS[*]}")
 }
 
-# Copies NAME's best round (by deliveries/s) to NAME.json; prints every
-# round's deliveries/s.
-best_of() {
-    local name=$1 file best="" best_rate=-1 rate rates=()
-    for file in "$WORK/$name".*.json; do
-        [ -s "$file" ] || continue
-        rate=$(field "$file" deliveries_per_s)
-        rates+=("$(printf '%.0f' "$rate")")
-        if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
-            best=$file
-            best_rate=$rate
-        fi
-    done
-    if [ -n "$best" ]; then
-        cp "$best" "$WORK/$name.json"
-        cp "$best.cpu" "$WORK/$name.json.cpu"
-    fi
-    echo "${rates[*]}"
-}
-
 row() {
     local label=$1 name=$2 rounds
-    rounds=$(best_of "$name")
+    rounds=$(best_of "$name" deliveries_per_s)
     local file=$WORK/$name.json
     [ -s "$file" ] || return 0
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
@@ -269,9 +249,4 @@ mkdir -p "$(dirname "$RESULTS")"
 [ -s "$RESULTS" ] || printf '# Chat: netlabd vs ncat --chat vs tokio broadcast\n\nAppended by benches/run-chat.sh, newest last.\n\n' >"$RESULTS"
 cat "$REPORT" >>"$RESULTS"
 echo "run-chat: appended to ${RESULTS#"$ROOT"/}" >&2
-# The latest run as a bar chart, benches/results/chat.svg.
-if command -v python3 >/dev/null; then
-    python3 "$ROOT/benches/plot.py" >&2 || echo "run-chat: the plot failed (the table above stands)" >&2
-else
-    echo "run-chat: no python3, so no plot (benches/plot.py)" >&2
-fi
+plot_latest  # benches/results/chat.svg

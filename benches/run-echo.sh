@@ -132,29 +132,9 @@ run_peer() {
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
 }
 
-# Copies KEY's best round (by requests/s) to KEY.json; prints every
-# round's requests/s.
-best_of() {
-    local key=$1 file best="" best_rate=-1 rate rates=()
-    for file in "$WORK/$key".*.json; do
-        [ -s "$file" ] || continue
-        rate=$(field "$file" requests_per_s)
-        rates+=("$(printf '%.0f' "$rate")")
-        if awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
-            best=$file
-            best_rate=$rate
-        fi
-    done
-    if [ -n "$best" ]; then
-        cp "$best" "$WORK/$key.json"
-        cp "$best.cpu" "$WORK/$key.json.cpu"
-    fi
-    echo "${rates[*]}"
-}
-
 row() {
     local label=$1 key=$2 rounds file
-    rounds=$(best_of "$key")
+    rounds=$(best_of "$key" requests_per_s)
     file=$WORK/$key.json
     [ -s "$file" ] || return 0
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$label" \
@@ -226,9 +206,4 @@ mkdir -p "$(dirname "$RESULTS")"
 [ -s "$RESULTS" ] || printf '# Echo: netlabd vs tokio\n\nAppended by benches/run-echo.sh, newest last.\n\n' >"$RESULTS"
 cat "$REPORT" >>"$RESULTS"
 echo "run-echo: appended to ${RESULTS#"$ROOT"/}" >&2
-# The latest run as a bar chart, benches/results/echo.svg.
-if command -v python3 >/dev/null; then
-    python3 "$ROOT/benches/plot.py" >&2 || echo "run-echo: the plot failed (the table above stands)" >&2
-else
-    echo "run-echo: no python3, so no plot (benches/plot.py)" >&2
-fi
+plot_latest  # benches/results/echo.svg
