@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{ACCEPT_RETRY, AcceptFailure, Runtime, Shared};
+use super::{AcceptFailure, AcceptRetry, Runtime, Shared};
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -71,16 +71,9 @@ impl Acceptor {
     /// `handler`. The listeners are closed when it returns.
     pub fn run(&mut self, shared: &Shared, tick: Duration, handler: &mut impl AcceptHandler) {
         let mut events = Events::with_capacity(64);
-        // Listeners whose accepting failed for now, and when to try again.
-        let mut retry: Vec<usize> = Vec::new();
-        let mut retry_at = Instant::now();
+        let mut retry = AcceptRetry::default();
         while !shared.is_stopping() {
-            let timeout = if retry.is_empty() {
-                tick
-            } else {
-                retry_at.saturating_duration_since(Instant::now()).min(tick)
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            if let Err(e) = self.poll.poll(&mut events, retry.cap(Some(tick))) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -90,10 +83,12 @@ impl Acceptor {
                 );
                 break;
             }
-            let mut ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
-            if !retry.is_empty() && Instant::now() >= retry_at {
-                ready.append(&mut retry);
-            }
+            // As in the event model: when a retry is due, every listener.
+            let ready: Vec<usize> = if retry.take_due(Instant::now()) {
+                (0..self.listeners.len()).collect()
+            } else {
+                events.iter().map(|e| e.token().0).collect()
+            };
             for index in ready {
                 let Some(listener) = self.listeners.get(index) else {
                     continue;
@@ -111,10 +106,7 @@ impl Acceptor {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
                             if shared.accept_failed(&e) == AcceptFailure::RetryLater {
-                                if !retry.contains(&index) {
-                                    retry.push(index);
-                                }
-                                retry_at = Instant::now() + ACCEPT_RETRY;
+                                retry.later();
                                 break;
                             }
                         }

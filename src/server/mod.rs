@@ -107,10 +107,15 @@ impl AcceptRetry {
             Accepted::Conn(stream, peer, permit) => Some((stream, peer, permit)),
             Accepted::Drained => None,
             Accepted::RetryLater => {
-                self.0 = Some(Instant::now() + ACCEPT_RETRY);
+                self.later();
                 None
             }
         }
+    }
+
+    /// Accepting failed for now: try again after [`ACCEPT_RETRY`].
+    pub fn later(&mut self) {
+        self.0 = Some(Instant::now() + ACCEPT_RETRY);
     }
 
     /// Shortens a poll timeout so the loop wakes when the retry is due.
@@ -159,11 +164,45 @@ pub(crate) struct Shared {
     access: crate::config::AccessList,
     stopping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
-    /// When an accept failure was last logged.
-    accept_warned: Mutex<Option<Instant>>,
-    /// When a refusal was last logged at info, and how many since went
-    /// only to debug.
-    refusals_logged: Mutex<(Option<Instant>, u64)>,
+    /// Lasting accept failures and refused connections, each logged once
+    /// in a while.
+    accept_warned: LogEvery,
+    refusals_logged: LogEvery,
+}
+
+/// Lets a repeated log line through at most once per `every`, counting the
+/// times it was held back.
+#[derive(Debug)]
+struct LogEvery {
+    every: Duration,
+    /// When the line was last let through, and how many held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogEvery {
+    fn new(every: Duration) -> LogEvery {
+        LogEvery {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last one)` when the line is due now.
+    fn due(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if state
+            .0
+            .is_none_or(|at| now.duration_since(at) >= self.every)
+        {
+            let held = state.1;
+            *state = (Some(now), 0);
+            Some(held)
+        } else {
+            state.1 += 1;
+            None
+        }
+    }
 }
 
 impl Shared {
@@ -175,8 +214,8 @@ impl Shared {
             access: config.access.clone(),
             stopping: AtomicBool::new(false),
             deadline: Mutex::new(None),
-            accept_warned: Mutex::new(None),
-            refusals_logged: Mutex::new((None, 0)),
+            accept_warned: LogEvery::new(ACCEPT_WARN_EVERY),
+            refusals_logged: LogEvery::new(REFUSAL_LOG_EVERY),
         }
     }
 
@@ -188,29 +227,14 @@ impl Shared {
             // One line per refusal would let a port scan or a flood from a
             // denied network fill the log: at most one a while, the rest
             // counted in it (all of them at debug).
-            let mut log = self
-                .refusals_logged
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            if log
-                .0
-                .is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
-            {
-                let more = std::mem::take(&mut log.1);
-                *log = (Some(now), 0);
-                if more > 0 {
-                    log::info!(
-                        "server {}: refused {peer}: {why} (and {more} more refusal(s) in the last {} s)",
-                        self.name,
-                        REFUSAL_LOG_EVERY.as_secs()
-                    );
-                } else {
-                    log::info!("server {}: refused {peer}: {why}", self.name);
-                }
-            } else {
-                log.1 += 1;
-                log::debug!("server {}: refused {peer}: {why}", self.name);
+            match self.refusals_logged.due() {
+                Some(0) => log::info!("server {}: refused {peer}: {why}", self.name),
+                Some(more) => log::info!(
+                    "server {}: refused {peer}: {why} (and {more} more refusal(s) in the last {} s)",
+                    self.name,
+                    REFUSAL_LOG_EVERY.as_secs()
+                ),
+                None => log::debug!("server {}: refused {peer}: {why}", self.name),
             }
             None
         };
@@ -294,10 +318,7 @@ impl Shared {
             }
             return AcceptFailure::NextConnection;
         }
-        let mut warned = self.accept_warned.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if warned.is_none_or(|at| now.duration_since(at) >= ACCEPT_WARN_EVERY) {
-            *warned = Some(now);
+        if self.accept_warned.due().is_some() {
             log::warn!(
                 "server {}: accept failed: {e}; waiting connections are retried every {} ms",
                 self.name,
