@@ -59,6 +59,19 @@ impl ChatRoom {
         }
     }
 
+    /// Tells `conn` why it times out, has it leave the room, and closes it.
+    fn time_out(&mut self, conn: ConnId, why: &'static str, out: &mut Outbox) {
+        if let Some(client) = self.clients.get(&conn) {
+            let codec = client.codec;
+            let event = Event::error(ErrorCode::TimedOut, why);
+            out.to(conn, |b| codec.encode(&event, b));
+        }
+        self.hub
+            .leave(conn, LeaveReason::TimedOut, &mut self.outputs);
+        self.dispatch(out);
+        out.close(conn);
+    }
+
     /// Turns the hub's outputs into bytes for the runtime.
     fn dispatch(&mut self, out: &mut Outbox) {
         for output in self.outputs.drain(..) {
@@ -145,27 +158,11 @@ impl RoomService for ChatRoom {
     }
 
     fn idle(&mut self, conn: ConnId, out: &mut Outbox) {
-        if let Some(client) = self.clients.get(&conn) {
-            let codec = client.codec;
-            let event = Event::error(ErrorCode::TimedOut, "idle for too long");
-            out.to(conn, |b| codec.encode(&event, b));
-        }
-        self.hub
-            .leave(conn, LeaveReason::TimedOut, &mut self.outputs);
-        self.dispatch(out);
-        out.close(conn);
+        self.time_out(conn, "idle for too long", out);
     }
 
     fn login_expired(&mut self, conn: ConnId, out: &mut Outbox) {
-        if let Some(client) = self.clients.get(&conn) {
-            let codec = client.codec;
-            let event = Event::error(ErrorCode::TimedOut, "no name given in time");
-            out.to(conn, |b| codec.encode(&event, b));
-        }
-        self.hub
-            .leave(conn, LeaveReason::TimedOut, &mut self.outputs);
-        self.dispatch(out);
-        out.close(conn);
+        self.time_out(conn, "no name given in time", out);
     }
 
     fn stopping(&mut self, out: &mut Outbox) {
