@@ -9,8 +9,9 @@
 //! Worker threads follow tokio's default (one per core the process may use),
 //! so `taskset` limits it the same way it limits netlabd.
 
-use std::io::Write;
-use std::net::SocketAddr;
+#[path = "peer.rs"]
+mod peer;
+
 use std::process::ExitCode;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,60 +20,10 @@ use tokio::net::TcpListener;
 const BUFFER_SIZE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
-    let listen = match parse_args(std::env::args().skip(1)) {
-        Ok(listen) => listen,
-        Err(message) => {
-            eprintln!("tokio-echo-server: {message}");
-            eprintln!("usage: tokio-echo-server [--listen ADDR]");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_io()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("tokio-echo-server: start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(serve(listen)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tokio-echo-server: {e}");
-            ExitCode::from(1)
-        }
-    }
+    peer::run("tokio-echo-server", serve)
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
-    let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-    while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "--listen" => args.next().ok_or("--listen needs an address")?,
-            _ => match arg.strip_prefix("--listen=") {
-                Some(value) => value.to_owned(),
-                None => return Err(format!("unknown argument {arg:?}")),
-            },
-        };
-        listen = value
-            .parse()
-            .map_err(|e| format!("--listen {value:?}: {e}"))?;
-    }
-    Ok(listen)
-}
-
-async fn serve(listen: SocketAddr) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {listen}: {e}")))?;
-    let bound = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{bound}")?;
-    stdout.flush()?;
-    drop(stdout);
-
+async fn serve(listener: TcpListener) -> std::io::Result<()> {
     loop {
         let (mut socket, _) = listener.accept().await?;
         tokio::spawn(async move {
