@@ -127,6 +127,21 @@ fn start_window(args: &BenchEchoArgs) -> Window {
 }
 
 /// Deals `items` to `threads` groups as evenly as possible.
+/// Writes `buf` past `written` on a non-blocking stream until it is all
+/// written or the socket would block.
+fn write_on(stream: &mut impl io::Write, buf: &[u8], written: &mut usize) -> io::Result<()> {
+    while *written < buf.len() {
+        match stream.write(&buf[*written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn split<T>(items: Vec<T>, threads: usize) -> Vec<Vec<T>> {
     let mut groups: Vec<Vec<T>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, item) in items.into_iter().enumerate() {

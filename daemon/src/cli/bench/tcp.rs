@@ -1,7 +1,7 @@
 //! The TCP generator: one mio event loop drives many connections, each in a
 //! closed loop (write a request, read the whole echo, record, repeat).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -153,17 +153,7 @@ impl Connection {
         if self.connecting {
             return Ok(());
         }
-        let request = payload.request(self.seq);
-        while self.written < request.len() {
-            match stream.write(&request[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        super::write_on(stream, payload.request(self.seq), &mut self.written)
     }
 
     /// Reads and checks echoed bytes; each whole echo completes a round trip

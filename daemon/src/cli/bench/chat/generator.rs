@@ -5,7 +5,7 @@
 //! another how far their clients have read through shared counters, and
 //! wake a sender's thread when its window opens.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -356,16 +356,7 @@ impl Conn {
         let (Some(stream), Some(sending)) = (&mut self.stream, &mut self.sending) else {
             return Ok(());
         };
-        while sending.written < sending.out.len() {
-            match stream.write(&sending.out[sending.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sending.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        super::super::write_on(stream, &sending.out, &mut sending.written)
     }
 
     /// Reads what arrived and checks every message in it. A read that does
