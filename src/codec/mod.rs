@@ -34,6 +34,10 @@ pub enum FrameError {
     Incomplete,
     /// The frame's payload is longer than the codec allows.
     TooLong { len: usize, max: usize },
+    /// A line went on past the codec's maximum. How long it is the codec
+    /// cannot tell without reading on, which it does not: a length would
+    /// depend on how much happened to be read.
+    LineTooLong { max: usize },
     /// A length header that is not a decimal number padded with spaces.
     BadHeader { header: String },
 }
@@ -54,6 +58,9 @@ impl fmt::Display for FrameError {
                     f,
                     "frame of {len} bytes is longer than the maximum of {max}"
                 )
+            }
+            FrameError::LineTooLong { max } => {
+                write!(f, "line longer than the maximum of {max} bytes")
             }
             FrameError::BadHeader { header } => write!(
                 f,

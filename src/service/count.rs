@@ -105,7 +105,9 @@ impl CountSession {
 
 fn frame_error(e: FrameError, out: &mut Vec<u8>, text_reply: bool) -> ProtocolError {
     let reason = match &e {
-        FrameError::TooLong { max, .. } => format!("message longer than {max} bytes"),
+        FrameError::TooLong { max, .. } | FrameError::LineTooLong { max } => {
+            format!("message longer than {max} bytes")
+        }
         other => other.to_string(),
     };
     if text_reply {
