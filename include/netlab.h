@@ -489,8 +489,8 @@ netlab_status netlab_server_address(const netlab_server *server,
                                     size_t *out_len);
 
 // Reads the server's counters into `*stats`. After `netlab_server_stop`
-// the counters are all 0. `server` is borrowed for the duration of the
-// call.
+// they keep their final values (with `open` 0) until the handle is freed.
+// `server` is borrowed for the duration of the call.
 //
 // # Safety
 // `server` must be NULL or a live handle; `stats` NULL or valid for writes.

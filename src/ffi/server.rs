@@ -6,7 +6,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::{Error, guard, guard_void, millis, netlab_status, out_arg, str_arg};
 use crate::config::ServerConfig;
-use crate::server::{BoundServer, RunningServer, Stopper};
+use crate::server::{BoundServer, RunningServer, StatsReader, Stopper};
 
 /// A running (or stopped) server. Opaque: created by
 /// `netlab_server_start`, and must eventually be freed by
@@ -18,6 +18,8 @@ pub struct netlab_server {
     running: Mutex<Option<RunningServer>>,
     /// Begins or shortens the stop while another thread waits in it.
     stopper: Stopper,
+    /// The counters, readable after the stop too.
+    stats: StatsReader,
     /// Set once a stop has finished; `done` wakes the other stoppers.
     stopped: Mutex<bool>,
     done: Condvar,
@@ -98,6 +100,7 @@ pub unsafe extern "C" fn netlab_server_start(
         let addrs = running.local_addrs().to_vec();
         out.write(Box::into_raw(Box::new(netlab_server {
             stopper: running.stopper(),
+            stats: running.stats_reader(),
             running: Mutex::new(Some(running)),
             stopped: Mutex::new(false),
             done: Condvar::new(),
@@ -198,8 +201,8 @@ pub unsafe extern "C" fn netlab_server_address(
 }
 
 /// Reads the server's counters into `*stats`. After `netlab_server_stop`
-/// the counters are all 0. `server` is borrowed for the duration of the
-/// call.
+/// they keep their final values (with `open` 0) until the handle is freed.
+/// `server` is borrowed for the duration of the call.
 ///
 /// # Safety
 /// `server` must be NULL or a live handle; `stats` NULL or valid for writes.
@@ -213,16 +216,14 @@ pub unsafe extern "C" fn netlab_server_get_stats(
         let server = unsafe { netlab_server::from_ptr(server)? };
         // SAFETY: forwarded from the caller.
         let stats = unsafe { out_arg(stats, "stats")? };
-        let snapshot = server.lock().as_ref().map(RunningServer::stats);
-        stats.write(
-            snapshot.map_or_else(netlab_server_stats::default, |s| netlab_server_stats {
-                accepted: s.accepted,
-                refused: s.refused,
-                open: s.open as u64,
-                datagrams: s.datagrams,
-                dropped: s.dropped,
-            }),
-        );
+        let s = server.stats.snapshot();
+        stats.write(netlab_server_stats {
+            accepted: s.accepted,
+            refused: s.refused,
+            open: s.open as u64,
+            datagrams: s.datagrams,
+            dropped: s.dropped,
+        });
         Ok(())
     })
 }

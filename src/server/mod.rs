@@ -700,6 +700,26 @@ impl Stopper {
     }
 }
 
+/// Reads a server's counters; see [`RunningServer::stats_reader`].
+#[derive(Clone)]
+pub struct StatsReader {
+    shared: Arc<Shared>,
+    udp_service: Option<crate::service::UdpEchoService>,
+}
+
+impl StatsReader {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            open: self.shared.limiter.open(),
+            datagrams: s.datagrams.load(Ordering::Relaxed),
+            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+        }
+    }
+}
+
 /// A server being served. Dropping it stops it at once (no grace).
 pub struct RunningServer {
     shared: Arc<Shared>,
@@ -738,13 +758,15 @@ impl RunningServer {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        let s = &self.shared.stats;
-        StatsSnapshot {
-            accepted: s.accepted.load(Ordering::Relaxed),
-            refused: s.refused.load(Ordering::Relaxed),
-            open: self.shared.limiter.open(),
-            datagrams: s.datagrams.load(Ordering::Relaxed),
-            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+        self.stats_reader().snapshot()
+    }
+
+    /// What reads this server's counters, during its run and after its
+    /// stop: the final figures stay readable once the server is gone.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            shared: self.shared.clone(),
+            udp_service: self.udp_service.clone(),
         }
     }
 
