@@ -28,6 +28,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The size of a buffer that holds any address netlab writes, NUL
+// included: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+// (a scoped IPv6 address with the largest scope id) is 59 bytes, and 64
+// leaves room for an interface name of up to 15 bytes in place of the id.
+#define NETLAB_ADDRESS_MAX 64
+
 // What a call returns. The values are stable: a program may store them.
 typedef enum {
   // Success.
@@ -472,10 +478,11 @@ netlab_status netlab_server_listener_count(const netlab_server *server, size_t *
 netlab_status netlab_server_port(const netlab_server *server, size_t index, uint16_t *port);
 
 // Copies the address listener `index` is bound to, as text such as
-// "127.0.0.1:40123" or "[::1]:40123" with its NUL, into `buf` (`len`
-// bytes), and writes its length without the NUL into `*out_len`. A buffer
-// too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and writes into `*out_len`
-// the size needed, NUL included; 48 bytes are always enough.
+// "127.0.0.1:40123", "[::1]:40123" or "[fe80::1%2]:40123" with its NUL,
+// into `buf` (`len` bytes), and writes its length without the NUL into
+// `*out_len`. A buffer too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and
+// writes into `*out_len` the size needed, NUL included;
+// `NETLAB_ADDRESS_MAX` bytes are always enough.
 //
 // `server` and `buf` are borrowed for the duration of the call.
 //

@@ -273,7 +273,7 @@ class Server(_Handle):
 
     def address(self, index=0):
         """Listener `index`'s address as "host:port", ready for the clients."""
-        buf = ctypes.create_string_buffer(64)
+        buf = ctypes.create_string_buffer(_lib.ADDRESS_MAX)
         n = c_size_t()
         self._call(lib.netlab_server_address, _index(index), buf, len(buf), byref(n))
         return buf.value.decode()

@@ -154,11 +154,18 @@ pub unsafe extern "C" fn netlab_server_port(
     })
 }
 
+/// The size of a buffer that holds any address netlab writes, NUL
+/// included: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+/// (a scoped IPv6 address with the largest scope id) is 59 bytes, and 64
+/// leaves room for an interface name of up to 15 bytes in place of the id.
+pub const NETLAB_ADDRESS_MAX: usize = 64;
+
 /// Copies the address listener `index` is bound to, as text such as
-/// "127.0.0.1:40123" or "[::1]:40123" with its NUL, into `buf` (`len`
-/// bytes), and writes its length without the NUL into `*out_len`. A buffer
-/// too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and writes into `*out_len`
-/// the size needed, NUL included; 48 bytes are always enough.
+/// "127.0.0.1:40123", "[::1]:40123" or "[fe80::1%2]:40123" with its NUL,
+/// into `buf` (`len` bytes), and writes its length without the NUL into
+/// `*out_len`. A buffer too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and
+/// writes into `*out_len` the size needed, NUL included;
+/// `NETLAB_ADDRESS_MAX` bytes are always enough.
 ///
 /// `server` and `buf` are borrowed for the duration of the call.
 ///
@@ -298,6 +305,27 @@ mod tests {
     // SAFETY: netlab_server's calls other than free may run on any thread.
     unsafe impl Send for Shared {}
     unsafe impl Sync for Shared {}
+
+    /// The longest address text there is fits NETLAB_ADDRESS_MAX, NUL
+    /// included: a scoped IPv6 address needs more than the 48 bytes the
+    /// header once promised.
+    #[test]
+    fn the_longest_address_fits_netlab_address_max() {
+        use std::net::{Ipv6Addr, SocketAddrV6};
+        let longest = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from([0xffff; 8]),
+            u16::MAX,
+            0,
+            u32::MAX,
+        ));
+        let text = longest.to_string();
+        assert_eq!(text, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535");
+        assert!(text.len() + 1 > 48);
+        assert!(text.len() + 1 <= NETLAB_ADDRESS_MAX);
+        // An interface name (IFNAMSIZ is 16, NUL included) in place of the id.
+        let named = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%abcdefghijklmno]:65535";
+        assert!(named.len() + 1 <= NETLAB_ADDRESS_MAX);
+    }
 
     /// A second stop, from another thread while the first waits out a long
     /// grace, shortens it and returns only once the server has stopped.
