@@ -262,7 +262,8 @@ void netlab_chat_free(netlab_chat *chat);
 // `*reply_len` untouched, so memory and time stay bounded.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
-// `reply` may be NULL when their length is 0.
+// `reply` may be NULL when their length is 0. A NULL `reply` with a
+// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 //
 // # Safety
 // `addr` must be NULL or NUL-terminated; `message` NULL or readable for
@@ -287,7 +288,8 @@ netlab_status netlab_tcp_echo(const char *addr,
 // untouched and writes the size needed into `*reply_len`.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
-// `reply` may be NULL when their length is 0.
+// `reply` may be NULL when their length is 0. A NULL `reply` with a
+// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 //
 // # Safety
 // As `netlab_tcp_echo`.

@@ -185,6 +185,7 @@ pub unsafe extern "C" fn netlab_server_address(
         let server = unsafe { netlab_server::from_ptr(server)? };
         // SAFETY: forwarded from the caller.
         let out_len = unsafe { out_arg(out_len, "out_len")? };
+        super::out_buf_arg(buf.cast(), len, "buf")?;
         let text = format!("{}\0", server.addr(index)?);
         if text.len() > len {
             out_len.write(text.len());
