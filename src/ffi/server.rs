@@ -320,7 +320,10 @@ mod tests {
             u32::MAX,
         ));
         let text = longest.to_string();
-        assert_eq!(text, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535");
+        assert_eq!(
+            text,
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+        );
         assert!(text.len() + 1 > 48);
         assert!(text.len() + 1 <= NETLAB_ADDRESS_MAX);
         // An interface name (IFNAMSIZ is 16, NUL included) in place of the id.

@@ -838,6 +838,18 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    if workers > 1 && addr.port() != 0 {
+        // SO_REUSEPORT lets a socket join any group of the same user on
+        // that address, another server's included, and the kernel would
+        // split the datagrams between them. A plain bind first says
+        // whether the address is free, as it does for workers = 1; a
+        // netlab group bound since is found the same way by the next.
+        let probe = Socket::new(domain(&addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true)?;
+        }
+        probe.bind(&SockAddr::from(addr))?;
+    }
     let mut sockets: Vec<UdpSocket> = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {
