@@ -325,10 +325,10 @@ mod tests {
             "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
         );
         assert!(text.len() + 1 > 48);
-        assert!(text.len() + 1 <= NETLAB_ADDRESS_MAX);
+        assert!(text.len() < NETLAB_ADDRESS_MAX, "NUL included");
         // An interface name (IFNAMSIZ is 16, NUL included) in place of the id.
         let named = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%abcdefghijklmno]:65535";
-        assert!(named.len() + 1 <= NETLAB_ADDRESS_MAX);
+        assert!(named.len() < NETLAB_ADDRESS_MAX, "NUL included");
     }
 
     /// A second stop, from another thread while the first waits out a long
