@@ -524,6 +524,14 @@ netlab_status netlab_server_stop(netlab_server *server, uint32_t grace_ms);
 // (no grace period: open connections are closed). `server` is consumed:
 // it must not be used again. `netlab_server_free(NULL)` does nothing.
 //
+// In a process forked from the one that started the server, the handle
+// is a copy and the server is not stopped: the free closes this process's
+// copies of the server's sockets (its listeners and the connections it
+// had accepted at the fork) and nothing else, and the server goes on in
+// the process that started it. There `netlab_server_stop` gives
+// `NETLAB_ERR_INVALID`; the ports, addresses and stats can still be read
+// (the stats as they were at the fork).
+//
 // # Safety
 // `server` must be NULL or a live handle from `netlab_server_start` that
 // no other thread is using; freeing it twice is undefined behaviour.

@@ -24,6 +24,8 @@ pub struct netlab_server {
     stopped: Mutex<bool>,
     done: Condvar,
     addrs: Vec<SocketAddr>,
+    /// The process that started it: the only one where its threads run.
+    owner: u32,
 }
 
 /// A server's counters, as `netlab_server_get_stats` reads them.
@@ -56,6 +58,11 @@ impl netlab_server {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<RunningServer>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this is a forked child of the process that started it.
+    fn inherited(&self) -> bool {
+        std::process::id() != self.owner
     }
 
     fn addr(&self, index: usize) -> Result<SocketAddr, Error> {
@@ -105,6 +112,7 @@ pub unsafe extern "C" fn netlab_server_start(
             stopped: Mutex::new(false),
             done: Condvar::new(),
             addrs,
+            owner: std::process::id(),
         })));
         Ok(())
     })
@@ -257,6 +265,13 @@ pub unsafe extern "C" fn netlab_server_stop(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let server = unsafe { netlab_server::from_ptr(server)? };
+        if server.inherited() {
+            return Err(Error::invalid(format!(
+                "this server runs in process {}, and this is process {} (a fork of it): only that process can stop it; netlab_server_free here releases this process's copies of its sockets",
+                server.owner,
+                std::process::id()
+            )));
+        }
         // Begins the stop, or shortens one under way in another thread.
         server.stopper.begin_stop(millis(grace_ms));
         // Taken out, so the lock is not held for the grace period.
@@ -282,15 +297,34 @@ pub unsafe extern "C" fn netlab_server_stop(
 /// (no grace period: open connections are closed). `server` is consumed:
 /// it must not be used again. `netlab_server_free(NULL)` does nothing.
 ///
+/// In a process forked from the one that started the server, the handle
+/// is a copy and the server is not stopped: the free closes this process's
+/// copies of the server's sockets (its listeners and the connections it
+/// had accepted at the fork) and nothing else, and the server goes on in
+/// the process that started it. There `netlab_server_stop` gives
+/// `NETLAB_ERR_INVALID`; the ports, addresses and stats can still be read
+/// (the stats as they were at the fork).
+///
 /// # Safety
 /// `server` must be NULL or a live handle from `netlab_server_start` that
 /// no other thread is using; freeing it twice is undefined behaviour.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netlab_server_free(server: *mut netlab_server) {
     guard_void(|| {
-        if !server.is_null() {
-            // SAFETY: a live handle from Box::into_raw, as the caller promises.
-            drop(unsafe { Box::from_raw(server) });
+        if server.is_null() {
+            return;
+        }
+        // SAFETY: a live handle from Box::into_raw, as the caller promises.
+        let server = unsafe { Box::from_raw(server) };
+        if server.inherited() {
+            // Its threads stayed in the parent: nothing here can stop or
+            // join them. Let go of this process's copies of its sockets,
+            // and of nothing else: the memory is the parent's state as it
+            // was at the fork, which the parent still uses.
+            crate::server::close_inherited_sockets(&server.addrs);
+            std::mem::forget(server);
+        } else {
+            drop(server);
         }
     });
 }

@@ -13,6 +13,7 @@ mod acceptor;
 mod blocking;
 mod event;
 mod fork;
+mod inherited;
 mod limits;
 mod room;
 mod thread;
@@ -33,6 +34,7 @@ use crate::config::{ChatDialect, Location, Model, ServerConfig, ServiceConfig, T
 use crate::service::StreamService;
 use crate::service::chat::{ChatRoom, HubLimits};
 
+pub use inherited::close_inherited_sockets;
 pub use limits::{Admission, ConnLimiter, Permit};
 pub use room::QueueLimits;
 
