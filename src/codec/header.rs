@@ -44,7 +44,10 @@ impl HeaderCodec {
             len = len
                 .checked_mul(10)
                 .and_then(|l| l.checked_add(usize::from(d - b'0')))
-                .ok_or(FrameError::LengthOverflow { digits: text.len() })?;
+                .ok_or(FrameError::LengthOverflow {
+                    digits: text.len(),
+                    max: self.max_frame,
+                })?;
         }
         if len > self.max_frame {
             return Err(FrameError::TooLong {
@@ -206,7 +209,10 @@ mod tests {
         hdr.push(b' ');
         assert_eq!(
             huge.decode(&hdr),
-            Err(FrameError::LengthOverflow { digits: 39 })
+            Err(FrameError::LengthOverflow {
+                digits: 39,
+                max: 100
+            })
         );
     }
 
@@ -239,7 +245,13 @@ mod tests {
         // says so rather than quoting usize::MAX as the length.
         let buf = format!("{:<21}", format!("{}0", usize::MAX)).into_bytes();
         let e = HeaderCodec::new(21, usize::MAX).decode(&buf).unwrap_err();
-        assert_eq!(e, FrameError::LengthOverflow { digits: 21 });
+        assert_eq!(
+            e,
+            FrameError::LengthOverflow {
+                digits: 21,
+                max: usize::MAX
+            }
+        );
         let digits = "9".repeat(1024);
         let e = HeaderCodec::new(1024, usize::MAX)
             .decode(digits.as_bytes())
@@ -247,7 +259,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "length header of 1024 digits overflows: no length above {} can be read",
+                "length header of 1024 digits overflows (no length above {0} can be read); the longest frame is {0} bytes",
                 usize::MAX
             )
         );

@@ -87,7 +87,10 @@ fn cases() -> Vec<Case> {
                     .map(|(i, &b)| if i < 20 { b'9' } else { b })
                     .collect(),
                 code: FrameTooLarge,
-                reason: Around("frame of ", " bytes is longer than the maximum of 1024"),
+                reason: Around(
+                    "length header of 20 digits overflows (",
+                    "); the longest frame is 1024 bytes",
+                ),
             },
             // Refused from the first bad byte, before the header is whole.
             Case {
