@@ -24,14 +24,14 @@
 //! into events, and passes any other notice on as [`ChatEvent::Notice`].
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use super::ClientError;
-use super::tcp::check_timeout;
+use super::tcp::{self, check_timeout};
+use super::{ClientError, interrupt};
 use crate::codec::chat::{
     BincodeChat, BincodeServerDecoder, ChatCodec, HeaderChat, LineChat, ServerMsg,
 };
@@ -477,9 +477,7 @@ impl ChatSender {
     fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
         self.out.clear();
         self.codec.encode_client_msg(msg, &mut self.out);
-        self.stream
-            .write_all(&self.out)
-            .map_err(|e| ClientError::from_io(format!("write to {}", self.peer), e, self.timeout))
+        tcp::write_all_to(&mut self.stream, self.peer, self.timeout, &self.out)
     }
 }
 
@@ -510,7 +508,8 @@ impl ChatReceiver {
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.read_within(left)? {
+            // Nothing in a slice of the wait: the wait goes on if time is left.
+            if !self.read_within(left)? && Instant::now() >= deadline {
                 return Ok(None);
             }
         }
@@ -526,9 +525,11 @@ impl ChatReceiver {
         }
     }
 
-    /// Reads once, waiting up to `wait`; `Ok(false)` when nothing came.
+    /// Reads once, waiting up to `wait` (a slice of it when the thread has
+    /// an interrupt check); `Ok(false)` when nothing came.
     fn read_within(&mut self, wait: Duration) -> Result<bool, ClientError> {
         let context = || format!("read from {}", self.peer);
+        let wait = interrupt::slice(wait);
         // A zero read timeout means "forever" to the socket: poll instead,
         // with MSG_DONTWAIT on this one call. Not O_NONBLOCK: the sender
         // shares the socket, and a send meeting a full buffer then would
@@ -558,14 +559,22 @@ impl ChatReceiver {
                     self.decoder.extend(&self.buf[..n]);
                     return Ok(true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(false);
+                    if interrupt::interrupted() {
+                        return Err(ClientError::Interrupted {
+                            context: format!("wait for the chat at {}", self.peer),
+                        });
+                    }
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Ok(false);
+                    }
                 }
                 // A reset after the server's last words: report those first.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -606,10 +615,11 @@ impl ChatClient {
         dialect.check()?;
         validate_name(name)
             .map_err(|e| ClientError::invalid(format!("chat name {name:?}: {e}")))?;
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| ClientError::from_io(format!("connect {addr}"), e, timeout))?;
+        let stream = tcp::connect(addr, timeout)?;
         let setup = |e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout);
-        stream.set_write_timeout(Some(timeout)).map_err(setup)?;
+        stream
+            .set_write_timeout(Some(interrupt::slice(timeout)))
+            .map_err(setup)?;
         // Chat lines are written whole and should leave at once.
         stream.set_nodelay(true).map_err(setup)?;
         let reader = stream.try_clone().map_err(setup)?;

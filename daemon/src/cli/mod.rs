@@ -36,6 +36,8 @@ pub mod exit {
     pub const TIMEOUT: u8 = 3;
     /// Any other failure: refused, reset, closed early, malformed reply.
     pub const IO: u8 = 4;
+    /// Given up at the user's word (Ctrl-C), as shells report SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -315,6 +317,7 @@ fn exit_code_for(kind: ErrorKind) -> u8 {
         ErrorKind::Timeout => exit::TIMEOUT,
         ErrorKind::Invalid => exit::USAGE,
         ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+        ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }
 
