@@ -118,9 +118,14 @@ def _keep_interrupt(unraisable):
 
 
 def interruptible():
-    """Sets this thread's interrupt check, once per thread, so that blocking
-    calls made from it end promptly on Ctrl-C."""
+    """Sets the main thread's interrupt check, once, so that blocking calls
+    made from it end promptly on Ctrl-C. Only the main thread runs signal
+    handlers, so only its calls can be interrupted; other threads wait as
+    before, and never call back into Python from inside a call (a daemon
+    thread that did so at interpreter exit would be ended inside netlab)."""
     global _previous_unraisablehook
+    if threading.current_thread() is not threading.main_thread():
+        return
     if sys.unraisablehook is not _keep_interrupt:
         _previous_unraisablehook = sys.unraisablehook
         sys.unraisablehook = _keep_interrupt
