@@ -12,12 +12,10 @@ pub struct HeaderCodec {
 }
 
 impl HeaderCodec {
-    pub const DEFAULT_HEADER_LEN: usize = 10;
     /// The widest header accepted anywhere (config, C ABI): the seed's 100
     /// with room to spare, never so wide that a frame's header could be made
     /// to cost real memory.
     pub const MAX_HEADER_LEN: usize = 1024;
-    pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
     pub fn new(header_len: usize, max_frame: usize) -> Self {
         HeaderCodec {
@@ -56,12 +54,6 @@ impl HeaderCodec {
             });
         }
         Ok(len)
-    }
-}
-
-impl Default for HeaderCodec {
-    fn default() -> Self {
-        HeaderCodec::new(Self::DEFAULT_HEADER_LEN, Self::DEFAULT_MAX_FRAME)
     }
 }
 
