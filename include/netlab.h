@@ -66,6 +66,10 @@ typedef enum {
   // The thread's interrupt check (`netlab_set_interrupt_check`) asked a
   // blocking call to give up before its timeout.
   NETLAB_ERR_INTERRUPTED = 11,
+  // TLS refused the connection (the server's certificate, the client's,
+  // no common version), or a TLS file could not be used; the last error
+  // says which and why.
+  NETLAB_ERR_TLS = 12,
 } netlab_status;
 
 // How the count client frames a message and reads the count back, as the

@@ -52,6 +52,7 @@ class Status(enum.IntEnum):
     ERR_ADDR_IN_USE = 9
     ERR_PROTOCOL = 10
     ERR_INTERRUPTED = 11
+    ERR_TLS = 12
 
 
 class NetlabError(Exception):

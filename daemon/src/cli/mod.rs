@@ -312,7 +312,7 @@ fn exit_code_for(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Timeout => exit::TIMEOUT,
         ErrorKind::Invalid => exit::USAGE,
-        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol | ErrorKind::Tls => exit::IO,
         ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }
