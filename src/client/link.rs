@@ -69,10 +69,7 @@ impl Link {
         let inner = match &options.tls {
             None => Inner::Plain(socket),
             Some(tls) => {
-                let name = tls
-                    .server_name
-                    .clone()
-                    .unwrap_or_else(|| ServerName::IpAddress(peer.ip().into()));
+                let name = tls.server_name_for(peer);
                 Inner::Tls {
                     session: Mutex::new(handshake(&socket, peer, tls, &name, timeout)?),
                     socket,

@@ -54,6 +54,21 @@ impl TlsClient {
     }
 }
 
+impl TlsClient {
+    /// The rustls configuration, for callers that drive their own sessions
+    /// (the load generator).
+    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
+
+    /// The name a server at `peer` is expected to carry.
+    pub fn server_name_for(&self, peer: std::net::SocketAddr) -> ServerName<'static> {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(peer.ip().into()))
+    }
+}
+
 /// A rustls error during a handshake with `peer`, said for the user.
 pub(crate) fn describe(e: &rustls::Error, expected: &ServerName<'_>) -> String {
     use rustls::Error as E;
