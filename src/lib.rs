@@ -11,7 +11,7 @@ mod deadline;
 pub mod ffi;
 pub mod host;
 pub mod metrics;
-pub mod server;
 pub mod rate;
+pub mod server;
 pub mod service;
 pub mod tls;

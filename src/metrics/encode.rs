@@ -54,7 +54,8 @@ impl Format {
                 best = Some((q, format));
             }
         }
-        best.filter(|(q, _)| *q > 0.0).map_or(Format::Text, |(_, f)| f)
+        best.filter(|(q, _)| *q > 0.0)
+            .map_or(Format::Text, |(_, f)| f)
     }
 }
 
@@ -219,7 +220,12 @@ impl Collector for Scrape {
         let requests: Vec<_> = tcp
             .iter()
             .filter(|(_, service, _)| *service == ServiceKind::Count)
-            .map(|(s, _, l)| (listener_labels(s, l), Value::Count(l.total(|s| &s.requests))))
+            .map(|(s, _, l)| {
+                (
+                    listener_labels(s, l),
+                    Value::Count(l.total(|s| &s.requests)),
+                )
+            })
             .collect();
         family(
             &mut encoder,
@@ -319,10 +325,13 @@ impl Collector for Scrape {
         }
 
         let daemon = self.0.daemon();
-        let reloads: Vec<(Labels, Value)> = [("ok", &daemon.reloads_ok), ("refused", &daemon.reloads_failed)]
-            .into_iter()
-            .map(|(result, n)| (vec![("result", result.to_owned())], count(n)))
-            .collect();
+        let reloads: Vec<(Labels, Value)> = [
+            ("ok", &daemon.reloads_ok),
+            ("refused", &daemon.reloads_failed),
+        ]
+        .into_iter()
+        .map(|(result, n)| (vec![("result", result.to_owned())], count(n)))
+        .collect();
         family(
             &mut encoder,
             "netlab_reloads",

@@ -28,16 +28,19 @@ fn sample() -> Registry {
 #[test]
 fn shards_add_up_and_active_is_accepted_less_closed() {
     let r = sample();
-    let l = r.server("echo").listener("127.0.0.1:7007", ListenerKind::Tcp);
+    let l = r
+        .server("echo")
+        .listener("127.0.0.1:7007", ListenerKind::Tcp);
     assert_eq!(l.total(|s| &s.accepted), 5);
     assert_eq!(l.active(), 1);
     // The same name and address: the same counters (a reload carries on).
-    assert!(Arc::ptr_eq(
-        &r.server("echo"),
-        &r.server("echo")
-    ));
+    assert!(Arc::ptr_eq(&r.server("echo"), &r.server("echo")));
     r.retain(|n| n != "echo");
-    assert_eq!(r.server("echo").listeners().len(), 0, "a new server after retain");
+    assert_eq!(
+        r.server("echo").listeners().len(),
+        0,
+        "a new server after retain"
+    );
     assert!(std::mem::align_of::<Shard>() >= 128);
 }
 
@@ -54,8 +57,13 @@ fn the_text_format_has_each_family_once_with_its_series() {
     assert!(text.contains(
         "netlab_connections_refused_total{server=\"echo\",listener=\"127.0.0.1:7007\",reason=\"rate\"} 2\n"
     ));
-    assert!(text.contains("netlab_connections_active{server=\"echo\",listener=\"127.0.0.1:7007\"} 1\n"));
-    assert!(text.contains("netlab_chat_members{server=\"chat\"} 2\n"), "{text}");
+    assert!(
+        text.contains("netlab_connections_active{server=\"echo\",listener=\"127.0.0.1:7007\"} 1\n")
+    );
+    assert!(
+        text.contains("netlab_chat_members{server=\"chat\"} 2\n"),
+        "{text}"
+    );
     assert!(text.contains("netlab_chat_slow_readers_dropped_total{server=\"chat\"} 1\n"));
     assert!(text.contains(
         "netlab_datagrams_dropped_total{server=\"udp\",listener=\"[::1]:7\",reason=\"source_port\"} 2\n"
@@ -81,7 +89,10 @@ fn the_text_format_has_each_family_once_with_its_series() {
 fn openmetrics_ends_with_eof_and_names_counters_by_family() {
     let text = sample().encode(Format::OpenMetrics);
     assert!(text.ends_with("# EOF\n"), "{text}");
-    assert!(text.contains("# TYPE netlab_connections_accepted counter\n"), "{text}");
+    assert!(
+        text.contains("# TYPE netlab_connections_accepted counter\n"),
+        "{text}"
+    );
     assert!(text.contains(
         "netlab_connections_accepted_total{server=\"echo\",listener=\"127.0.0.1:7007\"} 5\n"
     ));

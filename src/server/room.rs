@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Connection};
 use super::queue::QueueLimits;
-use super::reactor::{Conns, Ending, Host, Inbox, Mailbox, Reactor, Settings, Wrap};
+use super::reactor::{
+    Conns, Ending, Host, Inbox, Mailbox, Reactor, ReactorListener, Settings, Wrap,
+};
 use super::{Listener, Runtime, Shared};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService, Send};
 
@@ -88,17 +90,19 @@ fn spawn<R: RoomService>(
         .map(|l| {
             let kind = l.kind.clone();
             let wrap: Wrap<Connection> = Box::new(move |stream| kind.wrap(stream));
-            (
-                mio::net::TcpListener::from_std(l.socket),
+            ReactorListener {
+                socket: mio::net::TcpListener::from_std(l.socket),
                 wrap,
-                l.kind.handshakes(),
-            )
+                handshakes: l.kind.handshakes(),
+                metrics: l.metrics,
+            }
         })
         .collect();
     let name = format!("{}-room", shared.name);
     let host = RoomHost::new(shared.clone(), service, limits.login_timeout);
     let settings = Settings {
         name: name.clone(),
+        worker: 0,
         idle_timeout,
         handshake_timeout,
         limits: limits.queue,
@@ -152,12 +156,14 @@ impl<R: RoomService> RoomHost<R> {
                 .is_some_and(|s| s.state.id == id)
                 .then_some(key_of(id))
         };
+        let mut delivered = 0u64;
         let mut i = 0;
         while i < sends.len() {
             match sends[i].clone() {
                 Send::To(id, range) => {
                     if let Some(key) = member(conns, id) {
                         conns.send(key, &self.outbox.bytes[range], 1);
+                        delivered += 1;
                     }
                 }
                 Send::Group {
@@ -187,6 +193,7 @@ impl<R: RoomService> RoomHost<R> {
                         for &key in members {
                             if conns.get(key).is_some_and(|s| Some(s.state.id) != except) {
                                 conns.send(key, bytes, frames);
+                                delivered += frames as u64;
                             }
                         }
                     }
@@ -215,6 +222,9 @@ impl<R: RoomService> RoomHost<R> {
         sends.clear();
         self.outbox.sends = sends;
         self.outbox.bytes.clear();
+        if delivered > 0 {
+            crate::metrics::add(&self.shared.metrics.chat.deliveries, delivered);
+        }
     }
 
     fn id<C: Conn>(conns: &Conns<C, Member>, key: usize) -> Option<ConnId> {
@@ -305,6 +315,9 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
     fn closed(&mut self, conns: &mut Conns<C, Member>, key: usize, state: Member, why: Ending) {
         if let Some(g) = state.group {
             self.groups[g].retain(|&k| k != key);
+        }
+        if why == Ending::SlowReader {
+            crate::metrics::add(&self.shared.metrics.chat.slow_readers, 1);
         }
         let why = match why {
             Ending::Closed => Disconnect::Closed,

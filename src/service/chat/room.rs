@@ -4,10 +4,15 @@
 //! runtime only copies those bytes to each member.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::{Hub, HubLimits, LeaveReason, Output};
-use crate::chat::{Dialect, ErrorCode, Event};
+use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
 use crate::codec::chat::{ChatCodec, ChatDecoder};
+use crate::metrics::{self, ServerMetrics};
+use crate::rate::{Limit, Rate, TokenBucket};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
 
 struct Client {
@@ -17,6 +22,21 @@ struct Client {
     peer: String,
     /// Welcomed, so counted among its group's members.
     welcomed: bool,
+    /// Its messages' tokens, with `message_rate`.
+    bucket: Option<TokenBucket>,
+    /// Messages refused by the rate since the last one let through.
+    refused_in_row: u32,
+}
+
+/// A client with this many messages in a row refused by `message_rate`
+/// is disconnected.
+pub const MESSAGE_REFUSALS_BEFORE_DISCONNECT: u32 = 20;
+
+/// `message_rate` and `message_burst`, per client.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageRate {
+    pub rate: Rate,
+    pub burst: u32,
 }
 
 pub struct ChatRoom {
@@ -29,11 +49,31 @@ pub struct ChatRoom {
     groups: Vec<(ChatCodec, usize)>,
     clients: HashMap<ConnId, Client>,
     outputs: Vec<Output>,
+    metrics: Arc<ServerMetrics>,
+    message_rate: Option<(MessageRate, Limit)>,
 }
 
 impl ChatRoom {
-    /// `codecs[i]` is the dialect of the server's `i`th listener.
+    /// `codecs[i]` is the dialect of the server's `i`th listener; the room
+    /// counts in `metrics` and holds each client to `message_rate`.
     pub fn new(server: &str, codecs: &[ChatCodec], limits: HubLimits) -> ChatRoom {
+        ChatRoom::with(
+            server,
+            codecs,
+            limits,
+            None,
+            ServerMetrics::detached(server),
+        )
+    }
+
+    /// [`ChatRoom::new`], with a message rate and the server's counters.
+    pub fn with(
+        server: &str,
+        codecs: &[ChatCodec],
+        limits: HubLimits,
+        message_rate: Option<MessageRate>,
+        metrics: Arc<ServerMetrics>,
+    ) -> ChatRoom {
         let mut dialects: Vec<Dialect> = Vec::new();
         let mut groups = Vec::new();
         let listeners = codecs
@@ -57,7 +97,65 @@ impl ChatRoom {
             groups,
             clients: HashMap::new(),
             outputs: Vec::new(),
+            metrics,
+            message_rate: message_rate.map(|m| (m, Limit::new(m.rate, m.burst))),
         }
+    }
+
+    /// Whether `msg` from `conn` is within its message rate; over it, the
+    /// client is told in its dialect, and after too many in a row it is
+    /// told why and disconnected (`Err`: stop reading its messages).
+    #[allow(clippy::too_many_arguments)]
+    fn within_rate(
+        bucket: &mut Option<TokenBucket>,
+        refused_in_row: &mut u32,
+        conn: ConnId,
+        msg: &ClientMsg<'_>,
+        rate: Option<&(MessageRate, Limit)>,
+        now: Instant,
+        chat: &metrics::ChatMetrics,
+        outputs: &mut Vec<Output>,
+    ) -> Result<bool, ()> {
+        let Some((m, limit)) = rate else {
+            return Ok(true);
+        };
+        // A name and a goodbye always pass: one lets a client in, the
+        // other out.
+        if matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Bye) {
+            return Ok(true);
+        }
+        let bucket = bucket.get_or_insert_with(|| TokenBucket::full(*limit, now));
+        if bucket.take(*limit, now) {
+            *refused_in_row = 0;
+            return Ok(true);
+        }
+        *refused_in_row += 1;
+        metrics::add(&chat.messages_refused, 1);
+        if *refused_in_row >= MESSAGE_REFUSALS_BEFORE_DISCONNECT {
+            metrics::add(&chat.rate_disconnects, 1);
+            outputs.push(Output::To(
+                conn,
+                Event::error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} messages in a row over the message rate ({}, burst {}); disconnecting",
+                        refused_in_row, m.rate, m.burst
+                    ),
+                ),
+            ));
+            return Err(());
+        }
+        outputs.push(Output::To(
+            conn,
+            Event::error(
+                ErrorCode::RateLimited,
+                format!(
+                    "message not delivered: over the message rate ({}, burst {})",
+                    m.rate, m.burst
+                ),
+            ),
+        ));
+        Ok(false)
     }
 
     /// Tells `conn` why it times out, has it leave the room, and closes it.
@@ -87,9 +185,13 @@ impl ChatRoom {
                         client.welcomed = true;
                         out.join(id, client.group);
                         self.groups[client.group].1 += 1;
+                        self.metrics.chat.members.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Output::Broadcast { except, event } => {
+                    if matches!(event, Event::Message { .. }) {
+                        metrics::add(&self.metrics.chat.messages, 1);
+                    }
                     for (group, (codec, members)) in self.groups.iter().enumerate() {
                         if *members > 0 {
                             out.group(group, except, |b| codec.encode(&event, b));
@@ -127,6 +229,8 @@ impl RoomService for ChatRoom {
                 group,
                 peer: peer.to_owned(),
                 welcomed: false,
+                bucket: None,
+                refused_in_row: 0,
             },
         );
     }
@@ -136,9 +240,34 @@ impl RoomService for ChatRoom {
             return;
         };
         client.decoder.extend(bytes);
+        let now = Instant::now();
         loop {
             match client.decoder.next_msg() {
-                Ok(Some(msg)) => self.hub.handle(conn, msg, &mut self.outputs),
+                Ok(Some(msg)) => {
+                    match Self::within_rate(
+                        &mut client.bucket,
+                        &mut client.refused_in_row,
+                        conn,
+                        &msg,
+                        self.message_rate.as_ref(),
+                        now,
+                        &self.metrics.chat,
+                        &mut self.outputs,
+                    ) {
+                        Ok(true) => self.hub.handle(conn, msg, &mut self.outputs),
+                        Ok(false) => {}
+                        Err(()) => {
+                            log::debug!(
+                                "server {}: closing {}: too many messages over the message rate",
+                                self.server,
+                                client.peer
+                            );
+                            self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
+                            self.outputs.push(Output::Close(conn));
+                            break;
+                        }
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     log::debug!("server {}: closing {}: {e}", self.server, client.peer);
@@ -167,6 +296,7 @@ impl RoomService for ChatRoom {
             && client.welcomed
         {
             self.groups[client.group].1 -= 1;
+            self.metrics.chat.members.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
