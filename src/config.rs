@@ -56,9 +56,6 @@ pub mod defaults {
     /// Sources whose rate is tracked at once (the least recently seen
     /// beyond it are forgotten).
     pub const RATE_SOURCES: usize = 65_536;
-    /// Where the embedded default configuration serves /metrics (a file
-    /// without `[daemon] metrics` serves none).
-    pub const METRICS: &str = "127.0.0.1:9917";
     /// The event model's and UDP's worker threads: one per core.
     pub fn workers() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
