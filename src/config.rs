@@ -1165,6 +1165,14 @@ impl Ctx<'_> {
                 }
             }
         };
+        let Some(rate_raw) = &raw.rate else {
+            let without = "a server without rate; add rate = \"20/s\" (a count per s, m or h)";
+            self.not_for(&raw.burst, "burst", without);
+            self.not_for(&raw.source_prefix_v4, "source_prefix_v4", without);
+            self.not_for(&raw.source_prefix_v6, "source_prefix_v6", without);
+            self.not_for(&raw.rate_sources, "rate_sources", without);
+            return None;
+        };
         let v4 = prefix(
             self,
             &raw.source_prefix_v4,
@@ -1179,14 +1187,6 @@ impl Ctx<'_> {
             128,
             defaults::SOURCE_PREFIX_V6,
         );
-        let Some(rate_raw) = &raw.rate else {
-            let without = "a server without rate; add rate = \"20/s\" (a count per s, m or h)";
-            self.not_for(&raw.burst, "burst", without);
-            self.not_for(&raw.source_prefix_v4, "source_prefix_v4", without);
-            self.not_for(&raw.source_prefix_v6, "source_prefix_v6", without);
-            self.not_for(&raw.rate_sources, "rate_sources", without);
-            return None;
-        };
         let rate = self.parse_rate(rate_raw, "rate");
         let burst = self.burst(&raw.burst, "burst");
         let sources = self

@@ -30,22 +30,6 @@ fn at(bound: &[(String, SocketAddr)], name: &str) -> SocketAddr {
     bound.iter().find(|(n, _)| n == name).unwrap().1
 }
 
-/// Waits until `series` reads `want` in a scrape of `metrics`.
-fn wait_sample(metrics: SocketAddr, series: &str, want: f64) {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = scrape(metrics);
-        if sample(&body, series) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "{series} is not {want} after 10 s:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// netlabd with an echo server under limits, a rate-limited one, a TLS
 /// one, a chat room and a UDP echo; then 3 connections served, and one
 /// refused for each of deny, per_source, max_connections, rate and

@@ -281,3 +281,20 @@ pub fn echoes(stream: &mut std::net::TcpStream, msg: &[u8]) -> bool {
     }
     got == msg
 }
+
+/// Waits (at most 10 s) until `series` reads `want` in a scrape of
+/// `metrics`: a counter may move a moment after the client saw its cause.
+pub fn wait_sample(metrics: SocketAddr, series: &str, want: f64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = scrape(metrics);
+        if sample(&body, series) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{series} is not {want} after 10 s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -185,7 +185,6 @@ impl ChatRoom {
                         client.welcomed = true;
                         out.join(id, client.group);
                         self.groups[client.group].1 += 1;
-                        self.metrics.chat.members.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Output::Broadcast { except, event } => {
@@ -201,6 +200,12 @@ impl ChatRoom {
                 Output::Close(id) => out.close(id),
             }
         }
+        // Who is in the room is the hub's to say: a client that left is
+        // no member, though its connection may still be closing.
+        self.metrics
+            .chat
+            .members
+            .store(i64::from(self.hub.online()), Ordering::Relaxed);
     }
 }
 
@@ -296,7 +301,6 @@ impl RoomService for ChatRoom {
             && client.welcomed
         {
             self.groups[client.group].1 -= 1;
-            self.metrics.chat.members.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
