@@ -45,8 +45,11 @@ impl Daemon {
         dir: TempDir,
         listeners: usize,
     ) -> (Daemon, Vec<(String, SocketAddr)>) {
+        // At info unless the test asked for another level.
+        if !cmd.get_envs().any(|(k, _)| k == "NETLABD_LOG") {
+            cmd.env("NETLABD_LOG", "info");
+        }
         let mut child = cmd
-            .env("NETLABD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
