@@ -488,3 +488,40 @@ fn the_readme_tls_example_loads() {
     assert_eq!(tls.files.alpn, ["netlab"]);
     assert_eq!(tls.files.client_ca.as_deref(), Some(pki.ca.as_path()));
 }
+
+/// `alpn` is what the server offers: a client asking for one of them gets
+/// it, and one asking for another is refused.
+#[test]
+fn alpn_is_negotiated() {
+    use std::sync::Arc;
+    let pki = Pki::new();
+    let tls = pki.tls_table(
+        &pki.server_cert,
+        &pki.server_key,
+        ", alpn = [\"netlab\", \"h2\"]",
+    );
+    let server = tls_server("echo", Model::Event, &tls, "");
+    let roots = netlab::tls::roots(&pki.ca).unwrap();
+    for (asked, agreed) in [(&b"netlab"[..], Some(&b"netlab"[..])), (b"other", None)] {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        config.alpn_protocols = vec![asked.to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut sock = connect(addr(&server));
+        let done = conn.complete_io(&mut sock);
+        match agreed {
+            Some(p) => {
+                done.unwrap();
+                assert_eq!(conn.alpn_protocol(), Some(p));
+            }
+            None => assert!(done.is_err(), "an ALPN protocol not offered was agreed"),
+        }
+    }
+    server.stop(Duration::ZERO);
+}
