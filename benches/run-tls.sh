@@ -52,7 +52,7 @@ trap 'stop_all; rm -rf "$WORK"' EXIT
 
 if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1; then
     echo "run-tls: stunnel4 is missing; installing it (apt-get install stunnel4)" >&2
-    { apt-get update && apt-get install -y stunnel4; } >"$WORK/apt.log" 2>&1 || {
+    { apt-get -o DPkg::Lock::Timeout=600 update && apt-get -o DPkg::Lock::Timeout=600 install -y stunnel4; } >"$WORK/apt.log" 2>&1 || {
         tail -n 5 "$WORK/apt.log" >&2
         echo "run-tls: cannot install stunnel4" >&2
         exit 1
