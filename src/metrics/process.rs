@@ -10,7 +10,7 @@ use super::encode::{Labels, Value, family};
 fn sysconf(name: libc::c_int, fallback: i64) -> i64 {
     // SAFETY: sysconf only reads a system setting.
     let v = unsafe { libc::sysconf(name) };
-    if v > 0 { i64::from(v) } else { fallback }
+    if v > 0 { v } else { fallback }
 }
 
 /// `/proc/self/stat`'s fields after the command (which may hold spaces),

@@ -419,10 +419,7 @@ mod tests {
                 "malformed PROXY v1",
             ),
             (b"PROXY SCTP 1 2 3 4\r\n", "malformed PROXY v1"),
-            (
-                &[b'P', b'R', b'O', b'X', b'Y', b' ', b'T', b'C', b'P', b'4'],
-                "",
-            ),
+            (b"PROXY TCP4", ""),
         ];
         for (bytes, says) in cases {
             match parse(bytes) {
