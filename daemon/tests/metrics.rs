@@ -338,6 +338,29 @@ fn metrics_count_what_clients_did_and_promtool_accepts_them() {
     ] {
         assert!(table.contains(want), "{want:?} in\n{table}");
     }
+
+    // --watch redraws in place, with rates since the last look.
+    let mut watch = Command::new(NETLAB)
+        .args(["stats", &c.metrics.to_string(), "--watch", "0.3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let shown = reader.join().unwrap();
+    assert!(shown.matches("\x1b[H\x1b[2J").count() >= 2, "{shown}");
+    assert!(
+        shown.contains("CONN/S") && shown.contains("server echo"),
+        "{shown}"
+    );
     drop(c.daemon);
 }
 
