@@ -54,8 +54,8 @@ pub struct ChatRoom {
 }
 
 impl ChatRoom {
-    /// `codecs[i]` is the dialect of the server's `i`th listener; the room
-    /// counts in `metrics` and holds each client to `message_rate`.
+    /// `codecs[i]` is the dialect of the server's `i`th listener; no
+    /// message rate, and counters of its own.
     pub fn new(server: &str, codecs: &[ChatCodec], limits: HubLimits) -> ChatRoom {
         ChatRoom::with(
             server,
@@ -66,7 +66,8 @@ impl ChatRoom {
         )
     }
 
-    /// [`ChatRoom::new`], with a message rate and the server's counters.
+    /// [`ChatRoom::new`], holding each client to `message_rate` and
+    /// counting in `metrics` (members, messages, refusals).
     pub fn with(
         server: &str,
         codecs: &[ChatCodec],
