@@ -394,6 +394,59 @@ mod tests {
         assert_eq!(kinds, ["welcome", "roster", "error"]);
     }
 
+    /// `message_rate` 1/h with a burst of 2: the third message is refused
+    /// with `rate_limited` in the client's dialect and reaches no one; the
+    /// 20th refusal in a row closes the client, and the counters say so.
+    #[test]
+    fn messages_over_the_rate_are_refused_then_the_client_is_closed() {
+        let line = ChatCodec::new(Dialect::Line, 1 << 16);
+        let metrics = ServerMetrics::detached("t");
+        let rate = MessageRate {
+            rate: Rate::parse("1/h").unwrap(),
+            burst: 2,
+        };
+        let mut r = ChatRoom::with(
+            "t",
+            &[line],
+            HubLimits { max_clients: 8 },
+            Some(rate),
+            metrics.clone(),
+        );
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:1", &mut out);
+        r.connected(2, 0, "127.0.0.1:2", &mut out);
+        r.received(1, b"ann\n", &mut out);
+        r.received(2, b"bob\n", &mut out);
+        out.clear();
+        r.received(1, b"one\ntwo\nthree\n", &mut out);
+        let to_ann = String::from_utf8_lossy(&sent_to(&out, 1)).into_owned();
+        assert_eq!(
+            to_ann,
+            "* error: message not delivered: over the message rate (1/h, burst 2)\n"
+        );
+        let groups = out
+            .sends
+            .iter()
+            .filter(|s| matches!(s, Send::Group { .. }))
+            .count();
+        assert_eq!(groups, 2, "one and two reach the room, three does not");
+        out.clear();
+        let flood = "x\n".repeat(19);
+        r.received(1, flood.as_bytes(), &mut out);
+        let to_ann = String::from_utf8_lossy(&sent_to(&out, 1)).into_owned();
+        assert_eq!(to_ann.lines().count(), 19, "{to_ann}");
+        assert!(
+            to_ann.ends_with("* error: 20 messages in a row over the message rate (1/h, burst 2); disconnecting\n"),
+            "{to_ann}"
+        );
+        assert!(out.sends.contains(&Send::Close(1)));
+        let chat = &metrics.chat;
+        assert_eq!(chat.messages_refused.load(Ordering::Relaxed), 20);
+        assert_eq!(chat.rate_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(chat.messages.load(Ordering::Relaxed), 2);
+        assert_eq!(chat.members.load(Ordering::Relaxed), 1, "ann left the room");
+    }
+
     /// Two clients of seed 004 (header_len 10 and 100 listeners sharing one
     /// room): the bytes each sends, through decoder, hub and encoder, reach
     /// the other exactly as the seed's server would have sent them.
