@@ -149,9 +149,14 @@ service = "echo"
 workers = 1
 listen = ["$plain"]
 EOF
+    # Tuned as a careful operator would: no Nagle on either side (small
+    # requests would otherwise wait for ACKs), warnings only in the log.
     cat >"$WORK/stunnel.conf" <<EOF
 foreground = yes
 pid =
+debug = 4
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
 [echo]
 accept = $addr
 connect = $plain
@@ -169,7 +174,7 @@ EOF
     stop_all
     [ "$ROUND" -eq 1 ] || return 0
     COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd-plain.toml  # echo, workers = 1, listen = [\"$plain\"]")
-    COMMANDS+=("taskset -c $SERVER_CPU $(basename "$STUNNEL") stunnel.conf  # accept = $addr, connect = $plain, cert, key")
+    COMMANDS+=("taskset -c $SERVER_CPU $(basename "$STUNNEL") stunnel.conf  # debug = 4, socket = l:TCP_NODELAY=1, socket = r:TCP_NODELAY=1, accept = $addr, connect = $plain, cert, key")
 }
 
 for ROUND in $(seq "$ROUNDS"); do
