@@ -240,16 +240,9 @@ REPORT=$WORK/report.md
     awk -v n="$(us_per_unit "$WORK/netlabd.hs.json")" -v s="$(us_per_unit "$WORK/stunnel.hs.json")" \
         'BEGIN { printf "Full handshakes per CPU-second, netlabd / stunnel4: %.2f (target: at least 1.2)\n", s / n }'
     echo
-    echo "Commands (files in the run's temporary directory):"
+    echo "(The files named are in the run's temporary directory.)"
     echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-    echo
+    print_commands
 } >"$REPORT"
 
-cat "$REPORT"
-mkdir -p "$(dirname "$RESULTS")"
-[ -s "$RESULTS" ] || printf '# TLS echo: netlabd vs stunnel4 in front of netlabd\n\nAppended by benches/run-tls.sh, newest last.\n\n' >"$RESULTS"
-cat "$REPORT" >>"$RESULTS"
-echo "run-tls: appended to ${RESULTS#"$ROOT"/}" >&2
+publish_report "TLS echo: netlabd vs stunnel4 in front of netlabd"
