@@ -81,6 +81,7 @@ pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result
                         frames: chat.queue_frames,
                     },
                     login_timeout: chat.login_timeout,
+                    workers: config.workers,
                 },
             )?;
             Hosted::Room(runtime)
