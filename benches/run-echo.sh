@@ -21,7 +21,9 @@
 # them; "baseline" adds NETLABD_BASELINE, an older netlabd binary, to compare
 # a change against; "metrics" adds netlabd with `[daemon] metrics` on, scraped
 # every second while it is measured, against plain "netlabd", which keeps no
-# per-request counters: what metrics cost per request), CARGO_TARGET_DIR (where
+# per-request counters: what metrics cost per request), RESULTS (the file the
+# report is appended to, default benches/results/echo.md; the metrics runs go
+# to benches/results/metrics.md), CARGO_TARGET_DIR (where
 # the release build goes, default ./target), CC (the C compiler for the floor,
 # default cc).
 set -euo pipefail
@@ -35,7 +37,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 SERVERS=${SERVERS:-netlabd tokio floor}
-RESULTS=$ROOT/benches/results/echo.md
+RESULTS=${RESULTS:-$ROOT/benches/results/echo.md}
 NAME=run-echo
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
