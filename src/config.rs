@@ -957,6 +957,21 @@ impl Ctx<'_> {
             self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
             self.not_for(&raw.max_connections, "max_connections", "UDP servers");
         }
+        // It bounds a TLS handshake and a PROXY header: on a server with
+        // neither, it would be a setting that silently does nothing.
+        let any_tls = raw
+            .listen
+            .get_ref()
+            .iter()
+            .any(|l| l.get_ref().tls.is_some());
+        let proxy_on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+        if transport == Transport::Tcp && !any_tls && !proxy_on {
+            self.not_for(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                "a server with no TLS listener and no proxy_protocol (it bounds the TLS handshake and the PROXY header)",
+            );
+        }
         if transport == Transport::Tcp && model != Model::Event {
             self.not_for(
                 &raw.workers,

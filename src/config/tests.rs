@@ -188,3 +188,24 @@ fn the_metrics_address_is_read() {
         Some((2, 11))
     );
 }
+
+#[test]
+fn handshake_timeout_needs_a_tls_listener_or_proxy_protocol() {
+    // On a plain server it bounded nothing, and was taken in silence.
+    let e = errors(
+        "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nhandshake_timeout = \"5s\"\n",
+    );
+    assert!(
+        e.iter().any(|l| l.starts_with(
+            "t.toml:5:21: handshake_timeout does not apply to a server with no TLS listener and no proxy_protocol"
+        )),
+        "{e:#?}"
+    );
+    let c = Config::parse(
+        "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n\
+         proxy_protocol = true\nproxy_from = [\"127.0.0.1\"]\nhandshake_timeout = \"5s\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.servers[0].handshake_timeout, Duration::from_secs(5));
+}
