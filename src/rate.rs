@@ -30,6 +30,12 @@ impl Rate {
         let count: u32 = match count.trim().parse() {
             Ok(0) => return Err(format!("{text:?}: the count must be at least 1")),
             Ok(n) => n,
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                return Err(format!(
+                    "{text:?}: the count must be from 1 to {}",
+                    u32::MAX
+                ));
+            }
             Err(_) => return Err(format!("{text:?}: {count:?} is not a count; {expected}")),
         };
         let per = match unit.trim() {
@@ -135,6 +141,8 @@ mod tests {
             ("x/s", "is not a count"),
             ("-1/s", "is not a count"),
             ("5/day", "unknown unit"),
+            // Digits, but too many: not "is not a count".
+            ("99999999999/s", "the count must be from 1 to 4294967295"),
         ] {
             let e = Rate::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
