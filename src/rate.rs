@@ -51,11 +51,6 @@ impl Rate {
     pub fn per_second(&self) -> f64 {
         f64::from(self.count) / self.per.as_secs_f64()
     }
-
-    /// The burst allowed when none is given: twice the count.
-    pub fn default_burst(&self) -> u32 {
-        self.count.saturating_mul(2)
-    }
 }
 
 impl fmt::Display for Rate {
@@ -134,7 +129,6 @@ mod tests {
         assert_eq!(Rate::parse("600/m").unwrap().per_second(), 10.0);
         assert_eq!(Rate::parse("3600/h").unwrap().per_second(), 1.0);
         assert_eq!(Rate::parse("20/s").unwrap().to_string(), "20/s");
-        assert_eq!(Rate::parse("20/s").unwrap().default_burst(), 40);
         for (bad, says) in [
             ("20", "is not a rate"),
             ("0/s", "at least 1"),

@@ -28,6 +28,39 @@ fn minimal_server_gets_defaults() {
 }
 
 #[test]
+fn left_out_keys_take_their_value_from_defaults() {
+    let c = Config::parse(
+        "[[server]]
+name = \"u\"
+service = \"echo\"
+transport = \"udp\"
+listen = [\"127.0.0.1:0\"]
+\
+         [[server]]
+name = \"c\"
+service = \"chat\"
+listen = [\"127.0.0.1:0\"]
+",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.servers[0].service,
+        ServiceConfig::UdpEcho(UdpEchoService::new(&defaults::DROP_SOURCE_PORTS))
+    );
+    assert_eq!(
+        c.servers[1].limits.max_connections,
+        defaults::chat_max_connections(defaults::MAX_CLIENTS)
+    );
+    assert_eq!(defaults::chat_max_connections(1000), 1125);
+    assert_eq!(defaults::chat_max_connections(8), 24);
+    assert_eq!(
+        c.daemon.working_directory,
+        std::path::Path::new(defaults::WORKING_DIRECTORY)
+    );
+}
+
+#[test]
 fn listen_tables_and_strings_mix() {
     let c = Config::parse(
         "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\", { addr = \"[::1]:0\" }]\n",
