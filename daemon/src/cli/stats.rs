@@ -250,6 +250,16 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Whether the samples are netlabd's: another exporter's would make a table
+/// of nothing.
+fn from_netlabd(samples: &[Sample]) -> Result<(), String> {
+    if samples.iter().any(|s| s.name == "netlab_build_info") {
+        Ok(())
+    } else {
+        Err("these are not netlabd's metrics (no netlab_build_info); expected the address of netlabd's [daemon] metrics".into())
+    }
+}
+
 /// A server's figures, by listener.
 #[derive(Debug, Default, Clone)]
 struct Server {
@@ -520,7 +530,9 @@ pub fn run(args: &StatsArgs) -> u8 {
     };
     let look = || -> Result<Vec<Sample>, (u8, String)> {
         let body = fetch(&host, &path, args.timeout)?;
-        parse_samples(&body).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))
+        let samples = parse_samples(&body).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))?;
+        from_netlabd(&samples).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))?;
+        Ok(samples)
     };
     if args.watch.is_some_and(|w| w.is_zero()) {
         eprintln!("netlab: --watch needs a period longer than 0, such as 2");
@@ -622,7 +634,14 @@ mod tests {
         let body = fetch(&host, "/metrics", Duration::from_secs(5)).unwrap();
         server.join().unwrap();
         assert_eq!(body, "process_open_fds 40\nup{a=\"b\"} 1\n");
-        assert_eq!(parse_samples(&body).unwrap().len(), 2);
+        let samples = parse_samples(&body).unwrap();
+        assert_eq!(samples.len(), 2);
+        // Another exporter's figures are said to be so, not drawn empty.
+        assert!(
+            from_netlabd(&samples)
+                .unwrap_err()
+                .contains("not netlabd's")
+        );
 
         let (host, server) =
             answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nshort");
@@ -667,6 +686,7 @@ netlab_chat_members{server=\"chat\"} 4
 netlab_build_info{version=\"0.1.0\"} 1
 ";
         let s = parse_samples(text).unwrap();
+        assert_eq!(from_netlabd(&s), Ok(()));
         let table = render(&s, None);
         assert!(table.contains("netlabd 0.1.0"), "{table}");
         assert!(table.contains("server echo"));
