@@ -70,7 +70,19 @@ pub enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Print netlab's shell completion script.
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
+
+const COMPLETIONS_HELP: &str = "\
+The Debian package installs them for bash, zsh and fish. Otherwise, e.g.:
+  netlab completions bash > ~/.local/share/bash-completion/completions/netlab
+  netlab completions zsh > ~/.zfunc/_netlab     # with fpath+=~/.zfunc
+  netlab completions fish > ~/.config/fish/completions/netlab.fish";
 
 #[derive(Debug, Args)]
 pub struct EchoArgs {
@@ -300,8 +312,21 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             target: BenchTarget::Chat(args),
         } => bench::run_chat(&args),
+        Command::Completions { shell } => print_completions(shell),
     };
     ExitCode::from(code)
+}
+
+fn print_completions(shell: clap_complete::Shell) -> u8 {
+    use std::io::Write;
+    let script = crate::manual::completion(crate::manual::Program::Netlab, shell);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("netlab: cannot write the completion script: {e}");
+            exit::IO
+        }
+    }
 }
 
 /// Reports a client error on stderr and picks the exit code for its kind.
