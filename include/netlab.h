@@ -28,6 +28,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The size of a buffer that holds any address netlab writes, NUL
+// included: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+// (a scoped IPv6 address with the largest scope id) is 59 bytes, and 64
+// leaves room for an interface name of up to 15 bytes in place of the id.
+#define NETLAB_ADDRESS_MAX 64
+
 // What a call returns. The values are stable: a program may store them.
 typedef enum {
   // Success.
@@ -256,7 +262,8 @@ void netlab_chat_free(netlab_chat *chat);
 // `*reply_len` untouched, so memory and time stay bounded.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
-// `reply` may be NULL when their length is 0.
+// `reply` may be NULL when their length is 0. A NULL `reply` with a
+// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 //
 // # Safety
 // `addr` must be NULL or NUL-terminated; `message` NULL or readable for
@@ -281,7 +288,8 @@ netlab_status netlab_tcp_echo(const char *addr,
 // untouched and writes the size needed into `*reply_len`.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
-// `reply` may be NULL when their length is 0.
+// `reply` may be NULL when their length is 0. A NULL `reply` with a
+// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 //
 // # Safety
 // As `netlab_tcp_echo`.
@@ -472,10 +480,11 @@ netlab_status netlab_server_listener_count(const netlab_server *server, size_t *
 netlab_status netlab_server_port(const netlab_server *server, size_t index, uint16_t *port);
 
 // Copies the address listener `index` is bound to, as text such as
-// "127.0.0.1:40123" or "[::1]:40123" with its NUL, into `buf` (`len`
-// bytes), and writes its length without the NUL into `*out_len`. A buffer
-// too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and writes into `*out_len`
-// the size needed, NUL included; 48 bytes are always enough.
+// "127.0.0.1:40123", "[::1]:40123" or "[fe80::1%2]:40123" with its NUL,
+// into `buf` (`len` bytes), and writes its length without the NUL into
+// `*out_len`. A buffer too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and
+// writes into `*out_len` the size needed, NUL included;
+// `NETLAB_ADDRESS_MAX` bytes are always enough.
 //
 // `server` and `buf` are borrowed for the duration of the call.
 //
@@ -489,8 +498,8 @@ netlab_status netlab_server_address(const netlab_server *server,
                                     size_t *out_len);
 
 // Reads the server's counters into `*stats`. After `netlab_server_stop`
-// the counters are all 0. `server` is borrowed for the duration of the
-// call.
+// they keep their final values (with `open` 0) until the handle is freed.
+// `server` is borrowed for the duration of the call.
 //
 // # Safety
 // `server` must be NULL or a live handle; `stats` NULL or valid for writes.
@@ -514,6 +523,14 @@ netlab_status netlab_server_stop(netlab_server *server, uint32_t grace_ms);
 // Frees a server handle. A server still running is stopped first, at once
 // (no grace period: open connections are closed). `server` is consumed:
 // it must not be used again. `netlab_server_free(NULL)` does nothing.
+//
+// In a process forked from the one that started the server, the handle
+// is a copy and the server is not stopped: the free closes this process's
+// copies of the server's sockets (its listeners and the connections it
+// had accepted at the fork) and nothing else, and the server goes on in
+// the process that started it. There `netlab_server_stop` gives
+// `NETLAB_ERR_INVALID`; the ports, addresses and stats can still be read
+// (the stats as they were at the fork).
 //
 // # Safety
 // `server` must be NULL or a live handle from `netlab_server_start` that

@@ -49,6 +49,23 @@ pub struct Location {
     pub column: usize,
 }
 
+impl Location {
+    /// Byte `at` of `text` (clamped to its end), as line and column, both
+    /// counted from 1; columns count characters, as editors do.
+    fn at(text: &str, at: usize, origin: Arc<str>) -> Location {
+        let mut at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let before = &text[..at];
+        Location {
+            origin,
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.origin, self.line, self.column)
@@ -399,18 +416,50 @@ impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin),
-            Err(e) => Err(ConfigErrors(vec![ConfigError {
+        let whole_file = |message: String| {
+            ConfigErrors(vec![ConfigError {
                 location: Location {
-                    origin: origin.into(),
+                    origin: origin.as_str().into(),
                     line: 0,
                     column: 0,
                 },
-                message: format!("cannot read the file: {e}"),
-            }])),
-        }
+                message,
+            }])
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| whole_file(format!("cannot read the file: {e}")))?;
+        let text = utf8_text(&bytes, &origin)?;
+        Config::parse(text, &origin)
     }
+}
+
+/// `bytes` as text, or an error at the first byte that is not UTF-8: TOML
+/// files are UTF-8, and a stray Latin-1 byte in a comment is easier to
+/// find with its line and column.
+fn utf8_text<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, ConfigErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        // The valid part locates the bad byte as the parser would.
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let bad: Vec<String> = bytes[at..]
+            .iter()
+            .take(e.error_len().unwrap_or(bytes.len() - at).max(1))
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        ConfigErrors(vec![ConfigError {
+            location: Location::at(valid, at, origin.into()),
+            message: match e.error_len() {
+                Some(_) => format!(
+                    "byte {} is not valid UTF-8; a configuration file must be UTF-8 text",
+                    bad.join(" ")
+                ),
+                None => format!(
+                    "the file ends inside a UTF-8 character ({}); a configuration file must be UTF-8 text",
+                    bad.join(" ")
+                ),
+            },
+        }])
+    })
 }
 
 impl ServerConfig {
@@ -465,15 +514,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn location(&self, span: Range<usize>) -> Location {
-        let at = span.start.min(self.text.len());
-        let before = &self.text[..at];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Location {
-            origin: self.origin.clone(),
-            line,
-            column,
-        }
+        Location::at(self.text, span.start, self.origin.clone())
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {

@@ -104,6 +104,63 @@ class ServerTests(unittest.TestCase):
         with self.assertRaises(NetlabError):
             netlab.tcp_echo(addr, b"x", timeout=1)
 
+    def test_a_forked_child_closing_an_inherited_server_releases_its_copies_only(self):
+        for model in ("event", "thread"):
+            with self.subTest(model=model):
+                self.check_fork_close(config(model=model))
+
+    def check_fork_close(self, text):
+        server = netlab.Server(text)
+        addr, port = server.address(), server.port()
+        held = socket.create_connection(("127.0.0.1", port))
+        self.assertEqual(netlab.tcp_echo(addr, b"before"), b"before")
+        report_r, report_w = os.pipe()
+        go_r, go_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            # The child: try to stop the server it inherited, leave a
+            # `with` block on it, then stay alive until the parent has looked.
+            os.dup2(err_w, 2)
+            try:
+                status = "no error"
+                try:
+                    server.stop(0)
+                except NetlabError as e:
+                    status = e.status.name
+                with server:
+                    pass
+                os.write(report_w, status.encode())
+                os.read(go_r, 1)
+            finally:
+                os._exit(0)
+        os.close(err_w)
+        os.close(report_w)
+        try:
+            self.assertEqual(os.read(report_r, 100), b"ERR_INVALID")
+            # The server serves on in the parent, its open connection too.
+            self.assertEqual(netlab.tcp_echo(addr, b"after"), b"after")
+            held.sendall(b"x")
+            held.shutdown(socket.SHUT_WR)
+            held.settimeout(5)
+            self.assertEqual(held.recv(10), b"x")
+            # Stopped in the parent, the port is free although the child
+            # lives: it held no copy of the listener.
+            server.close()
+            probe = socket.socket()
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.close()
+        finally:
+            held.close()
+            os.write(go_w, b"x")
+            _, status = os.waitpid(pid, 0)
+        stderr = os.read(err_r, 65536).decode("utf-8", "replace")
+        for fd in (report_r, go_r, go_w, err_r):
+            os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(stderr, "", "the child wrote to stderr")
+
     def test_stop_while_clients_are_connected(self):
         for model in ("event", "thread", "fork"):
             with self.subTest(model=model), netlab.Server(config(model=model)) as s:

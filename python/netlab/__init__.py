@@ -251,7 +251,11 @@ class _Handle:
 class Server(_Handle):
     """A server the daemon could run, started from TOML text (one
     `[[server]]` table, the `[[server]]` line optional). Listen on port 0
-    and ask .port() which one the kernel chose."""
+    and ask .port() which one the kernel chose.
+
+    After os.fork() the server runs on in the parent only: in the child,
+    close() (or leaving a `with` block) releases the child's copies of the
+    server's sockets and nothing else, and stop() raises ERR_INVALID."""
     _kind = "Server"
 
     def __init__(self, config):
@@ -273,7 +277,7 @@ class Server(_Handle):
 
     def address(self, index=0):
         """Listener `index`'s address as "host:port", ready for the clients."""
-        buf = ctypes.create_string_buffer(64)
+        buf = ctypes.create_string_buffer(_lib.ADDRESS_MAX)
         n = c_size_t()
         self._call(lib.netlab_server_address, _index(index), buf, len(buf), byref(n))
         return buf.value.decode()

@@ -44,6 +44,9 @@ def _load():
 
 lib, path = _load()
 
+# NETLAB_ADDRESS_MAX: room for any address text, NUL included.
+ADDRESS_MAX = 64
+
 
 class _Server(ctypes.Structure):
     pass

@@ -44,10 +44,7 @@ impl HeaderCodec {
             len = len
                 .checked_mul(10)
                 .and_then(|l| l.checked_add(usize::from(d - b'0')))
-                .ok_or(FrameError::TooLong {
-                    len: usize::MAX,
-                    max: self.max_frame,
-                })?;
+                .ok_or(FrameError::LengthOverflow { digits: text.len() })?;
         }
         if len > self.max_frame {
             return Err(FrameError::TooLong {
@@ -207,7 +204,10 @@ mod tests {
         let huge = HeaderCodec::new(40, 100);
         let mut hdr = b"9".repeat(39);
         hdr.push(b' ');
-        assert!(matches!(huge.decode(&hdr), Err(FrameError::TooLong { .. })));
+        assert_eq!(
+            huge.decode(&hdr),
+            Err(FrameError::LengthOverflow { digits: 39 })
+        );
     }
 
     #[test]
@@ -235,14 +235,21 @@ mod tests {
             buf.extend_from_slice(b"some of the payload");
             assert_eq!(codec.decode(&buf), Err(FrameError::Incomplete), "{digits}");
         }
-        // One more digit than usize holds is too long, whatever the max.
+        // One more digit than usize holds overflows, whatever the max, and
+        // says so rather than quoting usize::MAX as the length.
         let buf = format!("{:<21}", format!("{}0", usize::MAX)).into_bytes();
+        let e = HeaderCodec::new(21, usize::MAX).decode(&buf).unwrap_err();
+        assert_eq!(e, FrameError::LengthOverflow { digits: 21 });
+        let digits = "9".repeat(1024);
+        let e = HeaderCodec::new(1024, usize::MAX)
+            .decode(digits.as_bytes())
+            .unwrap_err();
         assert_eq!(
-            HeaderCodec::new(21, usize::MAX).decode(&buf),
-            Err(FrameError::TooLong {
-                len: usize::MAX,
-                max: usize::MAX
-            })
+            e.to_string(),
+            format!(
+                "length header of 1024 digits overflows: no length above {} can be read",
+                usize::MAX
+            )
         );
         // Through a reader: nothing is consumed until the frame is whole.
         let mut reader = FrameReader::new(codec);

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 
 use super::{
     Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_status, out_arg,
-    str_arg,
+    out_buf_arg, str_arg,
 };
 use crate::client::{self, CountFraming};
 
@@ -41,7 +41,8 @@ pub enum netlab_count_framing {
 /// `*reply_len` untouched, so memory and time stay bounded.
 ///
 /// Every pointer is borrowed for the duration of the call; `message` and
-/// `reply` may be NULL when their length is 0.
+/// `reply` may be NULL when their length is 0. A NULL `reply` with a
+/// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 ///
 /// # Safety
 /// `addr` must be NULL or NUL-terminated; `message` NULL or readable for
@@ -62,6 +63,8 @@ pub unsafe extern "C" fn netlab_tcp_echo(
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         unsafe { out_arg(reply_len, "reply_len")? };
+        // Refused before anything is sent, not after the exchange.
+        out_buf_arg(reply, reply_cap, "reply")?;
         // Whatever fits the caller's buffer is read, and beyond it as much
         // as lets BUFFER_TOO_SMALL say the size needed for a plausible echo.
         let limit = reply_cap.max(client::echo_reply_limit(message.len()));
@@ -82,7 +85,8 @@ pub unsafe extern "C" fn netlab_tcp_echo(
 /// untouched and writes the size needed into `*reply_len`.
 ///
 /// Every pointer is borrowed for the duration of the call; `message` and
-/// `reply` may be NULL when their length is 0.
+/// `reply` may be NULL when their length is 0. A NULL `reply` with a
+/// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 ///
 /// # Safety
 /// As `netlab_tcp_echo`.
@@ -102,6 +106,8 @@ pub unsafe extern "C" fn netlab_udp_echo(
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         unsafe { out_arg(reply_len, "reply_len")? };
+        // Refused before anything is sent, not after the exchange.
+        out_buf_arg(reply, reply_cap, "reply")?;
         let echoed = client::udp_echo(addr, message, millis(timeout_ms), retries)?;
         // SAFETY: forwarded from the caller.
         unsafe { copy_out(&echoed, reply, reply_cap, reply_len, "the reply") }

@@ -66,6 +66,15 @@ unsafe fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Checks an output buffer before any work is done: NULL is allowed only
+/// with a capacity of 0, which can take nothing but an empty result.
+fn out_buf_arg(ptr: *const u8, cap: usize, what: &str) -> Result<(), Error> {
+    if ptr.is_null() && cap > 0 {
+        return Err(Error::null(what));
+    }
+    Ok(())
+}
+
 /// Checks that an out-parameter is not NULL, and returns it as a reference.
 ///
 /// # Safety

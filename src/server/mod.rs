@@ -13,6 +13,7 @@ mod acceptor;
 mod blocking;
 mod event;
 mod fork;
+mod inherited;
 mod limits;
 mod room;
 mod thread;
@@ -33,6 +34,7 @@ use crate::config::{ChatDialect, Location, Model, ServerConfig, ServiceConfig, T
 use crate::service::StreamService;
 use crate::service::chat::{ChatRoom, HubLimits};
 
+pub use inherited::close_inherited_sockets;
 pub use limits::{Admission, ConnLimiter, Permit};
 pub use room::QueueLimits;
 
@@ -700,6 +702,26 @@ impl Stopper {
     }
 }
 
+/// Reads a server's counters; see [`RunningServer::stats_reader`].
+#[derive(Clone)]
+pub struct StatsReader {
+    shared: Arc<Shared>,
+    udp_service: Option<crate::service::UdpEchoService>,
+}
+
+impl StatsReader {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            open: self.shared.limiter.open(),
+            datagrams: s.datagrams.load(Ordering::Relaxed),
+            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+        }
+    }
+}
+
 /// A server being served. Dropping it stops it at once (no grace).
 pub struct RunningServer {
     shared: Arc<Shared>,
@@ -738,13 +760,15 @@ impl RunningServer {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        let s = &self.shared.stats;
-        StatsSnapshot {
-            accepted: s.accepted.load(Ordering::Relaxed),
-            refused: s.refused.load(Ordering::Relaxed),
-            open: self.shared.limiter.open(),
-            datagrams: s.datagrams.load(Ordering::Relaxed),
-            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+        self.stats_reader().snapshot()
+    }
+
+    /// What reads this server's counters, during its run and after its
+    /// stop: the final figures stay readable once the server is gone.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            shared: self.shared.clone(),
+            udp_service: self.udp_service.clone(),
         }
     }
 
@@ -816,6 +840,18 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    if workers > 1 && addr.port() != 0 {
+        // SO_REUSEPORT lets a socket join any group of the same user on
+        // that address, another server's included, and the kernel would
+        // split the datagrams between them. A plain bind first says
+        // whether the address is free, as it does for workers = 1; a
+        // netlab group bound since is found the same way by the next.
+        let probe = Socket::new(domain(&addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true)?;
+        }
+        probe.bind(&SockAddr::from(addr))?;
+    }
     let mut sockets: Vec<UdpSocket> = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {

@@ -190,7 +190,7 @@ fn cases() -> Vec<Case> {
                 as_name,
                 bytes: frame_be(&[2, 0]),
                 code: BadFrame,
-                reason: Exact("bincode frame has 1 trailing bytes"),
+                reason: Exact("bincode frame has 1 byte after its message"),
             },
         ]);
     }

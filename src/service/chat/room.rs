@@ -130,8 +130,9 @@ impl RoomService for ChatRoom {
                 Ok(None) => break,
                 Err(e) => {
                     log::debug!("server {}: closing {}: {e}", self.server, client.peer);
-                    let codec = client.codec;
-                    out.to(conn, |b| codec.encode_error(&e, b));
+                    // Queued behind what the frames before it caused, so
+                    // the client hears its replies in the order it asked.
+                    self.outputs.push(Output::To(conn, e.to_event()));
                     self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
                     self.outputs.push(Output::Close(conn));
                     break;
@@ -168,5 +169,81 @@ impl RoomService for ChatRoom {
     fn stopping(&mut self, out: &mut Outbox) {
         self.hub.shutdown(&mut self.outputs);
         self.dispatch(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::chat::{BincodeChat, BincodeServerDecoder, HeaderChat, LineChat, ServerMsg};
+    use crate::service::chat::ClientMsg;
+    use crate::service::room::Send;
+
+    /// What the room sent to `conn` alone, in order.
+    fn sent_to(out: &Outbox, conn: ConnId) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for send in &out.sends {
+            if let Send::To(id, range) = send
+                && *id == conn
+            {
+                bytes.extend_from_slice(&out.bytes[range.clone()]);
+            }
+        }
+        bytes
+    }
+
+    fn room(codec: ChatCodec) -> ChatRoom {
+        ChatRoom::new("t", &[codec], HubLimits { max_clients: 8 })
+    }
+
+    /// A name, `/who` and a bad frame in one read: the welcome, the roster
+    /// and then the error, in the order the client asked.
+    #[test]
+    fn replies_keep_their_order_when_one_read_holds_several_frames() {
+        let line = ChatCodec::Line(LineChat::default());
+        let mut r = room(line);
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"bob\n/who\n\xff\n", &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&sent_to(&out, 1)),
+            "* welcome bob, 1 online; /who lists them, /quit leaves\n\
+             * online (1): bob\n\
+             * error: line is not valid UTF-8 (byte 0)\n"
+        );
+        assert_eq!(out.sends.last(), Some(&Send::Close(1)));
+
+        let header = ChatCodec::Header(HeaderChat::default());
+        let mut r = room(header);
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"3         bob4         /who1         \xff", &mut out);
+        let text = String::from_utf8_lossy(&sent_to(&out, 1)).into_owned();
+        let welcome = text.find("welcome bob").expect(&text);
+        let roster = text.find("online (1): bob").expect(&text);
+        let error = text.find("error: frame is not valid UTF-8").expect(&text);
+        assert!(welcome < roster && roster < error, "{text}");
+
+        let bincode = ChatCodec::Bincode(BincodeChat::default());
+        let mut r = room(bincode);
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        let mut input = Vec::new();
+        bincode.encode_client_msg(ClientMsg::Hello { name: "bob" }, &mut input);
+        bincode.encode_client_msg(ClientMsg::Who, &mut input);
+        input.extend_from_slice(&[0, 0, 0, 1, 0xff]);
+        r.received(1, &input, &mut out);
+        let mut decoder = BincodeServerDecoder::new(1 << 16);
+        decoder.extend(&sent_to(&out, 1));
+        let mut kinds = Vec::new();
+        while let Some(msg) = decoder.next_msg().unwrap() {
+            kinds.push(match msg {
+                ServerMsg::Welcome { .. } => "welcome",
+                ServerMsg::Roster { .. } => "roster",
+                ServerMsg::Error { .. } => "error",
+                _ => "other",
+            });
+        }
+        assert_eq!(kinds, ["welcome", "roster", "error"]);
     }
 }
