@@ -1,8 +1,11 @@
 """Finds and loads libnetlab, and declares every C function's argument and
 result types, so that ctypes converts and checks each call."""
 
+from __future__ import annotations
+
 import ctypes
 import os
+from typing import Any, List, Tuple
 from ctypes import (POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint16,
                     c_uint32, c_uint64, c_void_p)
 
@@ -11,20 +14,23 @@ _WORKSPACE = os.path.dirname(os.path.dirname(_HERE))
 _NAME = "libnetlab.dylib" if os.uname().sysname == "Darwin" else "libnetlab.so"
 
 
-def candidates():
-    """Where libnetlab is looked for, in order: $NETLAB_LIBRARY, this package's
-    folder, then the workspace's target/release and target/debug."""
+def candidates() -> List[str]:
+    """Where libnetlab is looked for, in order: $NETLAB_LIBRARY; this
+    package's folder, where an installed wheel has it; then, when the
+    package is the one in netlab's source tree, the workspace's
+    target/release and target/debug."""
     found = []
     env = os.environ.get("NETLAB_LIBRARY")
     if env:
         found.append(env)
     found.append(os.path.join(_HERE, _NAME))
-    for profile in ("release", "debug"):
-        found.append(os.path.join(_WORKSPACE, "target", profile, _NAME))
+    if os.path.isfile(os.path.join(_WORKSPACE, "Cargo.toml")):
+        for profile in ("release", "debug"):
+            found.append(os.path.join(_WORKSPACE, "target", profile, _NAME))
     return found
 
 
-def _load():
+def _load() -> Tuple[ctypes.CDLL, str]:
     # $NETLAB_LIBRARY, when set, is the only one tried: a wrong setting
     # should fail loudly, not load some other build.
     env = os.environ.get("NETLAB_LIBRARY")
@@ -39,7 +45,8 @@ def _load():
             tried.append("%s (not found)" % path)
     raise ImportError(
         "netlab: cannot load libnetlab; tried:\n  " + "\n  ".join(tried)
-        + "\nbuild it with `cargo build --release` or set NETLAB_LIBRARY")
+        + "\ninstall the wheel (pip install ./python), build it with "
+        "`cargo build --release`, or set NETLAB_LIBRARY")
 
 
 lib, path = _load()
@@ -62,12 +69,17 @@ class _Chat(ctypes.Structure):
 
 class ServerStats(ctypes.Structure):
     """A server's counters (netlab_server_stats)."""
+    accepted: int
+    refused: int
+    open: int
+    datagrams: int
+    dropped: int
     _fields_ = [("accepted", c_uint64), ("refused", c_uint64), ("open", c_uint64),
                 ("datagrams", c_uint64), ("dropped", c_uint64)]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ServerStats(%s)" % ", ".join(
-            "%s=%d" % (name, getattr(self, name)) for name, _ in self._fields_)
+            "%s=%d" % (field[0], getattr(self, field[0])) for field in self._fields_)
 
 
 ServerP = POINTER(_Server)
@@ -76,7 +88,7 @@ ChatP = POINTER(_Chat)
 u8p = POINTER(ctypes.c_uint8)
 
 
-def last_error():
+def last_error() -> str:
     """This thread's message about its last failed call."""
     need = lib.netlab_last_error(None, 0)
     buf = ctypes.create_string_buffer(need)
@@ -84,14 +96,14 @@ def last_error():
     return buf.value.decode("utf-8", "replace")
 
 
-def _errcheck(result, func, args):
+def _errcheck(result: int, func: Any, args: Any) -> int:
     if result != 0:
         from . import NetlabError
         raise NetlabError(result, last_error())
     return result
 
 
-def _declare(name, argtypes, restype=c_int, check=True):
+def _declare(name: str, argtypes: List[Any], restype: Any = c_int, check: bool = True) -> Any:
     func = getattr(lib, name)
     func.argtypes = argtypes
     func.restype = restype
@@ -131,6 +143,10 @@ _declare("netlab_decoder_free", [DecoderP], None, check=False)
 
 class ChatEvent(ctypes.Structure):
     """netlab_chat_event, as netlab_chat_recv fills it in."""
+    kind: int
+    sender: bytes | None
+    text: bytes | None
+    online: int
     _fields_ = [("kind", c_int), ("sender", c_char_p), ("text", c_char_p),
                 ("online", ctypes.c_uint32)]
 
