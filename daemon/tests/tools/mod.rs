@@ -130,18 +130,31 @@ pub fn on_path(program: &str) -> bool {
 /// Makes `program` available, installing Debian's `package` when it is
 /// missing from $PATH.
 pub fn ensure_apt(program: &str, package: &str) -> Result<(), String> {
-    // One apt-get at a time: dpkg holds a lock.
-    static APT: Mutex<bool> = Mutex::new(false);
-    let mut updated = APT.lock().unwrap_or_else(|e| e.into_inner());
     if on_path(program) {
         return Ok(());
     }
+    eprintln!("{program} is missing: apt-get install {package}");
+    ensure_apt_package(package)?;
+    if on_path(program) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{package} was installed but {program} is still not on PATH"
+        ))
+    }
+}
+
+/// Installs Debian's `package` (apt-get, as root; a no-op when it is
+/// installed already).
+pub fn ensure_apt_package(package: &str) -> Result<(), String> {
+    // One apt-get at a time: dpkg holds a lock.
+    static APT: Mutex<bool> = Mutex::new(false);
+    let mut updated = APT.lock().unwrap_or_else(|e| e.into_inner());
     if !is_root() {
         return Err(format!(
-            "{program} is not installed, and installing it needs root: apt-get install {package}"
+            "{package} is needed, and installing it needs root: apt-get install {package}"
         ));
     }
-    eprintln!("{program} is missing: apt-get install {package}");
     let limit = Duration::from_secs(600);
     if !*updated {
         run(Command::new("apt-get").args(["update", "-qq"]), limit)?;
@@ -153,14 +166,8 @@ pub fn ensure_apt(program: &str, package: &str) -> Result<(), String> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
         limit,
     )
-    .map_err(|e| format!("cannot install {package}: {e}"))?;
-    if on_path(program) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{package} was installed but {program} is still not on PATH"
-        ))
-    }
+    .map(|_| ())
+    .map_err(|e| format!("cannot install {package}: {e}"))
 }
 
 /// A cargo subcommand the tests need, at the version they were written for.
