@@ -63,6 +63,9 @@ typedef enum {
   // The peer sent something that is not valid in the protocol, or bytes
   // fed to a decoder do not frame.
   NETLAB_ERR_PROTOCOL = 10,
+  // The thread's interrupt check (`netlab_set_interrupt_check`) asked a
+  // blocking call to give up before its timeout.
+  NETLAB_ERR_INTERRUPTED = 11,
 } netlab_status;
 
 // How the count client frames a message and reads the count back, as the
@@ -155,6 +158,10 @@ typedef struct {
   uint32_t online;
 } netlab_chat_event;
 
+// Asked while a blocking call waits: non-zero means "give up". `data` is
+// the pointer given to `netlab_set_interrupt_check`.
+typedef int (*netlab_interrupt_check)(void *data);
+
 // A server's counters, as `netlab_server_get_stats` reads them.
 typedef struct {
   // Connections accepted and served.
@@ -243,6 +250,19 @@ netlab_status netlab_chat_recv(netlab_chat *chat, uint32_t timeout_ms, netlab_ch
 // other thread is using (wait for every other call on it to return first);
 // freeing it twice is undefined behaviour.
 void netlab_chat_free(netlab_chat *chat);
+
+// Sets the calling thread's interrupt check: while a blocking call made by
+// this thread waits (`netlab_tcp_echo`, `netlab_udp_echo`, `netlab_count`,
+// `netlab_chat_connect`, `_send` and `_recv`), it calls `check(data)` at
+// least every 100 ms and whenever a signal interrupts the wait, on this
+// thread; a non-zero answer ends the call with `NETLAB_ERR_INTERRUPTED`.
+// How a program learns of Ctrl-C (a flag set by its SIGINT handler, say)
+// is up to the check. A NULL `check` removes it; without one, calls wait
+// out their timeouts in one piece.
+//
+// `data` is borrowed until the check is replaced or removed, or the
+// thread ends; netlab never dereferences it. `check` must not unwind.
+netlab_status netlab_set_interrupt_check(netlab_interrupt_check check, void *data);
 
 // Sends `message` (`message_len` bytes) to the TCP echo server at `addr`
 // ("127.0.0.1:7007", "[::1]:7007" or "localhost:7007"), half-closes, and

@@ -36,19 +36,19 @@ complete -c netlab -n "__fish_netlab_using_subcommand echo" -l timeout -d 'How l
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -l retries -d 'With --udp, how many times to resend before giving up' -r
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -l udp -d 'Use UDP: one datagram, resent on timeout'
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -s h -l help -d 'Print help'
-complete -c netlab -n "__fish_netlab_using_subcommand count" -l framing -d 'How the message and the reply are framed, as the server\'s `framing`' -r -f -a "line\t'The message is a line; the reply is `N\\n`'
-header\t'A fixed-width ASCII length header, then the payload, both ways'
-chunk\t'Raw bytes, then half-close; the reply is the bare number'"
+complete -c netlab -n "__fish_netlab_using_subcommand count" -l framing -d 'How the message and the reply are framed, as the server\'s `framing`: line (the reply is `N\\n`), header (a fixed-width ASCII length header both ways) or chunk (raw bytes, then half-close; the reply is the bare number)' -r -f -a "line\t''
+header\t''
+chunk\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l header-len -d 'Width of the length header, for --framing header' -r
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l timeout -d 'How long each step (connect, read, write) may take' -r
-complete -c netlab -n "__fish_netlab_using_subcommand count" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netlab -n "__fish_netlab_using_subcommand count" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -s n -l name -d 'The name to join as: 1 to 32 characters, unique in the room' -r
-complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect' -r -f -a "line\t'A line per message'
-header\t'A fixed-width ASCII length header, then the payload (seed 004)'
-bincode\t'A 4-byte big-endian length, then a bincode-encoded enum'"
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect: line (a line per message), header (a fixed-width ASCII length header, seed 004\'s) or bincode' -r -f -a "line\t''
+header\t''
+bincode\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l header-len -d 'Width of the length header, for --dialect header (the seed uses 100)' -r
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l timeout -d 'How long connecting, joining and each write may take' -r
-complete -c netlab -n "__fish_netlab_using_subcommand chat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and not __fish_seen_subcommand_from echo chat help" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and not __fish_seen_subcommand_from echo chat help" -f -a "echo" -d 'Closed loop against an echo server: each connection sends SIZE bytes, waits for all of them back, records the round trip, and repeats'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and not __fish_seen_subcommand_from echo chat help" -f -a "chat" -d 'A chat room: N clients join, M of them send messages, every client times what it receives'
@@ -71,9 +71,9 @@ complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_sub
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s w -l window -d 'Messages each sender may have in flight: sent, and not yet received by every other client' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s b -l batch -d 'Most messages a sender writes at once (default: the window). Below the window, several batches are in flight, so the server relays one while the receivers read another' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s t -l threads -d 'Generator threads, each with its own event loop; clients are dealt to them in turn' -r
-complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l dialect -d 'The listener\'s dialect, with --protocol netlab' -r -f -a "line\t'A line per message'
-header\t'A fixed-width ASCII length header, then the payload (seed 004)'
-bincode\t'A 4-byte big-endian length, then a bincode-encoded enum'"
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l dialect -d 'The listener\'s dialect, with --protocol netlab: line, header or bincode' -r -f -a "line\t''
+header\t''
+bincode\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l header-len -d 'Width of the length header, for --dialect header' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l protocol -d 'How clients join and what the server\'s lines look like' -r -f -a "netlab\t'netlab\'s chat (or a server that speaks its line dialect): each client sends a name and waits for the welcome'
 ncat\t'`ncat -l --chat`: no name; relayed lines carry a `<userN> ` prefix'"

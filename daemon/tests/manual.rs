@@ -361,7 +361,9 @@ fn netlabd_toml_5_example_parses_and_uses_every_key() {
     let start = page.find("\n.EX\n").expect("an .EX example") + 5;
     let end = start + page[start..].find("\n.EE").expect(".EE after .EX");
     let example = page[start..end].replace("\\-", "-").replace("\\e", "\\");
-    if let Err(e) = Config::parse(&example, "netlabd.toml(5) example") {
+    // The TLS files it names, beside it as the paths say.
+    let dir = tls_files();
+    if let Err(e) = Config::parse_in(&example, "netlabd.toml(5) example", Some(dir.path())) {
         panic!("the example does not parse:\n{e}\n{example}");
     }
     let value: toml::Table = example.parse().unwrap();
@@ -381,6 +383,23 @@ fn netlabd_toml_5_example_parses_and_uses_every_key() {
         unused.is_empty(),
         "the example in netlabd.toml(5) does not use: {unused:?}"
     );
+}
+
+/// tls/server.pem, tls/server.key and tls/clients.pem in a new directory:
+/// a self-signed server certificate and a CA for client certificates.
+fn tls_files() -> tools::TempDir {
+    let dir = tools::TempDir::new("manual-tls");
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(tls.join("server.pem"), server.cert.pem()).unwrap();
+    std::fs::write(tls.join("server.key"), server.signing_key.serialize_pem()).unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(tls.join("clients.pem"), ca.pem()).unwrap();
+    dir
 }
 
 /// Every key path in `value`, arrays of tables seen through.

@@ -262,6 +262,47 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(cm.exception.status, Status.ERR_PROTOCOL)
         self.assertIn("is not an echo of the 5 bytes sent", cm.exception.message)
 
+    def test_ctrl_c_interrupts_every_blocking_call_promptly(self):
+        import _thread
+        import signal
+        silent_tcp = socket.socket()
+        silent_tcp.bind(("127.0.0.1", 0))
+        silent_tcp.listen(8)
+        tcp_addr = "127.0.0.1:%d" % silent_tcp.getsockname()[1]
+        udp = silent_udp()
+        udp_addr = "127.0.0.1:%d" % udp.getsockname()[1]
+        calls = {
+            "tcp_echo": lambda: netlab.tcp_echo(tcp_addr, b"x", timeout=30),
+            "udp_echo": lambda: netlab.udp_echo(udp_addr, b"x", timeout=30, retries=0),
+            "count": lambda: netlab.count(tcp_addr, b"x", timeout=30),
+        }
+        # interrupt_main trips Python's flag alone (the periodic check sees
+        # it); a real SIGINT also interrupts the system call the C code waits in.
+        interrupts = {
+            "interrupt_main": _thread.interrupt_main,
+            "SIGINT": lambda: os.kill(os.getpid(), signal.SIGINT),
+        }
+        try:
+            for (name, call), (how, interrupt) in [
+                    (c, i) for c in calls.items() for i in interrupts.items()]:
+                with self.subTest(call=name, interrupt=how):
+                    timer = threading.Timer(0.3, interrupt)
+                    started = time.monotonic()
+                    timer.start()
+                    try:
+                        with self.assertRaises(KeyboardInterrupt):
+                            call()
+                    finally:
+                        timer.cancel()
+                        timer.join()
+                    self.assertLess(time.monotonic() - started, 2.0)
+            # The calls work as before afterwards.
+            with netlab.Server(config()) as s:
+                self.assertEqual(netlab.tcp_echo(s.address(), b"still"), b"still")
+        finally:
+            silent_tcp.close()
+            udp.close()
+
     def test_count_in_every_framing(self):
         for framing in ("line", "header", "chunk"):
             with self.subTest(framing=framing), \

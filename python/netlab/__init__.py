@@ -7,7 +7,10 @@ chat) through libnetlab's C ABI, with ctypes and nothing else.
     b'hello'
 
 Every failure raises NetlabError, whose .status is a Status and whose
-.message is the library's detailed message. Text arguments (configuration,
+.message is the library's detailed message. Blocking calls (tcp_echo,
+udp_echo, count, Chat) end promptly on Ctrl-C, raising KeyboardInterrupt
+(or whatever the SIGINT handler raises) rather than waiting out their
+timeout. Text arguments (configuration,
 address, chat name and message) may be str (sent as UTF-8) or bytes; one
 with a NUL character in it is refused (ERR_INVALID), since C would see only
 the part before it. Handles (Server, Decoder, Chat)
@@ -60,6 +63,7 @@ class Status(enum.IntEnum):
     ERR_CONFIG = 8
     ERR_ADDR_IN_USE = 9
     ERR_PROTOCOL = 10
+    ERR_INTERRUPTED = 11
 
 
 class NetlabError(Exception):
@@ -334,6 +338,7 @@ def tcp_echo(addr: Address, data: Data, timeout: float = 2.0) -> bytes:
     twice `data` plus 64 KiB cannot be its echo: reading stops there and
     NetlabError (ERR_PROTOCOL) is raised."""
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
+    _lib.interruptible()
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_tcp_echo(a, data, len(data), ms, buf, cap, n),
         2 * len(data) + 1024)
@@ -345,6 +350,7 @@ def udp_echo(addr: Address, data: Data, timeout: float = 1.0, retries: int = 2) 
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
     if not 0 <= retries <= 0xFFFFFFFF:
         raise NetlabError(Status.ERR_INVALID, "retries must be 0 or more, not %r" % (retries,))
+    _lib.interruptible()
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_udp_echo(a, data, len(data), ms, retries, buf, cap, n),
         65536)
@@ -359,6 +365,7 @@ def count(addr: Address, data: Data, framing: str = "line", header_len: int = 0,
                           "framing %r is not line, header or chunk" % (framing,))
     raw = _bytes(data)
     n = c_uint64()
+    _lib.interruptible()
     lib.netlab_count(_addr(addr), raw, len(raw), _COUNT_FRAMINGS[framing],
                      _size(header_len, "header_len"),
                      _ms(timeout), byref(n))
@@ -476,6 +483,7 @@ class Chat(_Handle):
     def __init__(self, addr: Address, name: Text, dialect: DialectLike = "line",
                  header_len: int = 0, timeout: float = 2.0) -> None:
         ptr = _lib.ChatP()
+        _lib.interruptible()
         lib.netlab_chat_connect(_addr(addr), _dialect(dialect), _size(header_len, "header_len"),
                                 _text(name, "chat name"),
                                 _ms(timeout), byref(ptr))
@@ -483,15 +491,18 @@ class Chat(_Handle):
 
     def send(self, text: Text) -> None:
         """Sends `text` (str, or UTF-8 bytes; no NUL) to everyone else."""
+        _lib.interruptible()
         self._call(lib.netlab_chat_send, _text(text, "chat message"), lock=_SEND)
 
     def who(self) -> None:
         """Asks who is online; the answer comes as a "roster" event."""
+        _lib.interruptible()
         self._call(lib.netlab_chat_who, lock=_SEND)
 
     def recv(self, timeout: float = 1.0) -> Optional[ChatEvent]:
         """The room's next event, or None when none came within `timeout` s."""
         _ms(timeout)
+        _lib.interruptible()
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, List, Tuple
+import sys
+import threading
+from typing import Any, Callable, List, Optional, Tuple
 from ctypes import (POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint16,
                     c_uint32, c_uint64, c_void_p)
 
@@ -96,7 +98,62 @@ def last_error() -> str:
     return buf.value.decode("utf-8", "replace")
 
 
+_InterruptCheck = ctypes.CFUNCTYPE(c_int, c_void_p)
+_thread = threading.local()
+
+
+def _check(_data: Optional[int]) -> int:
+    """Called by libnetlab, on the waiting thread, while a blocking call
+    waits (at least every 0.1 s, and when a signal interrupts the wait).
+    In the main thread, Python runs the signal handlers that are due as
+    this function starts; one that raises (KeyboardInterrupt on Ctrl-C)
+    raises here, before its first line. ctypes hands that exception to
+    sys.unraisablehook, which keeps it for the caller (see _keep_interrupt);
+    this function then asks the call to give up, now or at its next check."""
+    return 1 if getattr(_thread, "interrupt", None) is not None else 0
+
+
+_check_signals = _InterruptCheck(_check)
+
+
+_previous_unraisablehook: Optional[Callable[[Any], object]] = None
+
+
+def _keep_interrupt(unraisable: Any) -> None:
+    """sys.unraisablehook while netlab is imported: an exception that a
+    signal handler raised inside _check is kept to be raised once the
+    netlab call has returned; anything else goes to the previous hook."""
+    if unraisable.object is _check:
+        _thread.interrupt = unraisable.exc_value
+    else:
+        (_previous_unraisablehook or sys.__unraisablehook__)(unraisable)
+
+
+def interruptible() -> None:
+    """Sets the main thread's interrupt check, once, so that blocking calls
+    made from it end promptly on Ctrl-C. Only the main thread runs signal
+    handlers, so only its calls can be interrupted; other threads wait as
+    before, and never call back into Python from inside a call (a daemon
+    thread that did so at interpreter exit would be ended inside netlab)."""
+    global _previous_unraisablehook
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if sys.unraisablehook is not _keep_interrupt:
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _keep_interrupt
+    if not getattr(_thread, "checked", False):
+        lib.netlab_set_interrupt_check(_check_signals, None)
+        _thread.checked = True
+
+
 def _errcheck(result: int, func: Any, args: Any) -> int:
+    # A signal handler's exception from inside the call (see _check) is
+    # raised as it returns, whatever it returned: the call gave up for it,
+    # or finished before its next check.
+    interrupt = getattr(_thread, "interrupt", None)
+    if interrupt is not None:
+        _thread.interrupt = None
+        raise interrupt
     if result != 0:
         from . import NetlabError
         raise NetlabError(result, last_error())
@@ -124,6 +181,7 @@ _declare("netlab_server_get_stats", [ServerP, POINTER(ServerStats)])
 _declare("netlab_server_stop", [ServerP, c_uint32])
 _declare("netlab_server_free", [ServerP], None, check=False)
 
+_declare("netlab_set_interrupt_check", [_InterruptCheck, c_void_p])
 _declare("netlab_tcp_echo", [c_char_p, c_char_p, c_size_t, c_uint32, u8p, c_size_t,
                              POINTER(c_size_t)])
 _declare("netlab_udp_echo", [c_char_p, c_char_p, c_size_t, c_uint32, c_uint32, u8p,

@@ -24,19 +24,17 @@
 //! into events, and passes any other notice on as [`ChatEvent::Notice`].
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use super::ClientError;
-use super::tcp::check_timeout;
-use crate::codec::chat::{
-    BincodeChat, BincodeServerDecoder, ChatCodec, HeaderChat, LineChat, ServerMsg,
-};
+use super::tcp::{self, check_timeout};
+use super::{ClientError, interrupt};
+pub use crate::chat::Dialect;
+use crate::chat::{ClientMsg, ErrorCode, validate_name};
+use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
 use crate::codec::{Codec, FrameError, HeaderCodec, LineCodec};
-use crate::service::chat::{ClientMsg, ErrorCode, validate_name};
 
 /// The longest frame accepted from a server: a roster of a big room is long.
 const MAX_SERVER_FRAME: usize = 1024 * 1024;
@@ -44,76 +42,25 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long [`ChatClient::quit`] waits for the server to close after `Bye`.
 const QUIT_LINGER: Duration = Duration::from_millis(500);
 
-/// A listener's wire dialect, as the server's configuration names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// A line per message, for `nc` users.
-    Line,
-    /// Seed 004's fixed-width ASCII length header, `header_len` bytes wide
-    /// (10 by default; the seed uses 100). It must match the listener's.
-    Header { header_len: usize },
-    /// A 4-byte big-endian length, then a bincode-encoded enum.
-    Bincode,
+/// The codec that encodes what a client of `dialect` sends (a client sends
+/// frames of any length the server takes; `max_frame` only bounds decoding).
+fn client_codec(dialect: Dialect) -> ChatCodec {
+    ChatCodec::new(dialect, MAX_SERVER_FRAME)
 }
 
-impl Dialect {
-    /// The header dialect with the default header width (10).
-    pub const HEADER: Dialect = Dialect::Header {
-        header_len: HeaderCodec::DEFAULT_HEADER_LEN,
-    };
-
-    /// The dialect's name, as the configuration spells it.
-    pub fn name(&self) -> &'static str {
-        self.codec().name()
-    }
-
-    /// The codec that encodes what this client sends.
-    fn codec(&self) -> ChatCodec {
-        match *self {
-            Dialect::Line => ChatCodec::Line(LineChat::default()),
-            Dialect::Header { header_len } => {
-                ChatCodec::Header(HeaderChat::new(header_len, MAX_SERVER_FRAME))
-            }
-            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::default()),
+/// A header width the listener could have: 1 to
+/// [`HeaderCodec::MAX_HEADER_LEN`] bytes, as configurations allow.
+fn check_dialect(dialect: Dialect) -> Result<(), ClientError> {
+    match dialect {
+        Dialect::Header { header_len }
+            if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&header_len) =>
+        {
+            Err(ClientError::invalid(format!(
+                "header_len {header_len} is not between 1 and {}",
+                HeaderCodec::MAX_HEADER_LEN
+            )))
         }
-    }
-
-    /// A header width the listener could have: 1 to
-    /// [`HeaderCodec::MAX_HEADER_LEN`] bytes, as configurations allow.
-    fn check(&self) -> Result<(), ClientError> {
-        match *self {
-            Dialect::Header { header_len }
-                if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&header_len) =>
-            {
-                Err(ClientError::invalid(format!(
-                    "header_len {header_len} is not between 1 and {}",
-                    HeaderCodec::MAX_HEADER_LEN
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-impl FromStr for Dialect {
-    type Err = String;
-
-    /// `line`, `header` (10-byte header) or `bincode`.
-    fn from_str(text: &str) -> Result<Dialect, String> {
-        match text {
-            "line" => Ok(Dialect::Line),
-            "header" => Ok(Dialect::HEADER),
-            "bincode" => Ok(Dialect::Bincode),
-            _ => Err(format!(
-                "unknown dialect {text:?}: use line, header or bincode"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        _ => Ok(()),
     }
 }
 
@@ -477,9 +424,7 @@ impl ChatSender {
     fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
         self.out.clear();
         self.codec.encode_client_msg(msg, &mut self.out);
-        self.stream
-            .write_all(&self.out)
-            .map_err(|e| ClientError::from_io(format!("write to {}", self.peer), e, self.timeout))
+        tcp::write_all_to(&mut self.stream, self.peer, self.timeout, &self.out)
     }
 }
 
@@ -510,7 +455,8 @@ impl ChatReceiver {
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.read_within(left)? {
+            // Nothing in a slice of the wait: the wait goes on if time is left.
+            if !self.read_within(left)? && Instant::now() >= deadline {
                 return Ok(None);
             }
         }
@@ -526,9 +472,11 @@ impl ChatReceiver {
         }
     }
 
-    /// Reads once, waiting up to `wait`; `Ok(false)` when nothing came.
+    /// Reads once, waiting up to `wait` (a slice of it when the thread has
+    /// an interrupt check); `Ok(false)` when nothing came.
     fn read_within(&mut self, wait: Duration) -> Result<bool, ClientError> {
         let context = || format!("read from {}", self.peer);
+        let wait = interrupt::slice(wait);
         // A zero read timeout means "forever" to the socket: poll instead,
         // with MSG_DONTWAIT on this one call. Not O_NONBLOCK: the sender
         // shares the socket, and a send meeting a full buffer then would
@@ -558,14 +506,22 @@ impl ChatReceiver {
                     self.decoder.extend(&self.buf[..n]);
                     return Ok(true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(false);
+                    if interrupt::interrupted() {
+                        return Err(ClientError::Interrupted {
+                            context: format!("wait for the chat at {}", self.peer),
+                        });
+                    }
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Ok(false);
+                    }
                 }
                 // A reset after the server's last words: report those first.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -603,13 +559,14 @@ impl ChatClient {
         timeout: Duration,
     ) -> Result<ChatClient, ClientError> {
         check_timeout(timeout)?;
-        dialect.check()?;
+        check_dialect(dialect)?;
         validate_name(name)
             .map_err(|e| ClientError::invalid(format!("chat name {name:?}: {e}")))?;
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| ClientError::from_io(format!("connect {addr}"), e, timeout))?;
+        let stream = tcp::connect(addr, timeout)?;
         let setup = |e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout);
-        stream.set_write_timeout(Some(timeout)).map_err(setup)?;
+        stream
+            .set_write_timeout(Some(interrupt::slice(timeout)))
+            .map_err(setup)?;
         // Chat lines are written whole and should leave at once.
         stream.set_nodelay(true).map_err(setup)?;
         let reader = stream.try_clone().map_err(setup)?;
@@ -617,7 +574,7 @@ impl ChatClient {
             sender: ChatSender {
                 stream,
                 peer: addr,
-                codec: dialect.codec(),
+                codec: client_codec(dialect),
                 timeout,
                 out: Vec::new(),
             },
@@ -748,7 +705,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::service::chat::Event;
+    use crate::chat::Event;
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -831,9 +788,9 @@ mod tests {
 
     fn server_bytes(dialect: Dialect) -> Vec<u8> {
         let codec = match dialect {
-            Dialect::Line => ChatCodec::Line(LineChat::default()),
-            Dialect::Header { header_len } => ChatCodec::Header(HeaderChat::new(header_len, 1000)),
-            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::default()),
+            Dialect::Line => ChatCodec::new(dialect, 1 << 16),
+            Dialect::Header { .. } => ChatCodec::new(dialect, 1000),
+            Dialect::Bincode => ChatCodec::new(dialect, 1 << 16),
         };
         let mut out = Vec::new();
         for event in events() {
@@ -885,7 +842,7 @@ mod tests {
     fn every_dialect_decodes_what_the_server_encodes_split_anywhere() {
         for dialect in [
             Dialect::Line,
-            Dialect::HEADER,
+            Dialect::Header { header_len: 10 },
             Dialect::Header { header_len: 100 },
             Dialect::Bincode,
         ] {
@@ -923,7 +880,7 @@ mod tests {
 
     #[test]
     fn undecodable_streams_are_errors() {
-        let mut decoder = ChatEventDecoder::new(Dialect::HEADER);
+        let mut decoder = ChatEventDecoder::new(Dialect::Header { header_len: 10 });
         decoder.extend(b"abc       xyz");
         assert!(decoder.next_event().is_err());
         let mut decoder = ChatEventDecoder::new(Dialect::Line);
@@ -933,10 +890,6 @@ mod tests {
 
     #[test]
     fn dialects_parse_and_display() {
-        assert_eq!("line".parse(), Ok(Dialect::Line));
-        assert_eq!("header".parse(), Ok(Dialect::Header { header_len: 10 }));
-        assert_eq!("bincode".parse(), Ok(Dialect::Bincode));
-        assert!("pickle".parse::<Dialect>().is_err());
         assert_eq!(Dialect::Header { header_len: 100 }.to_string(), "header");
     }
 
@@ -975,12 +928,10 @@ mod tests {
         // The seed's 100, and the widest a listener can be configured with.
         for header_len in [1, 10, 20, 21, 100, HeaderCodec::MAX_HEADER_LEN] {
             let dialect = Dialect::Header { header_len };
-            assert!(dialect.check().is_ok(), "{header_len}");
+            assert!(check_dialect(dialect).is_ok(), "{header_len}");
             // What the client sends is framed in that width.
             let mut out = Vec::new();
-            dialect
-                .codec()
-                .encode_client_msg(ClientMsg::Say { text: "hi" }, &mut out);
+            client_codec(dialect).encode_client_msg(ClientMsg::Say { text: "hi" }, &mut out);
             assert_eq!(out.len(), header_len + 2, "{header_len}");
             assert_eq!(&out[header_len..], b"hi", "{header_len}");
             assert!(out[..header_len].starts_with(b"2"), "{header_len}");
@@ -990,7 +941,7 @@ mod tests {
             );
         }
         for header_len in [0, HeaderCodec::MAX_HEADER_LEN + 1, usize::MAX] {
-            let err = Dialect::Header { header_len }.check().unwrap_err();
+            let err = check_dialect(Dialect::Header { header_len }).unwrap_err();
             assert_eq!(err.kind(), crate::client::ErrorKind::Invalid, "{err}");
         }
     }

@@ -12,18 +12,8 @@ use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
 /// `\r\n` or blanks around it.
 const MAX_REPLY_LEN: usize = 32;
 
-/// How a message and its count travel, as the count service's `framing`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountFraming {
-    /// The message is a line; the reply is `N\n`.
-    Line,
-    /// Both ways, a fixed-width ASCII length header (seed 004's chat), then
-    /// the payload; the reply's payload is the number.
-    Header { header_len: usize },
-    /// The message is sent raw and the write side closed; the reply is the
-    /// bare number, then EOF (seed 001's server).
-    Chunk,
-}
+/// How a message and its count travel: the count service's `framing`.
+pub use crate::service::CountFraming;
 
 /// Asks the count server at `addr` how many characters `message` has.
 ///

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::ClientError;
+use super::interrupt;
 use super::tcp::{self, Connection};
 
 /// The largest UDP payload over IPv4 and over IPv6 (without jumbograms).
@@ -78,8 +79,12 @@ pub fn tcp_echo_with_limit(
             },
             e => e,
         });
-        let too_long = matches!(reply, Err(ClientError::Protocol { .. }));
-        if too_long {
+        // Too long, or given up at the caller's word: the reply settles it.
+        let settled = matches!(
+            reply,
+            Err(ClientError::Protocol { .. } | ClientError::Interrupted { .. })
+        );
+        if settled {
             // The writer may be blocked on a server that sends but never
             // reads: unblock it now rather than after its timeout.
             let _ = conn.stream.shutdown(Shutdown::Both);
@@ -90,8 +95,8 @@ pub fn tcp_echo_with_limit(
                 source: io::Error::other("writer thread panicked"),
             })
         });
-        if too_long {
-            // Whatever became of the write, the server's reply was wrong.
+        if settled {
+            // Whatever became of the write (cut short just now).
             return reply;
         }
         // A failed write explains a short or failed read, not the other way round.
@@ -169,7 +174,7 @@ fn receive_from(
             return Ok(None);
         }
         socket
-            .set_read_timeout(Some(left))
+            .set_read_timeout(Some(interrupt::slice(left)))
             .map_err(|e| ClientError::from_io(format!("wait for {peer}"), e, timeout))?;
         match socket.recv(buf) {
             Ok(len) => return Ok(Some(len)),
@@ -181,7 +186,11 @@ fn receive_from(
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                continue;
+                if interrupt::interrupted() {
+                    return Err(ClientError::Interrupted {
+                        context: format!("wait for a reply from {peer}"),
+                    });
+                }
             }
             Err(e) => return Err(ClientError::from_io(no_one_at(peer, &e), e, timeout)),
         }

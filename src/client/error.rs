@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Protocol,
     /// The caller passed an argument that cannot work.
     Invalid,
+    /// The thread's interrupt check ended the call before its timeout.
+    Interrupted,
 }
 
 /// An error from one of the client calls.
@@ -40,6 +42,8 @@ pub enum ClientError {
     Protocol { context: String, detail: String },
     /// A bad argument, caught before anything was sent.
     Invalid { reason: String },
+    /// The thread's interrupt check asked to give up while it waited.
+    Interrupted { context: String },
 }
 
 impl ClientError {
@@ -50,6 +54,7 @@ impl ClientError {
             ClientError::Closed { .. } => ErrorKind::Closed,
             ClientError::Protocol { .. } => ErrorKind::Protocol,
             ClientError::Invalid { .. } => ErrorKind::Invalid,
+            ClientError::Interrupted { .. } => ErrorKind::Interrupted,
         }
     }
 
@@ -98,6 +103,7 @@ impl fmt::Display for ClientError {
             ),
             ClientError::Protocol { context, detail } => write!(f, "{context}: {detail}"),
             ClientError::Invalid { reason } => write!(f, "invalid argument: {reason}"),
+            ClientError::Interrupted { context } => write!(f, "{context}: interrupted"),
         }
     }
 }

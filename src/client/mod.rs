@@ -18,6 +18,7 @@ pub mod chat;
 mod count;
 mod echo;
 mod error;
+pub mod interrupt;
 mod tcp;
 #[cfg(test)]
 mod test_servers;

@@ -12,12 +12,10 @@ pub struct HeaderCodec {
 }
 
 impl HeaderCodec {
-    pub const DEFAULT_HEADER_LEN: usize = 10;
     /// The widest header accepted anywhere (config, C ABI): the seed's 100
     /// with room to spare, never so wide that a frame's header could be made
     /// to cost real memory.
     pub const MAX_HEADER_LEN: usize = 1024;
-    pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
     pub fn new(header_len: usize, max_frame: usize) -> Self {
         HeaderCodec {
@@ -44,7 +42,10 @@ impl HeaderCodec {
             len = len
                 .checked_mul(10)
                 .and_then(|l| l.checked_add(usize::from(d - b'0')))
-                .ok_or(FrameError::LengthOverflow { digits: text.len() })?;
+                .ok_or(FrameError::LengthOverflow {
+                    digits: text.len(),
+                    max: self.max_frame,
+                })?;
         }
         if len > self.max_frame {
             return Err(FrameError::TooLong {
@@ -53,12 +54,6 @@ impl HeaderCodec {
             });
         }
         Ok(len)
-    }
-}
-
-impl Default for HeaderCodec {
-    fn default() -> Self {
-        HeaderCodec::new(Self::DEFAULT_HEADER_LEN, Self::DEFAULT_MAX_FRAME)
     }
 }
 
@@ -206,7 +201,10 @@ mod tests {
         hdr.push(b' ');
         assert_eq!(
             huge.decode(&hdr),
-            Err(FrameError::LengthOverflow { digits: 39 })
+            Err(FrameError::LengthOverflow {
+                digits: 39,
+                max: 100
+            })
         );
     }
 
@@ -239,7 +237,13 @@ mod tests {
         // says so rather than quoting usize::MAX as the length.
         let buf = format!("{:<21}", format!("{}0", usize::MAX)).into_bytes();
         let e = HeaderCodec::new(21, usize::MAX).decode(&buf).unwrap_err();
-        assert_eq!(e, FrameError::LengthOverflow { digits: 21 });
+        assert_eq!(
+            e,
+            FrameError::LengthOverflow {
+                digits: 21,
+                max: usize::MAX
+            }
+        );
         let digits = "9".repeat(1024);
         let e = HeaderCodec::new(1024, usize::MAX)
             .decode(digits.as_bytes())
@@ -247,7 +251,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "length header of 1024 digits overflows: no length above {} can be read",
+                "length header of 1024 digits overflows (no length above {0} can be read); the longest frame is {0} bytes",
                 usize::MAX
             )
         );

@@ -36,7 +36,7 @@ pub enum FrameError {
     TooLong { len: usize, max: usize },
     /// A length header whose number does not fit in `usize`: more bytes
     /// than any buffer on this machine could hold, whatever the maximum.
-    LengthOverflow { digits: usize },
+    LengthOverflow { digits: usize, max: usize },
     /// A length header that is not a decimal number padded with spaces.
     BadHeader { header: String },
 }
@@ -58,9 +58,9 @@ impl fmt::Display for FrameError {
                     "frame of {len} bytes is longer than the maximum of {max}"
                 )
             }
-            FrameError::LengthOverflow { digits } => write!(
+            FrameError::LengthOverflow { digits, max } => write!(
                 f,
-                "length header of {digits} digits overflows: no length above {} can be read",
+                "length header of {digits} digits overflows (no length above {} can be read); the longest frame is {max} bytes",
                 usize::MAX
             ),
             FrameError::BadHeader { header } => write!(

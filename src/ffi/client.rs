@@ -1,13 +1,46 @@
 //! The one-shot clients: TCP echo, UDP echo and count, into caller-owned
 //! buffers.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 use super::{
     Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_status, out_arg,
     out_buf_arg, str_arg,
 };
 use crate::client::{self, CountFraming};
+
+/// Asked while a blocking call waits: non-zero means "give up". `data` is
+/// the pointer given to `netlab_set_interrupt_check`.
+pub type netlab_interrupt_check = Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>;
+
+/// Sets the calling thread's interrupt check: while a blocking call made by
+/// this thread waits (`netlab_tcp_echo`, `netlab_udp_echo`, `netlab_count`,
+/// `netlab_chat_connect`, `_send` and `_recv`), it calls `check(data)` at
+/// least every 100 ms and whenever a signal interrupts the wait, on this
+/// thread; a non-zero answer ends the call with `NETLAB_ERR_INTERRUPTED`.
+/// How a program learns of Ctrl-C (a flag set by its SIGINT handler, say)
+/// is up to the check. A NULL `check` removes it; without one, calls wait
+/// out their timeouts in one piece.
+///
+/// `data` is borrowed until the check is replaced or removed, or the
+/// thread ends; netlab never dereferences it. `check` must not unwind.
+#[unsafe(no_mangle)]
+pub extern "C" fn netlab_set_interrupt_check(
+    check: netlab_interrupt_check,
+    data: *mut c_void,
+) -> netlab_status {
+    guard(|| {
+        let check = check.map(|check| -> crate::client::interrupt::InterruptCheck {
+            // The pointer is the caller's, handed back to its own function.
+            let data = data as usize;
+            // SAFETY: the caller promises a function that can be called
+            // with its data on this thread while the check is set.
+            Box::new(move || unsafe { check(data as *mut c_void) } != 0)
+        });
+        crate::client::interrupt::set_interrupt_check(check);
+        Ok(())
+    })
+}
 
 /// How the count client frames a message and reads the count back, as the
 /// count service's `framing` option.

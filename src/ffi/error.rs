@@ -40,6 +40,9 @@ pub enum netlab_status {
     /// The peer sent something that is not valid in the protocol, or bytes
     /// fed to a decoder do not frame.
     NETLAB_ERR_PROTOCOL = 10,
+    /// The thread's interrupt check (`netlab_set_interrupt_check`) asked a
+    /// blocking call to give up before its timeout.
+    NETLAB_ERR_INTERRUPTED = 11,
 }
 
 use netlab_status::*;
@@ -58,11 +61,12 @@ impl netlab_status {
             NETLAB_ERR_CONFIG => c"invalid configuration",
             NETLAB_ERR_ADDR_IN_USE => c"address already in use",
             NETLAB_ERR_PROTOCOL => c"protocol error",
+            NETLAB_ERR_INTERRUPTED => c"interrupted",
         }
     }
 
     fn from_int(value: c_int) -> Option<netlab_status> {
-        const ALL: [netlab_status; 11] = [
+        const ALL: [netlab_status; 12] = [
             NETLAB_OK,
             NETLAB_ERR_NULL,
             NETLAB_ERR_INVALID,
@@ -74,6 +78,7 @@ impl netlab_status {
             NETLAB_ERR_CONFIG,
             NETLAB_ERR_ADDR_IN_USE,
             NETLAB_ERR_PROTOCOL,
+            NETLAB_ERR_INTERRUPTED,
         ];
         ALL.into_iter().find(|s| *s as c_int == value)
     }
@@ -120,6 +125,7 @@ impl From<ClientError> for Error {
             ErrorKind::Closed => NETLAB_ERR_CLOSED,
             ErrorKind::Protocol => NETLAB_ERR_PROTOCOL,
             ErrorKind::Invalid => NETLAB_ERR_INVALID,
+            ErrorKind::Interrupted => NETLAB_ERR_INTERRUPTED,
         };
         Error::new(status, e.to_string())
     }

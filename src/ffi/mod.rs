@@ -113,7 +113,7 @@ const MAX_HEADER_LEN: usize = HeaderCodec::MAX_HEADER_LEN;
 /// A `header_len` argument: 0 means the default (10).
 fn header_len_arg(header_len: usize) -> Result<usize, Error> {
     match header_len {
-        0 => Ok(crate::codec::HeaderCodec::DEFAULT_HEADER_LEN),
+        0 => Ok(crate::config::defaults::HEADER_LEN),
         1..=MAX_HEADER_LEN => Ok(header_len),
         _ => Err(Error::invalid(format!(
             "header_len {header_len} is wider than the {MAX_HEADER_LEN} bytes allowed"

@@ -103,7 +103,7 @@ pub unsafe extern "C" fn netlab_server_start(
         // SAFETY: forwarded from the caller.
         let out = unsafe { out_arg(out, "out")? };
         let config = ServerConfig::parse(text, "<config>")?;
-        let running = BoundServer::bind(&config)?.start()?;
+        let running = crate::host::start(BoundServer::bind(&config)?)?;
         let addrs = running.local_addrs().to_vec();
         out.write(Box::into_raw(Box::new(netlab_server {
             stopper: running.stopper(),

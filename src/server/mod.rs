@@ -11,11 +11,14 @@
 
 mod acceptor;
 mod blocking;
-mod event;
+pub(crate) mod conn;
 mod fork;
 mod inherited;
 mod limits;
+mod queue;
+pub(crate) mod reactor;
 mod room;
+mod stream;
 mod thread;
 mod udp;
 
@@ -29,14 +32,16 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
-use crate::config::{ChatDialect, Location, Model, ServerConfig, ServiceConfig, Transport};
-use crate::service::StreamService;
-use crate::service::chat::{ChatRoom, HubLimits};
+use crate::config::{Location, Model, ServerConfig, Transport};
+use crate::service::{StreamService, UdpEchoService};
+use crate::tls::TlsServer;
 
+use conn::ConnKind;
 pub use inherited::close_inherited_sockets;
 pub use limits::{Admission, ConnLimiter, Permit};
-pub use room::QueueLimits;
+pub use queue::QueueLimits;
+pub use reactor::Inbox;
+pub use room::{RoomLimits, RoomRuntime};
 
 /// A listener or a server could not be set up.
 #[derive(Debug)]
@@ -69,6 +74,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     pub closed: AtomicU64,
     pub datagrams: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,6 +91,11 @@ pub struct StatsSnapshot {
     pub datagrams: u64,
     /// Datagrams dropped by `drop_source_ports` (UDP).
     pub dropped: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or did not finish within
+    /// `handshake_timeout`.
+    pub tls_failures: u64,
 }
 
 /// The outcome of [`Shared::accept_admitted`].
@@ -156,6 +168,8 @@ pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How often a lasting accept failure is logged.
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often failed TLS handshakes are logged at info level.
+const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What runtimes share with the handle that stops them.
 #[derive(Debug)]
@@ -170,19 +184,20 @@ pub(crate) struct Shared {
     /// in a while.
     accept_warned: LogEvery,
     refusals_logged: LogEvery,
+    handshake_failures_logged: LogEvery,
 }
 
 /// Lets a repeated log line through at most once per `every`, counting the
 /// times it was held back.
 #[derive(Debug)]
-struct LogEvery {
+pub(crate) struct LogEvery {
     every: Duration,
     /// When the line was last let through, and how many held back since.
     state: Mutex<(Option<Instant>, u64)>,
 }
 
 impl LogEvery {
-    fn new(every: Duration) -> LogEvery {
+    pub fn new(every: Duration) -> LogEvery {
         LogEvery {
             every,
             state: Mutex::new((None, 0)),
@@ -190,7 +205,7 @@ impl LogEvery {
     }
 
     /// `Some(held back since the last one)` when the line is due now.
-    fn due(&self) -> Option<u64> {
+    pub fn due(&self) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if state
@@ -218,6 +233,7 @@ impl Shared {
             deadline: Mutex::new(None),
             accept_warned: LogEvery::new(ACCEPT_WARN_EVERY),
             refusals_logged: LogEvery::new(REFUSAL_LOG_EVERY),
+            handshake_failures_logged: LogEvery::new(HANDSHAKE_LOG_EVERY),
         }
     }
 
@@ -328,6 +344,27 @@ impl Shared {
             );
         }
         AcceptFailure::RetryLater
+    }
+
+    /// Counts a TLS handshake that failed, and logs it once in a while
+    /// with the peer and the reason (every one at debug).
+    pub fn handshake_failed(&self, peer: SocketAddr, why: &str) {
+        self.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+        match self.handshake_failures_logged.due() {
+            Some(0) => log::info!(
+                "server {}: TLS handshake with {peer} failed: {why}",
+                self.name
+            ),
+            Some(more) => log::info!(
+                "server {}: TLS handshake with {peer} failed: {why} (and {more} more in the last {} s)",
+                self.name,
+                HANDSHAKE_LOG_EVERY.as_secs()
+            ),
+            None => log::debug!(
+                "server {}: TLS handshake with {peer} failed: {why}",
+                self.name
+            ),
+        }
     }
 
     /// Whether `allow`/`deny` let `ip` in.
@@ -516,8 +553,13 @@ impl BoundServer {
         Ok(out)
     }
 
-    /// Starts serving under the configured model.
-    pub fn start(self) -> Result<RunningServer, ServerError> {
+    /// Starts serving `hosted` under the configured model, listener `i`
+    /// with TLS when `tls[i]` is given (a missing entry is plain TCP).
+    pub fn start(
+        self,
+        hosted: Hosted,
+        tls: Vec<Option<Arc<TlsServer>>>,
+    ) -> Result<RunningServer, ServerError> {
         let addrs = self.local_addrs();
         let kept = self.copies().map_err(|source| ServerError {
             server: self.config.name.clone(),
@@ -533,72 +575,55 @@ impl BoundServer {
             what: "cannot start".into(),
             source,
         };
+        let mismatch = |what: &str| {
+            err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what}, which its sockets cannot serve"),
+            ))
+        };
         let mut udp_service = None;
-        let runtime = match (self.sockets, &config.service) {
-            (BoundSockets::Udp(per_addr), ServiceConfig::UdpEcho(service)) => {
+        let tls_servers = tls.clone();
+        let runtime = match (self.sockets, hosted) {
+            (BoundSockets::Udp(per_addr), Hosted::Datagram(service)) => {
                 udp_service = Some(service.clone());
-                udp::spawn(&shared, service.clone(), per_addr, config.workers).map_err(err)?
+                udp::spawn(&shared, service, per_addr, config.workers).map_err(err)?
             }
-            (BoundSockets::Tcp(listeners), ServiceConfig::Chat(chat)) => {
-                let codecs: Vec<ChatCodec> = chat
-                    .dialects
-                    .iter()
-                    .map(|d| match *d {
-                        ChatDialect::Line => ChatCodec::Line(LineChat::new(chat.max_frame)),
-                        ChatDialect::Header { header_len } => {
-                            ChatCodec::Header(HeaderChat::new(header_len, chat.max_frame))
-                        }
-                        ChatDialect::Bincode => {
-                            ChatCodec::Bincode(BincodeChat::new(chat.max_frame))
-                        }
+            (BoundSockets::Tcp(sockets), hosted) => {
+                let mut tls = tls.into_iter();
+                let listeners: Vec<Listener> = sockets
+                    .into_iter()
+                    .map(|socket| Listener {
+                        socket,
+                        kind: tls.next().flatten().map_or(ConnKind::Plain, ConnKind::Tls),
                     })
                     .collect();
-                let ctx = room::RoomCtx {
-                    shared: shared.clone(),
-                    service: Box::new(ChatRoom::new(
-                        &config.name,
-                        &codecs,
-                        HubLimits {
-                            max_clients: chat.max_clients,
-                        },
-                    )),
-                    queue: QueueLimits {
-                        bytes: chat.queue_bytes,
-                        frames: chat.queue_frames,
-                    },
-                    idle_timeout: config.limits.idle_timeout,
-                    login_timeout: chat.login_timeout,
-                };
-                room::spawn(ctx, listeners).map_err(err)?
-            }
-            (BoundSockets::Tcp(listeners), service) => {
-                let service = match service {
-                    ServiceConfig::Echo(s) => StreamService::Echo(s.clone()),
-                    ServiceConfig::Count(s) => StreamService::Count(*s),
-                    ServiceConfig::UdpEcho(_) | ServiceConfig::Chat(_) => {
-                        return Err(err(io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "a UDP service given TCP listeners",
-                        )));
+                match hosted {
+                    Hosted::Room(room) => room
+                        .start(
+                            &shared,
+                            listeners,
+                            config.limits.idle_timeout,
+                            config.handshake_timeout,
+                        )
+                        .map_err(err)?,
+                    Hosted::Stream(service) => {
+                        let ctx = StreamCtx {
+                            shared: shared.clone(),
+                            service,
+                            config: config.clone(),
+                        };
+                        match config.model {
+                            Model::Event => {
+                                stream::spawn(ctx, listeners, config.workers).map_err(err)?
+                            }
+                            Model::Thread => thread::spawn(ctx, listeners).map_err(err)?,
+                            Model::Fork => fork::spawn(ctx, listeners).map_err(err)?,
+                        }
                     }
-                };
-                let ctx = StreamCtx {
-                    shared: shared.clone(),
-                    service,
-                    config: config.clone(),
-                };
-                match config.model {
-                    Model::Event => event::spawn(ctx, listeners, config.workers).map_err(err)?,
-                    Model::Thread => thread::spawn(ctx, listeners).map_err(err)?,
-                    Model::Fork => fork::spawn(ctx, listeners).map_err(err)?,
+                    Hosted::Datagram(_) => return Err(mismatch("a datagram service")),
                 }
             }
-            (BoundSockets::Udp(_), _) => {
-                return Err(err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "UDP sockets given to a TCP-only service",
-                )));
-            }
+            (BoundSockets::Udp(_), _) => return Err(mismatch("a stream service")),
         };
         Ok(RunningServer {
             shared,
@@ -606,9 +631,26 @@ impl BoundServer {
             addrs,
             config,
             udp_service,
+            tls: tls_servers,
             kept: Mutex::new(kept),
         })
     }
+}
+
+/// What a server runs: a service of the kind its sockets can serve.
+pub enum Hosted {
+    /// Each connection has its own session, under the server's model.
+    Stream(StreamService),
+    /// Every connection shares one room, on one reactor.
+    Room(RoomRuntime),
+    /// Each datagram is answered on its own.
+    Datagram(UdpEchoService),
+}
+
+/// A listening socket, and how its connections begin.
+pub(crate) struct Listener {
+    pub socket: TcpListener,
+    pub kind: ConnKind,
 }
 
 /// What a TCP runtime needs: the service, the limits, the stop signal.
@@ -718,6 +760,8 @@ impl StatsReader {
             open: self.shared.limiter.open(),
             datagrams: s.datagrams.load(Ordering::Relaxed),
             dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+            tls_handshakes: s.tls_handshakes.load(Ordering::Relaxed),
+            tls_failures: s.tls_failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -729,6 +773,8 @@ pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     config: ServerConfig,
     udp_service: Option<crate::service::UdpEchoService>,
+    /// Each listener's TLS, replaceable while it serves.
+    tls: Vec<Option<Arc<TlsServer>>>,
     /// A copy of each listening socket, so that a reload can hand them to the
     /// server replacing this one: its port never stops listening. Closed
     /// when the stop begins.
@@ -749,6 +795,20 @@ impl RunningServer {
 
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// From now on, listener `i`'s handshakes use `tls[i]`; connections
+    /// open go on with what they began with. Listeners without TLS, and
+    /// `None`s, are left as they are. Returns how many were replaced.
+    pub fn replace_tls(&self, tls: Vec<Option<Arc<rustls::ServerConfig>>>) -> usize {
+        let mut replaced = 0;
+        for (server, config) in self.tls.iter().zip(tls) {
+            if let (Some(server), Some(config)) = (server, config) {
+                server.replace(config);
+                replaced += 1;
+            }
+        }
+        replaced
     }
 
     pub fn config(&self) -> &ServerConfig {

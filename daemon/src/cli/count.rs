@@ -2,18 +2,12 @@
 
 use std::io::Write;
 
-use netlab::client::{self, CountFraming};
+use netlab::client;
 
-use super::{CountArgs, Framing, exit, fail};
+use super::{CountArgs, exit, fail};
 
 pub(super) fn run(args: &CountArgs) -> u8 {
-    let framing = match args.framing {
-        Framing::Line => CountFraming::Line,
-        Framing::Header => CountFraming::Header {
-            header_len: args.header_len,
-        },
-        Framing::Chunk => CountFraming::Chunk,
-    };
+    let framing = args.framing();
     let message = args.message.join(" ");
     match client::count(args.addr, message.as_bytes(), framing, args.timeout) {
         Ok(n) => match writeln!(std::io::stdout(), "{n}") {

@@ -18,8 +18,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use netlab::chat::Dialect;
 use netlab::client::{ClientError, ErrorKind};
+use netlab::config::defaults;
+use netlab::service::CountFraming;
 
 pub use args::{parse_addr, parse_duration, parse_secs};
 
@@ -36,6 +40,8 @@ pub mod exit {
     pub const TIMEOUT: u8 = 3;
     /// Any other failure: refused, reset, closed early, malformed reply.
     pub const IO: u8 = 4;
+    /// Given up at the user's word (Ctrl-C), as shells report SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -110,25 +116,24 @@ pub struct CountArgs {
     /// The message, words joined by spaces.
     #[arg(required = true)]
     pub message: Vec<String>,
-    /// How the message and the reply are framed, as the server's `framing`.
-    #[arg(long, value_enum, default_value_t = Framing::Line)]
-    pub framing: Framing,
+    /// How the message and the reply are framed, as the server's
+    /// `framing`: line (the reply is `N\n`), header (a fixed-width ASCII
+    /// length header both ways) or chunk (raw bytes, then half-close; the
+    /// reply is the bare number).
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(CountFraming::NAMES))]
+    pub framing: String,
     /// Width of the length header, for --framing header.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long each step (connect, read, write) may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Framing {
-    /// The message is a line; the reply is `N\n`.
-    Line,
-    /// A fixed-width ASCII length header, then the payload, both ways.
-    Header,
-    /// Raw bytes, then half-close; the reply is the bare number.
-    Chunk,
+impl CountArgs {
+    pub fn framing(&self) -> CountFraming {
+        CountFraming::named(&self.framing, self.header_len).unwrap_or(defaults::COUNT_FRAMING)
+    }
 }
 
 const CHAT_HELP: &str = "\
@@ -153,35 +158,21 @@ pub struct ChatArgs {
     /// The name to join as: 1 to 32 characters, unique in the room.
     #[arg(long, short = 'n')]
     pub name: String,
-    /// The listener's dialect.
-    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
-    pub dialect: ChatDialect,
+    /// The listener's dialect: line (a line per message), header (a
+    /// fixed-width ASCII length header, seed 004's) or bincode.
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
+    pub dialect: String,
     /// Width of the length header, for --dialect header (the seed uses 100).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long connecting, joining and each write may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
-/// A chat listener's wire dialect, as the server's `dialect` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ChatDialect {
-    /// A line per message.
-    Line,
-    /// A fixed-width ASCII length header, then the payload (seed 004).
-    Header,
-    /// A 4-byte big-endian length, then a bincode-encoded enum.
-    Bincode,
-}
-
-impl ChatDialect {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChatDialect::Line => "line",
-            ChatDialect::Header => "header",
-            ChatDialect::Bincode => "bincode",
-        }
+impl ChatArgs {
+    pub fn dialect(&self) -> Dialect {
+        Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
     }
 }
 
@@ -240,11 +231,12 @@ pub struct BenchChatArgs {
     /// to them in turn.
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
-    /// The listener's dialect, with --protocol netlab.
-    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
-    pub dialect: ChatDialect,
+    /// The listener's dialect, with --protocol netlab: line, header or
+    /// bincode.
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
+    pub dialect: String,
     /// Width of the length header, for --dialect header.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How clients join and what the server's lines look like.
     #[arg(long, value_enum, default_value_t = ChatProtocol::Netlab)]
@@ -255,6 +247,12 @@ pub struct BenchChatArgs {
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchChatArgs {
+    pub fn dialect(&self) -> Dialect {
+        Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
+    }
 }
 
 impl BenchChatArgs {
@@ -340,6 +338,7 @@ fn exit_code_for(kind: ErrorKind) -> u8 {
         ErrorKind::Timeout => exit::TIMEOUT,
         ErrorKind::Invalid => exit::USAGE,
         ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+        ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }
 

@@ -18,10 +18,10 @@ use ::bincode::error::EncodeError;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{ClientMsg, Event};
 use crate::codec::{Codec, Frame, FrameError, FrameReader};
-use crate::service::chat::{ClientMsg, Event};
 
-use super::{DEFAULT_MAX_FRAME, DecodeError};
+use super::DecodeError;
 
 /// The bincode configuration of the wire format. Changing it changes the
 /// wire format.
@@ -110,7 +110,7 @@ impl<'a> From<ClientMsg<'a>> for WireClientMsg<'a> {
 
 /// Server to client, on the wire, with strings borrowed from the frame (or
 /// from the [`Event`] being encoded). `code` is an
-/// [`ErrorCode`](crate::service::chat::ErrorCode) number; a client keeps
+/// [`ErrorCode`](crate::chat::ErrorCode) number; a client keeps
 /// codes it does not know as numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMsg<'a> {
@@ -201,14 +201,6 @@ fn deserialize_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'de str>, D
 pub struct BincodeChat {
     /// The longest frame a client may send, length prefix excluded.
     pub max_frame: usize,
-}
-
-impl Default for BincodeChat {
-    fn default() -> Self {
-        BincodeChat {
-            max_frame: DEFAULT_MAX_FRAME,
-        }
-    }
 }
 
 impl BincodeChat {
@@ -400,11 +392,14 @@ impl BincodeServerDecoder {
 
 #[cfg(test)]
 mod tests {
+    /// The longest frame in these tests, as configurations default to.
+    const MAX: usize = 64 * 1024;
+
     use std::sync::Arc;
 
     use super::*;
+    use crate::chat::ErrorCode;
     use crate::codec::chat::ChatCodec;
-    use crate::service::chat::ErrorCode;
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -583,7 +578,7 @@ mod tests {
             let mut out = Vec::new();
             encode_client_msg(msg, &mut out);
             assert_eq!(out, bytes, "encoding {msg:?}");
-            let mut decoder = BincodeChat::default().decoder();
+            let mut decoder = BincodeChat::new(MAX).decoder();
             decoder.extend(&bytes);
             assert_eq!(decoder.next_msg(), Ok(Some(msg)), "decoding {msg:?}");
             assert_eq!(decoder.next_msg(), Ok(None));
@@ -594,7 +589,7 @@ mod tests {
     fn server_messages_golden_bytes() {
         for (event, msg, bytes) in server_golden() {
             let mut out = Vec::new();
-            BincodeChat::default().encode(&event, &mut out);
+            BincodeChat::new(MAX).encode(&event, &mut out);
             assert_eq!(out, bytes, "encoding {event:?}");
             let mut decoder = BincodeServerDecoder::new(4096);
             decoder.extend(&bytes);
@@ -759,7 +754,7 @@ mod tests {
     #[test]
     fn errors_encode_as_server_error_messages() {
         let mut out = Vec::new();
-        ChatCodec::Bincode(BincodeChat::default())
+        ChatCodec::new(crate::chat::Dialect::Bincode, MAX)
             .encode_error(&DecodeError::bad_frame("no"), &mut out);
         assert_eq!(out, [0, 0, 0, 5, 5, 4, 2, b'n', b'o']);
     }

@@ -10,10 +10,9 @@
 //! text; notices are sent the same way from the name `*`
 //! (`"*"`, `"Ayu joined (3 online)"`), errors as `"*"`, `"error: REASON"`.
 
+use crate::chat::{ClientMsg, Event};
 use crate::codec::HeaderCodec;
-use crate::service::chat::{ClientMsg, Event};
 
-use super::DEFAULT_MAX_FRAME;
 use super::text::{TextChatDecoder, decimal, floor_char_boundary, push_notice};
 
 /// The name notices are sent from.
@@ -28,15 +27,6 @@ pub struct HeaderChat {
     pub header_len: usize,
     /// The longest payload a client may send, in bytes.
     pub max_frame: usize,
-}
-
-impl Default for HeaderChat {
-    fn default() -> Self {
-        HeaderChat {
-            header_len: HeaderCodec::DEFAULT_HEADER_LEN,
-            max_frame: DEFAULT_MAX_FRAME,
-        }
-    }
 }
 
 impl HeaderChat {
@@ -114,12 +104,16 @@ pub type HeaderChatDecoder = TextChatDecoder<HeaderCodec>;
 
 #[cfg(test)]
 mod tests {
+    /// The longest frame in these tests, as configurations default to.
+    const MAX: usize = 64 * 1024;
+
     use std::sync::Arc;
 
     use super::*;
+    use crate::chat::ErrorCode;
     use crate::codec::chat::ChatCodec;
     use crate::codec::chat::DecodeError;
-    use crate::service::chat::{ErrorCode, Hub, HubLimits, Output};
+    use crate::service::chat::{Hub, HubLimits, Output};
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -165,7 +159,7 @@ mod tests {
             text: s("Hello World"),
         };
         assert_eq!(
-            encode(HeaderChat::default(), &event),
+            encode(HeaderChat::new(10, MAX), &event),
             b"4         Dian11        Hello World"
         );
         let mut seed = seed_frame(100, "Dian");
@@ -175,7 +169,7 @@ mod tests {
 
     #[test]
     fn notices_come_from_star() {
-        let codec = HeaderChat::default();
+        let codec = HeaderChat::new(10, MAX);
         let cases = [
             (
                 Event::Welcome {
@@ -253,7 +247,7 @@ mod tests {
 
     #[test]
     fn split_at_every_byte_decodes_the_same() {
-        let codec = HeaderChat::default();
+        let codec = HeaderChat::new(10, MAX);
         let mut stream = seed_frame(10, "Dian");
         for text in ["Hello World", "", "naïve 語", "/who"] {
             stream.extend(seed_frame(10, text));
@@ -312,7 +306,7 @@ mod tests {
     #[test]
     fn errors_encode_as_star_notices() {
         let mut out = Vec::new();
-        ChatCodec::Header(HeaderChat::default())
+        ChatCodec::new(crate::chat::Dialect::Header { header_len: 10 }, MAX)
             .encode_error(&DecodeError::too_large("too big"), &mut out);
         assert_eq!(out, b"1         *14        error: too big");
     }

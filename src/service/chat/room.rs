@@ -1,12 +1,13 @@
 //! The chat room as a [`RoomService`]: the hub, plus each listener's
-//! dialect. Clients become members of the group of their encoding when they
-//! are welcomed, so a broadcast is encoded once per encoding in use and the
+//! dialect. Clients become members of the group of their dialect when they
+//! are welcomed, so a broadcast is encoded once per dialect in use and the
 //! runtime only copies those bytes to each member.
 
 use std::collections::HashMap;
 
-use super::{ErrorCode, Event, Hub, HubLimits, LeaveReason, Output};
-use crate::codec::chat::{ChatCodec, ChatDecoder, Encoding};
+use super::{Hub, HubLimits, LeaveReason, Output};
+use crate::chat::{Dialect, ErrorCode, Event};
+use crate::codec::chat::{ChatCodec, ChatDecoder};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
 
 struct Client {
@@ -21,9 +22,9 @@ struct Client {
 pub struct ChatRoom {
     server: String,
     hub: Hub,
-    /// Each listener's codec, and the group of its encoding.
+    /// Each listener's codec, and the group of its dialect.
     listeners: Vec<(ChatCodec, usize)>,
-    /// Each group's codec (the first listener's with that encoding) and how
+    /// Each group's codec (the first listener's with that dialect) and how
     /// many welcomed clients it has.
     groups: Vec<(ChatCodec, usize)>,
     clients: HashMap<ConnId, Client>,
@@ -33,15 +34,15 @@ pub struct ChatRoom {
 impl ChatRoom {
     /// `codecs[i]` is the dialect of the server's `i`th listener.
     pub fn new(server: &str, codecs: &[ChatCodec], limits: HubLimits) -> ChatRoom {
-        let mut encodings: Vec<Encoding> = Vec::new();
+        let mut dialects: Vec<Dialect> = Vec::new();
         let mut groups = Vec::new();
         let listeners = codecs
             .iter()
             .map(|codec| {
-                let group = match encodings.iter().position(|e| *e == codec.encoding()) {
+                let group = match dialects.iter().position(|d| *d == codec.dialect) {
                     Some(g) => g,
                     None => {
-                        encodings.push(codec.encoding());
+                        dialects.push(codec.dialect);
                         groups.push((*codec, 0));
                         groups.len() - 1
                     }
@@ -102,6 +103,17 @@ impl ChatRoom {
 }
 
 impl RoomService for ChatRoom {
+    /// Events from elsewhere (another node of the room) for every member.
+    type Remote = Event;
+
+    fn remote(&mut self, event: Event, out: &mut Outbox) {
+        self.outputs.push(Output::Broadcast {
+            except: None,
+            event,
+        });
+        self.dispatch(out);
+    }
+
     fn connected(&mut self, conn: ConnId, listener: usize, peer: &str, _out: &mut Outbox) {
         let Some(&(codec, group)) = self.listeners.get(listener) else {
             return;
@@ -175,8 +187,8 @@ impl RoomService for ChatRoom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::chat::{BincodeChat, BincodeServerDecoder, HeaderChat, LineChat, ServerMsg};
-    use crate::service::chat::ClientMsg;
+    use crate::chat::ClientMsg;
+    use crate::codec::chat::{BincodeServerDecoder, ServerMsg};
     use crate::service::room::Send;
 
     /// What the room sent to `conn` alone, in order.
@@ -200,7 +212,7 @@ mod tests {
     /// and then the error, in the order the client asked.
     #[test]
     fn replies_keep_their_order_when_one_read_holds_several_frames() {
-        let line = ChatCodec::Line(LineChat::default());
+        let line = ChatCodec::new(Dialect::Line, 1 << 16);
         let mut r = room(line);
         let mut out = Outbox::default();
         r.connected(1, 0, "127.0.0.1:5000", &mut out);
@@ -213,7 +225,7 @@ mod tests {
         );
         assert_eq!(out.sends.last(), Some(&Send::Close(1)));
 
-        let header = ChatCodec::Header(HeaderChat::default());
+        let header = ChatCodec::new(Dialect::Header { header_len: 10 }, 1 << 16);
         let mut r = room(header);
         let mut out = Outbox::default();
         r.connected(1, 0, "127.0.0.1:5000", &mut out);
@@ -224,7 +236,7 @@ mod tests {
         let error = text.find("error: frame is not valid UTF-8").expect(&text);
         assert!(welcome < roster && roster < error, "{text}");
 
-        let bincode = ChatCodec::Bincode(BincodeChat::default());
+        let bincode = ChatCodec::new(Dialect::Bincode, 1 << 16);
         let mut r = room(bincode);
         let mut out = Outbox::default();
         r.connected(1, 0, "127.0.0.1:5000", &mut out);
