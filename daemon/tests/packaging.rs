@@ -564,6 +564,14 @@ impl SystemdBox {
         // SAFETY: flock on a file descriptor we own; released when it closes.
         let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(locked, 0, "flock {}", dir.display());
+        // A box of ours left up by a test run that was killed.
+        let _ = run(
+            Command::new("bash")
+                .arg(&script)
+                .arg("down")
+                .env("BOX", &dir),
+            minutes(1),
+        );
         // The ports of the packaged configuration must be free here: the box
         // shares this machine's network.
         for port in [7007, 7008, 7009, 12345, 12346, 1234, 1235, 1236] {

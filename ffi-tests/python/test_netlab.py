@@ -4,6 +4,10 @@ cargo test has just built:
 
     PYTHONPATH=python NETLAB_LIBRARY=target/debug/libnetlab.so \\
         python3 -m unittest discover -s ffi-tests/python -v
+
+daemon/tests/packaging.rs runs them again against the wheel installed in a
+fresh virtual environment, with NETLAB_TEST_INSTALLED=1 and no variable
+pointing at the source tree.
 """
 
 import gc
