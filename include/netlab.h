@@ -66,6 +66,10 @@ typedef enum {
   // The thread's interrupt check (`netlab_set_interrupt_check`) asked a
   // blocking call to give up before its timeout.
   NETLAB_ERR_INTERRUPTED = 11,
+  // TLS refused the connection (the server's certificate, the client's,
+  // no common version), or a TLS file could not be used; the last error
+  // says which and why.
+  NETLAB_ERR_TLS = 12,
 } netlab_status;
 
 // How the count client frames a message and reads the count back, as the
@@ -127,6 +131,13 @@ typedef enum {
 // runs, nor be followed by one.
 typedef struct netlab_chat netlab_chat;
 
+// Client options. Opaque: created by `netlab_client_options_new`, and
+// must eventually be freed by `netlab_client_options_free`.
+//
+// Set it up from one thread; once set up, any number of calls on any
+// threads may use it at once (they only read it).
+typedef struct netlab_client_options netlab_client_options;
+
 // An incremental decoder of one dialect's frames. Opaque: created by
 // `netlab_decoder_new`, and must eventually be freed by
 // `netlab_decoder_free`. Not for use by two threads at once.
@@ -175,6 +186,11 @@ typedef struct {
   uint64_t datagrams;
   // Datagrams dropped by `drop_source_ports` (UDP).
   uint64_t dropped;
+  // TLS handshakes completed.
+  uint64_t tls_handshakes;
+  // TLS handshakes that failed or did not finish within
+  // `handshake_timeout`.
+  uint64_t tls_failures;
 } netlab_server_stats;
 
 #ifdef __cplusplus
@@ -204,6 +220,20 @@ netlab_status netlab_chat_connect(const char *addr,
                                   const char *name,
                                   uint32_t timeout_ms,
                                   netlab_chat **out);
+
+// `netlab_chat_connect`, connecting as `options` say (TLS, ...); NULL
+// `options` is plain TCP. `options` is borrowed for the duration of the
+// call: the handle keeps what it needs.
+//
+// # Safety
+// As `netlab_chat_connect`; `options` NULL or a live handle.
+netlab_status netlab_chat_connect_with(const char *addr,
+                                       int dialect,
+                                       size_t header_len,
+                                       const char *name,
+                                       uint32_t timeout_ms,
+                                       const netlab_client_options *options,
+                                       netlab_chat **out);
 
 // Sends `text` (UTF-8, NUL-terminated) to everyone else in the room.
 // `text` is borrowed for the duration of the call. A connection the server
@@ -297,6 +327,21 @@ netlab_status netlab_tcp_echo(const char *addr,
                               size_t reply_cap,
                               size_t *reply_len);
 
+// `netlab_tcp_echo`, connecting as `options` say (TLS, ...); NULL
+// `options` is plain TCP. `options` is borrowed for the duration of the
+// call, like every other pointer.
+//
+// # Safety
+// As `netlab_tcp_echo`; `options` NULL or a live handle.
+netlab_status netlab_tcp_echo_with(const char *addr,
+                                   const uint8_t *message,
+                                   size_t message_len,
+                                   uint32_t timeout_ms,
+                                   const netlab_client_options *options,
+                                   uint8_t *reply,
+                                   size_t reply_cap,
+                                   size_t *reply_len);
+
 // Sends `message` as one UDP datagram to the echo server at `addr` and
 // copies the first reply from that address into `reply` (`reply_cap`
 // bytes), writing its length into `*reply_len`.
@@ -345,6 +390,20 @@ netlab_status netlab_count(const char *addr,
                            size_t header_len,
                            uint32_t timeout_ms,
                            uint64_t *count);
+
+// `netlab_count`, connecting as `options` say (TLS, ...); NULL `options`
+// is plain TCP. `options` is borrowed for the duration of the call.
+//
+// # Safety
+// As `netlab_count`; `options` NULL or a live handle.
+netlab_status netlab_count_with(const char *addr,
+                                const uint8_t *message,
+                                size_t message_len,
+                                int framing,
+                                size_t header_len,
+                                uint32_t timeout_ms,
+                                const netlab_client_options *options,
+                                uint64_t *count);
 
 // Encodes `payload` (`payload_len` bytes) as one frame of `dialect` (a
 // `netlab_dialect` value) into `out` (`out_cap` bytes), and writes the
@@ -462,6 +521,47 @@ size_t netlab_last_error(char *buf, size_t len);
 // Returns netlab's version, e.g. "0.1.0", as a static NUL-terminated
 // string that is never freed.
 const char *netlab_version(void);
+
+// Makes options that change nothing: calls made with them are plain TCP.
+// On success `*out` receives a new handle, which must eventually be freed
+// by `netlab_client_options_free`.
+//
+// # Safety
+// `out` must be NULL or valid for writes.
+netlab_status netlab_client_options_new(netlab_client_options **out);
+
+// Makes calls with these options use TLS: `ca_file` (PEM) holds the CA
+// certificates to trust, or is NULL for the system's; `cert_file` and
+// `key_file` (PEM) are a client certificate and its key, for servers that
+// ask for one, or both NULL. The files are read now: one that cannot be
+// used gives `NETLAB_ERR_TLS` with its path and why, and leaves the
+// options as they were.
+//
+// Every argument is borrowed for the duration of the call.
+//
+// # Safety
+// `options` must be NULL or a live handle; each path NULL or NUL-terminated.
+netlab_status netlab_client_options_set_tls(netlab_client_options *options,
+                                            const char *ca_file,
+                                            const char *cert_file,
+                                            const char *key_file);
+
+// With TLS: the name the server's certificate must carry, and which the
+// handshake asks for (SNI), instead of the address's IP. `name` is
+// borrowed for the duration of the call. Without TLS set first, gives
+// `NETLAB_ERR_INVALID`.
+//
+// # Safety
+// `options` must be NULL or a live handle; `name` NULL or NUL-terminated.
+netlab_status netlab_client_options_set_server_name(netlab_client_options *options,
+                                                    const char *name);
+
+// Frees options. `options` is consumed: it must not be used again, and no
+// call may be using it. `netlab_client_options_free(NULL)` does nothing.
+//
+// # Safety
+// `options` must be NULL or a live handle that no call is using.
+void netlab_client_options_free(netlab_client_options *options);
 
 // Starts a server from TOML text, the same text a `[[server]]` table of
 // `netlabd.toml` holds (the `[[server]]` line itself may be left out): any

@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::chat::Dialect;
 use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
+use crate::tls::ServerFile;
 
 /// Every default, in one place.
 pub mod defaults {
@@ -1169,16 +1170,16 @@ impl Ctx<'_> {
             client_ca: raw.client_ca.as_ref().map(|c| self.path(c)),
             alpn,
         };
-        match crate::tls::server_config(&files) {
+        match crate::tls::server_config_or_which(&files) {
             Ok(loaded) => Some(ListenTls { files, loaded }),
-            Err(e) => {
+            Err((which, e)) => {
                 // At the key whose file is at fault.
-                let span = match &e.path {
-                    Some(p) if *p == files.key => raw.key.span(),
-                    Some(p) if Some(p) == files.client_ca.as_ref() => {
+                let span = match which {
+                    ServerFile::Cert => raw.cert.span(),
+                    ServerFile::Key => raw.key.span(),
+                    ServerFile::ClientCa => {
                         raw.client_ca.as_ref().map_or(raw.cert.span(), |c| c.span())
                     }
-                    _ => raw.cert.span(),
                 };
                 self.error(span, e.to_string());
                 None

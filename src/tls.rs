@@ -62,46 +62,66 @@ pub struct ServerFiles {
     pub alpn: Vec<String>,
 }
 
+/// Which of a server's files a [`TlsError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerFile {
+    Cert,
+    Key,
+    ClientCa,
+}
+
 /// Reads `files` into a server configuration: every file read, parsed and
 /// checked (the key must match the certificate) before anything is used.
 pub fn server_config(files: &ServerFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certificates(&files.cert)?;
-    let key = private_key(&files.key)?;
+    server_config_or_which(files).map_err(|(_, e)| e)
+}
+
+/// [`server_config`], saying which file is at fault: several settings may
+/// name one path.
+pub fn server_config_or_which(
+    files: &ServerFiles,
+) -> Result<Arc<ServerConfig>, (ServerFile, TlsError)> {
+    let chain = certificates(&files.cert).map_err(|e| (ServerFile::Cert, e))?;
+    let key = private_key(&files.key).map_err(|e| (ServerFile::Key, e))?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
-        .map_err(|e| TlsError {
-            path: None,
-            reason: e.to_string(),
+        .map_err(|e| {
+            let e = TlsError {
+                path: None,
+                reason: e.to_string(),
+            };
+            (ServerFile::Cert, e)
         })?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(|e| {
-                        TlsError::file(ca, format!("cannot verify clients with it: {e}"))
-                    })?;
+            let roots = roots(ca).map_err(|e| (ServerFile::ClientCa, e))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| {
+                    let e = TlsError::file(ca, format!("cannot verify clients with it: {e}"));
+                    (ServerFile::ClientCa, e)
+                })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
     let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| key_error(files, e))?;
+        .map_err(|e| (ServerFile::Key, key_error(&files.cert, &files.key, e)))?;
     config.alpn_protocols = files.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(Arc::new(config))
 }
 
-fn key_error(files: &ServerFiles, e: rustls::Error) -> TlsError {
+fn key_error(cert: &Path, key: &Path, e: rustls::Error) -> TlsError {
     match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => TlsError::file(
-            &files.key,
+            key,
             format!(
                 "the key does not match the certificate in {}",
-                files.cert.display()
+                cert.display()
             ),
         ),
-        other => TlsError::file(&files.key, format!("cannot use the key: {other}")),
+        other => TlsError::file(key, format!("cannot use the key: {other}")),
     }
 }
 
@@ -219,17 +239,9 @@ pub fn client_config(files: &ClientFiles) -> Result<Arc<ClientConfig>, TlsError>
         (Some(cert), Some(key)) => {
             let chain = certificates(cert)?;
             let key_der = private_key(key)?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| {
-                key_error(
-                    &ServerFiles {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                        client_ca: None,
-                        alpn: Vec::new(),
-                    },
-                    e,
-                )
-            })?
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| key_error(cert, key, e))?
         }
         (None, None) => builder.with_no_client_auth(),
         _ => {

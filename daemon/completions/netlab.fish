@@ -34,13 +34,23 @@ complete -c netlab -n "__fish_netlab_needs_command" -f -a "completions" -d 'Prin
 complete -c netlab -n "__fish_netlab_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -l timeout -d 'How long each step (connect, read, write; a UDP try) may take: 2s, 500ms' -r
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -l retries -d 'With --udp, how many times to resend before giving up' -r
+complete -c netlab -n "__fish_netlab_using_subcommand echo" -l ca -d 'With --tls: the CA certificates (PEM) to trust, instead of the system\'s' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand echo" -l cert -d 'With --tls: a client certificate (PEM), for servers with `client_ca`' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand echo" -l key -d 'With --tls: the client certificate\'s private key (PEM)' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand echo" -l servername -d 'With --tls: the name the server\'s certificate must carry (and SNI), when it is not the address\'s IP' -r
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -l udp -d 'Use UDP: one datagram, resent on timeout'
+complete -c netlab -n "__fish_netlab_using_subcommand echo" -l tls -d 'Connect with TLS (the server\'s listener has `tls`)'
 complete -c netlab -n "__fish_netlab_using_subcommand echo" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l framing -d 'How the message and the reply are framed, as the server\'s `framing`: line (the reply is `N\\n`), header (a fixed-width ASCII length header both ways) or chunk (raw bytes, then half-close; the reply is the bare number)' -r -f -a "line\t''
 header\t''
 chunk\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l header-len -d 'Width of the length header, for --framing header' -r
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l timeout -d 'How long each step (connect, read, write) may take' -r
+complete -c netlab -n "__fish_netlab_using_subcommand count" -l ca -d 'With --tls: the CA certificates (PEM) to trust, instead of the system\'s' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand count" -l cert -d 'With --tls: a client certificate (PEM), for servers with `client_ca`' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand count" -l key -d 'With --tls: the client certificate\'s private key (PEM)' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand count" -l servername -d 'With --tls: the name the server\'s certificate must carry (and SNI), when it is not the address\'s IP' -r
+complete -c netlab -n "__fish_netlab_using_subcommand count" -l tls -d 'Connect with TLS (the server\'s listener has `tls`)'
 complete -c netlab -n "__fish_netlab_using_subcommand count" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -s n -l name -d 'The name to join as: 1 to 32 characters, unique in the room' -r
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect: line (a line per message), header (a fixed-width ASCII length header, seed 004\'s) or bincode' -r -f -a "line\t''
@@ -48,6 +58,11 @@ header\t''
 bincode\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l header-len -d 'Width of the length header, for --dialect header (the seed uses 100)' -r
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l timeout -d 'How long connecting, joining and each write may take' -r
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l ca -d 'With --tls: the CA certificates (PEM) to trust, instead of the system\'s' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l cert -d 'With --tls: a client certificate (PEM), for servers with `client_ca`' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l key -d 'With --tls: the client certificate\'s private key (PEM)' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l servername -d 'With --tls: the name the server\'s certificate must carry (and SNI), when it is not the address\'s IP' -r
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l tls -d 'Connect with TLS (the server\'s listener has `tls`)'
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and not __fish_seen_subcommand_from echo chat help" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and not __fish_seen_subcommand_from echo chat help" -f -a "echo" -d 'Closed loop against an echo server: each connection sends SIZE bytes, waits for all of them back, records the round trip, and repeats'
@@ -60,8 +75,14 @@ complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_sub
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -s t -l threads -d 'Generator threads, each with its own event loop; connections are spread over them' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l loss-timeout -d 'With --udp, how long to wait for a reply before resending (the datagram is counted as lost)' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l timeout -d 'How long to wait for each connection to be set up' -r
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l ca -d 'With --tls: the CA certificates (PEM) to trust, instead of the system\'s' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l cert -d 'With --tls: a client certificate (PEM), for servers with `client_ca`' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l key -d 'With --tls: the client certificate\'s private key (PEM)' -r -F
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l servername -d 'With --tls: the name the server\'s certificate must carry (and SNI), when it is not the address\'s IP' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l udp -d 'Use UDP: each connection is its own socket'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l json -d 'Print one JSON object on one line instead of the table'
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l tls -d 'Connect with TLS (the server\'s listener has `tls`)'
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -l handshakes -d 'With --tls: every request on a new connection, with a full handshake (no resumption); reports handshakes/s'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from echo" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s c -l clients -d 'Clients in the room, senders included' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s m -l senders -d 'How many of the clients send' -r

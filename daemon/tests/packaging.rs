@@ -76,12 +76,17 @@ fn readelf(args: &[&str], file: &Path) -> String {
 
 // ---- C --------------------------------------------------------------------
 
-/// The first ```c block of README.md: the program a C user copies.
+/// README.md's C program (its ```c block with a `main`): what a C user
+/// copies.
 fn readme_c_program() -> String {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
-    let start = readme.find("```c\n").expect("README.md has a ```c block") + 5;
-    let end = start + readme[start..].find("```").expect("the ```c block ends");
-    readme[start..end].to_owned()
+    readme
+        .split("```c\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(code, _)| code))
+        .find(|code| code.contains("int main("))
+        .expect("README.md has a ```c block with a main()")
+        .to_owned()
 }
 
 /// `cargo cinstall --profile dist -p netlab --prefix PREFIX`, the README's

@@ -774,6 +774,101 @@ class ChatTests(unittest.TestCase):
             self.assertIsNone(ayu.recv(timeout=0.05))
 
 
+def test_pki():
+    """The test certificates: the directory NETLAB_TEST_PKI names (cargo
+    test makes one), else a CA and a server certificate for 127.0.0.1 made
+    here with the openssl command."""
+    given = os.environ.get("NETLAB_TEST_PKI")
+    if given:
+        return given
+    import shutil
+    import tempfile
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the TLS tests need certificates: set NETLAB_TEST_PKI to a directory "
+                           "of them, or install openssl to make them")
+    d = tempfile.mkdtemp(prefix="netlab-pki-")
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=d, check=True,
+                                       capture_output=True, timeout=30)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test CA",
+        "-days", "2")
+    for name, cn, san in (("server", "localhost", "IP:127.0.0.1,DNS:localhost"),
+                          ("client", "client", "DNS:client.test")):
+        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n" % san)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+    return d
+
+
+class TlsTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = test_pki()
+
+    def path(self, name):
+        return os.path.join(self.pki, name)
+
+    def tls_config(self, service="echo", extra="", dialect=None):
+        listen = '{ addr = "127.0.0.1:0"%s, tls = { cert = "%s", key = "%s"%s } }' % (
+            ', dialect = "%s"' % dialect if dialect else "", self.path("server.pem"),
+            self.path("server.key"), extra)
+        return 'name = "t"\nservice = "%s"\nlisten = [%s]\n' % (service, listen)
+
+    def test_echo_count_and_chat_over_tls(self):
+        tls = netlab.TlsOptions(ca=self.path("ca.pem"))
+        with netlab.Server(self.tls_config()) as s, tls:
+            self.assertEqual(netlab.tcp_echo(s.address(), b"over TLS", tls=tls), b"over TLS")
+            self.assertEqual(s.stats().tls_handshakes, 1)
+        tls = netlab.TlsOptions(ca=self.path("ca.pem"), server_name="localhost")
+        with netlab.Server(self.tls_config("count")) as s:
+            self.assertEqual(netlab.count(s.address(), "héllo", tls=tls), 5)
+        with netlab.Server(self.tls_config("chat", dialect="line")) as room:
+            with netlab.Chat(room.address(), "Ayu", tls=tls) as ayu, \
+                    netlab.Chat(room.address(), "Rafi", tls=tls) as rafi:
+                rafi.send("halo")
+                for _ in range(5):
+                    event = ayu.recv(timeout=2.0)
+                    if event is not None and event.kind == "message":
+                        break
+                self.assertEqual((event.sender, event.text), ("Rafi", "halo"))
+
+    def test_client_certificates_and_untrusted_servers(self):
+        extra = ', client_ca = "%s"' % self.path("ca.pem")
+        with netlab.Server(self.tls_config(extra=extra)) as s:
+            good = netlab.TlsOptions(ca=self.path("ca.pem"), cert=self.path("client.pem"),
+                                     key=self.path("client.key"))
+            self.assertEqual(netlab.tcp_echo(s.address(), b"ok", tls=good), b"ok")
+            none = netlab.TlsOptions(ca=self.path("ca.pem"))
+            with self.assertRaises(NetlabError) as e:
+                netlab.tcp_echo(s.address(), b"x", tls=none)
+            self.assertEqual(e.exception.status, Status.ERR_TLS)
+            self.assertIn("requires a client certificate", e.exception.message)
+            # A CA that did not sign the server's certificate.
+            wrong = netlab.TlsOptions(ca=self.path("client.pem"))
+            with self.assertRaises(NetlabError) as e:
+                netlab.tcp_echo(s.address(), b"x", tls=wrong)
+            self.assertEqual(e.exception.status, Status.ERR_TLS)
+
+    def test_bad_files_and_arguments(self):
+        with self.assertRaises(NetlabError) as e:
+            netlab.TlsOptions(ca=self.path("missing.pem"))
+        self.assertEqual(e.exception.status, Status.ERR_TLS)
+        self.assertIn("missing.pem: cannot read it", e.exception.message)
+        with self.assertRaises(NetlabError) as e:
+            netlab.TlsOptions(ca=self.path("ca.pem"), cert=self.path("client.pem"))
+        self.assertIn("give both or neither", e.exception.message)
+        with self.assertRaises(NetlabError) as e:
+            netlab.tcp_echo("127.0.0.1:1", b"x", tls="ca.pem")
+        self.assertEqual(e.exception.status, Status.ERR_INVALID)
+        tls = netlab.TlsOptions(ca=self.path("ca.pem"))
+        tls.close()
+        with self.assertRaises(NetlabError) as e:
+            netlab.tcp_echo("127.0.0.1:1", b"x", tls=tls)
+        self.assertEqual(e.exception.status, Status.ERR_CLOSED)
+
+
 class SeedClientTests(unittest.TestCase):
     """The lab's own Python clients, unmodified but for host and port,
     against servers started from Python."""

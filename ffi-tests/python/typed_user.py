@@ -47,6 +47,13 @@ def tcp_roundtrips() -> int:
         return accepted(server)
 
 
+def echo_over_tls(addr: str, ca: str) -> bytes:
+    """Typed use of the TLS options (checked by mypy; not run here)."""
+    options = netlab.TlsOptions(ca=ca, server_name="localhost")
+    with options:
+        return netlab.tcp_echo(addr, b"secret", tls=options)
+
+
 def refused() -> netlab.Status | int:
     try:
         netlab.Server("name = 1")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import math
+import os
 import threading
 import time
 import weakref
@@ -42,9 +43,11 @@ Data = Union[bytes, bytearray, memoryview, str]
 Text = Union[str, bytes]
 #: A chat dialect: a Dialect, its value, or its name ("line", "header", "bincode").
 DialectLike = Union["Dialect", int, str]
+#: A file's path.
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 __all__ = ["Status", "NetlabError", "Server", "ServerStats", "Decoder", "Dialect", "Chat",
-           "ChatEvent",
+           "ChatEvent", "TlsOptions",
            "tcp_echo", "udp_echo", "count", "encode_frame", "version", "library_path"]
 
 library_path: str = _lib.path
@@ -64,6 +67,7 @@ class Status(enum.IntEnum):
     ERR_ADDR_IN_USE = 9
     ERR_PROTOCOL = 10
     ERR_INTERRUPTED = 11
+    ERR_TLS = 12
 
 
 class NetlabError(Exception):
@@ -332,16 +336,60 @@ class Server(_Handle):
         return "<netlab.Server %s>" % " ".join(self.addresses)
 
 
-def tcp_echo(addr: Address, data: Data, timeout: float = 2.0) -> bytes:
+class TlsOptions(_Handle):
+    """TLS for the clients (tcp_echo, count, Chat: their `tls=` argument).
+
+        tls = netlab.TlsOptions(ca="ca.pem")
+        netlab.tcp_echo("127.0.0.1:7443", b"hello", tls=tls)
+
+    `ca` is a PEM file of the CA certificates to trust (None: the system's);
+    `cert` and `key` a client certificate and its key, for servers that ask
+    for one; `server_name` the name the server's certificate must carry
+    when it is not the address's IP. The files are read at once: one that
+    cannot be used raises NetlabError (ERR_TLS) with its path and why. One
+    TlsOptions may serve any number of calls, from any thread; calls that
+    share one take turns (it cannot be closed under them), so threads that
+    must connect at once each make their own."""
+    _kind = "TlsOptions"
+
+    def __init__(self, ca: Optional[PathLike] = None, cert: Optional[PathLike] = None,
+                 key: Optional[PathLike] = None, server_name: Optional[Text] = None) -> None:
+        ptr = _lib.ClientOptionsP()
+        lib.netlab_client_options_new(byref(ptr))
+        self._own(ptr, lib.netlab_client_options_free)
+
+        def path(p: Optional[PathLike], what: str) -> Optional[bytes]:
+            return None if p is None else _text(os.fspath(p), what)
+        self._call(lib.netlab_client_options_set_tls, path(ca, "ca"), path(cert, "cert"),
+                   path(key, "key"))
+        if server_name is not None:
+            self._call(lib.netlab_client_options_set_server_name,
+                       _text(server_name, "server_name"))
+
+
+def _with_options(tls: Optional[TlsOptions], call: Callable[[Any], _T]) -> _T:
+    """call(options pointer): NULL for plain TCP, else `tls`'s, held so that
+    it cannot be closed under the call."""
+    if tls is None:
+        return call(None)
+    if not isinstance(tls, TlsOptions):
+        raise NetlabError(Status.ERR_INVALID,
+                          "tls must be a netlab.TlsOptions or None, not %s" % type(tls).__name__)
+    return tls._call(call)
+
+
+def tcp_echo(addr: Address, data: Data, timeout: float = 2.0,
+             tls: Optional[TlsOptions] = None) -> bytes:
     """Sends `data` to the TCP echo server at `addr` ("host:port" or a
-    (host, port) tuple) and returns what came back. A reply longer than
-    twice `data` plus 64 KiB cannot be its echo: reading stops there and
-    NetlabError (ERR_PROTOCOL) is raised."""
+    (host, port) tuple) and returns what came back, over TLS when `tls` (a
+    TlsOptions) is given. A reply longer than twice `data` plus 64 KiB
+    cannot be its echo: reading stops there and NetlabError (ERR_PROTOCOL)
+    is raised."""
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
     _lib.interruptible()
-    return _into_buffer(
-        lambda buf, cap, n: lib.netlab_tcp_echo(a, data, len(data), ms, buf, cap, n),
-        2 * len(data) + 1024)
+    return _with_options(tls, lambda options: _into_buffer(
+        lambda buf, cap, n: lib.netlab_tcp_echo_with(a, data, len(data), ms, options, buf, cap, n),
+        2 * len(data) + 1024))
 
 
 def udp_echo(addr: Address, data: Data, timeout: float = 1.0, retries: int = 2) -> bytes:
@@ -357,18 +405,18 @@ def udp_echo(addr: Address, data: Data, timeout: float = 1.0, retries: int = 2) 
 
 
 def count(addr: Address, data: Data, framing: str = "line", header_len: int = 0,
-          timeout: float = 2.0) -> int:
+          timeout: float = 2.0, tls: Optional[TlsOptions] = None) -> int:
     """Asks the count server at `addr` how many characters `data` has.
-    `framing` is "line", "header" or "chunk", as the server's."""
+    `framing` is "line", "header" or "chunk", as the server's; `tls` a
+    TlsOptions for a TLS listener."""
     if framing not in _COUNT_FRAMINGS:
         raise NetlabError(Status.ERR_INVALID,
                           "framing %r is not line, header or chunk" % (framing,))
-    raw = _bytes(data)
+    raw, a, hl, ms = _bytes(data), _addr(addr), _size(header_len, "header_len"), _ms(timeout)
     n = c_uint64()
     _lib.interruptible()
-    lib.netlab_count(_addr(addr), raw, len(raw), _COUNT_FRAMINGS[framing],
-                     _size(header_len, "header_len"),
-                     _ms(timeout), byref(n))
+    _with_options(tls, lambda options: lib.netlab_count_with(
+        a, raw, len(raw), _COUNT_FRAMINGS[framing], hl, ms, options, byref(n)))
     return n.value
 
 
@@ -481,12 +529,14 @@ class Chat(_Handle):
     _locks = 2
 
     def __init__(self, addr: Address, name: Text, dialect: DialectLike = "line",
-                 header_len: int = 0, timeout: float = 2.0) -> None:
+                 header_len: int = 0, timeout: float = 2.0,
+                 tls: Optional[TlsOptions] = None) -> None:
         ptr = _lib.ChatP()
         _lib.interruptible()
-        lib.netlab_chat_connect(_addr(addr), _dialect(dialect), _size(header_len, "header_len"),
-                                _text(name, "chat name"),
-                                _ms(timeout), byref(ptr))
+        a, d, hl = _addr(addr), _dialect(dialect), _size(header_len, "header_len")
+        n, ms = _text(name, "chat name"), _ms(timeout)
+        _with_options(tls, lambda options: lib.netlab_chat_connect_with(
+            a, d, hl, n, ms, options, byref(ptr)))
         self._own(ptr, lib.netlab_chat_free)
 
     def send(self, text: Text) -> None:

@@ -69,6 +69,10 @@ class _Chat(ctypes.Structure):
     pass
 
 
+class _ClientOptions(ctypes.Structure):
+    pass
+
+
 class ServerStats(ctypes.Structure):
     """A server's counters (netlab_server_stats)."""
     accepted: int
@@ -77,7 +81,8 @@ class ServerStats(ctypes.Structure):
     datagrams: int
     dropped: int
     _fields_ = [("accepted", c_uint64), ("refused", c_uint64), ("open", c_uint64),
-                ("datagrams", c_uint64), ("dropped", c_uint64)]
+                ("datagrams", c_uint64), ("dropped", c_uint64),
+                ("tls_handshakes", c_uint64), ("tls_failures", c_uint64)]
 
     def __repr__(self) -> str:
         return "ServerStats(%s)" % ", ".join(
@@ -87,6 +92,7 @@ class ServerStats(ctypes.Structure):
 ServerP = POINTER(_Server)
 DecoderP = POINTER(_Decoder)
 ChatP = POINTER(_Chat)
+ClientOptionsP = POINTER(_ClientOptions)
 u8p = POINTER(ctypes.c_uint8)
 
 
@@ -184,10 +190,18 @@ _declare("netlab_server_free", [ServerP], None, check=False)
 _declare("netlab_set_interrupt_check", [_InterruptCheck, c_void_p])
 _declare("netlab_tcp_echo", [c_char_p, c_char_p, c_size_t, c_uint32, u8p, c_size_t,
                              POINTER(c_size_t)])
+_declare("netlab_tcp_echo_with", [c_char_p, c_char_p, c_size_t, c_uint32, ClientOptionsP, u8p,
+                                  c_size_t, POINTER(c_size_t)])
+_declare("netlab_client_options_new", [POINTER(ClientOptionsP)])
+_declare("netlab_client_options_set_tls", [ClientOptionsP, c_char_p, c_char_p, c_char_p])
+_declare("netlab_client_options_set_server_name", [ClientOptionsP, c_char_p])
+_declare("netlab_client_options_free", [ClientOptionsP], None, check=False)
 _declare("netlab_udp_echo", [c_char_p, c_char_p, c_size_t, c_uint32, c_uint32, u8p,
                              c_size_t, POINTER(c_size_t)])
 _declare("netlab_count", [c_char_p, c_char_p, c_size_t, c_int, c_size_t, c_uint32,
                           POINTER(c_uint64)])
+_declare("netlab_count_with", [c_char_p, c_char_p, c_size_t, c_int, c_size_t, c_uint32,
+                               ClientOptionsP, POINTER(c_uint64)])
 
 _declare("netlab_frame_encode", [c_int, c_size_t, c_char_p, c_size_t, u8p, c_size_t,
                                  POINTER(c_size_t)])
@@ -210,6 +224,8 @@ class ChatEvent(ctypes.Structure):
 
 
 _declare("netlab_chat_connect", [c_char_p, c_int, c_size_t, c_char_p, c_uint32, POINTER(ChatP)])
+_declare("netlab_chat_connect_with", [c_char_p, c_int, c_size_t, c_char_p, c_uint32,
+                                      ClientOptionsP, POINTER(ChatP)])
 _declare("netlab_chat_send", [ChatP, c_char_p])
 _declare("netlab_chat_who", [ChatP])
 _declare("netlab_chat_recv", [ChatP, c_uint32, POINTER(ChatEvent)])

@@ -24,13 +24,12 @@
 //! into events, and passes any other notice on as [`ChatEvent::Notice`].
 
 use std::fmt;
-use std::io::{self, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::tcp::{self, check_timeout};
-use super::{ClientError, interrupt};
+use super::link::{Got, Link};
+use super::tcp::check_timeout;
+use super::{ClientError, ClientOptions};
 pub use crate::chat::Dialect;
 use crate::chat::{ClientMsg, ErrorCode, validate_name};
 use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
@@ -393,8 +392,7 @@ fn parse_known_notice(text: &str) -> Option<ChatEventRef<'_>> {
 /// The sending half of a chat connection.
 #[derive(Debug)]
 pub struct ChatSender {
-    stream: TcpStream,
-    peer: SocketAddr,
+    link: Link,
     codec: ChatCodec,
     timeout: Duration,
     out: Vec<u8>,
@@ -417,22 +415,21 @@ impl ChatSender {
     pub fn bye(&mut self) -> Result<(), ClientError> {
         self.write_msg(ClientMsg::Bye)?;
         // The server may already have closed (it does after an error).
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.link.finish_writing(self.timeout);
         Ok(())
     }
 
     fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
         self.out.clear();
         self.codec.encode_client_msg(msg, &mut self.out);
-        tcp::write_all_to(&mut self.stream, self.peer, self.timeout, &self.out)
+        self.link.write_all(&self.out, self.timeout)
     }
 }
 
 /// The receiving half of a chat connection.
 #[derive(Debug)]
 pub struct ChatReceiver {
-    stream: TcpStream,
-    peer: SocketAddr,
+    link: Link,
     decoder: ChatEventDecoder,
     buf: Vec<u8>,
     closed: bool,
@@ -451,13 +448,14 @@ impl ChatReceiver {
             }
             if self.closed {
                 return Err(ClientError::Closed {
-                    context: format!("chat with {}", self.peer),
+                    context: format!("chat with {}", self.link.peer()),
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            // Nothing in a slice of the wait: the wait goes on if time is left.
-            if !self.read_within(left)? && Instant::now() >= deadline {
-                return Ok(None);
+            match self.link.read_within(&mut self.buf, left)? {
+                Got::Data(n) => self.decoder.extend(&self.buf[..n]),
+                Got::End => self.closed = true,
+                Got::Nothing => return Ok(None),
             }
         }
     }
@@ -466,70 +464,9 @@ impl ChatReceiver {
         match self.decoder.next_event() {
             Ok(event) => Ok(event.map(|e| e.to_owned_event())),
             Err(detail) => Err(ClientError::Protocol {
-                context: format!("read from {}", self.peer),
+                context: format!("read from {}", self.link.peer()),
                 detail,
             }),
-        }
-    }
-
-    /// Reads once, waiting up to `wait` (a slice of it when the thread has
-    /// an interrupt check); `Ok(false)` when nothing came.
-    fn read_within(&mut self, wait: Duration) -> Result<bool, ClientError> {
-        let context = || format!("read from {}", self.peer);
-        let wait = interrupt::slice(wait);
-        // A zero read timeout means "forever" to the socket: poll instead,
-        // with MSG_DONTWAIT on this one call. Not O_NONBLOCK: the sender
-        // shares the socket, and a send meeting a full buffer then would
-        // fail, perhaps halfway through a frame.
-        if !wait.is_zero() {
-            self.stream
-                .set_read_timeout(Some(wait))
-                .map_err(|e| ClientError::from_io(context(), e, wait))?;
-        }
-        loop {
-            let read = if wait.is_zero() {
-                nix::sys::socket::recv(
-                    self.stream.as_raw_fd(),
-                    &mut self.buf,
-                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-                )
-                .map_err(io::Error::from)
-            } else {
-                self.stream.read(&mut self.buf)
-            };
-            match read {
-                Ok(0) => {
-                    self.closed = true;
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    self.decoder.extend(&self.buf[..n]);
-                    return Ok(true);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if interrupt::interrupted() {
-                        return Err(ClientError::Interrupted {
-                            context: format!("wait for the chat at {}", self.peer),
-                        });
-                    }
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Ok(false);
-                    }
-                }
-                // A reset after the server's last words: report those first.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    self.closed = true;
-                    return Ok(true);
-                }
-                Err(e) => return Err(ClientError::from_io(context(), e, wait)),
-            }
         }
     }
 }
@@ -558,29 +495,31 @@ impl ChatClient {
         dialect: Dialect,
         timeout: Duration,
     ) -> Result<ChatClient, ClientError> {
+        ChatClient::connect_with(addr, name, dialect, &ClientOptions::new(timeout))
+    }
+
+    /// [`ChatClient::connect`] with `options`: over TLS when they say so.
+    pub fn connect_with(
+        addr: SocketAddr,
+        name: &str,
+        dialect: Dialect,
+        options: &ClientOptions,
+    ) -> Result<ChatClient, ClientError> {
+        let timeout = options.timeout;
         check_timeout(timeout)?;
         check_dialect(dialect)?;
         validate_name(name)
             .map_err(|e| ClientError::invalid(format!("chat name {name:?}: {e}")))?;
-        let stream = tcp::connect(addr, timeout)?;
-        let setup = |e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout);
-        stream
-            .set_write_timeout(Some(interrupt::slice(timeout)))
-            .map_err(setup)?;
-        // Chat lines are written whole and should leave at once.
-        stream.set_nodelay(true).map_err(setup)?;
-        let reader = stream.try_clone().map_err(setup)?;
+        let link = Link::open(addr, options)?;
         let mut client = ChatClient {
             sender: ChatSender {
-                stream,
-                peer: addr,
+                link: link.clone(),
                 codec: client_codec(dialect),
                 timeout,
                 out: Vec::new(),
             },
             receiver: ChatReceiver {
-                stream: reader,
-                peer: addr,
+                link,
                 decoder: ChatEventDecoder::new(dialect),
                 buf: vec![0; READ_CHUNK],
                 closed: false,
@@ -598,7 +537,7 @@ impl ChatClient {
     /// Before a client is named it receives nothing, so the first event is
     /// the welcome or the reason it was refused.
     fn await_welcome(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        let peer = self.receiver.peer;
+        let peer = self.receiver.link.peer();
         let context = || format!("join the chat at {peer} as {:?}", self.name);
         match self.receiver.recv(timeout) {
             Ok(Some(ChatEvent::Welcome { online, addr })) => {
@@ -686,17 +625,30 @@ impl ChatClient {
         self.addr
             .as_deref()
             .and_then(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip()))
-            .or_else(|| self.sender.stream.local_addr().ok().map(|a| a.ip()))
+            .or_else(|| self.sender.link.socket().local_addr().ok().map(|a| a.ip()))
     }
 
     pub fn peer(&self) -> SocketAddr {
-        self.sender.peer
+        self.sender.link.peer()
     }
 
     /// The socket and the decoder with whatever it has buffered, for callers
-    /// that drive many clients on their own event loop (the load generator).
-    pub fn into_parts(self) -> (TcpStream, ChatEventDecoder) {
-        (self.sender.stream, self.receiver.decoder)
+    /// that drive many clients on their own event loop (the load generator);
+    /// a plain connection only: a TLS session cannot be taken apart.
+    pub fn into_parts(self) -> Result<(TcpStream, ChatEventDecoder), ClientError> {
+        if self.sender.link.is_tls() {
+            return Err(ClientError::invalid(
+                "a TLS chat client cannot be taken apart into its socket",
+            ));
+        }
+        let socket = self.sender.link.socket().try_clone().map_err(|e| {
+            ClientError::from_io(
+                format!("copy the socket to {}", self.peer()),
+                e,
+                self.sender.timeout,
+            )
+        })?;
+        Ok((socket, self.receiver.decoder))
     }
 }
 
@@ -819,18 +771,18 @@ mod tests {
     fn a_zero_timeout_recv_leaves_the_shared_socket_blocking() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let stream = TcpStream::connect(addr).unwrap();
+        let link = Link::open(addr, &ClientOptions::new(Duration::from_secs(5))).unwrap();
         let (_server_side, _) = listener.accept().unwrap();
+        let stream = link.socket().try_clone().unwrap();
         let mut receiver = ChatReceiver {
-            stream: stream.try_clone().unwrap(),
-            peer: addr,
+            link,
             decoder: ChatEventDecoder::new(Dialect::Line),
             buf: vec![0; READ_CHUNK],
             closed: false,
         };
         assert!(matches!(receiver.recv(Duration::ZERO), Ok(None)));
         // SAFETY: F_GETFL on a descriptor the test owns.
-        let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stream), libc::F_GETFL) };
         assert_eq!(
             flags & libc::O_NONBLOCK,
             0,

@@ -2,12 +2,12 @@
 //! datagram, resent until a reply comes from the server or tries run out).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use super::ClientError;
-use super::interrupt;
-use super::tcp::{self, Connection};
+use super::link::Link;
+use super::tcp;
+use super::{ClientError, ClientOptions, interrupt};
 
 /// The largest UDP payload over IPv4 and over IPv6 (without jumbograms).
 const MAX_UDP_PAYLOAD_V4: usize = 65_507;
@@ -58,18 +58,28 @@ pub fn tcp_echo_with_limit(
     timeout: Duration,
     max_reply: usize,
 ) -> Result<Vec<u8>, ClientError> {
-    let mut conn = Connection::open(addr, timeout)?;
-    let mut writer = conn
-        .stream
-        .try_clone()
-        .map_err(|e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout))?;
+    tcp_echo_with(addr, message, &ClientOptions::new(timeout), max_reply)
+}
+
+/// [`tcp_echo_with_limit`] with `options`: over TLS when they say so (the
+/// half-close is then TLS's close_notify, followed by TCP's).
+pub fn tcp_echo_with(
+    addr: SocketAddr,
+    message: &[u8],
+    options: &ClientOptions,
+    max_reply: usize,
+) -> Result<Vec<u8>, ClientError> {
+    tcp::check_timeout(options.timeout)?;
+    let timeout = options.timeout;
+    let link = Link::open(addr, options)?;
+    let writer = link.clone();
 
     std::thread::scope(|scope| {
         let sending = scope.spawn(move || {
-            tcp::write_all_to(&mut writer, addr, timeout, message)?;
-            tcp::finish_writing(&writer, addr, timeout)
+            writer.write_all(message, timeout)?;
+            writer.finish_writing(timeout)
         });
-        let reply = conn.read_to_end(max_reply).map_err(|e| match e {
+        let reply = link.read_to_end(max_reply, timeout).map_err(|e| match e {
             ClientError::Protocol { context, .. } => ClientError::Protocol {
                 context,
                 detail: format!(
@@ -80,14 +90,18 @@ pub fn tcp_echo_with_limit(
             e => e,
         });
         // Too long, or given up at the caller's word: the reply settles it.
+        // So does TLS's refusal (of this client's certificate, say), which
+        // the server follows by closing, failing the write too.
         let settled = matches!(
             reply,
-            Err(ClientError::Protocol { .. } | ClientError::Interrupted { .. })
+            Err(ClientError::Protocol { .. }
+                | ClientError::Interrupted { .. }
+                | ClientError::Tls { .. })
         );
         if settled {
             // The writer may be blocked on a server that sends but never
             // reads: unblock it now rather than after its timeout.
-            let _ = conn.stream.shutdown(Shutdown::Both);
+            link.shutdown();
         }
         let sent = sending.join().unwrap_or_else(|_| {
             Err(ClientError::Io {

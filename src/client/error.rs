@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Invalid,
     /// The thread's interrupt check ended the call before its timeout.
     Interrupted,
+    /// TLS refused the connection (its certificate, the client's, or no
+    /// common version), or a TLS file could not be used.
+    Tls,
 }
 
 /// An error from one of the client calls.
@@ -44,6 +47,8 @@ pub enum ClientError {
     Invalid { reason: String },
     /// The thread's interrupt check asked to give up while it waited.
     Interrupted { context: String },
+    /// TLS refused the connection, or its files could not be used.
+    Tls { context: String, reason: String },
 }
 
 impl ClientError {
@@ -55,6 +60,7 @@ impl ClientError {
             ClientError::Protocol { .. } => ErrorKind::Protocol,
             ClientError::Invalid { .. } => ErrorKind::Invalid,
             ClientError::Interrupted { .. } => ErrorKind::Interrupted,
+            ClientError::Tls { .. } => ErrorKind::Tls,
         }
     }
 
@@ -104,6 +110,7 @@ impl fmt::Display for ClientError {
             ClientError::Protocol { context, detail } => write!(f, "{context}: {detail}"),
             ClientError::Invalid { reason } => write!(f, "invalid argument: {reason}"),
             ClientError::Interrupted { context } => write!(f, "{context}: interrupted"),
+            ClientError::Tls { context, reason } => write!(f, "{context}: {reason}"),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Blocking TCP steps shared by the clients, each bounded by one timeout,
 //! each giving up early when the thread's interrupt check says so (see
 //! [`interrupt`](super::interrupt)), and each turning its failure into a
-//! [`ClientError`] that names the peer.
+//! [`ClientError`] that names the peer: connecting, writing, the wait.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -12,73 +12,6 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::ClientError;
 use super::interrupt::{interrupted, slice};
-
-/// A connected stream whose every read and write gives up after `timeout`.
-pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
-    pub(crate) timeout: Duration,
-}
-
-impl Connection {
-    pub(crate) fn open(peer: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
-        let stream = connect(peer, timeout)?;
-        let setup = |e| ClientError::from_io(format!("set up connection to {peer}"), e, timeout);
-        stream
-            .set_read_timeout(Some(slice(timeout)))
-            .map_err(setup)?;
-        stream
-            .set_write_timeout(Some(slice(timeout)))
-            .map_err(setup)?;
-        // Requests are written whole; waiting to coalesce them only adds latency.
-        stream.set_nodelay(true).map_err(setup)?;
-        Ok(Connection {
-            stream,
-            peer,
-            timeout,
-        })
-    }
-
-    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        write_all_to(&mut self.stream, self.peer, self.timeout, bytes)
-    }
-
-    /// Half-closes: the peer reads EOF, and can still answer.
-    pub(crate) fn finish_writing(&self) -> Result<(), ClientError> {
-        finish_writing(&self.stream, self.peer, self.timeout)
-    }
-
-    /// Reads once into `buf`; `Ok(0)` is EOF.
-    pub(crate) fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ClientError> {
-        let context = || format!("read from {}", self.peer);
-        let wait = Wait::new(self.timeout);
-        loop {
-            match self.stream.read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) => wait.after(e, context)?,
-            }
-        }
-    }
-
-    /// Reads until EOF, giving up with a protocol error past `limit` bytes.
-    pub(crate) fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = self.read_some(&mut buf)?;
-            if n == 0 {
-                return Ok(reply);
-            }
-            if reply.len() + n > limit {
-                return Err(ClientError::Protocol {
-                    context: format!("read from {}", self.peer),
-                    detail: format!("reply is longer than {limit} bytes"),
-                });
-            }
-            reply.extend_from_slice(&buf[..n]);
-        }
-    }
-}
 
 /// One blocking step's wait, made of slices (see `interrupt::slice`): what
 /// to do when a slice ends without progress.
@@ -175,7 +108,7 @@ fn poll_writable(socket: &Socket, wait: Duration) -> io::Result<bool> {
 }
 
 pub(crate) fn write_all_to(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     peer: SocketAddr,
     timeout: Duration,
     mut bytes: &[u8],
@@ -199,16 +132,6 @@ pub(crate) fn write_all_to(
         }
     }
     Ok(())
-}
-
-pub(crate) fn finish_writing(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    timeout: Duration,
-) -> Result<(), ClientError> {
-    stream
-        .shutdown(Shutdown::Write)
-        .map_err(|e| ClientError::from_io(format!("shut down writing to {peer}"), e, timeout))
 }
 
 /// A zero timeout means "never" to some socket calls and "fail now" to

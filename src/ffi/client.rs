@@ -4,8 +4,8 @@
 use std::ffi::{c_char, c_int, c_void};
 
 use super::{
-    Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_status, out_arg,
-    out_buf_arg, str_arg,
+    Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_client_options,
+    netlab_status, out_arg, out_buf_arg, str_arg,
 };
 use crate::client::{self, CountFraming};
 
@@ -91,17 +91,51 @@ pub unsafe extern "C" fn netlab_tcp_echo(
     reply_cap: usize,
     reply_len: *mut usize,
 ) -> netlab_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        netlab_tcp_echo_with(
+            addr,
+            message,
+            message_len,
+            timeout_ms,
+            std::ptr::null(),
+            reply,
+            reply_cap,
+            reply_len,
+        )
+    }
+}
+
+/// `netlab_tcp_echo`, connecting as `options` say (TLS, ...); NULL
+/// `options` is plain TCP. `options` is borrowed for the duration of the
+/// call, like every other pointer.
+///
+/// # Safety
+/// As `netlab_tcp_echo`; `options` NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_tcp_echo_with(
+    addr: *const c_char,
+    message: *const u8,
+    message_len: usize,
+    timeout_ms: u32,
+    options: *const netlab_client_options,
+    reply: *mut u8,
+    reply_cap: usize,
+    reply_len: *mut usize,
+) -> netlab_status {
     guard(|| {
-        // SAFETY (all three): forwarded from the caller.
+        // SAFETY (all four): forwarded from the caller.
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         unsafe { out_arg(reply_len, "reply_len")? };
+        let options = unsafe { netlab_client_options::from_ptr(options) };
         // Refused before anything is sent, not after the exchange.
         out_buf_arg(reply, reply_cap, "reply")?;
+        let options = netlab_client_options::with_timeout(options, millis(timeout_ms));
         // Whatever fits the caller's buffer is read, and beyond it as much
         // as lets BUFFER_TOO_SMALL say the size needed for a plausible echo.
         let limit = reply_cap.max(client::echo_reply_limit(message.len()));
-        let echoed = client::tcp_echo_with_limit(addr, message, millis(timeout_ms), limit)?;
+        let echoed = client::tcp_echo_with(addr, message, &options, limit)?;
         // SAFETY: forwarded from the caller.
         unsafe { copy_out(&echoed, reply, reply_cap, reply_len, "the reply") }
     })
@@ -173,11 +207,44 @@ pub unsafe extern "C" fn netlab_count(
     timeout_ms: u32,
     count: *mut u64,
 ) -> netlab_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        netlab_count_with(
+            addr,
+            message,
+            message_len,
+            framing,
+            header_len,
+            timeout_ms,
+            std::ptr::null(),
+            count,
+        )
+    }
+}
+
+/// `netlab_count`, connecting as `options` say (TLS, ...); NULL `options`
+/// is plain TCP. `options` is borrowed for the duration of the call.
+///
+/// # Safety
+/// As `netlab_count`; `options` NULL or a live handle.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn netlab_count_with(
+    addr: *const c_char,
+    message: *const u8,
+    message_len: usize,
+    framing: c_int,
+    header_len: usize,
+    timeout_ms: u32,
+    options: *const netlab_client_options,
+    count: *mut u64,
+) -> netlab_status {
     guard(|| {
-        // SAFETY (all three): forwarded from the caller.
+        // SAFETY (all four): forwarded from the caller.
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         let count = unsafe { out_arg(count, "count")? };
+        let options = unsafe { netlab_client_options::from_ptr(options) };
         let framing = match framing {
             0 => CountFraming::Line,
             1 => CountFraming::Header {
@@ -190,7 +257,8 @@ pub unsafe extern "C" fn netlab_count(
                 )));
             }
         };
-        count.write(client::count(addr, message, framing, millis(timeout_ms))?);
+        let options = netlab_client_options::with_timeout(options, millis(timeout_ms));
+        count.write(client::count_with(addr, message, framing, &options)?);
         Ok(())
     })
 }

@@ -25,12 +25,14 @@ mod chat;
 mod client;
 mod codec;
 mod error;
+mod options;
 mod server;
 
 pub use chat::*;
 pub use client::*;
 pub use codec::*;
 pub use error::*;
+pub use options::*;
 pub use server::*;
 
 use std::ffi::{CStr, c_char};

@@ -43,6 +43,11 @@ pub struct netlab_server_stats {
     pub datagrams: u64,
     /// Datagrams dropped by `drop_source_ports` (UDP).
     pub dropped: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or did not finish within
+    /// `handshake_timeout`.
+    pub tls_failures: u64,
 }
 
 impl netlab_server {
@@ -239,6 +244,8 @@ pub unsafe extern "C" fn netlab_server_get_stats(
             open: s.open as u64,
             datagrams: s.datagrams,
             dropped: s.dropped,
+            tls_handshakes: s.tls_handshakes,
+            tls_failures: s.tls_failures,
         });
         Ok(())
     })

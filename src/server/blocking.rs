@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConnection, StreamOwned};
 
-use super::conn::ConnKind;
+use super::conn::{ConnKind, NoSigpipe};
 use crate::service::Session;
 
 /// How a blocking connection ended.
@@ -48,7 +48,7 @@ impl HandshakeFailure {
 /// handshake is done.
 pub(super) enum Stream {
     Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Tls(Box<StreamOwned<ServerConnection, NoSigpipe<TcpStream>>>),
 }
 
 impl Stream {
@@ -71,7 +71,7 @@ impl Stream {
         };
         let mut conn = ServerConnection::new(server.current())
             .map_err(|e| HandshakeFailure::Refused(e.to_string()))?;
-        let mut socket = stream;
+        let mut socket = NoSigpipe(stream);
         let deadline = Instant::now() + timeout;
         while conn.is_handshaking() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -80,8 +80,9 @@ impl Stream {
             }
             // A peer trickling bytes still meets the deadline.
             socket
+                .0
                 .set_read_timeout(Some(left))
-                .and_then(|()| socket.set_write_timeout(Some(left)))
+                .and_then(|()| socket.0.set_write_timeout(Some(left)))
                 .map_err(io_failure)?;
             match conn.complete_io(&mut socket) {
                 Ok((0, 0)) if conn.is_handshaking() => return Err(HandshakeFailure::Closed),
@@ -99,7 +100,7 @@ impl Stream {
     fn socket(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
+            Stream::Tls(s) => &s.sock.0,
         }
     }
 

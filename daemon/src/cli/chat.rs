@@ -56,7 +56,11 @@ fn command(line: &str) -> Command<'_> {
 
 pub(super) fn run(args: &ChatArgs) -> u8 {
     let dialect = args.dialect();
-    let client = match ChatClient::connect(args.addr, &args.name, dialect, args.timeout) {
+    let options = match args.tls.options(args.timeout) {
+        Ok(options) => options,
+        Err(err) => return fail(&err),
+    };
+    let client = match ChatClient::connect_with(args.addr, &args.name, dialect, &options) {
         Ok(client) => client,
         Err(err) => return fail(&err),
     };

@@ -9,7 +9,11 @@ use super::{CountArgs, exit, fail};
 pub(super) fn run(args: &CountArgs) -> u8 {
     let framing = args.framing();
     let message = args.message.join(" ");
-    match client::count(args.addr, message.as_bytes(), framing, args.timeout) {
+    let options = match args.tls.options(args.timeout) {
+        Ok(options) => options,
+        Err(err) => return fail(&err),
+    };
+    match client::count_with(args.addr, message.as_bytes(), framing, &options) {
         Ok(n) => match writeln!(std::io::stdout(), "{n}") {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 eprintln!("netlab: write the count to stdout: {e}");

@@ -21,9 +21,10 @@ use std::time::Duration;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netlab::chat::Dialect;
-use netlab::client::{ClientError, ErrorKind};
+use netlab::client::{ClientError, ClientOptions, ErrorKind, TlsClient};
 use netlab::config::defaults;
 use netlab::service::CountFraming;
+use netlab::tls::ClientFiles;
 
 pub use args::{parse_addr, parse_duration, parse_secs};
 
@@ -90,6 +91,47 @@ The Debian package installs them for bash, zsh and fish. Otherwise, e.g.:
   netlab completions zsh > ~/.zfunc/_netlab     # with fpath+=~/.zfunc
   netlab completions fish > ~/.config/fish/completions/netlab.fish";
 
+/// TLS, for every command that connects over TCP.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS (the server's listener has `tls`).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: the CA certificates (PEM) to trust, instead of the
+    /// system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls: a client certificate (PEM), for servers with `client_ca`.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// With --tls: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
+    pub key: Option<std::path::PathBuf>,
+    /// With --tls: the name the server's certificate must carry (and SNI),
+    /// when it is not the address's IP.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub servername: Option<String>,
+}
+
+impl TlsArgs {
+    /// Client options with `timeout` and, with --tls, TLS as asked.
+    pub fn options(&self, timeout: Duration) -> Result<ClientOptions, ClientError> {
+        let options = ClientOptions::new(timeout);
+        if !self.tls {
+            return Ok(options);
+        }
+        let mut tls = TlsClient::new(&ClientFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        })?;
+        if let Some(name) = &self.servername {
+            tls = tls.with_server_name(name)?;
+        }
+        Ok(options.with_tls(tls))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EchoArgs {
     /// Server address: HOST:PORT, e.g. 127.0.0.1:7, [::1]:7, localhost:7.
@@ -106,6 +148,8 @@ pub struct EchoArgs {
     /// With --udp, how many times to resend before giving up.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +172,8 @@ pub struct CountArgs {
     /// How long each step (connect, read, write) may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl CountArgs {
@@ -168,6 +214,8 @@ pub struct ChatArgs {
     /// How long connecting, joining and each write may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl ChatArgs {
@@ -296,6 +344,12 @@ pub struct BenchEchoArgs {
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// With --tls: every request on a new connection, with a full
+    /// handshake (no resumption); reports handshakes/s.
+    #[arg(long, requires = "tls")]
+    pub handshakes: bool,
 }
 
 /// Runs a parsed command line and says how the process should exit.
@@ -337,7 +391,7 @@ fn exit_code_for(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Timeout => exit::TIMEOUT,
         ErrorKind::Invalid => exit::USAGE,
-        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol | ErrorKind::Tls => exit::IO,
         ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }

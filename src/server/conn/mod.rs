@@ -6,7 +6,10 @@
 mod plain;
 mod tls;
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::sys::socket::{MsgFlags, send, sendmsg};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -124,6 +127,39 @@ impl mio::event::Source for Connection {
     }
 }
 
+/// A socket written with `MSG_NOSIGNAL`, vectored writes too: std's
+/// `writev` (which rustls' `write_tls` uses) raises SIGPIPE on a closed
+/// connection, and a host program that does not ignore SIGPIPE (a C
+/// program) would die of it.
+pub(crate) struct NoSigpipe<S>(pub S);
+
+impl<S: AsFd> Write for NoSigpipe<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send(self.0.as_fd().as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(io::Error::from)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        sendmsg::<()>(
+            self.0.as_fd().as_raw_fd(),
+            bufs,
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(io::Error::from)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: Read> Read for NoSigpipe<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
 /// Bytes the kernel holds for `fd` that the peer has not acknowledged
 /// (SIOCOUTQ); 0 when it cannot say.
 pub(crate) fn kernel_unsent(fd: std::os::fd::RawFd) -> usize {
@@ -134,5 +170,43 @@ pub(crate) fn kernel_unsent(fd: std::os::fd::RawFd) -> usize {
         usize::try_from(unsent).unwrap_or(0)
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+
+    /// Writing to a connection the peer has closed is an error, never
+    /// SIGPIPE, even in a process that does not ignore the signal (a C
+    /// host): plain and vectored writes, as rustls makes them.
+    #[test]
+    fn writes_to_a_closed_peer_raise_no_sigpipe() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        drop(server);
+        // SAFETY: the child only makes system calls and leaves with _exit.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => unsafe {
+                let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+                let mut w = NoSigpipe(&client);
+                let mut failed = 0;
+                for _ in 0..4 {
+                    failed += usize::from(w.write(b"x").is_err());
+                    let bufs = [io::IoSlice::new(b"a"), io::IoSlice::new(b"b")];
+                    failed += usize::from(w.write_vectored(&bufs).is_err());
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                libc::_exit(if failed > 0 { 0 } else { 3 });
+            },
+            ForkResult::Parent { child } => {
+                let status = waitpid(child, None).unwrap();
+                assert_eq!(status, WaitStatus::Exited(child, 0), "{status:?}");
+            }
+        }
     }
 }

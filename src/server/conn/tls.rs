@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::ServerConnection;
 
-use super::{Conn, kernel_unsent};
+use super::{Conn, NoSigpipe, kernel_unsent};
 use crate::tls::TlsServer;
 
 pub(crate) struct TlsConn {
@@ -62,7 +62,7 @@ impl TlsConn {
             }
             Err(e) => {
                 // The alert that says why, if the socket takes it.
-                let _ = self.tls.write_tls(&mut self.socket);
+                let _ = self.tls.write_tls(&mut NoSigpipe(&self.socket));
                 Err(io::Error::new(io::ErrorKind::InvalidData, e))
             }
         }
@@ -116,7 +116,7 @@ impl Conn for TlsConn {
 
     fn flush(&mut self) -> io::Result<bool> {
         while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.socket) {
+            match self.tls.write_tls(&mut NoSigpipe(&self.socket)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

@@ -150,7 +150,7 @@ fn connect_all(args: &BenchChatArgs, dialect: Dialect) -> Result<Vec<Client>, Cl
                 ChatProtocol::Netlab => {
                     let name = format!("bench{pid}-{index}");
                     let client = ChatClient::connect(args.addr, &name, dialect, args.timeout)?;
-                    let (stream, decoder) = client.into_parts();
+                    let (stream, decoder) = client.into_parts()?;
                     (stream, parser_for(dialect, decoder))
                 }
                 ChatProtocol::Ncat => {
