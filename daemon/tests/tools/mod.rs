@@ -156,12 +156,18 @@ pub fn ensure_apt_package(package: &str) -> Result<(), String> {
         ));
     }
     let limit = Duration::from_secs(600);
+    // Another test binary or script may be installing too: wait for dpkg.
+    let wait = ["-o", "DPkg::Lock::Timeout=600"];
     if !*updated {
-        run(Command::new("apt-get").args(["update", "-qq"]), limit)?;
+        run(
+            Command::new("apt-get").args(wait).args(["update", "-qq"]),
+            limit,
+        )?;
         *updated = true;
     }
     run(
         Command::new("apt-get")
+            .args(wait)
             .args(["install", "-y", "-qq", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
         limit,
