@@ -22,11 +22,18 @@ use crate::tls::ServerFile;
 pub mod defaults {
     use std::time::Duration;
 
+    use super::{Model, Transport};
     use crate::chat::Dialect;
+    use crate::rate::Rate;
     use crate::service::{CountFraming, CountUnit};
+
+    pub const TRANSPORT: Transport = Transport::Tcp;
+    pub const MODEL: Model = Model::Event;
 
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
     pub const UMASK: u32 = 0o027;
+    /// Where a daemonized netlabd works from.
+    pub const WORKING_DIRECTORY: &str = "/";
     pub const MAX_CONNECTIONS: usize = 10_000;
     /// The longest frame (message) a client may send, in bytes.
     pub const MAX_FRAME: usize = 64 * 1024;
@@ -38,6 +45,21 @@ pub mod defaults {
     pub const COUNT_FRAMING: CountFraming = CountFraming::Line;
     pub const COUNT_UNIT: CountUnit = CountUnit::Chars;
     pub const MAX_CLIENTS: usize = 1000;
+    /// A chat server's `max_connections`: room beyond `max_clients`, so
+    /// that a client over the limit hears "the room is full" in its
+    /// dialect rather than being cut off at accept (`login_timeout` keeps
+    /// unnamed connections from holding that room for long).
+    pub fn chat_max_connections(max_clients: usize) -> usize {
+        max_clients.saturating_add((max_clients / 8).max(16))
+    }
+    /// UDP echo drops datagrams from these source ports: echo, daytime,
+    /// chargen and time answer anything, so answering them would loop
+    /// forever; and port 0, which no honest sender uses.
+    pub const DROP_SOURCE_PORTS: [u16; 5] = [0, 7, 13, 19, 37];
+    /// A rate's burst (`burst`, `message_burst`): twice its count.
+    pub fn burst(rate: Rate) -> u32 {
+        rate.count.saturating_mul(2)
+    }
     /// What may wait to be written to one chat client before it is dropped.
     pub const QUEUE_BYTES: usize = 1024 * 1024;
     pub const QUEUE_FRAMES: usize = 16 * 1024;
@@ -362,7 +384,7 @@ impl Default for DaemonConfig {
             user_at: None,
             group_at: None,
             umask: defaults::UMASK,
-            working_directory: "/".into(),
+            working_directory: defaults::WORKING_DIRECTORY.into(),
             metrics: None,
             metrics_at: None,
         }
@@ -888,8 +910,8 @@ impl Ctx<'_> {
         let transport = raw
             .transport
             .as_ref()
-            .map_or(Transport::Tcp, |t| *t.get_ref());
-        let model = raw.model.as_ref().map_or(Model::Event, |m| *m.get_ref());
+            .map_or(defaults::TRANSPORT, |t| *t.get_ref());
+        let model = raw.model.as_ref().map_or(defaults::MODEL, |m| *m.get_ref());
 
         if let Some(m) = &raw.model {
             if kind == ServiceKind::Chat && model == Model::Fork {
@@ -944,7 +966,10 @@ impl Ctx<'_> {
             .timeout(
                 &raw.handshake_timeout,
                 "handshake_timeout",
-                "it is 10s when left out",
+                &format!(
+                    "it is {} when left out",
+                    humantime::format_duration(defaults::HANDSHAKE_TIMEOUT)
+                ),
             )
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT);
         if transport == Transport::Udp {
@@ -956,6 +981,21 @@ impl Ctx<'_> {
             self.not_for(&raw.per_source, "per_source", "UDP servers");
             self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
             self.not_for(&raw.max_connections, "max_connections", "UDP servers");
+        }
+        // It bounds a TLS handshake and a PROXY header: on a server with
+        // neither, it would be a setting that silently does nothing.
+        let any_tls = raw
+            .listen
+            .get_ref()
+            .iter()
+            .any(|l| l.get_ref().tls.is_some());
+        let proxy_on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+        if transport == Transport::Tcp && !any_tls && !proxy_on {
+            self.not_for(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                "a server with no TLS listener and no proxy_protocol (it bounds the TLS handshake and the PROXY header)",
+            );
         }
         if transport == Transport::Tcp && model != Model::Event {
             self.not_for(
@@ -1011,9 +1051,7 @@ impl Ctx<'_> {
                 let ports = raw
                     .drop_source_ports
                     .as_ref()
-                    .map_or(&UdpEchoService::DEFAULT_DROP_SOURCE_PORTS[..], |p| {
-                        p.get_ref()
-                    });
+                    .map_or(&defaults::DROP_SOURCE_PORTS[..], |p| p.get_ref());
                 ServiceConfig::UdpEcho(UdpEchoService::new(ports))
             }
             (ServiceKind::Count, _) => {
@@ -1060,14 +1098,8 @@ impl Ctx<'_> {
                 let max_clients = self
                     .positive(&raw.max_clients, "max_clients")
                     .unwrap_or(defaults::MAX_CLIENTS);
-                // By default, room beyond max_clients, so that a client over
-                // the limit hears "the room is full" in its dialect rather
-                // than being cut off at accept (login_timeout keeps unnamed
-                // connections from holding that room for long).
                 match &raw.max_connections {
-                    None => {
-                        max_connections = max_clients.saturating_add((max_clients / 8).max(16));
-                    }
+                    None => max_connections = defaults::chat_max_connections(max_clients),
                     Some(m) if (1..max_clients).contains(m.get_ref()) => self.error(
                         m.span(),
                         format!(
@@ -1097,7 +1129,10 @@ impl Ctx<'_> {
                         .timeout(
                             &raw.login_timeout,
                             "login_timeout",
-                            "it is 30s when left out",
+                            &format!(
+                                "it is {} when left out",
+                                humantime::format_duration(defaults::LOGIN_TIMEOUT)
+                            ),
                         )
                         .unwrap_or(defaults::LOGIN_TIMEOUT),
                     message_rate: self.message_rate(&raw),
@@ -1201,7 +1236,7 @@ impl Ctx<'_> {
         let rate = rate?;
         Some(RateConfig {
             rate,
-            burst: burst.unwrap_or_else(|| rate.default_burst()),
+            burst: burst.unwrap_or_else(|| defaults::burst(rate)),
             source_prefix_v4: v4,
             source_prefix_v6: v6,
             sources,
@@ -1265,7 +1300,7 @@ impl Ctx<'_> {
         let rate = self.parse_rate(rate_raw, "message_rate");
         let burst = self.burst(&raw.message_burst, "message_burst");
         let rate = rate?;
-        Some((rate, burst.unwrap_or_else(|| rate.default_burst())))
+        Some((rate, burst.unwrap_or_else(|| defaults::burst(rate))))
     }
 
     /// A header width: at least one digit, at most the codec's maximum.

@@ -30,6 +30,12 @@ impl Rate {
         let count: u32 = match count.trim().parse() {
             Ok(0) => return Err(format!("{text:?}: the count must be at least 1")),
             Ok(n) => n,
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                return Err(format!(
+                    "{text:?}: the count must be from 1 to {}",
+                    u32::MAX
+                ));
+            }
             Err(_) => return Err(format!("{text:?}: {count:?} is not a count; {expected}")),
         };
         let per = match unit.trim() {
@@ -44,11 +50,6 @@ impl Rate {
     /// Events per second.
     pub fn per_second(&self) -> f64 {
         f64::from(self.count) / self.per.as_secs_f64()
-    }
-
-    /// The burst allowed when none is given: twice the count.
-    pub fn default_burst(&self) -> u32 {
-        self.count.saturating_mul(2)
     }
 }
 
@@ -128,13 +129,14 @@ mod tests {
         assert_eq!(Rate::parse("600/m").unwrap().per_second(), 10.0);
         assert_eq!(Rate::parse("3600/h").unwrap().per_second(), 1.0);
         assert_eq!(Rate::parse("20/s").unwrap().to_string(), "20/s");
-        assert_eq!(Rate::parse("20/s").unwrap().default_burst(), 40);
         for (bad, says) in [
             ("20", "is not a rate"),
             ("0/s", "at least 1"),
             ("x/s", "is not a count"),
             ("-1/s", "is not a count"),
             ("5/day", "unknown unit"),
+            // Digits, but too many: not "is not a count".
+            ("99999999999/s", "the count must be from 1 to 4294967295"),
         ] {
             let e = Rate::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

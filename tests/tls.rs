@@ -263,6 +263,55 @@ fn bad_server_certificates_give_the_client_a_clear_error() {
     plain.stop(Duration::ZERO);
 }
 
+/// A plain client at a TLS listener is told that it speaks TLS, in every
+/// call and every framing or dialect: it used to see the server's alert
+/// as an echo that differed, a count that was no number, or a chat that
+/// closed without a welcome.
+#[test]
+fn a_plain_client_at_a_tls_listener_is_told_it_speaks_tls() {
+    let pki = Pki::new();
+    let tls = pki.server_tls();
+    let plain = ClientOptions::new(IO_TIMEOUT);
+    let says = |e: &ClientError| {
+        assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+        assert!(
+            e.to_string()
+                .contains("the server answered with a TLS alert: it speaks TLS"),
+            "{e}"
+        );
+    };
+    for model in MODELS {
+        let _guard = model_guard(model);
+        let server = tls_server("echo", model, &tls, "");
+        says(&client::tcp_echo_with(addr(&server), b"hello", &plain, 1000).unwrap_err());
+        server.stop(Duration::ZERO);
+    }
+    let server = tls_server("count", Model::Event, &tls, "framing = \"line\"");
+    for framing in [
+        CountFraming::Line,
+        CountFraming::Header { header_len: 10 },
+        CountFraming::Chunk,
+    ] {
+        says(&client::count_with(addr(&server), b"hello", framing, &plain).unwrap_err());
+    }
+    server.stop(Duration::ZERO);
+    let server = start(&format!(
+        "name = \"room\"\nservice = \"chat\"\nlisten = [\
+         {{ addr = \"127.0.0.1:0\", dialect = \"line\", tls = {tls} }}, \
+         {{ addr = \"127.0.0.1:0\", dialect = \"header\", tls = {tls} }}, \
+         {{ addr = \"127.0.0.1:0\", dialect = \"bincode\", tls = {tls} }}]\n"
+    ));
+    let addrs = server.local_addrs().to_vec();
+    for (at, dialect) in addrs.into_iter().zip([
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ]) {
+        says(&ChatClient::connect_with(at, "plain", dialect, &plain).unwrap_err());
+    }
+    server.stop(Duration::ZERO);
+}
+
 /// A client certificate file without its key, or a CA file that is not
 /// PEM, is refused before anything is sent.
 #[test]

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::link::{Got, Link};
 use super::tcp::check_timeout;
-use super::{ClientError, ClientOptions};
+use super::{ClientError, ClientOptions, error};
 pub use crate::chat::Dialect;
 use crate::chat::{ClientMsg, ErrorCode, validate_name};
 use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
@@ -539,7 +539,18 @@ impl ChatClient {
     fn await_welcome(&mut self, timeout: Duration) -> Result<(), ClientError> {
         let peer = self.receiver.link.peer();
         let context = || format!("join the chat at {peer} as {:?}", self.name);
-        match self.receiver.recv(timeout) {
+        let welcome = self.receiver.recv(timeout);
+        // A plain client at a TLS listener gets an alert, then the close:
+        // no frame of any dialect.
+        if matches!(
+            welcome,
+            Err(ClientError::Closed { .. } | ClientError::Protocol { .. })
+        ) && !self.receiver.link.is_tls()
+            && error::is_tls_alert(self.receiver.decoder.pending())
+        {
+            return Err(error::tls_listener(context()));
+        }
+        match welcome {
             Ok(Some(ChatEvent::Welcome { online, addr })) => {
                 self.online = online;
                 self.addr = addr;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::link::Link;
-use super::{ClientError, ClientOptions, tcp};
+use super::{ClientError, ClientOptions, error, tcp};
 use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
 
 /// The longest reply that can hold a `u64` (20 digits), with room for a
@@ -52,6 +52,9 @@ pub fn count_with(
             link.read_to_end(MAX_REPLY_LEN, timeout)?
         }
     };
+    if !link.is_tls() && error::is_tls_alert(&reply) {
+        return Err(error::tls_listener(format!("count reply from {addr}")));
+    }
     parse_count(&reply).ok_or_else(|| ClientError::Protocol {
         context: format!("count reply from {addr}"),
         detail: format!(
@@ -104,16 +107,22 @@ fn read_frame<C: Codec>(link: &Link, codec: C, timeout: Duration) -> Result<Vec<
     let mut reader = FrameReader::new(codec);
     let mut buf = [0u8; 256];
     loop {
+        let context = || format!("count reply from {}", link.peer());
+        // A plain client at a TLS listener gets an alert, then the close:
+        // no frame of any framing.
+        let alert = !link.is_tls() && error::is_tls_alert(reader.pending());
         match reader.next_frame() {
             Ok(Some(payload)) => return Ok(payload.to_vec()),
             Ok(None) => {}
+            Err(_) if alert => return Err(error::tls_listener(context())),
             Err(e) => return Err(malformed(link.peer(), &e)),
         }
         let n = link.read_some(&mut buf, timeout)?;
         if n == 0 {
-            return Err(ClientError::Closed {
-                context: format!("count reply from {}", link.peer()),
-            });
+            if alert {
+                return Err(error::tls_listener(context()));
+            }
+            return Err(ClientError::Closed { context: context() });
         }
         reader.extend(&buf[..n]);
     }

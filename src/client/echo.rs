@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::link::Link;
 use super::tcp;
-use super::{ClientError, ClientOptions, interrupt};
+use super::{ClientError, ClientOptions, error, interrupt};
 
 /// The largest UDP payload over IPv4 and over IPv6 (without jumbograms).
 const MAX_UDP_PAYLOAD_V4: usize = 65_507;
@@ -89,6 +89,13 @@ pub fn tcp_echo_with(
             },
             e => e,
         });
+        // A plain client at a TLS listener gets an alert, then the close.
+        let reply = match reply {
+            Ok(bytes) if !link.is_tls() && bytes != message && error::is_tls_alert(&bytes) => {
+                Err(error::tls_listener(format!("echo from {addr}")))
+            }
+            other => other,
+        };
         // Too long, or given up at the caller's word: the reply settles it.
         // So does TLS's refusal (of this client's certificate, say), which
         // the server follows by closing, failing the write too.

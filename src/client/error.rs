@@ -124,6 +124,22 @@ impl std::error::Error for ClientError {
     }
 }
 
+/// Whether a plain client's `reply` begins as a TLS alert record does
+/// (content type 21, version 3.x): what a TLS listener answers bytes that
+/// are not a handshake, before it closes.
+pub(crate) fn is_tls_alert(reply: &[u8]) -> bool {
+    matches!(reply, [0x15, 0x03, 0x00..=0x04, ..])
+}
+
+/// The error for a plain client that met a TLS listener ([`is_tls_alert`]),
+/// in words rather than as the alert's bytes taken for a reply.
+pub(crate) fn tls_listener(context: String) -> ClientError {
+    ClientError::Tls {
+        context,
+        reason: "the server answered with a TLS alert: it speaks TLS, and this client did not (connect with TLS)".into(),
+    }
+}
+
 /// "Connection refused (os error 111)" reads as "connection refused": the
 /// context already says where, and the errno number helps nobody.
 fn describe_io_error(err: &io::Error) -> String {
@@ -193,6 +209,20 @@ mod tests {
             err.to_string(),
             "read from 127.0.0.1:7: timed out after 200ms"
         );
+    }
+
+    #[test]
+    fn a_tls_alert_is_told_from_a_reply() {
+        // What rustls sends a client whose first bytes are not a handshake.
+        assert!(is_tls_alert(b"\x15\x03\x03\x00\x02\x02\x32"));
+        assert!(is_tls_alert(b"\x15\x03\x01"));
+        assert!(!is_tls_alert(b"\x15\x03\x05"));
+        assert!(!is_tls_alert(b"15\n"));
+        assert!(!is_tls_alert(b"\x15"));
+        assert!(!is_tls_alert(b""));
+        let e = tls_listener("echo from 127.0.0.1:7".into());
+        assert_eq!(e.kind(), ErrorKind::Tls);
+        assert!(e.to_string().contains("it speaks TLS"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,39 @@ fn minimal_server_gets_defaults() {
 }
 
 #[test]
+fn left_out_keys_take_their_value_from_defaults() {
+    let c = Config::parse(
+        "[[server]]
+name = \"u\"
+service = \"echo\"
+transport = \"udp\"
+listen = [\"127.0.0.1:0\"]
+\
+         [[server]]
+name = \"c\"
+service = \"chat\"
+listen = [\"127.0.0.1:0\"]
+",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.servers[0].service,
+        ServiceConfig::UdpEcho(UdpEchoService::new(&defaults::DROP_SOURCE_PORTS))
+    );
+    assert_eq!(
+        c.servers[1].limits.max_connections,
+        defaults::chat_max_connections(defaults::MAX_CLIENTS)
+    );
+    assert_eq!(defaults::chat_max_connections(1000), 1125);
+    assert_eq!(defaults::chat_max_connections(8), 24);
+    assert_eq!(
+        c.daemon.working_directory,
+        std::path::Path::new(defaults::WORKING_DIRECTORY)
+    );
+}
+
+#[test]
 fn listen_tables_and_strings_mix() {
     let c = Config::parse(
         "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\", { addr = \"[::1]:0\" }]\n",
@@ -187,4 +220,25 @@ fn the_metrics_address_is_read() {
         c.daemon.metrics_at.map(|l| (l.line, l.column)),
         Some((2, 11))
     );
+}
+
+#[test]
+fn handshake_timeout_needs_a_tls_listener_or_proxy_protocol() {
+    // On a plain server it bounded nothing, and was taken in silence.
+    let e = errors(
+        "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\nhandshake_timeout = \"5s\"\n",
+    );
+    assert!(
+        e.iter().any(|l| l.starts_with(
+            "t.toml:5:21: handshake_timeout does not apply to a server with no TLS listener and no proxy_protocol"
+        )),
+        "{e:#?}"
+    );
+    let c = Config::parse(
+        "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n\
+         proxy_protocol = true\nproxy_from = [\"127.0.0.1\"]\nhandshake_timeout = \"5s\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.servers[0].handshake_timeout, Duration::from_secs(5));
 }

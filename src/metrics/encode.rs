@@ -150,7 +150,7 @@ impl Collector for Scrape {
         for (name, help, kind, series) in [
             (
                 "netlab_connections_accepted",
-                "Connections admitted and served.",
+                "Connections admitted (past allow/deny, the limits, the rate and any PROXY header); one whose TLS handshake then fails is counted in netlab_connections_refused_total{reason=\"handshake\"} too.",
                 MetricType::Counter,
                 per_tcp(&sum(|s| &s.accepted)),
             ),
@@ -292,7 +292,7 @@ impl Collector for Scrape {
             ),
             (
                 "netlab_chat_messages",
-                "Messages said in the room.",
+                "Messages relayed in the room, each once however many receive it (one said with nobody else in the room reaches no one and is not counted).",
                 MetricType::Counter,
                 per_chat(&|c| count(&c.messages)),
             ),

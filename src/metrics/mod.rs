@@ -192,7 +192,8 @@ impl ListenerMetrics {
 pub struct ChatMetrics {
     /// Named clients in the room now.
     pub members: AtomicI64,
-    /// Messages said (each counted once, however many receive it).
+    /// Messages relayed (each counted once, however many receive it; the
+    /// room relays nothing said with nobody else in it).
     pub messages: AtomicU64,
     /// Messages written or queued to a member (a message to N others is N).
     pub deliveries: AtomicU64,

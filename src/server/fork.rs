@@ -64,6 +64,8 @@ mod exit {
     pub const HANDSHAKE_CLOSED: i32 = 3;
     /// TLS refused the handshake.
     pub const HANDSHAKE_REFUSED: i32 = 4;
+    /// netlab panicked serving it (the message went to stderr).
+    pub const PANICKED: i32 = 5;
 }
 
 struct Forker {
@@ -168,7 +170,13 @@ fn reap(children: &mut HashMap<Pid, Child>, ctx: &StreamCtx, block: bool) {
     children.retain(|pid, child| match waitpid(*pid, flags) {
         Ok(WaitStatus::StillAlive) => true,
         Ok(status) => {
-            if !matches!(status, WaitStatus::Exited(_, 0)) {
+            if matches!(status, WaitStatus::Exited(_, exit::PANICKED)) {
+                log::error!(
+                    "server {}: the process serving {} panicked (its message is on stderr)",
+                    shared.name,
+                    child.peer
+                );
+            } else if !matches!(status, WaitStatus::Exited(_, 0)) {
                 log::debug!("server {}: child {pid} ended: {status:?}", shared.name);
             }
             if child.tls {
@@ -238,30 +246,39 @@ fn serve_child(
         }
         close_all_but(&[stream.as_raw_fd()], Closing::Range);
     }
-    let code = match Stream::begin(stream, kind, ctx.config.handshake_timeout) {
-        Ok(mut stream) => {
-            let pid = std::process::id();
-            let mut session = ctx.service.session(Worker::Process(pid));
-            let ending = blocking::serve(
-                &mut stream,
-                &mut session,
-                ctx.config.limits.idle_timeout,
-                buf,
-                out,
-                None,
-            );
-            drop(stream);
-            match ending {
-                blocking::Ending::Finished => exit::FINISHED,
-                _ => exit::ENDED,
+    let code = child_code(
+        || match Stream::begin(stream, kind, ctx.config.handshake_timeout) {
+            Ok(mut stream) => {
+                let pid = std::process::id();
+                let mut session = ctx.service.session(Worker::Process(pid));
+                let ending = blocking::serve(
+                    &mut stream,
+                    &mut session,
+                    ctx.config.limits.idle_timeout,
+                    buf,
+                    out,
+                    None,
+                );
+                drop(stream);
+                match ending {
+                    blocking::Ending::Finished => exit::FINISHED,
+                    _ => exit::ENDED,
+                }
             }
-        }
-        Err(HandshakeFailure::TimedOut) => exit::HANDSHAKE_TIMED_OUT,
-        Err(HandshakeFailure::Closed) => exit::HANDSHAKE_CLOSED,
-        Err(HandshakeFailure::Refused(_)) => exit::HANDSHAKE_REFUSED,
-    };
+            Err(HandshakeFailure::TimedOut) => exit::HANDSHAKE_TIMED_OUT,
+            Err(HandshakeFailure::Closed) => exit::HANDSHAKE_CLOSED,
+            Err(HandshakeFailure::Refused(_)) => exit::HANDSHAKE_REFUSED,
+        },
+    );
     // SAFETY: ends this process without running atexit handlers or destructors.
     unsafe { libc::_exit(code) }
+}
+
+/// The child's exit code from `serve`: a panic must not unwind out of
+/// the child, where it would climb the parent's accept loop and end the
+/// process through the host's exit handlers (a Python interpreter's, say).
+fn child_code(serve: impl FnOnce() -> i32) -> i32 {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)).unwrap_or(exit::PANICKED)
 }
 
 /// The ways a child closes what it inherited, each the fallback of the
@@ -441,6 +458,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::net::TcpListener;
     use std::os::fd::AsFd;
+    use std::time::Instant;
 
     /// A forked child of this test, killed and reaped on drop.
     struct TestChild(Pid);
@@ -524,6 +542,32 @@ mod tests {
     #[test]
     fn closing_every_number_leaves_only_stdio_and_the_kept() {
         assert_holds_only_stdio_and(Closing::Every);
+    }
+
+    /// A panic serving a connection ends the child with its own code,
+    /// never unwinding into the code the child inherited from the parent.
+    #[test]
+    fn a_panicking_child_exits_with_its_code() {
+        // SAFETY: the child runs the closure and `_exit`s; it never returns.
+        let child = match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                let code = child_code(|| panic!("a bug while serving"));
+                libc::_exit(code)
+            },
+            ForkResult::Parent { child } => TestChild(child),
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match waitpid(child.0, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(status, Ok(WaitStatus::Exited(child.0, exit::PANICKED)));
+        assert_eq!(child_code(|| exit::FINISHED), exit::FINISHED);
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub enum Command {
     },
 }
 
+/// Every command's `--timeout` when none is given: one step (connect, a
+/// read, a write, a join) may take this long.
+const TIMEOUT: &str = "5s";
+
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Where netlabd serves its metrics ([daemon] metrics): http://HOST:PORT,
@@ -99,7 +103,7 @@ pub struct StatsArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub watch: Option<Duration>,
     /// How long fetching the figures may take.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
 }
 
@@ -161,7 +165,7 @@ pub struct EchoArgs {
     #[arg(long)]
     pub udp: bool,
     /// How long each step (connect, read, write; a UDP try) may take: 2s, 500ms.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// With --udp, how many times to resend before giving up.
     #[arg(long, default_value_t = 2)]
@@ -188,7 +192,7 @@ pub struct CountArgs {
     #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long each step (connect, read, write) may take.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -230,7 +234,7 @@ pub struct ChatArgs {
     #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long connecting, joining and each write may take.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -308,7 +312,7 @@ pub struct BenchChatArgs {
     #[arg(long, value_enum, default_value_t = ChatProtocol::Netlab)]
     pub protocol: ChatProtocol,
     /// How long connecting and joining may take, per client.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
@@ -357,7 +361,7 @@ pub struct BenchEchoArgs {
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub loss_timeout: Duration,
     /// How long to wait for each connection to be set up.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]

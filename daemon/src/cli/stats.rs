@@ -201,7 +201,18 @@ pub fn fetch(host: &str, path: &str, timeout: Duration) -> Result<String, (u8, S
         _ => return Err((exit::IO, format!("{host}: not an HTTP answer"))),
     };
     let code = response.code.unwrap_or(0);
-    let body = String::from_utf8_lossy(&answer[body_at..]).into_owned();
+    let chunked = response.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(&answer[body_at..]).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))?
+    } else {
+        answer[body_at..].to_vec()
+    };
+    let body = String::from_utf8_lossy(&body).into_owned();
     if code != 200 {
         return Err((
             exit::IO,
@@ -213,6 +224,40 @@ pub fn fetch(host: &str, path: &str, timeout: Duration) -> Result<String, (u8, S
         ));
     }
     Ok(body)
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer, its chunks joined:
+/// netlabd sends a length, but other exporters and proxies in front of it
+/// may chunk, and the chunk sizes are not samples.
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
+    let cut = || "a chunked answer that is cut short or malformed".to_owned();
+    let mut out = Vec::new();
+    loop {
+        let (at, size) = match httparse::parse_chunk_size(body) {
+            Ok(httparse::Status::Complete(c)) => c,
+            _ => return Err(cut()),
+        };
+        if size == 0 {
+            return Ok(out);
+        }
+        let rest = &body[at..];
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&n| n <= rest.len())
+            .ok_or_else(cut)?;
+        out.extend_from_slice(&rest[..size]);
+        body = rest[size..].strip_prefix(b"\r\n").ok_or_else(cut)?;
+    }
+}
+
+/// Whether the samples are netlabd's: another exporter's would make a table
+/// of nothing.
+fn from_netlabd(samples: &[Sample]) -> Result<(), String> {
+    if samples.iter().any(|s| s.name == "netlab_build_info") {
+        Ok(())
+    } else {
+        Err("these are not netlabd's metrics (no netlab_build_info); expected the address of netlabd's [daemon] metrics".into())
+    }
 }
 
 /// A server's figures, by listener.
@@ -485,7 +530,9 @@ pub fn run(args: &StatsArgs) -> u8 {
     };
     let look = || -> Result<Vec<Sample>, (u8, String)> {
         let body = fetch(&host, &path, args.timeout)?;
-        parse_samples(&body).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))
+        let samples = parse_samples(&body).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))?;
+        from_netlabd(&samples).map_err(|e| (exit::IO, format!("{host}{path}: {e}")))?;
+        Ok(samples)
     };
     if args.watch.is_some_and(|w| w.is_zero()) {
         eprintln!("netlab: --watch needs a period longer than 0, such as 2");
@@ -554,6 +601,56 @@ mod tests {
         assert!(parse_samples("not a sample line\n").is_err());
     }
 
+    /// Serves one connection on 127.0.0.1:0 with `answer`, whatever is asked.
+    fn answer_once(answer: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            stream.write_all(answer).unwrap();
+        });
+        (host, thread)
+    }
+
+    #[test]
+    fn a_chunked_answer_is_joined_not_read_as_samples() {
+        // As Prometheus' own /metrics answers an HTTP/1.1 request: the
+        // chunk sizes ("1d") were taken for sample lines.
+        let (host, server) = answer_once(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n\
+              1d\r\nprocess_open_fds 40\nup{a=\"b\"}\r\n3\r\n 1\n\r\n0\r\n\r\n",
+        );
+        let body = fetch(&host, "/metrics", Duration::from_secs(5)).unwrap();
+        server.join().unwrap();
+        assert_eq!(body, "process_open_fds 40\nup{a=\"b\"} 1\n");
+        let samples = parse_samples(&body).unwrap();
+        assert_eq!(samples.len(), 2);
+        // Another exporter's figures are said to be so, not drawn empty.
+        assert!(
+            from_netlabd(&samples)
+                .unwrap_err()
+                .contains("not netlabd's")
+        );
+
+        let (host, server) =
+            answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nshort");
+        let (code, e) = fetch(&host, "/metrics", Duration::from_secs(5)).unwrap_err();
+        server.join().unwrap();
+        assert_eq!(code, exit::IO);
+        assert!(e.contains("chunked answer that is cut short"), "{e}");
+    }
+
     #[test]
     fn urls_name_a_host_and_a_path() {
         assert_eq!(
@@ -589,6 +686,7 @@ netlab_chat_members{server=\"chat\"} 4
 netlab_build_info{version=\"0.1.0\"} 1
 ";
         let s = parse_samples(text).unwrap();
+        assert_eq!(from_netlabd(&s), Ok(()));
         let table = render(&s, None);
         assert!(table.contains("netlabd 0.1.0"), "{table}");
         assert!(table.contains("server echo"));
