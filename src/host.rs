@@ -39,7 +39,7 @@ pub fn hosted(config: &ServerConfig) -> io::Result<Hosted> {
             let codecs: Vec<ChatCodec> = chat
                 .dialects
                 .iter()
-                .map(|&d| ChatCodec::new(d, chat.max_frame))
+                .map(|d| ChatCodec::new(d.clone(), chat.max_frame))
                 .collect();
             let room = ChatRoom::new(
                 &config.name,

@@ -266,10 +266,15 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
     }
 
     fn tick_every(&self) -> Option<Duration> {
-        Some(self.login_timeout)
+        Some(
+            self.service
+                .tick_every()
+                .map_or(self.login_timeout, |t| t.min(self.login_timeout)),
+        )
     }
 
-    /// Closes connections still in no group after `login_timeout`.
+    /// Closes connections still in no group after `login_timeout`, then
+    /// runs the service's timers.
     fn tick(&mut self, conns: &mut Conns<C, Member>, now: Instant) {
         for key in conns.keys() {
             let Some(slot) = conns.get_mut(key) else {
@@ -295,6 +300,8 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
             self.service.login_expired(id, &mut self.outbox);
             self.deliver(conns);
         }
+        self.service.tick(now, &mut self.outbox);
+        self.deliver(conns);
     }
 
     fn stopping(&mut self, conns: &mut Conns<C, Member>) {
