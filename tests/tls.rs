@@ -465,3 +465,63 @@ fn a_tls_error_is_of_kind_tls() {
     assert_eq!(e.kind(), ErrorKind::Tls);
     assert_eq!(e.to_string(), "c: r");
 }
+
+/// The README's TLS example is a working file, its certificates in place.
+#[test]
+fn the_readme_tls_example_loads() {
+    // The README names server.pem, server.key and ca.pem: the files a Pki makes.
+    let pki = Pki::new();
+    assert_eq!(pki.server_cert, pki.dir.join("server.pem"));
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let block = readme
+        .split_once("## TLS")
+        .and_then(|(_, after)| after.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a toml block in the README's TLS section")
+        .0;
+    let path = pki.dir.join("netlabd.toml");
+    std::fs::write(&path, block).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("the README's TLS example:\n{e}"));
+    let tls = config.servers[1].listen[1].tls.as_ref().unwrap();
+    assert_eq!(tls.files.alpn, ["netlab"]);
+    assert_eq!(tls.files.client_ca.as_deref(), Some(pki.ca.as_path()));
+}
+
+/// `alpn` is what the server offers: a client asking for one of them gets
+/// it, and one asking for another is refused.
+#[test]
+fn alpn_is_negotiated() {
+    use std::sync::Arc;
+    let pki = Pki::new();
+    let tls = pki.tls_table(
+        &pki.server_cert,
+        &pki.server_key,
+        ", alpn = [\"netlab\", \"h2\"]",
+    );
+    let server = tls_server("echo", Model::Event, &tls, "");
+    let roots = netlab::tls::roots(&pki.ca).unwrap();
+    for (asked, agreed) in [(&b"netlab"[..], Some(&b"netlab"[..])), (b"other", None)] {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        config.alpn_protocols = vec![asked.to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut sock = connect(addr(&server));
+        let done = conn.complete_io(&mut sock);
+        match agreed {
+            Some(p) => {
+                done.unwrap();
+                assert_eq!(conn.alpn_protocol(), Some(p));
+            }
+            None => assert!(done.is_err(), "an ALPN protocol not offered was agreed"),
+        }
+    }
+    server.stop(Duration::ZERO);
+}

@@ -214,7 +214,9 @@ fn need(command: &str, package: &str) {
     let installed = Command::new("sh")
         .args([
             "-c",
-            &format!("apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package} >/dev/null 2>&1"),
+            // Another test binary (or a person) may be installing too:
+            // wait for dpkg's lock rather than fail on it.
+            &format!("apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq {package} >/dev/null 2>&1"),
         ])
         .status()
         .is_ok_and(|s| s.success());
