@@ -66,7 +66,9 @@ fn chromium(dir: &Path) -> Result<PathBuf, String> {
     eprintln!("browser test: installing Chromium (apt-get install -y chromium)");
     let apt = |args: &[&str], log: &str| {
         run_logged(
+            // Another test binary may be installing too: wait for dpkg's lock.
             Command::new("apt-get")
+                .args(["-o", "DPkg::Lock::Timeout=600"])
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
             &format!("apt-get {}", args.join(" ")),
