@@ -241,13 +241,12 @@ fn join_websocket(args: &BenchChatArgs, name: &str) -> Result<(TcpStream, WsBuf)
     stream
         .set_read_timeout(Some(args.timeout))
         .map_err(|e| io_error("set up", e))?;
-    let mut request = format!(
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
         websocket::SOCKET_PATH
     )
     .into_bytes();
-    websocket::encode_client_msg(ClientMsg::Hello { name }, &mut request);
     stream
         .write_all(&request)
         .map_err(|e| io_error("write to", e))?;
@@ -279,6 +278,13 @@ fn join_websocket(args: &BenchChatArgs, name: &str) -> Result<(TcpStream, WsBuf)
             head.lines().next().unwrap_or_default()
         )));
     }
+    // Only now: RFC 6455 has a client wait for the upgrade before it sends
+    // a frame (and tungstenite's server refuses one that does not).
+    let mut hello = Vec::new();
+    websocket::encode_client_msg(ClientMsg::Hello { name }, &mut hello);
+    stream
+        .write_all(&hello)
+        .map_err(|e| io_error("write to", e))?;
     let mut frames = WsBuf::default();
     frames.extend(&got[end..]);
     loop {
