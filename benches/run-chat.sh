@@ -242,17 +242,8 @@ REPORT=$WORK/report.md
     ratio tokio "$WORK/tokio.json"
     for note in "${NOTES[@]}"; do echo "$note"; done
     echo
-    echo "Commands:"
-    echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-    echo
+    print_commands
 } >"$REPORT"
 
-cat "$REPORT"
-mkdir -p "$(dirname "$RESULTS")"
-[ -s "$RESULTS" ] || printf '# Chat: netlabd vs ncat --chat vs tokio broadcast\n\nAppended by benches/run-chat.sh, newest last.\n\n' >"$RESULTS"
-cat "$REPORT" >>"$RESULTS"
-echo "run-chat: appended to ${RESULTS#"$ROOT"/}" >&2
+publish_report "Chat: netlabd vs ncat --chat vs tokio broadcast"
 plot_latest  # benches/results/chat.svg

@@ -198,17 +198,8 @@ REPORT=$WORK/report.md
         done
     fi
     echo
-    echo "Commands:"
-    echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-    echo
+    print_commands
 } >"$REPORT"
 
-cat "$REPORT"
-mkdir -p "$(dirname "$RESULTS")"
-[ -s "$RESULTS" ] || printf '# Echo: netlabd vs tokio\n\nAppended by benches/run-echo.sh, newest last.\n\n' >"$RESULTS"
-cat "$REPORT" >>"$RESULTS"
-echo "run-echo: appended to ${RESULTS#"$ROOT"/}" >&2
+publish_report "Echo: netlabd vs tokio"
 plot_latest  # benches/results/echo.svg

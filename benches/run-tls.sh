@@ -149,9 +149,14 @@ service = "echo"
 workers = 1
 listen = ["$plain"]
 EOF
+    # Tuned as a careful operator would: no Nagle on either side (small
+    # requests would otherwise wait for ACKs), warnings only in the log.
     cat >"$WORK/stunnel.conf" <<EOF
 foreground = yes
 pid =
+debug = 4
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
 [echo]
 accept = $addr
 connect = $plain
@@ -169,7 +174,7 @@ EOF
     stop_all
     [ "$ROUND" -eq 1 ] || return 0
     COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd-plain.toml  # echo, workers = 1, listen = [\"$plain\"]")
-    COMMANDS+=("taskset -c $SERVER_CPU $(basename "$STUNNEL") stunnel.conf  # accept = $addr, connect = $plain, cert, key")
+    COMMANDS+=("taskset -c $SERVER_CPU $(basename "$STUNNEL") stunnel.conf  # debug = 4, socket = l:TCP_NODELAY=1, socket = r:TCP_NODELAY=1, accept = $addr, connect = $plain, cert, key")
 }
 
 for ROUND in $(seq "$ROUNDS"); do
@@ -235,16 +240,9 @@ REPORT=$WORK/report.md
     awk -v n="$(us_per_unit "$WORK/netlabd.hs.json")" -v s="$(us_per_unit "$WORK/stunnel.hs.json")" \
         'BEGIN { printf "Full handshakes per CPU-second, netlabd / stunnel4: %.2f (target: at least 1.2)\n", s / n }'
     echo
-    echo "Commands (files in the run's temporary directory):"
+    echo "(The files named are in the run's temporary directory.)"
     echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-    echo
+    print_commands
 } >"$REPORT"
 
-cat "$REPORT"
-mkdir -p "$(dirname "$RESULTS")"
-[ -s "$RESULTS" ] || printf '# TLS echo: netlabd vs stunnel4 in front of netlabd\n\nAppended by benches/run-tls.sh, newest last.\n\n' >"$RESULTS"
-cat "$REPORT" >>"$RESULTS"
-echo "run-tls: appended to ${RESULTS#"$ROOT"/}" >&2
+publish_report "TLS echo: netlabd vs stunnel4 in front of netlabd"

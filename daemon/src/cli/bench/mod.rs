@@ -137,6 +137,61 @@ fn start_window(args: &BenchEchoArgs) -> Window {
     Window::new(Instant::now(), args.warmup, args.duration)
 }
 
+/// A generator's connection, as the loop that drives it sees it.
+trait Driven {
+    /// When it is to be opened again, after it broke.
+    fn reconnect_at(&self) -> Option<Instant>;
+}
+
+/// The event loop the TCP and TLS generators share: until `window.end`,
+/// hands each readiness event to `on_event` (with whether the peer closed,
+/// after which no later event would say so) and each connection whose
+/// reconnect is due to `on_due`; both count into `stats`.
+fn drive<C: Driven>(
+    poll: &mut mio::Poll,
+    conns: &mut [C],
+    window: &Window,
+    stats: &mut Stats,
+    mut on_event: impl FnMut(&mut C, &mio::Poll, mio::Token, bool, &mut Stats),
+    mut on_due: impl FnMut(&mut C, &mio::Poll, mio::Token, &mut Stats),
+) -> io::Result<()> {
+    let mut events = mio::Events::with_capacity(1024);
+    loop {
+        let now = Instant::now();
+        if now >= window.end {
+            return Ok(());
+        }
+        let wake_at = conns
+            .iter()
+            .filter_map(Driven::reconnect_at)
+            .min()
+            .map_or(window.end, |at| at.min(window.end));
+        match poll.poll(&mut events, Some(wake_at.saturating_duration_since(now))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in &events {
+            let token = event.token();
+            if let Some(conn) = conns.get_mut(token.0) {
+                on_event(
+                    conn,
+                    poll,
+                    token,
+                    event.is_read_closed() || event.is_error(),
+                    stats,
+                );
+            }
+        }
+        let now = Instant::now();
+        for (i, conn) in conns.iter_mut().enumerate() {
+            if conn.reconnect_at().is_some_and(|at| at <= now) {
+                on_due(conn, poll, mio::Token(i), stats);
+            }
+        }
+    }
+}
+
 /// Deals `items` to `threads` groups as evenly as possible.
 /// Writes `buf` past `written` on a non-blocking stream until it is all
 /// written or the socket would block.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 
@@ -72,46 +72,38 @@ pub(super) fn run(
     for (i, conn) in conns.iter_mut().enumerate() {
         conn.open(&poll, peer, tls, Token(i), &mut stats);
     }
-    let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
-    loop {
-        let now = Instant::now();
-        if now >= window.end {
-            break;
-        }
-        let wake_at = conns
-            .iter()
-            .filter_map(|c| c.reconnect_at)
-            .min()
-            .map_or(window.end, |at| at.min(window.end));
-        match poll.poll(&mut events, Some(wake_at.saturating_duration_since(now))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        for event in &events {
-            let token = event.token();
-            let Some(conn) = conns.get_mut(token.0) else {
-                continue;
-            };
-            match conn.pump(payload, &window, &mut stats, &mut scratch, tls.mode) {
-                Ok(Next::Go) => {}
-                Ok(Next::Reopen) => {
-                    conn.close(&poll);
-                    conn.open(&poll, peer, tls, token, &mut stats);
-                }
-                Err(e) => conn.break_off(&poll, &mut stats, token, &e),
+    super::drive(
+        &mut poll,
+        &mut conns,
+        &window,
+        &mut stats,
+        |conn, poll, token, _, stats| match conn.pump(
+            payload,
+            &window,
+            stats,
+            &mut scratch,
+            tls.mode,
+        ) {
+            Ok(Next::Go) => {}
+            Ok(Next::Reopen) => {
+                conn.close(poll);
+                conn.open(poll, peer, tls, token, stats);
             }
-        }
-        let now = Instant::now();
-        for (i, conn) in conns.iter_mut().enumerate() {
-            if conn.reconnect_at.is_some_and(|at| at <= now) {
-                conn.reconnect_at = None;
-                conn.open(&poll, peer, tls, Token(i), &mut stats);
-            }
-        }
-    }
+            Err(e) => conn.break_off(poll, stats, token, &e),
+        },
+        |conn, poll, token, stats| {
+            conn.reconnect_at = None;
+            conn.open(poll, peer, tls, token, stats);
+        },
+    )?;
     Ok(stats)
+}
+
+impl super::Driven for Connection {
+    fn reconnect_at(&self) -> Option<Instant> {
+        self.reconnect_at
+    }
 }
 
 enum Next {
