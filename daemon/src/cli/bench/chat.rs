@@ -53,6 +53,9 @@ and broken connections. Only what happens after the warmup and within
 for its welcome; --protocol ncat sends no name and reads raw lines, for
 `ncat -l --chat`. With ncat keep window*(size+1) under 8 KiB, ncat's read
 size, or a read may cut a message and ncat's prefix lands inside it.
+With --dialect websocket each client upgrades at /ws, then joins with a
+JSON hello; readers never write, so keep runs under two of the server's
+ping intervals (netlabd: 30 s), or they are pinged and closed.
 
 Exit status:
   0  the run completed without errors
