@@ -24,3 +24,5 @@ mod load;
 mod pki;
 #[path = "chat/websocket.rs"]
 mod websocket;
+#[path = "chat/workers.rs"]
+mod workers;

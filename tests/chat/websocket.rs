@@ -549,3 +549,65 @@ fn wss_through_the_listeners_tls() {
     send(&mut dian, json!({"type": "say", "text": "wss"}));
     nc.expect_bytes(b"[Dian] wss\n");
 }
+
+/// On a room of two reactors, browsers on either one hear each other and
+/// the line client, and the keepalive (ticked by both) pings once a round.
+#[test]
+fn websocket_clients_on_two_reactors_share_the_room_and_its_keepalive() {
+    let server = start(
+        "name = \"c\"\nservice = \"chat\"\nworkers = 2\nlisten = [{ addr = \"127.0.0.1:0\", dialect = \"websocket\", ping_interval = \"300ms\" }, { addr = \"127.0.0.1:0\", dialect = \"line\" }]\n",
+    );
+    let (ws_addr, line_addr) = (server.local_addrs()[0], server.local_addrs()[1]);
+    // Connections are dealt to the reactors in turn: four browsers cover both.
+    let mut pages: Vec<WebSocket<TcpStream>> = (0..4).map(|_| ws(ws_addr)).collect();
+    for (i, page) in pages.iter_mut().enumerate() {
+        join(page, &format!("p{i}"), i as u32 + 1);
+    }
+    let mut nc = Client::join(line_addr, Dialect::Line, "nc");
+    for (i, page) in pages.iter_mut().enumerate() {
+        for j in i + 1..4 {
+            expect_joined(page, &format!("p{j}"), j as u32 + 1);
+        }
+        expect_joined(page, "nc", 5);
+    }
+    send(&mut pages[0], json!({"type": "say", "text": "from p0"}));
+    nc.expect_bytes(b"[p0] from p0\n");
+    for page in &mut pages[1..] {
+        expect(
+            page,
+            json!({"type": "message", "from": "p0", "text": "from p0"}),
+        );
+    }
+    // Silent for two rounds and more: each page is pinged (and answers,
+    // as tungstenite does while it reads), and none is closed.
+    for page in &mut pages {
+        page.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+    }
+    let until = Instant::now() + Duration::from_millis(1500);
+    let mut pings = [0; 4];
+    while Instant::now() < until {
+        for (i, page) in pages.iter_mut().enumerate() {
+            match page.read() {
+                Ok(Message::Ping(_)) => pings[i] += 1,
+                Ok(other) => panic!("p{i}: {other:?}"),
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("p{i}: {e}"),
+            }
+            let _ = page.flush();
+        }
+    }
+    // At most one ping a round of 300 ms, however many reactors tick.
+    for (i, n) in pings.iter().enumerate() {
+        assert!((1..=5).contains(n), "p{i} was pinged {n} times in 1.5 s");
+    }
+    nc.say("still here?");
+    for page in &mut pages {
+        page.get_mut().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        expect(
+            page,
+            json!({"type": "message", "from": "nc", "text": "still here?"}),
+        );
+    }
+}
