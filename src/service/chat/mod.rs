@@ -12,4 +12,4 @@ pub mod hub;
 pub mod room;
 
 pub use hub::{ClientId, Hub, HubLimits, LeaveReason, Output};
-pub use room::ChatRoom;
+pub use room::{ChatRoom, MessageRate};

@@ -98,7 +98,8 @@ pub fn close_code(code: ErrorCode) -> u16 {
         | ErrorCode::NameInvalid
         | ErrorCode::NotNamed
         | ErrorCode::AlreadyNamed
-        | ErrorCode::TimedOut => close::POLICY,
+        | ErrorCode::TimedOut
+        | ErrorCode::RateLimited => close::POLICY,
     }
 }
 
