@@ -27,9 +27,18 @@ fn websocket() -> Dialect {
     Dialect::named("websocket", 0).unwrap()
 }
 
-/// A room with a line listener (0) and a websocket one (1), and `extra` keys.
+/// A room with a line listener (0) and a websocket one (1), and `extra`
+/// keys. Named `ws` so that its thread, `ws-room`, is not taken for one of
+/// the `chat-room` threads that `workers.rs` counts.
 fn room(extra: &str) -> (RunningServer, SocketAddr, SocketAddr) {
-    let server = chat_server(&[Dialect::Line, websocket()], extra);
+    let listen: Vec<String> = [Dialect::Line, websocket()]
+        .iter()
+        .map(|d| d.listen())
+        .collect();
+    let server = start(&format!(
+        "name = \"ws\"\nservice = \"chat\"\nlisten = [{}]\n{extra}\n",
+        listen.join(", ")
+    ));
     let addrs = server.local_addrs().to_vec();
     (server, addrs[0], addrs[1])
 }
