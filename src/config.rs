@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::chat::Dialect;
+use crate::chat::{Dialect, WebSocketSettings};
 use crate::rate::Rate;
 use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
 use crate::tls::ServerFile;
@@ -41,6 +41,10 @@ pub mod defaults {
     pub const HEADER_LEN: usize = 10;
     /// A chat listener's dialect.
     pub const DIALECT: Dialect = Dialect::Line;
+    /// How often a silent WebSocket client is pinged (one that answers
+    /// nothing by the next round is closed): under the minute after which
+    /// common proxies drop an idle connection.
+    pub const PING_INTERVAL: Duration = Duration::from_secs(30);
     /// A count server's framing and what it counts.
     pub const COUNT_FRAMING: CountFraming = CountFraming::Line;
     pub const COUNT_UNIT: CountUnit = CountUnit::Chars;
@@ -205,8 +209,10 @@ where
     pick(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, names))
 }
 
-/// `dialect = "line" | "header" | "bincode"`: a header dialect is read with
-/// the default width, which a listener's `header_len` then replaces.
+/// `dialect = "line" | "header" | "bincode" | "websocket"`: a header
+/// dialect is read with the default width and a websocket one with the
+/// default settings, which a listener's `header_len`, `allowed_origins` and
+/// `ping_interval` then replace.
 impl<'de> Deserialize<'de> for Dialect {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_named(d, &Dialect::NAMES, |name| {
@@ -287,12 +293,7 @@ struct RawServer {
 
 /// A `listen` entry: `"127.0.0.1:7"` or `{ addr = "...", dialect = "...", header_len = N }`.
 #[derive(Debug)]
-struct RawListen {
-    addr: Spanned<String>,
-    dialect: Option<Spanned<Dialect>>,
-    header_len: Option<Spanned<usize>>,
-    tls: Option<Spanned<RawTls>>,
-}
+struct RawListen(RawListenTable);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -301,6 +302,9 @@ struct RawListenTable {
     dialect: Option<Spanned<Dialect>>,
     header_len: Option<Spanned<usize>>,
     tls: Option<Spanned<RawTls>>,
+    // websocket
+    allowed_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    ping_interval: Option<Spanned<String>>,
 }
 
 /// `tls = { cert = "server.pem", key = "server.key", client_ca = "ca.pem", alpn = ["..."] }`
@@ -323,25 +327,21 @@ impl<'de> Deserialize<'de> for RawListen {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
                 // The span of a bare string is the entry's own, filled in by the caller.
-                Ok(RawListen {
+                Ok(RawListen(RawListenTable {
                     addr: Spanned::new(0..0, v.to_owned()),
                     dialect: None,
                     header_len: None,
                     tls: None,
-                })
+                    allowed_origins: None,
+                    ping_interval: None,
+                }))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
             ) -> Result<RawListen, A::Error> {
-                let t =
-                    RawListenTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawListen {
-                    addr: t.addr,
-                    dialect: t.dialect,
-                    header_len: t.header_len,
-                    tls: t.tls,
-                })
+                RawListenTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawListen)
             }
         }
         d.deserialize_any(Visitor)
@@ -1111,7 +1111,7 @@ impl Ctx<'_> {
                 }
                 let dialects = listen
                     .iter()
-                    .map(|l| l.dialect.unwrap_or(defaults::DIALECT))
+                    .map(|l| l.dialect.clone().unwrap_or(defaults::DIALECT))
                     .collect();
                 ServiceConfig::Chat(ChatConfig {
                     dialects,
@@ -1336,7 +1336,7 @@ impl Ctx<'_> {
         let mut out = Vec::new();
         for entry in raw.get_ref() {
             let entry_span = entry.span();
-            let e = entry.get_ref();
+            let e = &entry.get_ref().0;
             // A bare string's span is the entry's.
             let addr_span = if e.addr.span() == (0..0) {
                 entry_span.clone()
@@ -1351,7 +1351,7 @@ impl Ctx<'_> {
                     "services other than chat",
                 );
             } else if !matches!(
-                e.dialect.as_ref().map(|d| *d.get_ref()),
+                e.dialect.as_ref().map(|d| d.get_ref()),
                 Some(Dialect::Header { .. })
             ) {
                 self.not_for(
@@ -1360,9 +1360,29 @@ impl Ctx<'_> {
                     "dialects other than \"header\"",
                 );
             }
+            let websocket = matches!(
+                e.dialect.as_ref().map(|d| d.get_ref()),
+                Some(Dialect::WebSocket(_))
+            );
+            if !websocket {
+                let what = if kind == ServiceKind::Chat {
+                    "dialects other than \"websocket\""
+                } else {
+                    "services other than chat"
+                };
+                self.not_for(&e.allowed_origins, "allowed_origins", what);
+                self.not_for(&e.ping_interval, "ping_interval", what);
+            }
             if let Some(h) = &e.header_len {
                 self.header_len(h);
             }
+            let websocket_settings = WebSocketSettings {
+                allowed_origins: self.origins(&e.allowed_origins),
+                ping_interval: Some(
+                    self.timeout(&e.ping_interval, "ping_interval", "it is 30s when left out")
+                        .unwrap_or(defaults::PING_INTERVAL),
+                ),
+            };
             let tls = match &e.tls {
                 Some(t) if transport == Transport::Udp => {
                     self.error(
@@ -1377,10 +1397,11 @@ impl Ctx<'_> {
             match e.addr.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => out.push(ListenConfig {
                     addr,
-                    dialect: e.dialect.as_ref().map(|d| match *d.get_ref() {
+                    dialect: e.dialect.as_ref().map(|d| match d.get_ref().clone() {
                         Dialect::Header { header_len } => Dialect::Header {
                             header_len: e.header_len.as_ref().map_or(header_len, |h| *h.get_ref()),
                         },
+                        Dialect::WebSocket(_) => Dialect::websocket(websocket_settings.clone()),
                         other => other,
                     }),
                     tls,
@@ -1396,6 +1417,33 @@ impl Ctx<'_> {
             }
         }
         out
+    }
+
+    /// A WebSocket listener's `allowed_origins`: each `"*"` or an origin as
+    /// browsers send it, scheme, host and maybe port.
+    fn origins(&mut self, raw: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+        let mut origins = Vec::new();
+        for o in raw.iter().flat_map(|r| r.get_ref()) {
+            let text = o.get_ref();
+            let host = text
+                .strip_prefix("http://")
+                .or_else(|| text.strip_prefix("https://"));
+            let ok = text == "*"
+                || host.is_some_and(|h| {
+                    !h.is_empty()
+                        && !h.contains(['/', '?', '#', '@'])
+                        && !h.contains(char::is_whitespace)
+                });
+            if ok {
+                origins.push(text.clone());
+            } else {
+                self.error(
+                    o.span(),
+                    format!("{text:?} is not an origin; expected a scheme and host as browsers send them, such as \"https://chat.example.org\" or \"http://127.0.0.1:8080\", or \"*\" for any"),
+                );
+            }
+        }
+        origins
     }
 
     /// A path as written, made relative to the configuration's directory.

@@ -59,7 +59,7 @@ pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result
             let codecs: Vec<ChatCodec> = chat
                 .dialects
                 .iter()
-                .map(|&d| ChatCodec::new(d, chat.max_frame))
+                .map(|d| ChatCodec::new(d.clone(), chat.max_frame))
                 .collect();
             let room = ChatRoom::with(
                 &config.name,

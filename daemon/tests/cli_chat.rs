@@ -198,7 +198,7 @@ fn a_taken_name_is_refused_with_the_servers_reason() {
         (server.header, Dialect::Header { header_len: 10 }),
         (server.bincode, Dialect::Bincode),
     ] {
-        let err = ChatClient::connect(addr, "Ayu", dialect, STEP).unwrap_err();
+        let err = ChatClient::connect(addr, "Ayu", dialect.clone(), STEP).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{dialect}: {err}");
         assert!(
             err.to_string().contains("name is taken"),
@@ -213,7 +213,7 @@ fn a_taken_name_is_refused_with_the_servers_reason() {
 fn a_client_with_the_seeds_100_byte_header_talks_through_the_room() {
     let server = netlabd();
     let seed = Dialect::Header { header_len: 100 };
-    let mut dian = ChatClient::connect(server.header100, "Dian", seed, STEP).unwrap();
+    let mut dian = ChatClient::connect(server.header100, "Dian", seed.clone(), STEP).unwrap();
     assert_eq!(dian.dialect(), seed);
     let mut ayu = ChatClient::connect(server.line, "Ayu", Dialect::Line, STEP).unwrap();
     expect_event(

@@ -9,6 +9,6 @@ mod dialect;
 mod message;
 mod name;
 
-pub use dialect::Dialect;
+pub use dialect::{Dialect, WebSocketSettings};
 pub use message::{ClientMsg, ErrorCode, Event};
 pub use name::{MAX_NAME_CHARS, NOTICE_NAME, NameError, validate_name};

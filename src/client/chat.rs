@@ -49,8 +49,8 @@ fn client_codec(dialect: Dialect) -> ChatCodec {
 
 /// A header width the listener could have: 1 to
 /// [`HeaderCodec::MAX_HEADER_LEN`] bytes, as configurations allow.
-fn check_dialect(dialect: Dialect) -> Result<(), ClientError> {
-    match dialect {
+fn check_dialect(dialect: &Dialect) -> Result<(), ClientError> {
+    match *dialect {
         Dialect::Header { header_len }
             if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&header_len) =>
         {
@@ -59,6 +59,9 @@ fn check_dialect(dialect: Dialect) -> Result<(), ClientError> {
                 HeaderCodec::MAX_HEADER_LEN
             )))
         }
+        Dialect::WebSocket(_) => Err(ClientError::invalid(
+            "the websocket dialect is for browsers (its page is at the listener's /); connect with line, header or bincode",
+        )),
         _ => Ok(()),
     }
 }
@@ -220,6 +223,9 @@ enum DecoderKind {
     Line(LineCodec, InBuf),
     Header(HeaderCodec, InBuf),
     Bincode(BincodeServerDecoder),
+    /// A dialect this decoder does not read (websocket, whose clients are
+    /// browsers): every event is an error that says so.
+    Unsupported(&'static str),
 }
 
 impl ChatEventDecoder {
@@ -231,6 +237,7 @@ impl ChatEventDecoder {
                 InBuf::default(),
             ),
             Dialect::Bincode => DecoderKind::Bincode(BincodeServerDecoder::new(MAX_SERVER_FRAME)),
+            Dialect::WebSocket(_) => DecoderKind::Unsupported("websocket"),
         };
         ChatEventDecoder { kind }
     }
@@ -240,6 +247,7 @@ impl ChatEventDecoder {
         match &mut self.kind {
             DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => buf.extend(bytes),
             DecoderKind::Bincode(d) => d.extend(bytes),
+            DecoderKind::Unsupported(_) => {}
         }
     }
 
@@ -248,6 +256,7 @@ impl ChatEventDecoder {
         match &self.kind {
             DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => &buf.bytes[buf.start..],
             DecoderKind::Bincode(d) => d.pending(),
+            DecoderKind::Unsupported(_) => &[],
         }
     }
 
@@ -287,6 +296,9 @@ impl ChatEventDecoder {
                 let msg = decoder.next_msg().map_err(|e| e.to_string())?;
                 Ok(msg.map(from_server_msg))
             }
+            DecoderKind::Unsupported(name) => Err(format!(
+                "netlab's chat client does not read the {name} dialect"
+            )),
         }
     }
 }
@@ -507,20 +519,20 @@ impl ChatClient {
     ) -> Result<ChatClient, ClientError> {
         let timeout = options.timeout;
         check_timeout(timeout)?;
-        check_dialect(dialect)?;
+        check_dialect(&dialect)?;
         validate_name(name)
             .map_err(|e| ClientError::invalid(format!("chat name {name:?}: {e}")))?;
         let link = Link::open(addr, options)?;
         let mut client = ChatClient {
             sender: ChatSender {
                 link: link.clone(),
-                codec: client_codec(dialect),
+                codec: client_codec(dialect.clone()),
                 timeout,
                 out: Vec::new(),
             },
             receiver: ChatReceiver {
                 link,
-                decoder: ChatEventDecoder::new(dialect),
+                decoder: ChatEventDecoder::new(dialect.clone()),
                 buf: vec![0; READ_CHUNK],
                 closed: false,
             },
@@ -622,7 +634,7 @@ impl ChatClient {
     }
 
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        self.dialect.clone()
     }
 
     /// How many were online when this client was welcomed, itself included.
@@ -750,11 +762,11 @@ mod tests {
     }
 
     fn server_bytes(dialect: Dialect) -> Vec<u8> {
-        let codec = match dialect {
-            Dialect::Line => ChatCodec::new(dialect, 1 << 16),
-            Dialect::Header { .. } => ChatCodec::new(dialect, 1000),
-            Dialect::Bincode => ChatCodec::new(dialect, 1 << 16),
+        let max_frame = match dialect {
+            Dialect::Header { .. } => 1000,
+            _ => 1 << 16,
         };
+        let codec = ChatCodec::new(dialect, max_frame);
         let mut out = Vec::new();
         for event in events() {
             codec.encode(&event, &mut out);
@@ -809,12 +821,16 @@ mod tests {
             Dialect::Header { header_len: 100 },
             Dialect::Bincode,
         ] {
-            let stream = server_bytes(dialect);
-            let want = expected(dialect);
-            assert_eq!(decode(dialect, &[&stream]), want, "{dialect:?}");
+            let stream = server_bytes(dialect.clone());
+            let want = expected(dialect.clone());
+            assert_eq!(decode(dialect.clone(), &[&stream]), want, "{dialect:?}");
             for cut in 0..=stream.len() {
                 let (a, b) = stream.split_at(cut);
-                assert_eq!(decode(dialect, &[a, b]), want, "{dialect:?} cut at {cut}");
+                assert_eq!(
+                    decode(dialect.clone(), &[a, b]),
+                    want,
+                    "{dialect:?} cut at {cut}"
+                );
             }
         }
     }
@@ -891,7 +907,7 @@ mod tests {
         // The seed's 100, and the widest a listener can be configured with.
         for header_len in [1, 10, 20, 21, 100, HeaderCodec::MAX_HEADER_LEN] {
             let dialect = Dialect::Header { header_len };
-            assert!(check_dialect(dialect).is_ok(), "{header_len}");
+            assert!(check_dialect(&dialect).is_ok(), "{header_len}");
             // What the client sends is framed in that width.
             let mut out = Vec::new();
             client_codec(dialect).encode_client_msg(ClientMsg::Say { text: "hi" }, &mut out);
@@ -904,8 +920,10 @@ mod tests {
             );
         }
         for header_len in [0, HeaderCodec::MAX_HEADER_LEN + 1, usize::MAX] {
-            let err = check_dialect(Dialect::Header { header_len }).unwrap_err();
+            let err = check_dialect(&Dialect::Header { header_len }).unwrap_err();
             assert_eq!(err.kind(), crate::client::ErrorKind::Invalid, "{err}");
         }
+        let err = check_dialect(&Dialect::named("websocket", 0).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("for browsers"), "{err}");
     }
 }

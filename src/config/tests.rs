@@ -141,6 +141,93 @@ fn access_list() {
 }
 
 #[test]
+fn websocket_listeners_take_origins_and_a_ping_interval() {
+    let c = Config::parse(
+        r#"[[server]]
+name = "chat"
+service = "chat"
+listen = [ { addr = "127.0.0.1:0", dialect = "websocket" },
+           { addr = "127.0.0.1:0", dialect = "websocket", allowed_origins = ["https://chat.example.org", "*"], ping_interval = "5s" },
+           { addr = "127.0.0.1:0", dialect = "line" } ]
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let ServiceConfig::Chat(chat) = &c.servers[0].service else {
+        panic!("{:?}", c.servers[0].service);
+    };
+    let settings = |d: &Dialect| match d {
+        Dialect::WebSocket(s) => (**s).clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        settings(&chat.dialects[0]),
+        WebSocketSettings {
+            allowed_origins: vec![],
+            ping_interval: Some(defaults::PING_INTERVAL),
+        }
+    );
+    assert_eq!(
+        settings(&chat.dialects[1]),
+        WebSocketSettings {
+            allowed_origins: vec!["https://chat.example.org".into(), "*".into()],
+            ping_interval: Some(Duration::from_secs(5)),
+        }
+    );
+    assert_eq!(chat.dialects[2], Dialect::Line);
+    assert!(chat.dialects[0].same_wire(&chat.dialects[1]));
+}
+
+#[test]
+fn websocket_keys_are_checked_where_they_stand() {
+    let errs = errors(
+        r#"[[server]]
+name = "chat"
+service = "chat"
+listen = [ { addr = "127.0.0.1:0", dialect = "websocket", allowed_origins = ["chat.example.org", "https://ok.example", "https://x/y"], ping_interval = "0s" },
+           { addr = "127.0.0.1:0", dialect = "line", ping_interval = "5s" },
+           { addr = "127.0.0.1:0", allowed_origins = ["*"] } ]
+[[server]]
+name = "echo"
+service = "echo"
+listen = [ { addr = "127.0.0.1:0", allowed_origins = ["*"] } ]
+"#,
+    );
+    let origin = "is not an origin; expected a scheme and host as browsers send them, such as \"https://chat.example.org\" or \"http://127.0.0.1:8080\", or \"*\" for any";
+    assert_eq!(
+        errs,
+        [
+            format!("t.toml:4:78: \"chat.example.org\" {origin}"),
+            format!("t.toml:4:120: \"https://x/y\" {origin}"),
+            "t.toml:4:152: ping_interval must be longer than 0; it is 30s when left out".into(),
+            "t.toml:5:70: ping_interval does not apply to dialects other than \"websocket\"".into(),
+            "t.toml:6:54: allowed_origins does not apply to dialects other than \"websocket\""
+                .into(),
+            "t.toml:10:54: allowed_origins does not apply to services other than chat".into(),
+        ]
+    );
+    let errs = errors(
+        "[[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [ { addr = \"127.0.0.1:0\", pings = 1 } ]\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "t.toml:4:36: unknown field `pings`, expected one of `addr`, `dialect`, `header_len`, `tls`, `allowed_origins`, `ping_interval`"
+        ]
+    );
+    // The dialect's name is listed with the others when mistyped.
+    let errs = errors(
+        "[[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [ { addr = \"127.0.0.1:0\", dialect = \"ws\" } ]\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "t.toml:4:46: unknown variant `ws`, expected one of `line`, `header`, `bincode`, `websocket`"
+        ]
+    );
+}
+
+#[test]
 fn rate_keys_take_their_defaults_and_their_values() {
     let server = |extra: &str| {
         Config::parse(

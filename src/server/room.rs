@@ -469,10 +469,12 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
     }
 
     fn tick_every(&self) -> Option<Duration> {
-        Some(self.login_timeout)
+        let service = lock(&self.service).tick_every();
+        Some(service.map_or(self.login_timeout, |t| t.min(self.login_timeout)))
     }
 
-    /// Closes connections still in no group after `login_timeout`.
+    /// Closes connections still in no group after `login_timeout`, then
+    /// runs the service's timers.
     fn tick(&mut self, conns: &mut Conns<C, Member>, now: Instant) {
         for key in conns.keys() {
             let Some(slot) = conns.get_mut(key) else {
@@ -497,6 +499,9 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
             );
             self.decide(conns, |service, out| service.login_expired(id, out));
         }
+        // Every reactor ticks the one service: its timers are due by the
+        // clock, not by the call, so the extra calls find nothing to do.
+        self.decide(conns, |service, out| service.tick(now, out));
     }
 
     fn stopping(&mut self, conns: &mut Conns<C, Member>) {

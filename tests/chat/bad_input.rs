@@ -215,9 +215,9 @@ fn cases() -> Vec<Case> {
         ] {
             cases.push(Case {
                 what: "bad name",
-                dialect,
+                dialect: dialect.clone(),
                 as_name: true,
-                bytes: client_bytes(dialect, Hello { name }),
+                bytes: client_bytes(dialect.clone(), Hello { name }),
                 code: NameInvalid,
                 reason: Exact(reason),
             });
@@ -245,11 +245,11 @@ fn bad_input_in_each_dialect_is_refused_and_the_room_notices_nothing() {
     ];
     let server = chat_server(&dialects, &format!("max_frame = {MAX_FRAME}"));
     let addrs = server.local_addrs().to_vec();
-    let at = |d: Dialect| addrs[dialects.iter().position(|&x| x == d).unwrap()];
+    let at = |d: &Dialect| addrs[dialects.iter().position(|x| x == d).unwrap()];
     // A line observer, and a talker in bincode whose message must be the
     // next thing the observer sees after each case.
-    let mut obs = Client::join(at(Dialect::Line), Dialect::Line, "obs");
-    let mut talker = Client::join(at(Dialect::Bincode), Dialect::Bincode, "talker");
+    let mut obs = Client::join(at(&Dialect::Line), Dialect::Line, "obs");
+    let mut talker = Client::join(at(&Dialect::Bincode), Dialect::Bincode, "talker");
     obs.expect_bytes(b"* talker joined (2 online)\n");
 
     for (n, case) in cases().into_iter().enumerate() {
@@ -264,9 +264,9 @@ fn bad_input_in_each_dialect_is_refused_and_the_room_notices_nothing() {
             }
         );
         let mut bad = if case.as_name {
-            Client::connect(at(case.dialect), case.dialect)
+            Client::connect(at(&case.dialect), case.dialect.clone())
         } else {
-            let c = Client::join(at(case.dialect), case.dialect, "bad");
+            let c = Client::join(at(&case.dialect), case.dialect.clone(), "bad");
             obs.expect_bytes(b"* bad joined (3 online)\n");
             talker.expect(Got::joined("bad", 3));
             c
@@ -322,8 +322,8 @@ fn oversized_frame_with_its_payload_still_gets_the_error() {
     let addrs = server.local_addrs().to_vec();
     let mut obs = Client::join(addrs[0], Dialect::Line, "obs");
     let payload = "y".repeat(256 * 1024);
-    for (i, &dialect) in dialects.iter().enumerate() {
-        let mut c = Client::join(addrs[i], dialect, "big");
+    for (i, dialect) in dialects.iter().enumerate() {
+        let mut c = Client::join(addrs[i], dialect.clone(), "big");
         obs.expect_bytes(b"* big joined (2 online)\n");
         let mut bytes = Vec::new();
         dialect
@@ -340,7 +340,7 @@ fn oversized_frame_with_its_payload_still_gets_the_error() {
         let Got::Error { code, reason } = got else {
             panic!("{dialect:?}: expected an error, got {got:?}");
         };
-        if dialect == Dialect::Bincode {
+        if *dialect == Dialect::Bincode {
             assert_eq!(code, Some(ErrorCode::FrameTooLarge.code()));
         }
         assert!(

@@ -22,25 +22,34 @@ pub use netlab::chat::Dialect;
 /// What the tests need of a dialect.
 pub trait DialectExt {
     /// The codec a client of this dialect encodes its messages with.
-    fn codec(self) -> ChatCodec;
+    fn codec(&self) -> ChatCodec;
     /// The `listen` entry of a loopback listener of this dialect.
-    fn listen(self) -> String;
+    fn listen(&self) -> String;
 }
 
 impl DialectExt for Dialect {
-    fn codec(self) -> ChatCodec {
-        ChatCodec::new(self, CLIENT_MAX_FRAME)
+    fn codec(&self) -> ChatCodec {
+        ChatCodec::new(self.clone(), CLIENT_MAX_FRAME)
     }
 
-    fn listen(self) -> String {
+    fn listen(&self) -> String {
         match self {
             Dialect::Line => r#"{ addr = "127.0.0.1:0", dialect = "line" }"#.to_owned(),
             Dialect::Header { header_len: h } => {
                 format!(r#"{{ addr = "127.0.0.1:0", dialect = "header", header_len = {h} }}"#)
             }
             Dialect::Bincode => r#"{ addr = "127.0.0.1:0", dialect = "bincode" }"#.to_owned(),
+            Dialect::WebSocket(_) => {
+                r#"{ addr = "127.0.0.1:0", dialect = "websocket" }"#.to_owned()
+            }
         }
     }
+}
+
+/// This module's clients speak the byte-stream dialects; WebSocket clients
+/// are tungstenite's (`websocket.rs`).
+fn not_here() -> ! {
+    panic!("the websocket dialect is tested with tungstenite's client, in websocket.rs")
 }
 
 /// A chat server with one listener per entry of `dialects` (in that order),
@@ -87,6 +96,7 @@ pub fn error_bytes(dialect: Dialect, code: ErrorCode, reason: &str) -> Vec<u8> {
                 .encode(&Event::error(code, reason.to_owned()), &mut out);
             out
         }
+        Dialect::WebSocket(_) => not_here(),
     }
 }
 
@@ -224,7 +234,7 @@ impl Client {
 
     /// Connects, sends `name` and expects the welcome.
     pub fn join(addr: SocketAddr, dialect: Dialect, name: &str) -> Client {
-        let mut c = Client::connect(addr, dialect);
+        let mut c = Client::connect(addr, dialect.clone());
         c.hello(name);
         match c.recv() {
             Got::Welcome { online } => c.welcomed_online = online,
@@ -361,6 +371,7 @@ impl Client {
                 code: Some(code.code()),
                 reason: reason.to_owned(),
             }),
+            Dialect::WebSocket(_) => not_here(),
         }
     }
 
@@ -413,6 +424,7 @@ impl Client {
 
     fn try_parse(&mut self) -> Option<Got> {
         match self.dialect {
+            Dialect::WebSocket(_) => not_here(),
             Dialect::Line => {
                 let nl = self.buf.iter().position(|&b| b == b'\n')?;
                 let line: Vec<u8> = self.buf.drain(..=nl).collect();

@@ -298,8 +298,8 @@ fn duplicate_name_is_refused_in_each_dialect() {
     let server = chat_server(&dialects, "");
     let addrs = server.local_addrs().to_vec();
     let mut dian = Client::join(addrs[0], Dialect::Line, "Dian");
-    for (i, &dialect) in dialects.iter().enumerate() {
-        let mut other = Client::connect(addrs[i], dialect);
+    for (i, dialect) in dialects.iter().enumerate() {
+        let mut other = Client::connect(addrs[i], dialect.clone());
         other.hello("Dian");
         other.expect_error(ErrorCode::NameTaken, "name is taken");
         assert_eq!(other.expect_closed(IO_TIMEOUT), b"", "{dialect:?}");

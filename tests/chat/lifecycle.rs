@@ -30,8 +30,8 @@ fn max_clients_holds() {
     a.recv_until(|g| *g == Got::joined("c", 3));
     b.recv_until(|g| *g == Got::joined("c", 3));
 
-    for (i, &dialect) in dialects.iter().enumerate() {
-        let mut extra = Client::connect(addrs[i], dialect);
+    for (i, dialect) in dialects.iter().enumerate() {
+        let mut extra = Client::connect(addrs[i], dialect.clone());
         extra.name = format!("fourth ({dialect:?})");
         let mut hello = Vec::new();
         dialect
@@ -43,7 +43,7 @@ fn max_clients_holds() {
         // The connection limit leaves room beyond max_clients, so the hub
         // refuses the name and says why, in the client's dialect.
         assert!(
-            got == error_bytes(dialect, ErrorCode::RoomFull, "the room is full"),
+            got == error_bytes(dialect.clone(), ErrorCode::RoomFull, "the room is full"),
             "{dialect:?}: refused with {:?}",
             String::from_utf8_lossy(&got)
         );
@@ -178,7 +178,7 @@ fn stop_tells_every_dialect_and_closes_within_the_grace() {
     let mut clients: Vec<Client> = ["l", "h", "b"]
         .iter()
         .enumerate()
-        .map(|(i, name)| Client::join(addrs[i], dialects[i], name))
+        .map(|(i, name)| Client::join(addrs[i], dialects[i].clone(), name))
         .collect();
     for c in &mut clients[..2] {
         c.recv_until(|g| *g == Got::joined("b", 3));

@@ -96,7 +96,7 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_all_1000() {
     let mut sender = Client::join(addrs[0], Dialect::Line, "sender");
     let mut readers: Vec<Client> = [("r-line", 0), ("r-head", 1), ("r-bin", 2)]
         .into_iter()
-        .map(|(name, i)| Client::join(addrs[i], dialects[i], name))
+        .map(|(name, i)| Client::join(addrs[i], dialects[i].clone(), name))
         .collect();
     let mut stalled = Client::from_stream(connect_small_rcvbuf(addrs[0]), Dialect::Line);
     stalled.hello("stalled");
@@ -220,7 +220,7 @@ fn a_burst_bigger_than_the_queue_does_not_drop_waiting_readers() {
     let mut sender = Client::join(addrs[0], Dialect::Line, "sender");
     let mut readers: Vec<Client> = [("r-line", 0), ("r-head", 1), ("r-bin", 2)]
         .into_iter()
-        .map(|(name, i)| Client::join(addrs[i], dialects[i], name))
+        .map(|(name, i)| Client::join(addrs[i], dialects[i].clone(), name))
         .collect();
     sender.recv_until(|g| *g == Got::joined("r-bin", 4));
     for r in &mut readers[..2] {
@@ -366,7 +366,7 @@ fn two_hundred_clients_join_at_once() {
         // No client waits for the others forever if one of them failed.
         let _flag = FailFlag(&failed);
         let d = i % dialects.len();
-        let mut c = Client::join(addrs[d], dialects[d], &all[i]);
+        let mut c = Client::join(addrs[d], dialects[d].clone(), &all[i]);
         counts.lock().unwrap().push(c.welcomed_online);
         joined.fetch_add(1, Ordering::SeqCst);
         assert!(

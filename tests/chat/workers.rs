@@ -52,7 +52,7 @@ fn two_workers_200_clients_every_message_to_every_member_in_order() {
     ));
     let addrs = server.local_addrs().to_vec();
     let mut clients: Vec<Client> = (0..CLIENTS)
-        .map(|i| Client::join(addrs[i % 2], dialects[i % 2], &format!("c{i:03}")))
+        .map(|i| Client::join(addrs[i % 2], dialects[i % 2].clone(), &format!("c{i:03}")))
         .collect();
     // Everyone has heard everyone after it join.
     for (i, c) in clients.iter_mut().enumerate() {

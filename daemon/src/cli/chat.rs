@@ -60,7 +60,7 @@ pub(super) fn run(args: &ChatArgs) -> u8 {
         Ok(options) => options,
         Err(err) => return fail(&err),
     };
-    let client = match ChatClient::connect_with(args.addr, &args.name, dialect, &options) {
+    let client = match ChatClient::connect_with(args.addr, &args.name, dialect.clone(), &options) {
         Ok(client) => client,
         Err(err) => return fail(&err),
     };

@@ -227,7 +227,8 @@ pub struct ChatArgs {
     #[arg(long, short = 'n')]
     pub name: String,
     /// The listener's dialect: line (a line per message), header (a
-    /// fixed-width ASCII length header, seed 004's) or bincode.
+    /// fixed-width ASCII length header, seed 004's) or bincode (websocket
+    /// listeners are for browsers: open their page, http://HOST:PORT/).
     #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
     pub dialect: String,
     /// Width of the length header, for --dialect header (the seed uses 100).
@@ -301,8 +302,8 @@ pub struct BenchChatArgs {
     /// to them in turn.
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
-    /// The listener's dialect, with --protocol netlab: line, header or
-    /// bincode.
+    /// The listener's dialect, with --protocol netlab: line, header,
+    /// bincode or websocket (clients upgrade at /ws and speak its JSON).
     #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
     pub dialect: String,
     /// Width of the length header, for --dialect header.

@@ -1,10 +1,13 @@
-//! The chat's three dialects ([`Dialect`]): client bytes in,
+//! The chat's four dialects ([`Dialect`]): client bytes in,
 //! [`ClientMsg`]s out, and [`Event`]s in, bytes out.
 //!
 //! - [`line`]: a line per message, for `nc` and telnet users.
 //! - [`header`]: seed 004's fixed-width ASCII length header, wire-compatible
 //!   with its Python client.
 //! - [`bincode`]: a 4-byte big-endian length, then a bincode-2 encoded enum.
+//! - [`websocket`]: RFC 6455 and a JSON object per message, for browsers;
+//!   the one dialect with a protocol of its own (an HTTP request, pings,
+//!   close frames), which its decoder answers through [`Decoded::Reply`].
 //!
 //! Decoders are incremental (bytes may arrive split anywhere), hold only the
 //! bytes of one unfinished frame, and check every length against
@@ -18,6 +21,7 @@ pub mod bincode;
 pub mod header;
 pub mod line;
 mod text;
+pub mod websocket;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,6 +29,7 @@ use std::fmt;
 pub use self::bincode::{BincodeChat, BincodeChatDecoder, BincodeServerDecoder, ServerMsg};
 pub use self::header::{HeaderChat, HeaderChatDecoder};
 pub use self::line::{LineChat, LineChatDecoder};
+pub use self::websocket::{Keepalive, WebSocketChat, WebSocketChatDecoder};
 
 use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
 use crate::codec::FrameError;
@@ -93,11 +98,26 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// What a client's bytes came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A message for the room.
+    Msg(ClientMsg<'a>),
+    /// Bytes the dialect answers for its own protocol's sake, for this
+    /// client alone, after what the room sent it so far (an HTTP response,
+    /// a pong, a close frame echoed).
+    Reply(&'a [u8]),
+    /// The dialect is done with the connection: close it once what was
+    /// sent to it is written.
+    Close,
+}
+
 /// A listener's dialect with the longest frame its clients may send:
 /// encodes events and makes one decoder per connection. Two codecs of the
-/// same [`Dialect`] encode every event identically, whatever their
-/// `max_frame`: a room encodes a broadcast once per dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// same [`Dialect`] wire ([`Dialect::same_wire`]) encode every event
+/// identically, whatever their `max_frame`: a room encodes a broadcast
+/// once per wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChatCodec {
     pub dialect: Dialect,
     /// The longest frame a client may send, in bytes.
@@ -111,42 +131,49 @@ impl ChatCodec {
 
     /// A decoder for a new connection.
     pub fn decoder(&self) -> ChatDecoder {
-        match self.dialect {
+        match &self.dialect {
             Dialect::Line => ChatDecoder::Line(LineChat::new(self.max_frame).decoder()),
             Dialect::Header { header_len } => {
-                ChatDecoder::Header(HeaderChat::new(header_len, self.max_frame).decoder())
+                ChatDecoder::Header(HeaderChat::new(*header_len, self.max_frame).decoder())
             }
             Dialect::Bincode => ChatDecoder::Bincode(BincodeChat::new(self.max_frame).decoder()),
+            Dialect::WebSocket(settings) => ChatDecoder::WebSocket(Box::new(
+                WebSocketChat::new(settings.clone(), self.max_frame).decoder(),
+            )),
         }
     }
 
     /// Appends `event`, encoded, to `out`.
     pub fn encode(&self, event: &Event, out: &mut Vec<u8>) {
-        match self.dialect {
+        match &self.dialect {
             Dialect::Line => LineChat::new(self.max_frame).encode(event, out),
             Dialect::Header { header_len } => {
-                HeaderChat::new(header_len, self.max_frame).encode(event, out)
+                HeaderChat::new(*header_len, self.max_frame).encode(event, out)
             }
             Dialect::Bincode => BincodeChat::new(self.max_frame).encode(event, out),
+            Dialect::WebSocket(_) => WebSocketChat::encode(event, out),
         }
     }
 
     /// Appends a decode error as the client is told it: a notice in the text
-    /// dialects, `ServerMsg::Error` in bincode.
+    /// dialects, `ServerMsg::Error` in bincode, an error message in
+    /// websocket (whose decoder then closes with the status that fits).
     pub fn encode_error(&self, error: &DecodeError, out: &mut Vec<u8>) {
         self.encode(&error.to_event(), out);
     }
 
     /// Appends what a client of this dialect sends for `msg`: for clients,
     /// and for tests. In the text dialects a message that reads `/who` or
-    /// `/quit` is that command.
+    /// `/quit` is that command; websocket frames are masked with
+    /// [`websocket::CLIENT_MASK`], after the upgrade.
     pub fn encode_client_msg(&self, msg: ClientMsg<'_>, out: &mut Vec<u8>) {
-        match self.dialect {
+        match &self.dialect {
             Dialect::Line => line::encode_client_msg(msg, out),
             Dialect::Header { header_len } => {
-                HeaderChat::new(header_len, self.max_frame).encode_client_msg(msg, out)
+                HeaderChat::new(*header_len, self.max_frame).encode_client_msg(msg, out)
             }
             Dialect::Bincode => bincode::encode_client_msg(msg, out),
+            Dialect::WebSocket(_) => websocket::encode_client_msg(msg, out),
         }
     }
 
@@ -162,6 +189,8 @@ pub enum ChatDecoder {
     Line(LineChatDecoder),
     Header(HeaderChatDecoder),
     Bincode(BincodeChatDecoder),
+    /// Boxed: it holds a connection's whole protocol state.
+    WebSocket(Box<WebSocketChatDecoder>),
 }
 
 impl ChatDecoder {
@@ -173,15 +202,46 @@ impl ChatDecoder {
             ChatDecoder::Line(d) => d.extend(bytes),
             ChatDecoder::Header(d) => d.extend(bytes),
             ChatDecoder::Bincode(d) => d.extend(bytes),
+            ChatDecoder::WebSocket(d) => d.extend(bytes),
         }
     }
 
-    /// The next whole message, `Ok(None)` when more bytes are needed.
-    pub fn next_msg(&mut self) -> Result<Option<ClientMsg<'_>>, DecodeError> {
-        match self {
+    /// The next thing the client's bytes come to, `Ok(None)` when more
+    /// bytes are needed.
+    pub fn next_decoded(&mut self) -> Result<Option<Decoded<'_>>, DecodeError> {
+        let msg = match self {
             ChatDecoder::Line(d) => d.next_msg(),
             ChatDecoder::Header(d) => d.next_msg(),
             ChatDecoder::Bincode(d) => d.next_msg(),
+            ChatDecoder::WebSocket(d) => return d.next_decoded(),
+        };
+        msg.map(|m| m.map(Decoded::Msg))
+    }
+
+    /// Whether the connection may be sent events now (a WebSocket before
+    /// its upgrade, or after a close frame, may not).
+    pub fn takes_events(&self) -> bool {
+        match self {
+            ChatDecoder::WebSocket(d) => d.takes_events(),
+            _ => true,
+        }
+    }
+
+    /// Appends what the dialect says last before the server closes the
+    /// connection, `error` being the last error the room sent it: a
+    /// WebSocket close frame; nothing in the other dialects, whose clients
+    /// have read the error.
+    pub fn goodbye(&mut self, error: Option<(ErrorCode, &str)>, out: &mut Vec<u8>) {
+        if let ChatDecoder::WebSocket(d) = self {
+            d.goodbye(error, out);
+        }
+    }
+
+    /// A keepalive round (websocket pings); [`Keepalive::Quiet`] elsewhere.
+    pub fn keepalive(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> Keepalive {
+        match self {
+            ChatDecoder::WebSocket(d) => d.keepalive(now, out),
+            _ => Keepalive::Quiet,
         }
     }
 
@@ -191,6 +251,7 @@ impl ChatDecoder {
             ChatDecoder::Line(d) => d.pending(),
             ChatDecoder::Header(d) => d.pending(),
             ChatDecoder::Bincode(d) => d.pending(),
+            ChatDecoder::WebSocket(d) => d.pending(),
         }
     }
 }
@@ -201,13 +262,27 @@ mod tests {
 
     const MAX: usize = 64 * 1024;
 
-    fn codecs() -> [ChatCodec; 4] {
+    fn websocket() -> Dialect {
+        Dialect::named("websocket", 0).unwrap()
+    }
+
+    fn codecs() -> [ChatCodec; 5] {
         [
             ChatCodec::new(Dialect::Line, MAX),
             ChatCodec::new(Dialect::Header { header_len: 10 }, MAX),
             ChatCodec::new(Dialect::Header { header_len: 100 }, MAX),
             ChatCodec::new(Dialect::Bincode, MAX),
+            ChatCodec::new(websocket(), MAX),
         ]
+    }
+
+    /// What a client of `codec` sends before its messages: a WebSocket
+    /// client's upgrade request.
+    fn opening(codec: &ChatCodec) -> Vec<u8> {
+        match codec.dialect {
+            Dialect::WebSocket(_) => websocket::tests::UPGRADE.to_vec(),
+            _ => Vec::new(),
+        }
     }
 
     const CONVERSATION: [ClientMsg<'static>; 6] = [
@@ -223,14 +298,19 @@ mod tests {
         ClientMsg::Bye,
     ];
 
-    /// Feeds `pieces` to a fresh decoder of `codec`, collecting messages.
-    fn decode(codec: ChatCodec, pieces: &[&[u8]]) -> Result<Vec<String>, DecodeError> {
+    /// Feeds `pieces` to a fresh decoder of `codec`, collecting messages;
+    /// a WebSocket's one reply, its upgrade, is checked and left out.
+    fn decode(codec: &ChatCodec, pieces: &[&[u8]]) -> Result<Vec<String>, DecodeError> {
         let mut decoder = codec.decoder();
         let mut got = Vec::new();
         for piece in pieces {
             decoder.extend(piece);
-            while let Some(msg) = decoder.next_msg()? {
-                got.push(format!("{msg:?}"));
+            while let Some(decoded) = decoder.next_decoded()? {
+                match decoded {
+                    Decoded::Msg(msg) => got.push(format!("{msg:?}")),
+                    Decoded::Reply(r) if r.starts_with(b"HTTP/1.1 101 ") && got.is_empty() => {}
+                    other => panic!("{codec:?} answered {other:?}"),
+                }
             }
         }
         assert!(decoder.pending().is_empty());
@@ -241,15 +321,15 @@ mod tests {
     fn every_dialect_round_trips_a_conversation_split_anywhere() {
         let want: Vec<String> = CONVERSATION.iter().map(|m| format!("{m:?}")).collect();
         for codec in codecs() {
-            let mut stream = Vec::new();
+            let mut stream = opening(&codec);
             for msg in CONVERSATION {
                 codec.encode_client_msg(msg, &mut stream);
             }
-            assert_eq!(decode(codec, &[&stream]).unwrap(), want, "{codec:?}");
+            assert_eq!(decode(&codec, &[&stream]).unwrap(), want, "{codec:?}");
             for cut in 0..=stream.len() {
                 let (a, b) = stream.split_at(cut);
                 assert_eq!(
-                    decode(codec, &[a, b]).unwrap(),
+                    decode(&codec, &[a, b]).unwrap(),
                     want,
                     "{codec:?} cut at {cut}"
                 );
@@ -264,11 +344,12 @@ mod tests {
             ChatCodec::new(Dialect::Line, 64),
             ChatCodec::new(Dialect::Header { header_len: 10 }, 64),
             ChatCodec::new(Dialect::Bincode, 64),
+            ChatCodec::new(websocket(), 64),
         ] {
-            let mut stream = Vec::new();
+            let mut stream = opening(&codec);
             codec.encode_client_msg(ClientMsg::Hello { name: "Dian" }, &mut stream);
             codec.encode_client_msg(ClientMsg::Say { text: &long }, &mut stream);
-            let e = decode(codec, &[&stream]).unwrap_err();
+            let e = decode(&codec, &[&stream]).unwrap_err();
             assert_eq!(e.code(), ErrorCode::FrameTooLarge, "{codec:?}");
             assert_eq!(
                 e.to_event(),

@@ -1,27 +1,32 @@
 //! The chat room as a [`RoomService`]: the hub, plus each listener's
-//! dialect. Clients become members of the group of their dialect when they
-//! are welcomed, so a broadcast is encoded once per dialect in use and the
-//! runtime only copies those bytes to each member.
+//! dialect. Clients become members of the group of their dialect's wire
+//! when they are welcomed, so a broadcast is encoded once per wire in use
+//! and the runtime only copies those bytes to each member. What a dialect
+//! answers for its own protocol (websocket: the HTTP response, pongs,
+//! close frames) goes to its client in order with the room's replies.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Hub, HubLimits, LeaveReason, Output};
 use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
-use crate::codec::chat::{ChatCodec, ChatDecoder};
+use crate::codec::chat::{ChatCodec, ChatDecoder, Decoded, Keepalive};
 use crate::metrics::{self, ServerMetrics};
 use crate::rate::{Limit, Rate, TokenBucket};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
 
 struct Client {
     decoder: ChatDecoder,
-    codec: ChatCodec,
+    /// The group of its dialect's wire, whose codec encodes for it.
     group: usize,
     peer: String,
     /// Welcomed, so counted among its group's members.
     welcomed: bool,
+    /// The last error the room sent it, for the dialect's goodbye.
+    last_error: Option<(ErrorCode, Cow<'static, str>)>,
     /// Its messages' tokens, with `message_rate`.
     bucket: Option<TokenBucket>,
     /// Messages refused by the rate since the last one let through.
@@ -42,15 +47,21 @@ pub struct MessageRate {
 pub struct ChatRoom {
     server: String,
     hub: Hub,
-    /// Each listener's codec, and the group of its dialect.
+    /// Each listener's codec, and the group of its wire.
     listeners: Vec<(ChatCodec, usize)>,
-    /// Each group's codec (the first listener's with that dialect) and how
+    /// Each group's codec (the first listener's with that wire) and how
     /// many welcomed clients it has.
     groups: Vec<(ChatCodec, usize)>,
     clients: HashMap<ConnId, Client>,
     outputs: Vec<Output>,
     metrics: Arc<ServerMetrics>,
     message_rate: Option<(MessageRate, Limit)>,
+    /// How often keepalive rounds are due: the shortest `ping_interval` of
+    /// the listeners, if any has one.
+    keepalive_every: Option<Duration>,
+    /// A dialect's last words or ping, before they go in the outbox.
+    scratch: Vec<u8>,
+    expired: Vec<ConnId>,
 }
 
 impl ChatRoom {
@@ -75,22 +86,30 @@ impl ChatRoom {
         message_rate: Option<MessageRate>,
         metrics: Arc<ServerMetrics>,
     ) -> ChatRoom {
-        let mut dialects: Vec<Dialect> = Vec::new();
-        let mut groups = Vec::new();
+        let mut groups: Vec<(ChatCodec, usize)> = Vec::new();
         let listeners = codecs
             .iter()
             .map(|codec| {
-                let group = match dialects.iter().position(|d| *d == codec.dialect) {
+                let group = match groups
+                    .iter()
+                    .position(|(g, _)| g.dialect.same_wire(&codec.dialect))
+                {
                     Some(g) => g,
                     None => {
-                        dialects.push(codec.dialect);
-                        groups.push((*codec, 0));
+                        groups.push((codec.clone(), 0));
                         groups.len() - 1
                     }
                 };
-                (*codec, group)
+                (codec.clone(), group)
             })
             .collect();
+        let keepalive_every = codecs
+            .iter()
+            .filter_map(|c| match &c.dialect {
+                Dialect::WebSocket(settings) => settings.ping_interval,
+                _ => None,
+            })
+            .min();
         ChatRoom {
             server: server.to_owned(),
             hub: Hub::new(limits),
@@ -100,6 +119,9 @@ impl ChatRoom {
             outputs: Vec::new(),
             metrics,
             message_rate: message_rate.map(|m| (m, Limit::new(m.rate, m.burst))),
+            keepalive_every,
+            scratch: Vec::new(),
+            expired: Vec::new(),
         }
     }
 
@@ -161,15 +183,12 @@ impl ChatRoom {
 
     /// Tells `conn` why it times out, has it leave the room, and closes it.
     fn time_out(&mut self, conn: ConnId, why: &'static str, out: &mut Outbox) {
-        if let Some(client) = self.clients.get(&conn) {
-            let codec = client.codec;
-            let event = Event::error(ErrorCode::TimedOut, why);
-            out.to(conn, |b| codec.encode(&event, b));
-        }
+        self.outputs
+            .push(Output::To(conn, Event::error(ErrorCode::TimedOut, why)));
         self.hub
             .leave(conn, LeaveReason::TimedOut, &mut self.outputs);
+        self.outputs.push(Output::Close(conn));
         self.dispatch(out);
-        out.close(conn);
     }
 
     /// Turns the hub's outputs into bytes for the runtime.
@@ -180,7 +199,13 @@ impl ChatRoom {
                     let Some(client) = self.clients.get_mut(&id) else {
                         continue;
                     };
-                    let codec = client.codec;
+                    if let Event::Error { code, reason } = &event {
+                        client.last_error = Some((*code, reason.clone()));
+                    }
+                    if !client.decoder.takes_events() {
+                        continue;
+                    }
+                    let codec = &self.groups[client.group].0;
                     out.to(id, |b| codec.encode(&event, b));
                     if matches!(event, Event::Welcome { .. }) && !client.welcomed {
                         client.welcomed = true;
@@ -198,7 +223,17 @@ impl ChatRoom {
                         }
                     }
                 }
-                Output::Close(id) => out.close(id),
+                Output::Close(id) => {
+                    if let Some(client) = self.clients.get_mut(&id) {
+                        let error = client.last_error.as_ref().map(|(c, r)| (*c, &**r));
+                        self.scratch.clear();
+                        client.decoder.goodbye(error, &mut self.scratch);
+                        if !self.scratch.is_empty() {
+                            out.to(id, |b| b.extend_from_slice(&self.scratch));
+                        }
+                    }
+                    out.close(id);
+                }
             }
         }
         // Who is in the room is the hub's to say: a client that left is
@@ -223,7 +258,7 @@ impl RoomService for ChatRoom {
     }
 
     fn connected(&mut self, conn: ConnId, listener: usize, peer: &str, _out: &mut Outbox) {
-        let Some(&(codec, group)) = self.listeners.get(listener) else {
+        let Some((codec, group)) = self.listeners.get(listener) else {
             return;
         };
         self.hub.connect(conn, peer);
@@ -231,10 +266,10 @@ impl RoomService for ChatRoom {
             conn,
             Client {
                 decoder: codec.decoder(),
-                codec,
-                group,
+                group: *group,
                 peer: peer.to_owned(),
                 welcomed: false,
+                last_error: None,
                 bucket: None,
                 refused_in_row: 0,
             },
@@ -248,8 +283,14 @@ impl RoomService for ChatRoom {
         client.decoder.extend(bytes);
         let now = Instant::now();
         loop {
-            match client.decoder.next_msg() {
-                Ok(Some(msg)) => {
+            // What the messages before caused goes first, so the client
+            // hears its replies in the order it asked.
+            self.dispatch(out);
+            let Some(client) = self.clients.get_mut(&conn) else {
+                return;
+            };
+            match client.decoder.next_decoded() {
+                Ok(Some(Decoded::Msg(msg))) => {
                     match Self::within_rate(
                         &mut client.bucket,
                         &mut client.refused_in_row,
@@ -274,11 +315,15 @@ impl RoomService for ChatRoom {
                         }
                     }
                 }
+                Ok(Some(Decoded::Reply(bytes))) => out.to(conn, |b| b.extend_from_slice(bytes)),
+                Ok(Some(Decoded::Close)) => {
+                    self.hub
+                        .leave(conn, LeaveReason::Disconnected, &mut self.outputs);
+                    self.outputs.push(Output::Close(conn));
+                }
                 Ok(None) => break,
                 Err(e) => {
                     log::debug!("server {}: closing {}: {e}", self.server, client.peer);
-                    // Queued behind what the frames before it caused, so
-                    // the client hears its replies in the order it asked.
                     self.outputs.push(Output::To(conn, e.to_event()));
                     self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
                     self.outputs.push(Output::Close(conn));
@@ -316,6 +361,29 @@ impl RoomService for ChatRoom {
     fn stopping(&mut self, out: &mut Outbox) {
         self.hub.shutdown(&mut self.outputs);
         self.dispatch(out);
+    }
+
+    fn tick_every(&self) -> Option<Duration> {
+        self.keepalive_every
+    }
+
+    /// A keepalive round: pings for silent WebSocket clients, and the end
+    /// of those that answered none.
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        if self.keepalive_every.is_none() {
+            return;
+        }
+        for (&id, client) in &mut self.clients {
+            self.scratch.clear();
+            match client.decoder.keepalive(now, &mut self.scratch) {
+                Keepalive::Quiet => {}
+                Keepalive::Pinged => out.to(id, |b| b.extend_from_slice(&self.scratch)),
+                Keepalive::Expired => self.expired.push(id),
+            }
+        }
+        for id in std::mem::take(&mut self.expired) {
+            self.time_out(id, "no answer to a ping", out);
+        }
     }
 }
 
@@ -372,7 +440,7 @@ mod tests {
         assert!(welcome < roster && roster < error, "{text}");
 
         let bincode = ChatCodec::new(Dialect::Bincode, 1 << 16);
-        let mut r = room(bincode);
+        let mut r = room(bincode.clone());
         let mut out = Outbox::default();
         r.connected(1, 0, "127.0.0.1:5000", &mut out);
         let mut input = Vec::new();
@@ -504,5 +572,207 @@ mod tests {
         wire.clear();
         dian_codec.encode(event, &mut wire);
         assert_eq!(wire, dian_bytes);
+    }
+
+    fn websocket(ping: Option<Duration>) -> ChatCodec {
+        let settings = crate::chat::WebSocketSettings {
+            allowed_origins: Vec::new(),
+            ping_interval: ping,
+        };
+        ChatCodec::new(Dialect::websocket(settings), 1 << 16)
+    }
+
+    /// The payloads of the server frames in `bytes`, as text (`close
+    /// CODE reason`, `ping`, or the JSON of a text frame), after an HTTP
+    /// response if one leads.
+    fn frames(mut bytes: &[u8]) -> Vec<String> {
+        if bytes.starts_with(b"HTTP/") {
+            let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            bytes = &bytes[end..];
+        }
+        let mut got = Vec::new();
+        while let [op, len, rest @ ..] = bytes {
+            let (len, rest) = match *len {
+                126 => (
+                    usize::from(u16::from_be_bytes([rest[0], rest[1]])),
+                    &rest[2..],
+                ),
+                n => (usize::from(n), rest),
+            };
+            let payload = &rest[..len];
+            got.push(match op & 0x0f {
+                1 => String::from_utf8_lossy(payload).into_owned(),
+                8 => format!(
+                    "close {} {}",
+                    u16::from_be_bytes([payload[0], payload[1]]),
+                    String::from_utf8_lossy(&payload[2..])
+                ),
+                9 => "ping".into(),
+                10 => "pong".into(),
+                other => format!("opcode {other}"),
+            });
+            bytes = &rest[len..];
+        }
+        got
+    }
+
+    fn upgrade() -> &'static [u8] {
+        crate::codec::chat::websocket::tests::UPGRADE
+    }
+
+    fn ws(msg: ClientMsg<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::codec::chat::websocket::encode_client_msg(msg, &mut out);
+        out
+    }
+
+    /// A browser and an `nc` user in one room: the upgrade, the welcome,
+    /// each one's message to the other in its own dialect, and the notices.
+    #[test]
+    fn a_browser_and_a_line_client_share_the_room() {
+        let line = ChatCodec::new(Dialect::Line, 1 << 16);
+        let mut r = ChatRoom::new("t", &[line, websocket(None)], HubLimits { max_clients: 8 });
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"nc\n", &mut out);
+        r.connected(2, 1, "127.0.0.1:5001", &mut out);
+        out.clear();
+        let mut input = upgrade().to_vec();
+        input.extend(ws(ClientMsg::Hello { name: "Dian" }));
+        input.extend(ws(ClientMsg::Say { text: "<b>hi</b>" }));
+        r.received(2, &input, &mut out);
+        let to_browser = sent_to(&out, 2);
+        assert!(to_browser.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+        assert_eq!(
+            frames(&to_browser),
+            [r#"{"type":"welcome","id":2,"addr":"127.0.0.1:5001","online":2}"#]
+        );
+        // The notice and the message reach the line group, encoded once.
+        let line_group: Vec<String> = out
+            .sends
+            .iter()
+            .filter_map(|s| match s {
+                Send::Group {
+                    group: 0,
+                    except: Some(2),
+                    bytes,
+                } => Some(String::from_utf8_lossy(&out.bytes[bytes.clone()]).into_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            line_group,
+            ["* Dian joined (2 online)\n", "[Dian] <b>hi</b>\n"]
+        );
+        assert!(out.sends.contains(&Send::Join(2, 1)));
+
+        out.clear();
+        r.received(1, b"hello browser\n", &mut out);
+        let to_ws: Vec<Vec<String>> = out
+            .sends
+            .iter()
+            .filter_map(|s| match s {
+                Send::Group {
+                    group: 1, bytes, ..
+                } => Some(frames(&out.bytes[bytes.clone()])),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            to_ws,
+            [[r#"{"type":"message","from":"nc","text":"hello browser"}"#]]
+        );
+    }
+
+    /// A taken name: the error as JSON, then a close frame with its status,
+    /// then the close; a ping and the page each get their answer in order.
+    #[test]
+    fn websocket_replies_and_goodbyes_come_in_order() {
+        let mut r = room(websocket(None));
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        let mut input = upgrade().to_vec();
+        input.extend(ws(ClientMsg::Hello { name: "Dian" }));
+        r.received(1, &input, &mut out);
+        r.connected(2, 0, "127.0.0.1:5001", &mut out);
+        out.clear();
+        let mut input = upgrade().to_vec();
+        let mut ping = Vec::new();
+        crate::codec::chat::websocket::frame::push_masked(
+            &mut ping,
+            tungstenite::protocol::frame::coding::OpCode::Control(
+                tungstenite::protocol::frame::coding::Control::Ping,
+            ),
+            true,
+            b"",
+            [1, 2, 3, 4],
+        );
+        input.extend(&ping);
+        input.extend(ws(ClientMsg::Hello { name: "Dian" }));
+        r.received(2, &input, &mut out);
+        assert_eq!(
+            frames(&sent_to(&out, 2)),
+            [
+                "pong",
+                r#"{"type":"error","code":1,"reason":"name is taken"}"#,
+                "close 1008 name is taken"
+            ]
+        );
+        assert_eq!(out.sends.last(), Some(&Send::Close(2)));
+
+        // The page: a response, a close, no room event.
+        out.clear();
+        r.connected(3, 0, "127.0.0.1:5002", &mut out);
+        r.received(3, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut out);
+        let page = sent_to(&out, 3);
+        assert!(page.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert_eq!(out.sends.last(), Some(&Send::Close(3)));
+        assert!(!out.sends.iter().any(|s| matches!(s, Send::Group { .. })));
+
+        // A bye: the others are told, the client gets a normal close.
+        out.clear();
+        r.received(1, &ws(ClientMsg::Bye), &mut out);
+        assert_eq!(frames(&sent_to(&out, 1)), ["close 1000 goodbye"]);
+        assert_eq!(out.sends.last(), Some(&Send::Close(1)));
+    }
+
+    #[test]
+    fn keepalive_ticks_ping_the_silent_and_close_the_mute() {
+        let sec = Duration::from_secs(1);
+        let mut r = ChatRoom::new(
+            "t",
+            &[ChatCodec::new(Dialect::Line, 100), websocket(Some(sec))],
+            HubLimits { max_clients: 8 },
+        );
+        assert_eq!(r.tick_every(), Some(sec));
+        assert_eq!(room(ChatCodec::new(Dialect::Line, 100)).tick_every(), None);
+        let mut out = Outbox::default();
+        r.connected(1, 1, "127.0.0.1:5000", &mut out);
+        let mut input = upgrade().to_vec();
+        input.extend(ws(ClientMsg::Hello { name: "Dian" }));
+        r.received(1, &input, &mut out);
+        r.connected(2, 0, "127.0.0.1:5001", &mut out);
+        r.received(2, b"nc\n", &mut out);
+        let t0 = Instant::now();
+        for (at, want) in [
+            (t0, vec![]),
+            // Its hello was heard since the clock began.
+            (t0 + sec, vec![]),
+            (t0 + 2 * sec, vec!["ping".to_string()]),
+            (
+                t0 + 3 * sec,
+                vec![
+                    r#"{"type":"error","code":9,"reason":"no answer to a ping"}"#.to_string(),
+                    "close 1008 no answer to a ping".into(),
+                ],
+            ),
+        ] {
+            out.clear();
+            r.tick(at, &mut out);
+            assert_eq!(frames(&sent_to(&out, 1)), want);
+            // The line client is never pinged.
+            assert!(sent_to(&out, 2).is_empty());
+        }
+        assert_eq!(out.sends.last(), Some(&Send::Close(1)));
     }
 }
