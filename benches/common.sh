@@ -91,3 +91,23 @@ plot_latest() {
         echo "$NAME: no python3, so no plot (benches/plot.py)" >&2
     fi
 }
+
+# Prints the commands as a fenced block, under "Commands:".
+print_commands() {
+    echo "Commands:"
+    echo
+    echo '```'
+    printf '%s\n' "${COMMANDS[@]}"
+    echo '```'
+    echo
+}
+
+# Shows REPORT and appends it to RESULTS, which starts with TITLE when new.
+publish_report() {
+    local title=$1
+    cat "$REPORT"
+    mkdir -p "$(dirname "$RESULTS")"
+    [ -s "$RESULTS" ] || printf '# %s\n\nAppended by benches/%s.sh, newest last.\n\n' "$title" "$NAME" >"$RESULTS"
+    cat "$REPORT" >>"$RESULTS"
+    echo "$NAME: appended to ${RESULTS#"$ROOT"/}" >&2
+}

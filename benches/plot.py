@@ -9,7 +9,7 @@ heading and the exact figures as labels. No dependencies beyond Python 3.
 
     benches/plot.py [--results DIR] [--out DIR]
 
-Writes DIR/echo.svg and DIR/chat.svg (by default next to the results).
+Writes DIR/echo.svg, DIR/chat.svg and DIR/websocket.svg (by default next to the results).
 Exits 2, saying why, when a results file has no run with a table.
 """
 
@@ -19,7 +19,7 @@ import pathlib
 import sys
 
 # Which column to plot in each results file, by its header text.
-THROUGHPUT = {"echo.md": "req/s", "chat.md": "deliveries/s"}
+THROUGHPUT = {"echo.md": "req/s", "chat.md": "deliveries/s", "websocket.md": "deliveries/s"}
 
 BAR_HEIGHT = 28
 GAP = 12

@@ -13,21 +13,62 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use crate::chat::{Dialect, WebSocketSettings};
+use crate::rate::Rate;
 use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
+use crate::tls::ServerFile;
 
 /// Every default, in one place.
 pub mod defaults {
     use std::time::Duration;
 
+    use super::{Model, Transport};
+    use crate::chat::Dialect;
+    use crate::rate::Rate;
+    use crate::service::{CountFraming, CountUnit};
+
+    pub const TRANSPORT: Transport = Transport::Tcp;
+    pub const MODEL: Model = Model::Event;
+
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
     pub const UMASK: u32 = 0o027;
+    /// Where a daemonized netlabd works from.
+    pub const WORKING_DIRECTORY: &str = "/";
     pub const MAX_CONNECTIONS: usize = 10_000;
+    /// The longest frame (message) a client may send, in bytes.
     pub const MAX_FRAME: usize = 64 * 1024;
+    /// The width of a length header, in bytes (seed 004 uses 100).
     pub const HEADER_LEN: usize = 10;
+    /// A chat listener's dialect.
+    pub const DIALECT: Dialect = Dialect::Line;
+    /// How often a silent WebSocket client is pinged (one that answers
+    /// nothing by the next round is closed): under the minute after which
+    /// common proxies drop an idle connection.
+    pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+    /// A count server's framing and what it counts.
+    pub const COUNT_FRAMING: CountFraming = CountFraming::Line;
+    pub const COUNT_UNIT: CountUnit = CountUnit::Chars;
     pub const MAX_CLIENTS: usize = 1000;
+    /// A chat server's `max_connections`: room beyond `max_clients`, so
+    /// that a client over the limit hears "the room is full" in its
+    /// dialect rather than being cut off at accept (`login_timeout` keeps
+    /// unnamed connections from holding that room for long).
+    pub fn chat_max_connections(max_clients: usize) -> usize {
+        max_clients.saturating_add((max_clients / 8).max(16))
+    }
+    /// UDP echo drops datagrams from these source ports: echo, daytime,
+    /// chargen and time answer anything, so answering them would loop
+    /// forever; and port 0, which no honest sender uses.
+    pub const DROP_SOURCE_PORTS: [u16; 5] = [0, 7, 13, 19, 37];
+    /// A rate's burst (`burst`, `message_burst`): twice its count.
+    pub fn burst(rate: Rate) -> u32 {
+        rate.count.saturating_mul(2)
+    }
     /// What may wait to be written to one chat client before it is dropped.
     pub const QUEUE_BYTES: usize = 1024 * 1024;
     pub const QUEUE_FRAMES: usize = 16 * 1024;
+    /// How long a TLS client has to finish its handshake.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long a chat connection may stay without a name: without a bound,
     /// silent connections would hold the room's connection slots forever.
     pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +76,19 @@ pub mod defaults {
     /// would overflow the clock arithmetic.
     pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DURATION_DAYS * 24 * 3600);
     pub const MAX_DURATION_DAYS: u64 = 365;
+    /// Rate limits: sources are networks of these many leading bits.
+    pub const SOURCE_PREFIX_V4: u8 = 32;
+    pub const SOURCE_PREFIX_V6: u8 = 64;
+    /// Sources whose rate is tracked at once (the least recently seen
+    /// beyond it are forgotten).
+    pub const RATE_SOURCES: usize = 65_536;
+    /// A chat room's reactors. One keeps every event of the room in one
+    /// order (a name freed by a disconnect is free for the very next
+    /// hello) at the least cost per delivery; more spread a big room's
+    /// writes over cores, where a client that leaves and comes back at once
+    /// may find its name held for an instant by the reactor still closing
+    /// the old connection.
+    pub const CHAT_WORKERS: usize = 1;
     /// The event model's and UDP's worker threads: one per core.
     pub fn workers() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -47,6 +101,23 @@ pub struct Location {
     pub origin: Arc<str>,
     pub line: usize,
     pub column: usize,
+}
+
+impl Location {
+    /// Byte `at` of `text` (clamped to its end), as line and column, both
+    /// counted from 1; columns count characters, as editors do.
+    fn at(text: &str, at: usize, origin: Arc<str>) -> Location {
+        let mut at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let before = &text[..at];
+        Location {
+            origin,
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        }
+    }
 }
 
 impl fmt::Display for Location {
@@ -124,27 +195,47 @@ pub enum Tag {
     Worker,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Framing {
-    Line,
-    Header,
-    Chunk,
+/// Reads one of `names` and turns it into a `T` with `pick`; anything else
+/// is refused as serde refuses an unknown variant, listing the names.
+fn deserialize_named<'de, D, T>(
+    d: D,
+    names: &'static [&'static str],
+    pick: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let name = String::deserialize(d)?;
+    pick(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, names))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    Chars,
-    Bytes,
+/// `dialect = "line" | "header" | "bincode" | "websocket"`: a header
+/// dialect is read with the default width and a websocket one with the
+/// default settings, which a listener's `header_len`, `allowed_origins` and
+/// `ping_interval` then replace.
+impl<'de> Deserialize<'de> for Dialect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d, &Dialect::NAMES, |name| {
+            Dialect::named(name, defaults::HEADER_LEN)
+        })
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Line,
-    Header,
-    Bincode,
+/// `framing = "line" | "header" | "chunk"`, header framing with the default
+/// width, which the server's `header_len` then replaces.
+impl<'de> Deserialize<'de> for CountFraming {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d, &CountFraming::NAMES, |name| {
+            CountFraming::named(name, defaults::HEADER_LEN)
+        })
+    }
+}
+
+/// `unit = "chars" | "bytes"`.
+impl<'de> Deserialize<'de> for CountUnit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d, &CountUnit::NAMES, CountUnit::named)
+    }
 }
 
 // ---- The file as written -------------------------------------------------
@@ -158,6 +249,7 @@ struct RawDaemon {
     group: Option<Spanned<String>>,
     umask: Option<Spanned<String>>,
     working_directory: Option<String>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,14 +264,22 @@ struct RawServer {
     max_connections: Option<Spanned<usize>>,
     per_source: Option<Spanned<usize>>,
     idle_timeout: Option<Spanned<String>>,
+    handshake_timeout: Option<Spanned<String>>,
     allow: Option<Vec<Spanned<String>>>,
     deny: Option<Vec<Spanned<String>>>,
+    rate: Option<Spanned<String>>,
+    burst: Option<Spanned<usize>>,
+    source_prefix_v4: Option<Spanned<u32>>,
+    source_prefix_v6: Option<Spanned<u32>>,
+    rate_sources: Option<Spanned<usize>>,
+    proxy_protocol: Option<Spanned<bool>>,
+    proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
     // echo
     tag: Option<Spanned<Tag>>,
     drop_source_ports: Option<Spanned<Vec<u16>>>,
     // count
-    framing: Option<Spanned<Framing>>,
-    unit: Option<Spanned<Unit>>,
+    framing: Option<Spanned<CountFraming>>,
+    unit: Option<Spanned<CountUnit>>,
     header_len: Option<Spanned<usize>>,
     max_frame: Option<Spanned<usize>>,
     // chat
@@ -187,15 +287,13 @@ struct RawServer {
     queue_bytes: Option<Spanned<usize>>,
     queue_frames: Option<Spanned<usize>>,
     login_timeout: Option<Spanned<String>>,
+    message_rate: Option<Spanned<String>>,
+    message_burst: Option<Spanned<usize>>,
 }
 
 /// A `listen` entry: `"127.0.0.1:7"` or `{ addr = "...", dialect = "...", header_len = N }`.
 #[derive(Debug)]
-struct RawListen {
-    addr: Spanned<String>,
-    dialect: Option<Spanned<Dialect>>,
-    header_len: Option<Spanned<usize>>,
-}
+struct RawListen(RawListenTable);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +301,20 @@ struct RawListenTable {
     addr: Spanned<String>,
     dialect: Option<Spanned<Dialect>>,
     header_len: Option<Spanned<usize>>,
+    tls: Option<Spanned<RawTls>>,
+    // websocket
+    allowed_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    ping_interval: Option<Spanned<String>>,
+}
+
+/// `tls = { cert = "server.pem", key = "server.key", client_ca = "ca.pem", alpn = ["..."] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    client_ca: Option<Spanned<String>>,
+    alpn: Option<Vec<Spanned<String>>>,
 }
 
 impl<'de> Deserialize<'de> for RawListen {
@@ -215,23 +327,21 @@ impl<'de> Deserialize<'de> for RawListen {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
                 // The span of a bare string is the entry's own, filled in by the caller.
-                Ok(RawListen {
+                Ok(RawListen(RawListenTable {
                     addr: Spanned::new(0..0, v.to_owned()),
                     dialect: None,
                     header_len: None,
-                })
+                    tls: None,
+                    allowed_origins: None,
+                    ping_interval: None,
+                }))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 map: A,
             ) -> Result<RawListen, A::Error> {
-                let t =
-                    RawListenTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawListen {
-                    addr: t.addr,
-                    dialect: t.dialect,
-                    header_len: t.header_len,
-                })
+                RawListenTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawListen)
             }
         }
         d.deserialize_any(Visitor)
@@ -258,6 +368,10 @@ pub struct DaemonConfig {
     pub umask: u32,
     /// The working directory with `--daemonize`.
     pub working_directory: std::path::PathBuf,
+    /// Where `/metrics` is served (none when absent), and where the
+    /// address stands in the file.
+    pub metrics: Option<SocketAddr>,
+    pub metrics_at: Option<Location>,
 }
 
 impl Default for DaemonConfig {
@@ -270,7 +384,9 @@ impl Default for DaemonConfig {
             user_at: None,
             group_at: None,
             umask: defaults::UMASK,
-            working_directory: "/".into(),
+            working_directory: defaults::WORKING_DIRECTORY.into(),
+            metrics: None,
+            metrics_at: None,
         }
     }
 }
@@ -294,25 +410,19 @@ impl ServiceConfig {
     }
 }
 
-/// A chat listener's wire dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatDialect {
-    Line,
-    Header { header_len: usize },
-    Bincode,
-}
-
 /// A chat server's room: one per server, shared by all its listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatConfig {
     /// Each listener's dialect, in `listen` order.
-    pub dialects: Vec<ChatDialect>,
+    pub dialects: Vec<Dialect>,
     pub max_clients: usize,
     pub max_frame: usize,
     pub queue_bytes: usize,
     pub queue_frames: usize,
     /// A connection that has not given a name by then is closed.
     pub login_timeout: Duration,
+    /// Messages each client may send: the rate and the burst above it.
+    pub message_rate: Option<(Rate, u32)>,
 }
 
 /// Equal when they listen alike, wherever they stand in the file: a
@@ -320,18 +430,37 @@ pub struct ChatConfig {
 #[derive(Debug, Clone, Eq)]
 pub struct ListenConfig {
     pub addr: SocketAddr,
+    /// A chat listener's dialect (`header_len` applied); `None` elsewhere.
     pub dialect: Option<Dialect>,
-    pub header_len: Option<usize>,
+    /// TLS on this listener.
+    pub tls: Option<ListenTls>,
     pub location: Location,
 }
 
 impl PartialEq for ListenConfig {
     fn eq(&self, other: &Self) -> bool {
-        self.addr == other.addr
-            && self.dialect == other.dialect
-            && self.header_len == other.header_len
+        self.addr == other.addr && self.dialect == other.dialect && self.tls == other.tls
     }
 }
+
+/// A listener's TLS: its files, and what was read from them when the
+/// configuration was checked (so a configuration that loads has usable
+/// certificates, and a reload reads them anew).
+#[derive(Debug, Clone)]
+pub struct ListenTls {
+    pub files: crate::tls::ServerFiles,
+    pub loaded: Arc<rustls::ServerConfig>,
+}
+
+/// The same files, whatever they held when read: a reload that changes
+/// only their contents leaves the server running, with the new contents.
+impl PartialEq for ListenTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl Eq for ListenTls {}
 
 /// Who may connect: a peer is refused when it matches `deny`, or when
 /// `allow` is not empty and it matches none of `allow` (xinetd's
@@ -359,6 +488,34 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `rate` per source: connections (TCP) or datagrams (UDP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateConfig {
+    pub rate: Rate,
+    pub burst: u32,
+    /// Addresses are grouped into sources of this many leading bits.
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+    /// The most sources tracked at once (`rate_sources`).
+    pub sources: usize,
+}
+
+/// PROXY protocol on every TCP listener of a server: the balancers allowed
+/// to send the header; the client address it carries is the one admission,
+/// logs and limits see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub from: Vec<IpNet>,
+}
+
+impl ProxyConfig {
+    /// Whether `ip` may send a PROXY header.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.from.iter().any(|n| n.contains(&ip))
+    }
+}
+
 /// Connection limits, shared by every model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -377,6 +534,11 @@ pub struct ServerConfig {
     pub workers: usize,
     pub limits: Limits,
     pub access: AccessList,
+    /// How long a TLS client has to finish its handshake (and a PROXY
+    /// header to arrive).
+    pub handshake_timeout: Duration,
+    pub rate: Option<RateConfig>,
+    pub proxy: Option<ProxyConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -387,10 +549,23 @@ pub struct Config {
 
 impl Config {
     /// Parses and validates `text`; `origin` names it in errors (a path).
+    ///
+    /// Relative paths in it (TLS files) are relative to the current
+    /// directory; [`Config::load`] takes them relative to the file.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_in(text, origin, None)
+    }
+
+    /// [`Config::parse`], with relative paths taken from `base`.
+    pub fn parse_in(
+        text: &str,
+        origin: &str,
+        base: Option<&std::path::Path>,
+    ) -> Result<Config, ConfigErrors> {
         let ctx = Ctx {
             text,
             origin: origin.into(),
+            base: base.map(std::path::Path::to_path_buf),
             errors: Vec::new(),
         };
         ctx.parse()
@@ -399,18 +574,50 @@ impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin),
-            Err(e) => Err(ConfigErrors(vec![ConfigError {
+        let whole_file = |message: String| {
+            ConfigErrors(vec![ConfigError {
                 location: Location {
-                    origin: origin.into(),
+                    origin: origin.as_str().into(),
                     line: 0,
                     column: 0,
                 },
-                message: format!("cannot read the file: {e}"),
-            }])),
-        }
+                message,
+            }])
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| whole_file(format!("cannot read the file: {e}")))?;
+        let text = utf8_text(&bytes, &origin)?;
+        Config::parse_in(text, &origin, path.parent())
     }
+}
+
+/// `bytes` as text, or an error at the first byte that is not UTF-8: TOML
+/// files are UTF-8, and a stray Latin-1 byte in a comment is easier to
+/// find with its line and column.
+fn utf8_text<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, ConfigErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        // The valid part locates the bad byte as the parser would.
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let bad: Vec<String> = bytes[at..]
+            .iter()
+            .take(e.error_len().unwrap_or(bytes.len() - at).max(1))
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        ConfigErrors(vec![ConfigError {
+            location: Location::at(valid, at, origin.into()),
+            message: match e.error_len() {
+                Some(_) => format!(
+                    "byte {} is not valid UTF-8; a configuration file must be UTF-8 text",
+                    bad.join(" ")
+                ),
+                None => format!(
+                    "the file ends inside a UTF-8 character ({}); a configuration file must be UTF-8 text",
+                    bad.join(" ")
+                ),
+            },
+        }])
+    })
 }
 
 impl ServerConfig {
@@ -460,20 +667,14 @@ impl ServerConfig {
 struct Ctx<'a> {
     text: &'a str,
     origin: Arc<str>,
+    /// What relative paths are relative to; the current directory if none.
+    base: Option<std::path::PathBuf>,
     errors: Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
     fn location(&self, span: Range<usize>) -> Location {
-        let at = span.start.min(self.text.len());
-        let before = &self.text[..at];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Location {
-            origin: self.origin.clone(),
-            line,
-            column,
-        }
+        Location::at(self.text, span.start, self.origin.clone())
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -645,6 +846,21 @@ impl Ctx<'_> {
         if let Some(dir) = raw.working_directory {
             config.working_directory = dir.into();
         }
+        if let Some(m) = &raw.metrics {
+            match m.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    config.metrics = Some(addr);
+                    config.metrics_at = Some(self.location(m.span()));
+                }
+                Err(_) => self.error(
+                    m.span(),
+                    format!(
+                        "metrics {:?} is not an address; expected IP:PORT where /metrics is served, such as \"127.0.0.1:9917\" (leave it out to serve none)",
+                        m.get_ref()
+                    ),
+                ),
+            }
+        }
         config
     }
 
@@ -694,8 +910,8 @@ impl Ctx<'_> {
         let transport = raw
             .transport
             .as_ref()
-            .map_or(Transport::Tcp, |t| *t.get_ref());
-        let model = raw.model.as_ref().map_or(Model::Event, |m| *m.get_ref());
+            .map_or(defaults::TRANSPORT, |t| *t.get_ref());
+        let model = raw.model.as_ref().map_or(defaults::MODEL, |m| *m.get_ref());
 
         if let Some(m) = &raw.model {
             if kind == ServiceKind::Chat && model == Model::Fork {
@@ -729,10 +945,14 @@ impl Ctx<'_> {
             );
         }
 
-        let listen = self.listen(&raw.listen, kind);
-        let workers = self
-            .positive(&raw.workers, "workers")
-            .unwrap_or_else(defaults::workers);
+        let listen = self.listen(&raw.listen, kind, transport);
+        let workers = self.positive(&raw.workers, "workers").unwrap_or_else(|| {
+            if kind == ServiceKind::Chat {
+                defaults::CHAT_WORKERS
+            } else {
+                defaults::workers()
+            }
+        });
         let mut max_connections = self
             .positive(&raw.max_connections, "max_connections")
             .unwrap_or(defaults::MAX_CONNECTIONS);
@@ -742,10 +962,40 @@ impl Ctx<'_> {
             "idle_timeout",
             "leave it out for no timeout",
         );
+        let handshake_timeout = self
+            .timeout(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                &format!(
+                    "it is {} when left out",
+                    humantime::format_duration(defaults::HANDSHAKE_TIMEOUT)
+                ),
+            )
+            .unwrap_or(defaults::HANDSHAKE_TIMEOUT);
         if transport == Transport::Udp {
+            self.not_for(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                "UDP servers (no TLS over UDP)",
+            );
             self.not_for(&raw.per_source, "per_source", "UDP servers");
             self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
             self.not_for(&raw.max_connections, "max_connections", "UDP servers");
+        }
+        // It bounds a TLS handshake and a PROXY header: on a server with
+        // neither, it would be a setting that silently does nothing.
+        let any_tls = raw
+            .listen
+            .get_ref()
+            .iter()
+            .any(|l| l.get_ref().0.tls.is_some());
+        let proxy_on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+        if transport == Transport::Tcp && !any_tls && !proxy_on {
+            self.not_for(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                "a server with no TLS listener and no proxy_protocol (it bounds the TLS handshake and the PROXY header)",
+            );
         }
         if transport == Transport::Tcp && model != Model::Event {
             self.not_for(
@@ -772,6 +1022,20 @@ impl Ctx<'_> {
             allow: self.nets(raw.allow.as_deref().unwrap_or_default()),
             deny: self.nets(raw.deny.as_deref().unwrap_or_default()),
         };
+        let rate = self.rate(&raw);
+        let proxy = self.proxy(&raw, transport);
+        if kind != ServiceKind::Chat {
+            self.not_for(
+                &raw.message_rate,
+                "message_rate",
+                "services other than chat",
+            );
+            self.not_for(
+                &raw.message_burst,
+                "message_burst",
+                "services other than chat",
+            );
+        }
 
         let service = match (kind, transport) {
             (ServiceKind::Echo, Transport::Tcp) => {
@@ -787,21 +1051,18 @@ impl Ctx<'_> {
                 let ports = raw
                     .drop_source_ports
                     .as_ref()
-                    .map_or(&UdpEchoService::DEFAULT_DROP_SOURCE_PORTS[..], |p| {
-                        p.get_ref()
-                    });
+                    .map_or(&defaults::DROP_SOURCE_PORTS[..], |p| p.get_ref());
                 ServiceConfig::UdpEcho(UdpEchoService::new(ports))
             }
             (ServiceKind::Count, _) => {
                 self.not_for(&raw.tag, "tag", "count");
                 self.not_for(&raw.drop_source_ports, "drop_source_ports", "count");
-                let header_len = raw.header_len.as_ref().map(|h| *h.get_ref());
                 let framing = match raw.framing.as_ref().map(|f| *f.get_ref()) {
-                    None | Some(Framing::Line) => CountFraming::Line,
-                    Some(Framing::Chunk) => CountFraming::Chunk,
-                    Some(Framing::Header) => CountFraming::Header {
-                        header_len: header_len.unwrap_or(defaults::HEADER_LEN),
+                    None => defaults::COUNT_FRAMING,
+                    Some(CountFraming::Header { header_len }) => CountFraming::Header {
+                        header_len: raw.header_len.as_ref().map_or(header_len, |h| *h.get_ref()),
                     },
+                    Some(other) => other,
                 };
                 if !matches!(framing, CountFraming::Header { .. }) {
                     self.not_for(
@@ -815,10 +1076,10 @@ impl Ctx<'_> {
                 }
                 ServiceConfig::Count(CountService {
                     framing,
-                    unit: match raw.unit.as_ref().map(|u| *u.get_ref()) {
-                        Some(Unit::Bytes) => CountUnit::Bytes,
-                        None | Some(Unit::Chars) => CountUnit::Chars,
-                    },
+                    unit: raw
+                        .unit
+                        .as_ref()
+                        .map_or(defaults::COUNT_UNIT, |u| *u.get_ref()),
                     max_frame: self
                         .positive(&raw.max_frame, "max_frame")
                         .unwrap_or(defaults::MAX_FRAME),
@@ -834,22 +1095,11 @@ impl Ctx<'_> {
                 );
                 self.not_for(&raw.unit, "unit", "chat");
                 self.not_for(&raw.header_len, "header_len", "chat servers; give it to a listener: { addr = \"...\", dialect = \"header\", header_len = 100 }");
-                self.not_for(
-                    &raw.workers,
-                    "workers",
-                    "chat (one reactor serves the whole room)",
-                );
                 let max_clients = self
                     .positive(&raw.max_clients, "max_clients")
                     .unwrap_or(defaults::MAX_CLIENTS);
-                // By default, room beyond max_clients, so that a client over
-                // the limit hears "the room is full" in its dialect rather
-                // than being cut off at accept (login_timeout keeps unnamed
-                // connections from holding that room for long).
                 match &raw.max_connections {
-                    None => {
-                        max_connections = max_clients.saturating_add((max_clients / 8).max(16));
-                    }
+                    None => max_connections = defaults::chat_max_connections(max_clients),
                     Some(m) if (1..max_clients).contains(m.get_ref()) => self.error(
                         m.span(),
                         format!(
@@ -861,13 +1111,7 @@ impl Ctx<'_> {
                 }
                 let dialects = listen
                     .iter()
-                    .map(|l| match l.dialect.unwrap_or(Dialect::Line) {
-                        Dialect::Line => ChatDialect::Line,
-                        Dialect::Bincode => ChatDialect::Bincode,
-                        Dialect::Header => ChatDialect::Header {
-                            header_len: l.header_len.unwrap_or(defaults::HEADER_LEN),
-                        },
-                    })
+                    .map(|l| l.dialect.clone().unwrap_or(defaults::DIALECT))
                     .collect();
                 ServiceConfig::Chat(ChatConfig {
                     dialects,
@@ -885,9 +1129,13 @@ impl Ctx<'_> {
                         .timeout(
                             &raw.login_timeout,
                             "login_timeout",
-                            "it is 30s when left out",
+                            &format!(
+                                "it is {} when left out",
+                                humantime::format_duration(defaults::LOGIN_TIMEOUT)
+                            ),
                         )
                         .unwrap_or(defaults::LOGIN_TIMEOUT),
+                    message_rate: self.message_rate(&raw),
                 })
             }
         };
@@ -908,7 +1156,151 @@ impl Ctx<'_> {
                 idle_timeout,
             },
             access,
+            handshake_timeout,
+            rate,
+            proxy,
         })
+    }
+
+    /// A rate as written (`"20/s"`).
+    fn parse_rate(&mut self, raw: &Spanned<String>, key: &str) -> Option<Rate> {
+        match Rate::parse(raw.get_ref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error(raw.span(), format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A burst: at least 1, at most 2^32 - 1.
+    fn burst(&mut self, raw: &Option<Spanned<usize>>, key: &str) -> Option<u32> {
+        let n = self.positive(raw, key)?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let span = raw.as_ref().map_or(0..0, |r| r.span());
+                self.error(span, format!("{key} must be at most {}", u32::MAX));
+                None
+            }
+        }
+    }
+
+    /// `rate`, `burst`, `source_prefix_v4`/`_v6` and `rate_sources`; the
+    /// last four mean nothing without `rate`.
+    fn rate(&mut self, raw: &RawServer) -> Option<RateConfig> {
+        let prefix = |ctx: &mut Self,
+                      value: &Option<Spanned<u32>>,
+                      key: &str,
+                      max: u32,
+                      default: u8| {
+            match value {
+                None => default,
+                Some(v) if *v.get_ref() <= max => *v.get_ref() as u8,
+                Some(v) => {
+                    ctx.error(
+                        v.span(),
+                        format!("{key} must be from 0 to {max} (the leading bits of an address that make one source)"),
+                    );
+                    default
+                }
+            }
+        };
+        let Some(rate_raw) = &raw.rate else {
+            let without = "a server without rate; add rate = \"20/s\" (a count per s, m or h)";
+            self.not_for(&raw.burst, "burst", without);
+            self.not_for(&raw.source_prefix_v4, "source_prefix_v4", without);
+            self.not_for(&raw.source_prefix_v6, "source_prefix_v6", without);
+            self.not_for(&raw.rate_sources, "rate_sources", without);
+            return None;
+        };
+        let v4 = prefix(
+            self,
+            &raw.source_prefix_v4,
+            "source_prefix_v4",
+            32,
+            defaults::SOURCE_PREFIX_V4,
+        );
+        let v6 = prefix(
+            self,
+            &raw.source_prefix_v6,
+            "source_prefix_v6",
+            128,
+            defaults::SOURCE_PREFIX_V6,
+        );
+        let rate = self.parse_rate(rate_raw, "rate");
+        let burst = self.burst(&raw.burst, "burst");
+        let sources = self
+            .positive(&raw.rate_sources, "rate_sources")
+            .unwrap_or(defaults::RATE_SOURCES);
+        let rate = rate?;
+        Some(RateConfig {
+            rate,
+            burst: burst.unwrap_or_else(|| defaults::burst(rate)),
+            source_prefix_v4: v4,
+            source_prefix_v6: v6,
+            sources,
+        })
+    }
+
+    /// `proxy_protocol = true` with `proxy_from`, TCP only.
+    fn proxy(&mut self, raw: &RawServer, transport: Transport) -> Option<ProxyConfig> {
+        if transport == Transport::Udp {
+            self.not_for(
+                &raw.proxy_protocol,
+                "proxy_protocol",
+                "UDP servers (the PROXY protocol is for TCP)",
+            );
+            self.not_for(
+                &raw.proxy_from,
+                "proxy_from",
+                "UDP servers (the PROXY protocol is for TCP)",
+            );
+            return None;
+        }
+        let on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+        if !on {
+            self.not_for(
+                &raw.proxy_from,
+                "proxy_from",
+                "a server without proxy_protocol = true",
+            );
+            return None;
+        }
+        let Some(from) = &raw.proxy_from else {
+            let span = raw.proxy_protocol.as_ref().map_or(0..0, |p| p.span());
+            self.error(
+                span,
+                "proxy_protocol = true needs proxy_from: the balancers allowed to send the header, such as proxy_from = [\"127.0.0.1/32\"]",
+            );
+            return None;
+        };
+        if from.get_ref().is_empty() {
+            self.error(
+                from.span(),
+                "proxy_from must name at least one address or network, such as \"10.0.0.0/8\"",
+            );
+            return None;
+        }
+        Some(ProxyConfig {
+            from: self.nets(from.get_ref()),
+        })
+    }
+
+    /// A chat server's `message_rate` and `message_burst`.
+    fn message_rate(&mut self, raw: &RawServer) -> Option<(Rate, u32)> {
+        let Some(rate_raw) = &raw.message_rate else {
+            self.not_for(
+                &raw.message_burst,
+                "message_burst",
+                "a server without message_rate; add message_rate = \"10/s\"",
+            );
+            return None;
+        };
+        let rate = self.parse_rate(rate_raw, "message_rate");
+        let burst = self.burst(&raw.message_burst, "message_burst");
+        let rate = rate?;
+        Some((rate, burst.unwrap_or_else(|| defaults::burst(rate))))
     }
 
     /// A header width: at least one digit, at most the codec's maximum.
@@ -933,6 +1325,7 @@ impl Ctx<'_> {
         &mut self,
         raw: &Spanned<Vec<Spanned<RawListen>>>,
         kind: ServiceKind,
+        transport: Transport,
     ) -> Vec<ListenConfig> {
         if raw.get_ref().is_empty() {
             self.error(
@@ -943,7 +1336,7 @@ impl Ctx<'_> {
         let mut out = Vec::new();
         for entry in raw.get_ref() {
             let entry_span = entry.span();
-            let e = entry.get_ref();
+            let e = &entry.get_ref().0;
             // A bare string's span is the entry's.
             let addr_span = if e.addr.span() == (0..0) {
                 entry_span.clone()
@@ -957,21 +1350,61 @@ impl Ctx<'_> {
                     "header_len in listen",
                     "services other than chat",
                 );
-            } else if e.dialect.as_ref().map(|d| *d.get_ref()) != Some(Dialect::Header) {
+            } else if !matches!(
+                e.dialect.as_ref().map(|d| d.get_ref()),
+                Some(Dialect::Header { .. })
+            ) {
                 self.not_for(
                     &e.header_len,
                     "header_len",
                     "dialects other than \"header\"",
                 );
             }
+            let websocket = matches!(
+                e.dialect.as_ref().map(|d| d.get_ref()),
+                Some(Dialect::WebSocket(_))
+            );
+            if !websocket {
+                let what = if kind == ServiceKind::Chat {
+                    "dialects other than \"websocket\""
+                } else {
+                    "services other than chat"
+                };
+                self.not_for(&e.allowed_origins, "allowed_origins", what);
+                self.not_for(&e.ping_interval, "ping_interval", what);
+            }
             if let Some(h) = &e.header_len {
                 self.header_len(h);
             }
+            let websocket_settings = WebSocketSettings {
+                allowed_origins: self.origins(&e.allowed_origins),
+                ping_interval: Some(
+                    self.timeout(&e.ping_interval, "ping_interval", "it is 30s when left out")
+                        .unwrap_or(defaults::PING_INTERVAL),
+                ),
+            };
+            let tls = match &e.tls {
+                Some(t) if transport == Transport::Udp => {
+                    self.error(
+                        t.span(),
+                        "tls does not apply to UDP servers: TLS runs over TCP, and netlab has no DTLS",
+                    );
+                    None
+                }
+                Some(t) => self.tls(t.get_ref()),
+                None => None,
+            };
             match e.addr.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => out.push(ListenConfig {
                     addr,
-                    dialect: e.dialect.as_ref().map(|d| *d.get_ref()),
-                    header_len: e.header_len.as_ref().map(|h| *h.get_ref()),
+                    dialect: e.dialect.as_ref().map(|d| match d.get_ref().clone() {
+                        Dialect::Header { header_len } => Dialect::Header {
+                            header_len: e.header_len.as_ref().map_or(header_len, |h| *h.get_ref()),
+                        },
+                        Dialect::WebSocket(_) => Dialect::websocket(websocket_settings.clone()),
+                        other => other,
+                    }),
+                    tls,
                     location: self.location(addr_span),
                 }),
                 Err(_) => self.error(
@@ -984,6 +1417,92 @@ impl Ctx<'_> {
             }
         }
         out
+    }
+
+    /// A WebSocket listener's `allowed_origins`: each `"*"` or an origin as
+    /// browsers send it, scheme, host and maybe port.
+    fn origins(&mut self, raw: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+        let mut origins = Vec::new();
+        for o in raw.iter().flat_map(|r| r.get_ref()) {
+            let text = o.get_ref();
+            let host = text
+                .strip_prefix("http://")
+                .or_else(|| text.strip_prefix("https://"));
+            let ok = text == "*"
+                || host.is_some_and(|h| {
+                    !h.is_empty()
+                        && !h.contains(['/', '?', '#', '@'])
+                        && !h.contains(char::is_whitespace)
+                });
+            if ok {
+                origins.push(text.clone());
+            } else {
+                self.error(
+                    o.span(),
+                    format!("{text:?} is not an origin; expected a scheme and host as browsers send them, such as \"https://chat.example.org\" or \"http://127.0.0.1:8080\", or \"*\" for any"),
+                );
+            }
+        }
+        origins
+    }
+
+    /// A path as written, made relative to the configuration's directory.
+    fn path(&self, raw: &Spanned<String>) -> std::path::PathBuf {
+        let path = std::path::Path::new(raw.get_ref());
+        match &self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// A listener's TLS, its files read and checked now: an error names
+    /// the key that gave the file at fault.
+    fn tls(&mut self, raw: &RawTls) -> Option<ListenTls> {
+        let mut ok = true;
+        for (key, value) in [("cert", &raw.cert), ("key", &raw.key)]
+            .into_iter()
+            .chain(raw.client_ca.as_ref().map(|c| ("client_ca", c)))
+        {
+            if value.get_ref().is_empty() {
+                self.error(value.span(), format!("{key} must name a file"));
+                ok = false;
+            }
+        }
+        let mut alpn = Vec::new();
+        for p in raw.alpn.iter().flatten() {
+            if p.get_ref().is_empty() || p.get_ref().len() > 255 {
+                self.error(
+                    p.span(),
+                    "an ALPN protocol name is 1 to 255 bytes, such as \"h2\" or \"netlab\"",
+                );
+                ok = false;
+            }
+            alpn.push(p.get_ref().clone());
+        }
+        if !ok {
+            return None;
+        }
+        let files = crate::tls::ServerFiles {
+            cert: self.path(&raw.cert),
+            key: self.path(&raw.key),
+            client_ca: raw.client_ca.as_ref().map(|c| self.path(c)),
+            alpn,
+        };
+        match crate::tls::server_config_or_which(&files) {
+            Ok(loaded) => Some(ListenTls { files, loaded }),
+            Err((which, e)) => {
+                // At the key whose file is at fault.
+                let span = match which {
+                    ServerFile::Cert => raw.cert.span(),
+                    ServerFile::Key => raw.key.span(),
+                    ServerFile::ClientCa => {
+                        raw.client_ca.as_ref().map_or(raw.cert.span(), |c| c.span())
+                    }
+                };
+                self.error(span, e.to_string());
+                None
+            }
+        }
     }
 
     fn nets(&mut self, raw: &[Spanned<String>]) -> Vec<IpNet> {

@@ -20,3 +20,9 @@ mod dialects;
 mod lifecycle;
 #[path = "chat/load.rs"]
 mod load;
+#[path = "common/pki.rs"]
+mod pki;
+#[path = "chat/websocket.rs"]
+mod websocket;
+#[path = "chat/workers.rs"]
+mod workers;

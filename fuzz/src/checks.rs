@@ -19,13 +19,12 @@ use arbitrary::{Arbitrary, Unstructured};
 use netlab::client::chat::ChatEventDecoder;
 use netlab::client::{ChatEvent, Dialect};
 use netlab::codec::chat::{
-    BincodeChat, BincodeServerDecoder, ChatCodec, ChatDecoder, DecodeError, HeaderChat, LineChat,
-    ServerMsg,
+    BincodeServerDecoder, ChatCodec, ChatDecoder, DecodeError, Decoded, HeaderChat, ServerMsg,
 };
 use netlab::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
 use netlab::config::{Config, ConfigErrors, ServerConfig};
 // The chat's vocabulary. Should it move, this is the line to change.
-use netlab::service::chat::{ClientMsg, ErrorCode, Event, validate_name};
+use netlab::chat::{ClientMsg, ErrorCode, Event, validate_name};
 use netlab::service::{CountFraming, CountService, CountUnit, Session};
 
 /// A check: returns if the input shows nothing wrong, panics otherwise.
@@ -88,7 +87,7 @@ pub fn chat_line(data: &[u8]) {
     let mut settings = Settings(data);
     let max = settings.limit();
     let input = settings.0;
-    let got = drive(ChatCodec::Line(LineChat::new(max)).decoder(), &[input]);
+    let got = drive(ChatCodec::new(Dialect::Line, max).decoder(), &[input]);
     let want = text_chat_model(input, &line_model(input, max), "line");
     check_chat(input, &got, &want, max);
 }
@@ -101,7 +100,13 @@ pub fn chat_header(data: &[u8]) {
     let max = settings.limit();
     let input = settings.0;
     let got = drive(
-        ChatCodec::Header(HeaderChat::new(header_len, max)).decoder(),
+        ChatCodec::new(
+            Dialect::Header {
+                header_len: header_len,
+            },
+            max,
+        )
+        .decoder(),
         &[input],
     );
     let want = text_chat_model(input, &header_model(input, header_len, max), "frame");
@@ -114,10 +119,7 @@ pub fn chat_bincode(data: &[u8]) {
     let mut settings = Settings(data);
     let max = settings.limit();
     let input = settings.0;
-    let got = drive(
-        ChatCodec::Bincode(BincodeChat::new(max)).decoder(),
-        &[input],
-    );
+    let got = drive(ChatCodec::new(Dialect::Bincode, max).decoder(), &[input]);
     let framed = prefix_model(input, max);
     let mut want = ChatModel {
         msgs: Vec::new(),
@@ -291,17 +293,25 @@ pub fn split(data: &[u8]) {
             stream,
         ),
         2 => same_in_any_reads(
-            || ChatCodec::Line(LineChat::new(max)).decoder(),
+            || ChatCodec::new(Dialect::Line, max).decoder(),
             &reads,
             stream,
         ),
         3 => same_in_any_reads(
-            || ChatCodec::Header(HeaderChat::new(header_len, max)).decoder(),
+            || {
+                ChatCodec::new(
+                    Dialect::Header {
+                        header_len: header_len,
+                    },
+                    max,
+                )
+                .decoder()
+            },
             &reads,
             stream,
         ),
         4 => same_in_any_reads(
-            || ChatCodec::Bincode(BincodeChat::new(max)).decoder(),
+            || ChatCodec::new(Dialect::Bincode, max).decoder(),
             &reads,
             stream,
         ),
@@ -330,9 +340,14 @@ pub fn roundtrip_client(data: &[u8]) {
     };
     let max = case.max_frame.get();
     let codec = match case.dialect {
-        ArbDialect::Line => ChatCodec::Line(LineChat::new(max)),
-        ArbDialect::Header(width) => ChatCodec::Header(HeaderChat::new(header_width(width), max)),
-        ArbDialect::Bincode => ChatCodec::Bincode(BincodeChat::new(max)),
+        ArbDialect::Line => ChatCodec::new(Dialect::Line, max),
+        ArbDialect::Header(width) => ChatCodec::new(
+            Dialect::Header {
+                header_len: header_width(width),
+            },
+            max,
+        ),
+        ArbDialect::Bincode => ChatCodec::new(Dialect::Bincode, max),
     };
     let mut wire = Vec::new();
     let mut want = Vec::new();
@@ -342,8 +357,8 @@ pub fn roundtrip_client(data: &[u8]) {
         let mut frame = Vec::new();
         codec.encode_client_msg(msg.as_client_msg(), &mut frame);
         wire.extend_from_slice(&frame);
-        let sent = match codec {
-            ChatCodec::Line(_) => {
+        let sent = match codec.dialect {
+            Dialect::Line => {
                 let text: String = msg
                     .wire_text()
                     .chars()
@@ -351,12 +366,13 @@ pub fn roundtrip_client(data: &[u8]) {
                     .collect();
                 Sent::Text(text)
             }
-            ChatCodec::Header(c) => {
+            Dialect::Header { header_len } => {
                 let text = msg.wire_text();
-                let fits = char_floor(text, max_for_width(c.header_len));
+                let fits = char_floor(text, max_for_width(header_len));
                 Sent::Text(text[..fits].to_owned())
             }
-            ChatCodec::Bincode(_) => Sent::Exact(frame.len() - 4),
+            Dialect::Bincode => Sent::Exact(frame.len() - 4),
+            Dialect::WebSocket(_) => unreachable!("ArbDialect has no websocket"),
         };
         let len = match &sent {
             Sent::Text(text) => text.len(),
@@ -396,15 +412,18 @@ pub fn roundtrip_event(data: &[u8]) {
     };
     let events: Vec<Event> = case.events.iter().filter_map(ArbEvent::to_event).collect();
     let (codec, dialect) = match case.dialect {
-        ArbDialect::Line => (ChatCodec::Line(LineChat::default()), Dialect::Line),
+        ArbDialect::Line => (ChatCodec::new(Dialect::Line, usize::MAX), Dialect::Line),
         ArbDialect::Header(width) => {
             let header_len = header_width(width);
             (
-                ChatCodec::Header(HeaderChat::new(header_len, usize::MAX)),
+                ChatCodec::new(Dialect::Header { header_len }, usize::MAX),
                 Dialect::Header { header_len },
             )
         }
-        ArbDialect::Bincode => (ChatCodec::Bincode(BincodeChat::default()), Dialect::Bincode),
+        ArbDialect::Bincode => (
+            ChatCodec::new(Dialect::Bincode, usize::MAX),
+            Dialect::Bincode,
+        ),
     };
     let mut wire = Vec::new();
     for event in &events {
@@ -418,8 +437,8 @@ pub fn roundtrip_event(data: &[u8]) {
     );
     assert_eq!(got.items.len(), events.len(), "{codec:?} {events:?}");
     for (event, decoded) in events.iter().zip(&got.items) {
-        if let Some(want) = expected_event(event, codec) {
-            if *decoded != want && reads_as_another_notice(event, codec) {
+        if let Some(want) = expected_event(event, &codec) {
+            if *decoded != want && reads_as_another_notice(event, &codec) {
                 continue;
             }
             assert_eq!(*decoded, want, "{codec:?} {event:?}");
@@ -679,7 +698,14 @@ impl Stream for ChatDecoder {
         ChatDecoder::extend(self, bytes);
     }
     fn next_item(&mut self) -> Result<Option<Msg>, DecodeError> {
-        self.next_msg().map(|msg| msg.map(Msg::from))
+        // Replies and closes are the websocket dialect's alone, which
+        // these targets do not drive.
+        self.next_decoded().map(|decoded| {
+            decoded.map(|d| match d {
+                Decoded::Msg(msg) => Msg::from(msg),
+                other => panic!("a non-websocket decoder returned {other:?}"),
+            })
+        })
     }
     fn pending(&self) -> &[u8] {
         ChatDecoder::pending(self)
@@ -1331,11 +1357,11 @@ struct EventCase {
 /// The event netlab's client should read for `event` sent in `codec`'s
 /// dialect; `None` where the dialect documents that it cannot say it
 /// whole (a header frame cut to its width).
-fn expected_event(event: &Event, codec: ChatCodec) -> Option<ChatEvent> {
-    let text_dialect = !matches!(codec, ChatCodec::Bincode(_));
-    if let ChatCodec::Header(c) = codec {
+fn expected_event(event: &Event, codec: &ChatCodec) -> Option<ChatEvent> {
+    let text_dialect = codec.dialect != Dialect::Bincode;
+    if let Dialect::Header { header_len } = codec.dialect {
         let (sender, text) = header_lengths(event);
-        if sender.max(text) > max_for_width(c.header_len) {
+        if sender.max(text) > max_for_width(header_len) {
             return None;
         }
     }
@@ -1347,8 +1373,8 @@ fn expected_event(event: &Event, codec: ChatCodec) -> Option<ChatEvent> {
         },
         Event::Message { from, text } => ChatEvent::Message {
             from: owned(from),
-            text: match codec {
-                ChatCodec::Line(_) => text
+            text: match codec.dialect {
+                Dialect::Line => text
                     .chars()
                     .map(|c| {
                         if c.is_control() && c != '\t' {
@@ -1374,8 +1400,8 @@ fn expected_event(event: &Event, codec: ChatCodec) -> Option<ChatEvent> {
         },
         Event::Error { code, reason } => ChatEvent::Error {
             code: (!text_dialect).then_some(*code),
-            reason: match codec {
-                ChatCodec::Line(_) => reason.replace(['\n', '\r'], " "),
+            reason: match codec.dialect {
+                Dialect::Line => reason.replace(['\n', '\r'], " "),
                 _ => owned(reason),
             },
         },
@@ -1391,13 +1417,13 @@ fn expected_event(event: &Event, codec: ChatCodec) -> Option<ChatEvent> {
 /// holding `, ` (one name read as two). The room already refuses `]` and
 /// `*` in names for the same reason; when it refuses these too, delete
 /// this.
-fn reads_as_another_notice(event: &Event, codec: ChatCodec) -> bool {
+fn reads_as_another_notice(event: &Event, codec: &ChatCodec) -> bool {
     let other_kind = |notice: String| {
         ["error: ", "welcome ", "online ("]
             .iter()
             .any(|p| notice.starts_with(p))
     };
-    !matches!(codec, ChatCodec::Bincode(_))
+    codec.dialect != Dialect::Bincode
         && match event {
             Event::Joined { name, .. } => other_kind(format!("{name} joined (")),
             Event::Left { name, .. } => {

@@ -21,6 +21,11 @@ pub enum ErrorKind {
     Protocol,
     /// The caller passed an argument that cannot work.
     Invalid,
+    /// The thread's interrupt check ended the call before its timeout.
+    Interrupted,
+    /// TLS refused the connection (its certificate, the client's, or no
+    /// common version), or a TLS file could not be used.
+    Tls,
 }
 
 /// An error from one of the client calls.
@@ -40,6 +45,10 @@ pub enum ClientError {
     Protocol { context: String, detail: String },
     /// A bad argument, caught before anything was sent.
     Invalid { reason: String },
+    /// The thread's interrupt check asked to give up while it waited.
+    Interrupted { context: String },
+    /// TLS refused the connection, or its files could not be used.
+    Tls { context: String, reason: String },
 }
 
 impl ClientError {
@@ -50,6 +59,8 @@ impl ClientError {
             ClientError::Closed { .. } => ErrorKind::Closed,
             ClientError::Protocol { .. } => ErrorKind::Protocol,
             ClientError::Invalid { .. } => ErrorKind::Invalid,
+            ClientError::Interrupted { .. } => ErrorKind::Interrupted,
+            ClientError::Tls { .. } => ErrorKind::Tls,
         }
     }
 
@@ -98,6 +109,8 @@ impl fmt::Display for ClientError {
             ),
             ClientError::Protocol { context, detail } => write!(f, "{context}: {detail}"),
             ClientError::Invalid { reason } => write!(f, "invalid argument: {reason}"),
+            ClientError::Interrupted { context } => write!(f, "{context}: interrupted"),
+            ClientError::Tls { context, reason } => write!(f, "{context}: {reason}"),
         }
     }
 }
@@ -108,6 +121,22 @@ impl std::error::Error for ClientError {
             ClientError::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// Whether a plain client's `reply` begins as a TLS alert record does
+/// (content type 21, version 3.x): what a TLS listener answers bytes that
+/// are not a handshake, before it closes.
+pub(crate) fn is_tls_alert(reply: &[u8]) -> bool {
+    matches!(reply, [0x15, 0x03, 0x00..=0x04, ..])
+}
+
+/// The error for a plain client that met a TLS listener ([`is_tls_alert`]),
+/// in words rather than as the alert's bytes taken for a reply.
+pub(crate) fn tls_listener(context: String) -> ClientError {
+    ClientError::Tls {
+        context,
+        reason: "the server answered with a TLS alert: it speaks TLS, and this client did not (connect with TLS)".into(),
     }
 }
 
@@ -180,6 +209,20 @@ mod tests {
             err.to_string(),
             "read from 127.0.0.1:7: timed out after 200ms"
         );
+    }
+
+    #[test]
+    fn a_tls_alert_is_told_from_a_reply() {
+        // What rustls sends a client whose first bytes are not a handshake.
+        assert!(is_tls_alert(b"\x15\x03\x03\x00\x02\x02\x32"));
+        assert!(is_tls_alert(b"\x15\x03\x01"));
+        assert!(!is_tls_alert(b"\x15\x03\x05"));
+        assert!(!is_tls_alert(b"15\n"));
+        assert!(!is_tls_alert(b"\x15"));
+        assert!(!is_tls_alert(b""));
+        let e = tls_listener("echo from 127.0.0.1:7".into());
+        assert_eq!(e.kind(), ErrorKind::Tls);
+        assert!(e.to_string().contains("it speaks TLS"), "{e}");
     }
 
     #[test]

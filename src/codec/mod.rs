@@ -38,6 +38,9 @@ pub enum FrameError {
     /// cannot tell without reading on, which it does not: a length would
     /// depend on how much happened to be read.
     LineTooLong { max: usize },
+    /// A length header whose number does not fit in `usize`: more bytes
+    /// than any buffer on this machine could hold, whatever the maximum.
+    LengthOverflow { digits: usize, max: usize },
     /// A length header that is not a decimal number padded with spaces.
     BadHeader { header: String },
 }
@@ -62,6 +65,11 @@ impl fmt::Display for FrameError {
             FrameError::LineTooLong { max } => {
                 write!(f, "line longer than the maximum of {max} bytes")
             }
+            FrameError::LengthOverflow { digits, max } => write!(
+                f,
+                "length header of {digits} digits overflows (no length above {} can be read); the longest frame is {max} bytes",
+                usize::MAX
+            ),
             FrameError::BadHeader { header } => write!(
                 f,
                 "length header {header:?} is not a decimal number left-justified and padded with spaces"

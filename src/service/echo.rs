@@ -52,10 +52,8 @@ pub struct UdpEchoService {
 }
 
 impl UdpEchoService {
-    /// echo, discard's chargen, daytime, time, and port 0, which no honest
-    /// sender uses.
-    pub const DEFAULT_DROP_SOURCE_PORTS: [u16; 5] = [0, 7, 13, 19, 37];
-
+    /// Drops what comes from `drop_source_ports` (the configuration's
+    /// default is `config::defaults::DROP_SOURCE_PORTS`).
     pub fn new(drop_source_ports: &[u16]) -> Self {
         UdpEchoService {
             drop_source_ports: drop_source_ports.into(),
@@ -83,12 +81,6 @@ impl UdpEchoService {
 impl PartialEq for UdpEchoService {
     fn eq(&self, other: &Self) -> bool {
         self.drop_source_ports == other.drop_source_ports
-    }
-}
-
-impl Default for UdpEchoService {
-    fn default() -> Self {
-        UdpEchoService::new(&Self::DEFAULT_DROP_SOURCE_PORTS)
     }
 }
 
@@ -123,7 +115,7 @@ mod tests {
 
     #[test]
     fn udp_drops_reflection_ports_and_counts_them() {
-        let svc = UdpEchoService::default();
+        let svc = UdpEchoService::new(&[0, 7, 13, 19, 37]);
         assert_eq!(svc.respond(40000, b"hi"), Some(&b"hi"[..]));
         for port in [0, 7, 13, 19, 37] {
             assert_eq!(svc.respond(port, b"loop"), None);

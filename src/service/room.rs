@@ -7,6 +7,7 @@
 //! only copies bytes). The runtime never looks inside the bytes.
 
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 /// A connection, as the runtime numbers them.
 pub type ConnId = u64;
@@ -92,7 +93,13 @@ impl Outbox {
 }
 
 /// A service whose connections share state (a chat room).
-pub trait RoomService: std::marker::Send {
+pub trait RoomService: std::marker::Send + 'static {
+    /// What other threads hand the room through its runtime's inbox (for
+    /// chat: events from elsewhere, to tell the room's members).
+    type Remote: std::marker::Send + 'static;
+
+    /// An event handed in from another thread.
+    fn remote(&mut self, event: Self::Remote, out: &mut Outbox);
     /// A new connection on listener number `listener` (its index in the
     /// server's `listen` list), from `peer` (for display only).
     fn connected(&mut self, conn: ConnId, listener: usize, peer: &str, out: &mut Outbox);
@@ -114,5 +121,15 @@ pub trait RoomService: std::marker::Send {
     /// first (and must then close it).
     fn login_expired(&mut self, conn: ConnId, out: &mut Outbox) {
         out.close(conn);
+    }
+    /// How often the service wants [`RoomService::tick`] at least, if it
+    /// keeps time of its own (chat: WebSocket keepalive pings).
+    fn tick_every(&self) -> Option<Duration> {
+        None
+    }
+    /// The service's timers; `now` is the runtime's clock. Called at least
+    /// as often as [`RoomService::tick_every`] asks, and maybe more often.
+    fn tick(&mut self, now: Instant, out: &mut Outbox) {
+        let _ = (now, out);
     }
 }

@@ -59,11 +59,22 @@ pub fn parse_secs(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The longest duration taken, as in configurations: longer ones are typos,
+/// and `now + duration` would overflow the clock (a panic) in the commands
+/// that wait or measure that long.
+const MAX_DURATION: Duration = netlab::config::defaults::MAX_DURATION;
+
 fn seconds(number: &str, scale: f64, whole: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("{whole:?} is not a duration: write e.g. 2s or 500ms"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{whole:?} is out of range"))
+    match Duration::try_from_secs_f64(value * scale) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "{whole:?} is too long; expected at most {} days",
+            netlab::config::defaults::MAX_DURATION_DAYS
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +108,28 @@ mod tests {
         assert!(parse_duration("1..2s").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1e999s").is_err());
+        // Past a year: refused in words, not a clock overflow later
+        // (`netlab stats --timeout`, `netlab bench --warmup` panicked).
+        assert_eq!(
+            parse_duration("365d"),
+            Err("unknown unit \"d\" in \"365d\": use ns, us, ms, s, m or h".into())
+        );
+        assert_eq!(
+            parse_duration("8760h"),
+            Ok(Duration::from_secs(365 * 24 * 3600))
+        );
+        let long = parse_duration("9999999999999999999s").unwrap_err();
+        assert!(long.contains("at most 365 days"), "{long}");
+        assert!(
+            parse_secs("8761h")
+                .unwrap_err()
+                .contains("at most 365 days")
+        );
+        assert!(
+            parse_secs("31536001")
+                .unwrap_err()
+                .contains("at most 365 days")
+        );
     }
 
     #[test]

@@ -13,13 +13,19 @@ mod bench;
 mod chat;
 mod count;
 mod echo;
+mod stats;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netlab::client::{ClientError, ErrorKind};
+use netlab::chat::Dialect;
+use netlab::client::{ClientError, ClientOptions, ErrorKind, TlsClient};
+use netlab::config::defaults;
+use netlab::service::CountFraming;
+use netlab::tls::ClientFiles;
 
 pub use args::{parse_addr, parse_duration, parse_secs};
 
@@ -36,6 +42,8 @@ pub mod exit {
     pub const TIMEOUT: u8 = 3;
     /// Any other failure: refused, reset, closed early, malformed reply.
     pub const IO: u8 = 4;
+    /// Given up at the user's word (Ctrl-C), as shells report SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -70,6 +78,80 @@ pub enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Show a running netlabd's figures (its /metrics) as a table per server.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Stats(StatsArgs),
+    /// Print netlab's shell completion script.
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Every command's `--timeout` when none is given: one step (connect, a
+/// read, a write, a join) may take this long.
+const TIMEOUT: &str = "5s";
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Where netlabd serves its metrics ([daemon] metrics): http://HOST:PORT,
+    /// or HOST:PORT; the path is /metrics unless given.
+    pub url: String,
+    /// Redraw every SECS seconds, as top does, with rates per second since
+    /// the last look; Ctrl-C stops.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub watch: Option<Duration>,
+    /// How long fetching the figures may take.
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+const COMPLETIONS_HELP: &str = "\
+The Debian package installs them for bash, zsh and fish. Otherwise, e.g.:
+  netlab completions bash > ~/.local/share/bash-completion/completions/netlab
+  netlab completions zsh > ~/.zfunc/_netlab     # with fpath+=~/.zfunc
+  netlab completions fish > ~/.config/fish/completions/netlab.fish";
+
+/// TLS, for every command that connects over TCP.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS (the server's listener has `tls`).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: the CA certificates (PEM) to trust, instead of the
+    /// system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls: a client certificate (PEM), for servers with `client_ca`.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// With --tls: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
+    pub key: Option<std::path::PathBuf>,
+    /// With --tls: the name the server's certificate must carry (and SNI),
+    /// when it is not the address's IP.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub servername: Option<String>,
+}
+
+impl TlsArgs {
+    /// Client options with `timeout` and, with --tls, TLS as asked.
+    pub fn options(&self, timeout: Duration) -> Result<ClientOptions, ClientError> {
+        let options = ClientOptions::new(timeout);
+        if !self.tls {
+            return Ok(options);
+        }
+        let mut tls = TlsClient::new(&ClientFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        })?;
+        if let Some(name) = &self.servername {
+            tls = tls.with_server_name(name)?;
+        }
+        Ok(options.with_tls(tls))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -83,11 +165,13 @@ pub struct EchoArgs {
     #[arg(long)]
     pub udp: bool,
     /// How long each step (connect, read, write; a UDP try) may take: 2s, 500ms.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// With --udp, how many times to resend before giving up.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -98,25 +182,26 @@ pub struct CountArgs {
     /// The message, words joined by spaces.
     #[arg(required = true)]
     pub message: Vec<String>,
-    /// How the message and the reply are framed, as the server's `framing`.
-    #[arg(long, value_enum, default_value_t = Framing::Line)]
-    pub framing: Framing,
+    /// How the message and the reply are framed, as the server's
+    /// `framing`: line (the reply is `N\n`), header (a fixed-width ASCII
+    /// length header both ways) or chunk (raw bytes, then half-close; the
+    /// reply is the bare number).
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(CountFraming::NAMES))]
+    pub framing: String,
     /// Width of the length header, for --framing header.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long each step (connect, read, write) may take.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Framing {
-    /// The message is a line; the reply is `N\n`.
-    Line,
-    /// A fixed-width ASCII length header, then the payload, both ways.
-    Header,
-    /// Raw bytes, then half-close; the reply is the bare number.
-    Chunk,
+impl CountArgs {
+    pub fn framing(&self) -> CountFraming {
+        CountFraming::named(&self.framing, self.header_len).unwrap_or(defaults::COUNT_FRAMING)
+    }
 }
 
 const CHAT_HELP: &str = "\
@@ -141,35 +226,24 @@ pub struct ChatArgs {
     /// The name to join as: 1 to 32 characters, unique in the room.
     #[arg(long, short = 'n')]
     pub name: String,
-    /// The listener's dialect.
-    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
-    pub dialect: ChatDialect,
+    /// The listener's dialect: line (a line per message), header (a
+    /// fixed-width ASCII length header, seed 004's) or bincode (websocket
+    /// listeners are for browsers: open their page, http://HOST:PORT/).
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
+    pub dialect: String,
     /// Width of the length header, for --dialect header (the seed uses 100).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long connecting, joining and each write may take.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
-/// A chat listener's wire dialect, as the server's `dialect` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ChatDialect {
-    /// A line per message.
-    Line,
-    /// A fixed-width ASCII length header, then the payload (seed 004).
-    Header,
-    /// A 4-byte big-endian length, then a bincode-encoded enum.
-    Bincode,
-}
-
-impl ChatDialect {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChatDialect::Line => "line",
-            ChatDialect::Header => "header",
-            ChatDialect::Bincode => "bincode",
-        }
+impl ChatArgs {
+    pub fn dialect(&self) -> Dialect {
+        Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
     }
 }
 
@@ -228,21 +302,28 @@ pub struct BenchChatArgs {
     /// to them in turn.
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
-    /// The listener's dialect, with --protocol netlab.
-    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
-    pub dialect: ChatDialect,
+    /// The listener's dialect, with --protocol netlab: line, header,
+    /// bincode or websocket (clients upgrade at /ws and speak its JSON).
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
+    pub dialect: String,
     /// Width of the length header, for --dialect header.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How clients join and what the server's lines look like.
     #[arg(long, value_enum, default_value_t = ChatProtocol::Netlab)]
     pub protocol: ChatProtocol,
     /// How long connecting and joining may take, per client.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchChatArgs {
+    pub fn dialect(&self) -> Dialect {
+        Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
+    }
 }
 
 impl BenchChatArgs {
@@ -281,11 +362,17 @@ pub struct BenchEchoArgs {
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub loss_timeout: Duration,
     /// How long to wait for each connection to be set up.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = TIMEOUT, value_parser = parse_duration)]
     pub timeout: Duration,
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// With --tls: every request on a new connection, with a full
+    /// handshake (no resumption); reports handshakes/s.
+    #[arg(long, requires = "tls")]
+    pub handshakes: bool,
 }
 
 /// Runs a parsed command line and says how the process should exit.
@@ -300,8 +387,22 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             target: BenchTarget::Chat(args),
         } => bench::run_chat(&args),
+        Command::Stats(args) => stats::run(&args),
+        Command::Completions { shell } => print_completions(shell),
     };
     ExitCode::from(code)
+}
+
+fn print_completions(shell: clap_complete::Shell) -> u8 {
+    use std::io::Write;
+    let script = crate::manual::completion(crate::manual::Program::Netlab, shell);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("netlab: cannot write the completion script: {e}");
+            exit::IO
+        }
+    }
 }
 
 /// Reports a client error on stderr and picks the exit code for its kind.
@@ -314,7 +415,8 @@ fn exit_code_for(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Timeout => exit::TIMEOUT,
         ErrorKind::Invalid => exit::USAGE,
-        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol | ErrorKind::Tls => exit::IO,
+        ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }
 

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netlab::config::{Config, ServerConfig, Transport};
+use netlab::metrics::Registry;
 use netlab::server::{BoundServer, RunningServer, Stopper};
 use socket2::Socket;
 
@@ -32,6 +33,9 @@ pub struct Supervisor {
     /// Servers removed or replaced by a reload, finishing their connections.
     draining: Vec<(Stopper, JoinHandle<()>)>,
     grace: Duration,
+    /// Where servers count when metrics are served: the same counters for
+    /// a server of the same name across reloads.
+    registry: Option<Registry>,
 }
 
 /// What a reload did, for the log.
@@ -41,6 +45,8 @@ pub struct Changes {
     pub removed: Vec<String>,
     pub changed: Vec<String>,
     pub unchanged: usize,
+    /// Listeners of unchanged servers whose certificates were read anew.
+    pub tls_reloaded: usize,
 }
 
 impl std::fmt::Display for Changes {
@@ -59,20 +65,34 @@ impl std::fmt::Display for Changes {
             list(&self.removed),
             list(&self.changed),
             self.unchanged
-        )
+        )?;
+        if self.tls_reloaded > 0 {
+            write!(
+                f,
+                " (certificates read anew for {} TLS listener(s))",
+                self.tls_reloaded
+            )?;
+        }
+        Ok(())
     }
 }
 
 impl Supervisor {
-    /// Starts bound servers; on failure the ones started are stopped.
-    pub fn start(bound: Vec<BoundServer>, grace: Duration) -> Result<Supervisor, String> {
+    /// Starts bound servers, counting in `registry` if given; on failure
+    /// the ones started are stopped.
+    pub fn start(
+        bound: Vec<BoundServer>,
+        grace: Duration,
+        registry: Option<Registry>,
+    ) -> Result<Supervisor, String> {
         let mut sup = Supervisor {
             running: Vec::new(),
             draining: Vec::new(),
             grace,
+            registry,
         };
         for b in bound {
-            match b.start() {
+            match netlab::host::start_in(b, sup.registry.as_ref()) {
                 Ok(s) => {
                     announce(&s);
                     sup.running.push(s);
@@ -109,7 +129,7 @@ impl Supervisor {
         let mut add = Vec::new();
         for new in &config.servers {
             match self.running.iter().position(|s| s.name() == new.name) {
-                Some(i) if self.running[i].config() == new => keep.push(i),
+                Some(i) if self.running[i].config() == new => keep.push((i, new)),
                 Some(i) => {
                     replace.push(i);
                     add.push(new);
@@ -122,7 +142,7 @@ impl Supervisor {
             }
         }
         let leaving: Vec<usize> = (0..self.running.len())
-            .filter(|i| !keep.contains(i))
+            .filter(|i| !keep.iter().any(|(k, _)| k == i))
             .collect();
         for &i in &leaving {
             if !replace.contains(&i) {
@@ -165,7 +185,7 @@ impl Supervisor {
         let grace = config.daemon.shutdown_grace;
         let mut started: Vec<RunningServer> = Vec::with_capacity(bound.len());
         for b in bound {
-            match b.start() {
+            match netlab::host::start_in(b, self.registry.as_ref()) {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     for s in started {
@@ -176,8 +196,18 @@ impl Supervisor {
             }
         }
 
-        // Commit: drain the leaving servers, under the new grace; the new
-        // ones take their place.
+        // Commit. The servers kept take the certificates read anew with
+        // the configuration (checked with it, so all or nothing); the
+        // leaving ones drain, under the new grace; the new ones take
+        // their place.
+        for &(i, new) in &keep {
+            let tls = new
+                .listen
+                .iter()
+                .map(|l| l.tls.as_ref().map(|t| t.loaded.clone()))
+                .collect();
+            changes.tls_reloaded += self.running[i].replace_tls(tls);
+        }
         let mut leaving_servers = Vec::new();
         for i in leaving.into_iter().rev() {
             leaving_servers.push(self.running.remove(i));
@@ -188,6 +218,10 @@ impl Supervisor {
         for s in started {
             announce(&s);
             self.running.push(s);
+        }
+        // Removed servers' series go; the others' carry on.
+        if let Some(r) = &self.registry {
+            r.retain(|name| config.servers.iter().any(|s| s.name == name));
         }
         Ok(changes)
     }
@@ -289,7 +323,7 @@ mod tests {
     fn an_overlapping_address_held_by_a_running_server_is_named() {
         let echo = server("name = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]");
         let bound = BoundServer::bind(&echo).unwrap();
-        let mut sup = Supervisor::start(vec![bound], Duration::ZERO).unwrap();
+        let mut sup = Supervisor::start(vec![bound], Duration::ZERO, None).unwrap();
         let held = sup.running[0].local_addrs()[0];
         let port = held.port();
 

@@ -1,10 +1,13 @@
-//! The chat's three dialects: client bytes in, [`ClientMsg`]s out, and
-//! [`Event`]s in, bytes out.
+//! The chat's four dialects ([`Dialect`]): client bytes in,
+//! [`ClientMsg`]s out, and [`Event`]s in, bytes out.
 //!
 //! - [`line`]: a line per message, for `nc` and telnet users.
 //! - [`header`]: seed 004's fixed-width ASCII length header, wire-compatible
 //!   with its Python client.
 //! - [`bincode`]: a 4-byte big-endian length, then a bincode-2 encoded enum.
+//! - [`websocket`]: RFC 6455 and a JSON object per message, for browsers;
+//!   the one dialect with a protocol of its own (an HTTP request, pings,
+//!   close frames), which its decoder answers through [`Decoded::Reply`].
 //!
 //! Decoders are incremental (bytes may arrive split anywhere), hold only the
 //! bytes of one unfinished frame, and check every length against
@@ -12,12 +15,13 @@
 //! the connection is beyond repair: send [`ChatCodec::encode_error`], close.
 //!
 //! Encoders take an [`Event`] and append bytes, so a broadcast is encoded
-//! once per [`Encoding`] and the bytes shared by every recipient.
+//! once per [`Dialect`] and the bytes shared by every recipient.
 
 pub mod bincode;
 pub mod header;
 pub mod line;
 mod text;
+pub mod websocket;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,12 +29,10 @@ use std::fmt;
 pub use self::bincode::{BincodeChat, BincodeChatDecoder, BincodeServerDecoder, ServerMsg};
 pub use self::header::{HeaderChat, HeaderChatDecoder};
 pub use self::line::{LineChat, LineChatDecoder};
+pub use self::websocket::{Keepalive, WebSocketChat, WebSocketChatDecoder};
 
+use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
 use crate::codec::FrameError;
-use crate::service::chat::{ClientMsg, ErrorCode, Event};
-
-/// The default longest frame a client may send: 64 KiB.
-pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
 /// Why a client's bytes could not be decoded. The reason is for logs and for
 /// the client; the code says which [`ErrorCode`] the client is sent.
@@ -78,9 +80,9 @@ impl DecodeError {
 impl From<FrameError> for DecodeError {
     fn from(e: FrameError) -> DecodeError {
         match e {
-            FrameError::TooLong { .. } | FrameError::LineTooLong { .. } => {
-                DecodeError::too_large(e.to_string())
-            }
+            FrameError::TooLong { .. }
+            | FrameError::LineTooLong { .. }
+            | FrameError::LengthOverflow { .. } => DecodeError::too_large(e.to_string()),
             FrameError::BadHeader { .. } | FrameError::Incomplete => {
                 DecodeError::bad_frame(e.to_string())
             }
@@ -96,87 +98,88 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// What decides the bytes an event encodes to. Two codecs with the same
-/// `Encoding` encode every event identically: the runtime encodes a
-/// broadcast once per distinct `Encoding` among its recipients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encoding {
-    Line,
-    Header { header_len: usize },
-    Bincode,
+/// What a client's bytes came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A message for the room.
+    Msg(ClientMsg<'a>),
+    /// Bytes the dialect answers for its own protocol's sake, for this
+    /// client alone, after what the room sent it so far (an HTTP response,
+    /// a pong, a close frame echoed).
+    Reply(&'a [u8]),
+    /// The dialect is done with the connection: close it once what was
+    /// sent to it is written.
+    Close,
 }
 
-/// A listener's dialect, with its settings: encodes events and makes one
-/// decoder per connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChatCodec {
-    Line(LineChat),
-    Header(HeaderChat),
-    Bincode(BincodeChat),
+/// A listener's dialect with the longest frame its clients may send:
+/// encodes events and makes one decoder per connection. Two codecs of the
+/// same [`Dialect`] wire ([`Dialect::same_wire`]) encode every event
+/// identically, whatever their `max_frame`: a room encodes a broadcast
+/// once per wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChatCodec {
+    pub dialect: Dialect,
+    /// The longest frame a client may send, in bytes.
+    pub max_frame: usize,
 }
 
 impl ChatCodec {
+    pub fn new(dialect: Dialect, max_frame: usize) -> ChatCodec {
+        ChatCodec { dialect, max_frame }
+    }
+
     /// A decoder for a new connection.
     pub fn decoder(&self) -> ChatDecoder {
-        match self {
-            ChatCodec::Line(c) => ChatDecoder::Line(c.decoder()),
-            ChatCodec::Header(c) => ChatDecoder::Header(c.decoder()),
-            ChatCodec::Bincode(c) => ChatDecoder::Bincode(c.decoder()),
+        match &self.dialect {
+            Dialect::Line => ChatDecoder::Line(LineChat::new(self.max_frame).decoder()),
+            Dialect::Header { header_len } => {
+                ChatDecoder::Header(HeaderChat::new(*header_len, self.max_frame).decoder())
+            }
+            Dialect::Bincode => ChatDecoder::Bincode(BincodeChat::new(self.max_frame).decoder()),
+            Dialect::WebSocket(settings) => ChatDecoder::WebSocket(Box::new(
+                WebSocketChat::new(settings.clone(), self.max_frame).decoder(),
+            )),
         }
     }
 
     /// Appends `event`, encoded, to `out`.
     pub fn encode(&self, event: &Event, out: &mut Vec<u8>) {
-        match self {
-            ChatCodec::Line(c) => c.encode(event, out),
-            ChatCodec::Header(c) => c.encode(event, out),
-            ChatCodec::Bincode(c) => c.encode(event, out),
+        match &self.dialect {
+            Dialect::Line => LineChat::new(self.max_frame).encode(event, out),
+            Dialect::Header { header_len } => {
+                HeaderChat::new(*header_len, self.max_frame).encode(event, out)
+            }
+            Dialect::Bincode => BincodeChat::new(self.max_frame).encode(event, out),
+            Dialect::WebSocket(_) => WebSocketChat::encode(event, out),
         }
     }
 
     /// Appends a decode error as the client is told it: a notice in the text
-    /// dialects, `ServerMsg::Error` in bincode.
+    /// dialects, `ServerMsg::Error` in bincode, an error message in
+    /// websocket (whose decoder then closes with the status that fits).
     pub fn encode_error(&self, error: &DecodeError, out: &mut Vec<u8>) {
         self.encode(&error.to_event(), out);
     }
 
     /// Appends what a client of this dialect sends for `msg`: for clients,
     /// and for tests. In the text dialects a message that reads `/who` or
-    /// `/quit` is that command.
+    /// `/quit` is that command; websocket frames are masked with
+    /// [`websocket::CLIENT_MASK`], after the upgrade.
     pub fn encode_client_msg(&self, msg: ClientMsg<'_>, out: &mut Vec<u8>) {
-        match self {
-            ChatCodec::Line(_) => line::encode_client_msg(msg, out),
-            ChatCodec::Header(c) => c.encode_client_msg(msg, out),
-            ChatCodec::Bincode(_) => bincode::encode_client_msg(msg, out),
-        }
-    }
-
-    pub fn encoding(&self) -> Encoding {
-        match self {
-            ChatCodec::Line(_) => Encoding::Line,
-            ChatCodec::Header(c) => Encoding::Header {
-                header_len: c.header_len,
-            },
-            ChatCodec::Bincode(_) => Encoding::Bincode,
-        }
-    }
-
-    /// The longest frame a client may send.
-    pub fn max_frame(&self) -> usize {
-        match self {
-            ChatCodec::Line(c) => c.max_frame,
-            ChatCodec::Header(c) => c.max_frame,
-            ChatCodec::Bincode(c) => c.max_frame,
+        match &self.dialect {
+            Dialect::Line => line::encode_client_msg(msg, out),
+            Dialect::Header { header_len } => {
+                HeaderChat::new(*header_len, self.max_frame).encode_client_msg(msg, out)
+            }
+            Dialect::Bincode => bincode::encode_client_msg(msg, out),
+            Dialect::WebSocket(_) => websocket::encode_client_msg(msg, out),
         }
     }
 
     /// The dialect's name, as the configuration spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            ChatCodec::Line(_) => "line",
-            ChatCodec::Header(_) => "header",
-            ChatCodec::Bincode(_) => "bincode",
-        }
+        self.dialect.name()
     }
 }
 
@@ -186,6 +189,8 @@ pub enum ChatDecoder {
     Line(LineChatDecoder),
     Header(HeaderChatDecoder),
     Bincode(BincodeChatDecoder),
+    /// Boxed: it holds a connection's whole protocol state.
+    WebSocket(Box<WebSocketChatDecoder>),
 }
 
 impl ChatDecoder {
@@ -197,15 +202,46 @@ impl ChatDecoder {
             ChatDecoder::Line(d) => d.extend(bytes),
             ChatDecoder::Header(d) => d.extend(bytes),
             ChatDecoder::Bincode(d) => d.extend(bytes),
+            ChatDecoder::WebSocket(d) => d.extend(bytes),
         }
     }
 
-    /// The next whole message, `Ok(None)` when more bytes are needed.
-    pub fn next_msg(&mut self) -> Result<Option<ClientMsg<'_>>, DecodeError> {
-        match self {
+    /// The next thing the client's bytes come to, `Ok(None)` when more
+    /// bytes are needed.
+    pub fn next_decoded(&mut self) -> Result<Option<Decoded<'_>>, DecodeError> {
+        let msg = match self {
             ChatDecoder::Line(d) => d.next_msg(),
             ChatDecoder::Header(d) => d.next_msg(),
             ChatDecoder::Bincode(d) => d.next_msg(),
+            ChatDecoder::WebSocket(d) => return d.next_decoded(),
+        };
+        msg.map(|m| m.map(Decoded::Msg))
+    }
+
+    /// Whether the connection may be sent events now (a WebSocket before
+    /// its upgrade, or after a close frame, may not).
+    pub fn takes_events(&self) -> bool {
+        match self {
+            ChatDecoder::WebSocket(d) => d.takes_events(),
+            _ => true,
+        }
+    }
+
+    /// Appends what the dialect says last before the server closes the
+    /// connection, `error` being the last error the room sent it: a
+    /// WebSocket close frame; nothing in the other dialects, whose clients
+    /// have read the error.
+    pub fn goodbye(&mut self, error: Option<(ErrorCode, &str)>, out: &mut Vec<u8>) {
+        if let ChatDecoder::WebSocket(d) = self {
+            d.goodbye(error, out);
+        }
+    }
+
+    /// A keepalive round (websocket pings); [`Keepalive::Quiet`] elsewhere.
+    pub fn keepalive(&mut self, now: std::time::Instant, out: &mut Vec<u8>) -> Keepalive {
+        match self {
+            ChatDecoder::WebSocket(d) => d.keepalive(now, out),
+            _ => Keepalive::Quiet,
         }
     }
 
@@ -215,6 +251,7 @@ impl ChatDecoder {
             ChatDecoder::Line(d) => d.pending(),
             ChatDecoder::Header(d) => d.pending(),
             ChatDecoder::Bincode(d) => d.pending(),
+            ChatDecoder::WebSocket(d) => d.pending(),
         }
     }
 }
@@ -223,13 +260,29 @@ impl ChatDecoder {
 mod tests {
     use super::*;
 
-    fn codecs() -> [ChatCodec; 4] {
+    const MAX: usize = 64 * 1024;
+
+    fn websocket() -> Dialect {
+        Dialect::named("websocket", 0).unwrap()
+    }
+
+    fn codecs() -> [ChatCodec; 5] {
         [
-            ChatCodec::Line(LineChat::default()),
-            ChatCodec::Header(HeaderChat::default()),
-            ChatCodec::Header(HeaderChat::new(100, DEFAULT_MAX_FRAME)),
-            ChatCodec::Bincode(BincodeChat::default()),
+            ChatCodec::new(Dialect::Line, MAX),
+            ChatCodec::new(Dialect::Header { header_len: 10 }, MAX),
+            ChatCodec::new(Dialect::Header { header_len: 100 }, MAX),
+            ChatCodec::new(Dialect::Bincode, MAX),
+            ChatCodec::new(websocket(), MAX),
         ]
+    }
+
+    /// What a client of `codec` sends before its messages: a WebSocket
+    /// client's upgrade request.
+    fn opening(codec: &ChatCodec) -> Vec<u8> {
+        match codec.dialect {
+            Dialect::WebSocket(_) => websocket::tests::UPGRADE.to_vec(),
+            _ => Vec::new(),
+        }
     }
 
     const CONVERSATION: [ClientMsg<'static>; 6] = [
@@ -245,14 +298,19 @@ mod tests {
         ClientMsg::Bye,
     ];
 
-    /// Feeds `pieces` to a fresh decoder of `codec`, collecting messages.
-    fn decode(codec: ChatCodec, pieces: &[&[u8]]) -> Result<Vec<String>, DecodeError> {
+    /// Feeds `pieces` to a fresh decoder of `codec`, collecting messages;
+    /// a WebSocket's one reply, its upgrade, is checked and left out.
+    fn decode(codec: &ChatCodec, pieces: &[&[u8]]) -> Result<Vec<String>, DecodeError> {
         let mut decoder = codec.decoder();
         let mut got = Vec::new();
         for piece in pieces {
             decoder.extend(piece);
-            while let Some(msg) = decoder.next_msg()? {
-                got.push(format!("{msg:?}"));
+            while let Some(decoded) = decoder.next_decoded()? {
+                match decoded {
+                    Decoded::Msg(msg) => got.push(format!("{msg:?}")),
+                    Decoded::Reply(r) if r.starts_with(b"HTTP/1.1 101 ") && got.is_empty() => {}
+                    other => panic!("{codec:?} answered {other:?}"),
+                }
             }
         }
         assert!(decoder.pending().is_empty());
@@ -263,15 +321,15 @@ mod tests {
     fn every_dialect_round_trips_a_conversation_split_anywhere() {
         let want: Vec<String> = CONVERSATION.iter().map(|m| format!("{m:?}")).collect();
         for codec in codecs() {
-            let mut stream = Vec::new();
+            let mut stream = opening(&codec);
             for msg in CONVERSATION {
                 codec.encode_client_msg(msg, &mut stream);
             }
-            assert_eq!(decode(codec, &[&stream]).unwrap(), want, "{codec:?}");
+            assert_eq!(decode(&codec, &[&stream]).unwrap(), want, "{codec:?}");
             for cut in 0..=stream.len() {
                 let (a, b) = stream.split_at(cut);
                 assert_eq!(
-                    decode(codec, &[a, b]).unwrap(),
+                    decode(&codec, &[a, b]).unwrap(),
                     want,
                     "{codec:?} cut at {cut}"
                 );
@@ -283,14 +341,15 @@ mod tests {
     fn every_dialect_refuses_a_frame_over_max_frame() {
         let long = "x".repeat(100);
         for codec in [
-            ChatCodec::Line(LineChat::new(64)),
-            ChatCodec::Header(HeaderChat::new(10, 64)),
-            ChatCodec::Bincode(BincodeChat::new(64)),
+            ChatCodec::new(Dialect::Line, 64),
+            ChatCodec::new(Dialect::Header { header_len: 10 }, 64),
+            ChatCodec::new(Dialect::Bincode, 64),
+            ChatCodec::new(websocket(), 64),
         ] {
-            let mut stream = Vec::new();
+            let mut stream = opening(&codec);
             codec.encode_client_msg(ClientMsg::Hello { name: "Dian" }, &mut stream);
             codec.encode_client_msg(ClientMsg::Say { text: &long }, &mut stream);
-            let e = decode(codec, &[&stream]).unwrap_err();
+            let e = decode(&codec, &[&stream]).unwrap_err();
             assert_eq!(e.code(), ErrorCode::FrameTooLarge, "{codec:?}");
             assert_eq!(
                 e.to_event(),
@@ -300,16 +359,9 @@ mod tests {
     }
 
     #[test]
-    fn encodings_group_codecs_that_write_the_same_bytes() {
-        let a = ChatCodec::Header(HeaderChat::new(10, 100));
-        let b = ChatCodec::Header(HeaderChat::new(10, 5000));
-        let c = ChatCodec::Header(HeaderChat::new(100, 100));
-        assert_eq!(a.encoding(), b.encoding());
-        assert_ne!(a.encoding(), c.encoding());
-        assert_ne!(
-            ChatCodec::Line(LineChat::new(1)).encoding(),
-            ChatCodec::Bincode(BincodeChat::new(1)).encoding()
-        );
+    fn codecs_of_one_dialect_write_the_same_bytes_whatever_their_max_frame() {
+        let a = ChatCodec::new(Dialect::Header { header_len: 10 }, 100);
+        let b = ChatCodec::new(Dialect::Header { header_len: 10 }, 5000);
         let event = Event::Message {
             from: "Dian".into(),
             text: "hi".into(),
@@ -318,6 +370,7 @@ mod tests {
         a.encode(&event, &mut x);
         b.encode(&event, &mut y);
         assert_eq!(x, y);
+        assert_eq!(a.dialect, b.dialect);
     }
 
     #[test]

@@ -12,22 +12,23 @@ mod generator;
 mod payload;
 mod report;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use mio::{Poll, Waker};
+use netlab::chat::ClientMsg;
 use netlab::client::chat::ChatEventDecoder;
 use netlab::client::{ChatClient, ClientError, Dialect};
 use netlab::codec::HeaderCodec;
-use netlab::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
+use netlab::codec::chat::{ChatCodec, websocket};
 
 use super::super::{BenchChatArgs, ChatProtocol, exit, fail};
 use super::stats::Window;
 use super::{println_or_broken_pipe, split};
-use generator::{ChatStats, Client, Encoder, LineBuf, Parser, Shared, WAKER};
+use generator::{ChatStats, Client, Encoder, LineBuf, Parser, Shared, WAKER, WsBuf};
 use report::ChatReport;
 
 pub(in crate::cli) const BENCH_CHAT_HELP: &str = "\
@@ -52,6 +53,9 @@ and broken connections. Only what happens after the warmup and within
 for its welcome; --protocol ncat sends no name and reads raw lines, for
 `ncat -l --chat`. With ncat keep window*(size+1) under 8 KiB, ncat's read
 size, or a read may cut a message and ncat's prefix lands inside it.
+With --dialect websocket each client upgrades at /ws, then joins with a
+JSON hello; readers never write, so keep runs under two of the server's
+ping intervals (netlabd: 30 s), or they are pinged and closed.
 
 Exit status:
   0  the run completed without errors
@@ -67,8 +71,8 @@ pub(in crate::cli) fn run(args: &BenchChatArgs) -> u8 {
         return exit::USAGE;
     }
     let threads = args.threads.min(args.clients);
-    let dialect = dialect_of(args);
-    let clients = match connect_all(args, dialect) {
+    let dialect = args.dialect();
+    let clients = match connect_all(args, &dialect) {
         Ok(clients) => clients,
         Err(err) => return fail(&err),
     };
@@ -140,27 +144,23 @@ fn check(args: &BenchChatArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn dialect_of(args: &BenchChatArgs) -> Dialect {
-    match args.dialect {
-        super::super::ChatDialect::Line => Dialect::Line,
-        super::super::ChatDialect::Header => Dialect::Header {
-            header_len: args.header_len,
-        },
-        super::super::ChatDialect::Bincode => Dialect::Bincode,
-    }
-}
-
 /// Opens every client, one after the other: with `netlab`, each is named
 /// and welcomed before the next connects.
-fn connect_all(args: &BenchChatArgs, dialect: Dialect) -> Result<Vec<Client>, ClientError> {
+fn connect_all(args: &BenchChatArgs, dialect: &Dialect) -> Result<Vec<Client>, ClientError> {
     let pid = std::process::id();
     (0..args.clients)
         .map(|index| {
             let (stream, parser) = match args.protocol {
+                ChatProtocol::Netlab if matches!(dialect, Dialect::WebSocket(_)) => {
+                    let name = format!("bench{pid}-{index}");
+                    let (stream, frames) = join_websocket(args, &name)?;
+                    (stream, Parser::WebSocket(frames))
+                }
                 ChatProtocol::Netlab => {
                     let name = format!("bench{pid}-{index}");
-                    let client = ChatClient::connect(args.addr, &name, dialect, args.timeout)?;
-                    let (stream, decoder) = client.into_parts();
+                    let client =
+                        ChatClient::connect(args.addr, &name, dialect.clone(), args.timeout)?;
+                    let (stream, decoder) = client.into_parts()?;
                     (stream, parser_for(dialect, decoder))
                 }
                 ChatProtocol::Ncat => {
@@ -181,7 +181,7 @@ fn connect_all(args: &BenchChatArgs, dialect: Dialect) -> Result<Vec<Client>, Cl
 /// (as for ncat): decoding each line into an event would cost the generator
 /// more than the server spends relaying it. The other dialects need their
 /// decoders to find where a message ends.
-fn parser_for(dialect: Dialect, decoder: ChatEventDecoder) -> Parser {
+fn parser_for(dialect: &Dialect, decoder: ChatEventDecoder) -> Parser {
     match dialect {
         Dialect::Line => {
             let mut lines = LineBuf::default();
@@ -226,18 +226,92 @@ fn join_ncat(args: &BenchChatArgs) -> Result<(TcpStream, LineBuf), ClientError> 
     Ok((stream, lines))
 }
 
+/// Upgrades to a WebSocket at `/ws` (the room's listener of the websocket
+/// dialect, or a peer that speaks it) and joins as `name`; the frames that
+/// came behind the welcome are kept.
+fn join_websocket(args: &BenchChatArgs, name: &str) -> Result<(TcpStream, WsBuf), ClientError> {
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    let addr = args.addr;
+    let io_error = |what: &str, e| ClientError::from_io(format!("{what} {addr}"), e, args.timeout);
+    let refused = |why: String| ClientError::Closed {
+        context: format!("join {addr} over WebSocket: {why}"),
+    };
+    let mut stream =
+        TcpStream::connect_timeout(&addr, args.timeout).map_err(|e| io_error("connect", e))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| io_error("set up", e))?;
+    stream
+        .set_read_timeout(Some(args.timeout))
+        .map_err(|e| io_error("set up", e))?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        websocket::SOCKET_PATH
+    )
+    .into_bytes();
+    stream
+        .write_all(&request)
+        .map_err(|e| io_error("write to", e))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read = |stream: &mut TcpStream, got: &mut Vec<u8>| match stream.read(&mut buf) {
+        Ok(0) => Err(refused("the server closed the connection".into())),
+        Ok(n) => {
+            got.extend_from_slice(&buf[..n]);
+            Ok(())
+        }
+        Err(e) => Err(io_error("wait for the welcome of", e)),
+    };
+    let end = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        read(&mut stream, &mut got)?;
+    };
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let accept = format!("sec-websocket-accept: {}", websocket::accept_key(KEY));
+    if !head.starts_with("HTTP/1.1 101 ")
+        || !head
+            .to_ascii_lowercase()
+            .contains(&accept.to_ascii_lowercase())
+    {
+        return Err(refused(format!(
+            "no upgrade: {}",
+            head.lines().next().unwrap_or_default()
+        )));
+    }
+    // Only now: RFC 6455 has a client wait for the upgrade before it sends
+    // a frame (and tungstenite's server refuses one that does not).
+    let mut hello = Vec::new();
+    websocket::encode_client_msg(ClientMsg::Hello { name }, &mut hello);
+    stream
+        .write_all(&hello)
+        .map_err(|e| io_error("write to", e))?;
+    let mut frames = WsBuf::default();
+    frames.extend(&got[end..]);
+    loop {
+        match frames.next_frame().map_err(refused)? {
+            Some((1, payload)) if payload.starts_with(br#"{"type":"welcome""#) => break,
+            Some((1, payload)) if payload.starts_with(br#"{"type":"error""#) => {
+                return Err(refused(String::from_utf8_lossy(payload).into_owned()));
+            }
+            Some(_) => {}
+            None => {
+                let mut more = Vec::new();
+                read(&mut stream, &mut more)?;
+                frames.extend(&more);
+            }
+        }
+    }
+    Ok((stream, frames))
+}
+
 fn encoder_of(args: &BenchChatArgs, dialect: Dialect) -> Encoder {
     match (args.protocol, dialect) {
         (ChatProtocol::Ncat, _) => Encoder::Line,
-        (ChatProtocol::Netlab, Dialect::Line) => {
-            Encoder::Dialect(ChatCodec::Line(LineChat::default()))
-        }
-        (ChatProtocol::Netlab, Dialect::Header { header_len }) => {
-            Encoder::Dialect(ChatCodec::Header(HeaderChat::new(header_len, usize::MAX)))
-        }
-        (ChatProtocol::Netlab, Dialect::Bincode) => {
-            Encoder::Dialect(ChatCodec::Bincode(BincodeChat::default()))
-        }
+        // What the generator sends is never refused for its length.
+        (ChatProtocol::Netlab, dialect) => Encoder::Dialect(ChatCodec::new(dialect, usize::MAX)),
     }
 }
 

@@ -11,6 +11,7 @@ mod payload;
 mod report;
 mod stats;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::io;
@@ -57,6 +58,16 @@ pub(super) fn run(args: &BenchEchoArgs) -> u8 {
         let window = start_window(args);
         run_threads(split(sockets, threads), |i, sockets| {
             udp::run(sockets, &payload, window, args.loss_timeout, i as u64)
+        })
+    } else if args.tls.tls {
+        let tls = match tls_for(args) {
+            Ok(tls) => tls,
+            Err(err) => return fail(&err),
+        };
+        let window = start_window(args);
+        let counts: Vec<usize> = (0..args.connections).collect();
+        run_threads(split(counts, threads), |i, conns| {
+            tls::run(args.addr, conns.len(), &tls, &payload, window, i as u64)
         })
     } else {
         let streams = match open_tcp(args) {
@@ -126,6 +137,61 @@ fn start_window(args: &BenchEchoArgs) -> Window {
     Window::new(Instant::now(), args.warmup, args.duration)
 }
 
+/// A generator's connection, as the loop that drives it sees it.
+trait Driven {
+    /// When it is to be opened again, after it broke.
+    fn reconnect_at(&self) -> Option<Instant>;
+}
+
+/// The event loop the TCP and TLS generators share: until `window.end`,
+/// hands each readiness event to `on_event` (with whether the peer closed,
+/// after which no later event would say so) and each connection whose
+/// reconnect is due to `on_due`; both count into `stats`.
+fn drive<C: Driven>(
+    poll: &mut mio::Poll,
+    conns: &mut [C],
+    window: &Window,
+    stats: &mut Stats,
+    mut on_event: impl FnMut(&mut C, &mio::Poll, mio::Token, bool, &mut Stats),
+    mut on_due: impl FnMut(&mut C, &mio::Poll, mio::Token, &mut Stats),
+) -> io::Result<()> {
+    let mut events = mio::Events::with_capacity(1024);
+    loop {
+        let now = Instant::now();
+        if now >= window.end {
+            return Ok(());
+        }
+        let wake_at = conns
+            .iter()
+            .filter_map(Driven::reconnect_at)
+            .min()
+            .map_or(window.end, |at| at.min(window.end));
+        match poll.poll(&mut events, Some(wake_at.saturating_duration_since(now))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in &events {
+            let token = event.token();
+            if let Some(conn) = conns.get_mut(token.0) {
+                on_event(
+                    conn,
+                    poll,
+                    token,
+                    event.is_read_closed() || event.is_error(),
+                    stats,
+                );
+            }
+        }
+        let now = Instant::now();
+        for (i, conn) in conns.iter_mut().enumerate() {
+            if conn.reconnect_at().is_some_and(|at| at <= now) {
+                on_due(conn, poll, mio::Token(i), stats);
+            }
+        }
+    }
+}
+
 /// Deals `items` to `threads` groups as evenly as possible.
 /// Writes `buf` past `written` on a non-blocking stream until it is all
 /// written or the socket would block.
@@ -191,6 +257,28 @@ fn open_tcp(args: &BenchEchoArgs) -> Result<Vec<TcpStream>, ClientError> {
             Ok(stream)
         })
         .collect()
+}
+
+/// The generators' TLS, once one echo over it has worked: a server that
+/// refuses it says why here, rather than as errors counted in the report.
+fn tls_for(args: &BenchEchoArgs) -> Result<tls::Tls, ClientError> {
+    let options = args.tls.options(args.timeout)?;
+    let probe = vec![b'x'; args.size];
+    netlab::client::tcp_echo_with(args.addr, &probe, &options, 2 * args.size + 64)?;
+    let client = options.tls.expect("--tls gives TLS options");
+    let mut config = (*client.rustls_config()).clone();
+    let mode = if args.handshakes {
+        // Every handshake a full one, as a new client's.
+        config.resumption = rustls::client::Resumption::disabled();
+        tls::Mode::Handshakes
+    } else {
+        tls::Mode::Requests
+    };
+    Ok(tls::Tls {
+        config: std::sync::Arc::new(config),
+        name: client.server_name_for(args.addr),
+        mode,
+    })
 }
 
 fn open_udp(args: &BenchEchoArgs) -> Result<Vec<UdpSocket>, ClientError> {

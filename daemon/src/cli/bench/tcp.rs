@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 
 use super::payload::Payload;
 use super::stats::{Stats, Window};
@@ -65,43 +65,27 @@ pub(super) fn run(
         }
     }
 
-    let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
-    loop {
-        let now = Instant::now();
-        if now >= window.end {
-            break;
-        }
-        let wake_at = conns
-            .iter()
-            .filter_map(|c| c.reconnect_at)
-            .min()
-            .map_or(window.end, |at| at.min(window.end));
-        match poll.poll(&mut events, Some(wake_at.saturating_duration_since(now))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        for event in &events {
-            let token = event.token();
-            let Some(conn) = conns.get_mut(token.0) else {
-                continue;
-            };
-            // After a FIN no later event would say so: read to the end then.
-            let read_to_eof = event.is_read_closed() || event.is_error();
-            let result = conn.on_ready(payload, &window, &mut stats, &mut scratch, read_to_eof);
+    super::drive(
+        &mut poll,
+        &mut conns,
+        &window,
+        &mut stats,
+        |conn, poll, token, read_to_eof, stats| {
+            let result = conn.on_ready(payload, &window, stats, &mut scratch, read_to_eof);
             if let Err(e) = result {
-                conn.break_off(&poll, &mut stats, token, &e);
+                conn.break_off(poll, stats, token, &e);
             }
-        }
-        let now = Instant::now();
-        for (i, conn) in conns.iter_mut().enumerate() {
-            if conn.reconnect_at.is_some_and(|at| at <= now) {
-                conn.reconnect(&poll, peer, Token(i), &mut stats);
-            }
-        }
-    }
+        },
+        |conn, poll, token, stats| conn.reconnect(poll, peer, token, stats),
+    )?;
     Ok(stats)
+}
+
+impl super::Driven for Connection {
+    fn reconnect_at(&self) -> Option<Instant> {
+        self.reconnect_at
+    }
 }
 
 impl Connection {
