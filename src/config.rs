@@ -988,7 +988,7 @@ impl Ctx<'_> {
             .listen
             .get_ref()
             .iter()
-            .any(|l| l.get_ref().tls.is_some());
+            .any(|l| l.get_ref().0.tls.is_some());
         let proxy_on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
         if transport == Transport::Tcp && !any_tls && !proxy_on {
             self.not_for(
