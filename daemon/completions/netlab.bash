@@ -184,7 +184,7 @@ _netlab() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "line header bincode" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "line header bincode websocket" -- "${cur}"))
                     return 0
                     ;;
                 --header-len)
@@ -352,7 +352,7 @@ _netlab() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "line header bincode" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "line header bincode websocket" -- "${cur}"))
                     return 0
                     ;;
                 --header-len)

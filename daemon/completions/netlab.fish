@@ -54,9 +54,10 @@ complete -c netlab -n "__fish_netlab_using_subcommand count" -l servername -d 'W
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l tls -d 'Connect with TLS (the server\'s listener has `tls`)'
 complete -c netlab -n "__fish_netlab_using_subcommand count" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -s n -l name -d 'The name to join as: 1 to 32 characters, unique in the room' -r
-complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect: line (a line per message), header (a fixed-width ASCII length header, seed 004\'s) or bincode' -r -f -a "line\t''
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect: line (a line per message), header (a fixed-width ASCII length header, seed 004\'s) or bincode (websocket listeners are for browsers: open their page, http://HOST:PORT/)' -r -f -a "line\t''
 header\t''
-bincode\t''"
+bincode\t''
+websocket\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l header-len -d 'Width of the length header, for --dialect header (the seed uses 100)' -r
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l timeout -d 'How long connecting, joining and each write may take' -r
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -l ca -d 'With --tls: the CA certificates (PEM) to trust, instead of the system\'s' -r -F
@@ -93,9 +94,10 @@ complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_sub
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s w -l window -d 'Messages each sender may have in flight: sent, and not yet received by every other client' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s b -l batch -d 'Most messages a sender writes at once (default: the window). Below the window, several batches are in flight, so the server relays one while the receivers read another' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -s t -l threads -d 'Generator threads, each with its own event loop; clients are dealt to them in turn' -r
-complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l dialect -d 'The listener\'s dialect, with --protocol netlab: line, header or bincode' -r -f -a "line\t''
+complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l dialect -d 'The listener\'s dialect, with --protocol netlab: line, header, bincode or websocket (clients upgrade at /ws and speak its JSON)' -r -f -a "line\t''
 header\t''
-bincode\t''"
+bincode\t''
+websocket\t''"
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l header-len -d 'Width of the length header, for --dialect header' -r
 complete -c netlab -n "__fish_netlab_using_subcommand bench; and __fish_seen_subcommand_from chat" -l protocol -d 'How clients join and what the server\'s lines look like' -r -f -a "netlab\t'netlab\'s chat (or a server that speaks its line dialect): each client sends a name and waits for the welcome'
 ncat\t'`ncat -l --chat`: no name; relayed lines carry a `<userN> ` prefix'"
