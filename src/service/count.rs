@@ -303,7 +303,7 @@ mod tests {
         let svc = CountService {
             framing: CountFraming::Header { header_len: 10 },
             max_frame: 0,
-            ..CountService::default()
+            ..line(CountUnit::Bytes)
         };
         let (out, r) = run(svc, &[b"0         0         "]);
         r.unwrap();
