@@ -105,7 +105,7 @@ for t in $TARGETS; do
         execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -1)
     fi
     secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
-    rate=$(awk -v n="${execs:-0}" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
+    rate=$(awk -v n="${execs:-0}" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
     corpus=$(find "work/$t" -type f | wc -l)
     row="| $t | ${execs:-?} | $secs | $rate | $corpus | $result |"
     rows+=("$row")
