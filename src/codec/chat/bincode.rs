@@ -716,7 +716,7 @@ mod tests {
             // own limit, without allocating for it.
             (
                 frame(&[1, 253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]),
-                "undecodable bincode frame: a length in it is more than any frame holds",
+                "undecodable bincode frame: it claims more bytes than the frame holds",
             ),
             // The limit is exactly the most any frame can claim: the variant
             // (a u32, 4) and the length (a u64, 8), then the string.
@@ -726,7 +726,7 @@ mod tests {
             ),
             (
                 say_claiming(DECODE_LIMIT - 11),
-                "undecodable bincode frame: a length in it is more than any frame holds",
+                "undecodable bincode frame: it claims more bytes than the frame holds",
             ),
             (
                 frame(&[1, 2, b'a', 0xff]),
