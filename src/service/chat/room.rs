@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use super::{Hub, HubLimits, LeaveReason, Output};
+use super::{FromCluster, Hub, HubLimits, LeaveReason, Output, Uplink};
 use crate::chat::{Dialect, ErrorCode, Event};
-use crate::codec::chat::{ChatCodec, ChatDecoder};
+use crate::codec::chat::{ChatCodec, ChatDecoder, DecodeError};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
 
 struct Client {
@@ -29,6 +29,8 @@ pub struct ChatRoom {
     groups: Vec<(ChatCodec, usize)>,
     clients: HashMap<ConnId, Client>,
     outputs: Vec<Output>,
+    /// To the other nodes, in a cluster.
+    uplink: Option<Uplink>,
 }
 
 impl ChatRoom {
@@ -57,7 +59,53 @@ impl ChatRoom {
             groups,
             clients: HashMap::new(),
             outputs: Vec::new(),
+            uplink: None,
         }
+    }
+
+    /// This room as one node of a cluster, telling the others through
+    /// `uplink` and hearing from them through [`RoomService::remote`].
+    /// Before any connection: the room starts empty.
+    pub fn with_cluster(mut self, uplink: Uplink) -> ChatRoom {
+        self.hub = Hub::new(self.hub.limits()).with_cluster();
+        self.uplink = Some(uplink);
+        self
+    }
+
+    /// Handles what `conn` sent that is buffered and whole, unless it waits
+    /// for the cluster to accept its name: then its messages stay buffered
+    /// (up to twice its longest frame) until the answer comes.
+    fn decode(&mut self, conn: ConnId) {
+        let Some(client) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        while !self.hub.is_pending(conn) {
+            match client.decoder.next_msg() {
+                Ok(Some(msg)) => self.hub.handle(conn, msg, &mut self.outputs),
+                Ok(None) => return,
+                Err(e) => return self.refuse_bytes(conn, &e),
+            }
+        }
+        let held = client.decoder.pending().len();
+        let limit = client.codec.max_frame.saturating_mul(2);
+        if held > limit {
+            let e = DecodeError::too_large(format!(
+                "more than {limit} bytes sent before the name was accepted"
+            ));
+            self.refuse_bytes(conn, &e);
+        }
+    }
+
+    /// `conn` sent something it may not: it is told, leaves, and is closed.
+    fn refuse_bytes(&mut self, conn: ConnId, e: &DecodeError) {
+        if let Some(client) = self.clients.get(&conn) {
+            log::debug!("server {}: closing {}: {e}", self.server, client.peer);
+        }
+        // Queued behind what the frames before it caused, so the client
+        // hears its replies in the order it asked.
+        self.outputs.push(Output::To(conn, e.to_event()));
+        self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
+        self.outputs.push(Output::Close(conn));
     }
 
     /// Tells `conn` why it times out, has it leave the room, and closes it.
@@ -97,20 +145,40 @@ impl ChatRoom {
                     }
                 }
                 Output::Close(id) => out.close(id),
+                Output::Cluster(msg) => {
+                    if let Some(uplink) = &mut self.uplink
+                        && uplink.send(msg)
+                    {
+                        let dropped = uplink.dropped();
+                        // The first, then every power of two: a backlog
+                        // towards Redis does not flood the log.
+                        if dropped.is_power_of_two() {
+                            log::warn!(
+                                "server {}: Redis is behind; {dropped} message(s) not sent to the other nodes",
+                                self.server
+                            );
+                        }
+                    }
+                }
             }
         }
     }
 }
 
 impl RoomService for ChatRoom {
-    /// Events from elsewhere (another node of the room) for every member.
-    type Remote = Event;
+    /// News from the other nodes of a cluster.
+    type Remote = FromCluster;
 
-    fn remote(&mut self, event: Event, out: &mut Outbox) {
-        self.outputs.push(Output::Broadcast {
-            except: None,
-            event,
-        });
+    fn remote(&mut self, news: FromCluster, out: &mut Outbox) {
+        let answered = match &news {
+            FromCluster::Claimed { client, .. } => Some(*client),
+            _ => None,
+        };
+        self.hub.remote(news, &mut self.outputs);
+        // A client welcomed now may have said more meanwhile.
+        if let Some(conn) = answered {
+            self.decode(conn);
+        }
         self.dispatch(out);
     }
 
@@ -136,21 +204,7 @@ impl RoomService for ChatRoom {
             return;
         };
         client.decoder.extend(bytes);
-        loop {
-            match client.decoder.next_msg() {
-                Ok(Some(msg)) => self.hub.handle(conn, msg, &mut self.outputs),
-                Ok(None) => break,
-                Err(e) => {
-                    log::debug!("server {}: closing {}: {e}", self.server, client.peer);
-                    // Queued behind what the frames before it caused, so
-                    // the client hears its replies in the order it asked.
-                    self.outputs.push(Output::To(conn, e.to_event()));
-                    self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
-                    self.outputs.push(Output::Close(conn));
-                    break;
-                }
-            }
-        }
+        self.decode(conn);
         self.dispatch(out);
     }
 
@@ -316,5 +370,98 @@ mod tests {
         wire.clear();
         dian_codec.encode(event, &mut wire);
         assert_eq!(wire, dian_bytes);
+    }
+
+    /// What a clustered room handed its bridge.
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<crate::service::chat::ToCluster>>>);
+
+    impl crate::service::chat::Bridge for Sink {
+        fn offer(
+            &mut self,
+            msg: crate::service::chat::ToCluster,
+        ) -> Result<(), crate::service::chat::ToCluster> {
+            self.0.lock().unwrap().push(msg);
+            Ok(())
+        }
+    }
+
+    /// A nc user types its name and a message before the cluster has said
+    /// whether the name is free: the message waits, and goes out after the
+    /// welcome, in order.
+    #[test]
+    fn what_a_pending_client_says_waits_for_its_welcome() {
+        use crate::service::chat::{Claim, ToCluster};
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let line = ChatCodec::new(Dialect::Line, 1 << 16);
+        let mut r = room(line).with_cluster(Uplink::new(Box::new(Sink(sent.clone()))));
+        let mut out = Outbox::default();
+        r.remote(FromCluster::Link { up: true }, &mut out);
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"bob\nhello\n/who\n", &mut out);
+        assert!(out.sends.is_empty(), "{:?}", out.sends);
+        assert_eq!(
+            *sent.lock().unwrap(),
+            [ToCluster::Claim {
+                client: 1,
+                name: "bob".into()
+            }]
+        );
+        r.remote(
+            FromCluster::Joined {
+                node: "node-b".into(),
+                name: "ayu".into(),
+                addr: "10.0.0.2:7".into(),
+            },
+            &mut out,
+        );
+        r.remote(
+            FromCluster::Claimed {
+                client: 1,
+                name: "bob".into(),
+                claim: Claim::Granted,
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&sent_to(&out, 1)),
+            "* welcome bob, 2 online; /who lists them, /quit leaves\n\
+             * online (2): ayu, bob\n"
+        );
+        assert_eq!(
+            sent.lock().unwrap()[1..],
+            [
+                ToCluster::Joined {
+                    name: "bob".into(),
+                    addr: "127.0.0.1:5000".into()
+                },
+                ToCluster::Said {
+                    from: "bob".into(),
+                    text: "hello".into()
+                }
+            ]
+        );
+    }
+
+    /// A pending client may not pile up bytes without bound meanwhile.
+    #[test]
+    fn a_pending_client_that_floods_is_closed() {
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let line = ChatCodec::new(Dialect::Line, 100);
+        let mut r = room(line).with_cluster(Uplink::new(Box::new(Sink(sent.clone()))));
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"bob\n", &mut out);
+        for _ in 0..20 {
+            r.received(1, b"0123456789\n", &mut out);
+        }
+        assert!(
+            String::from_utf8_lossy(&sent_to(&out, 1))
+                .contains("more than 200 bytes sent before the name was accepted")
+        );
+        assert_eq!(out.sends.last(), Some(&Send::Close(1)));
+        assert_eq!(
+            sent.lock().unwrap().last(),
+            Some(&crate::service::chat::ToCluster::Release { name: "bob".into() })
+        );
     }
 }
