@@ -586,7 +586,7 @@ impl Hub {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let tell = !(quiet && !cluster.nodes.contains_key(node));
+        let tell = !quiet || cluster.nodes.contains_key(node);
         let now: HashMap<Arc<str>, Arc<str>> = members.into_iter().collect();
         let mut gone: Vec<Arc<str>> = cluster
             .nodes
