@@ -13,7 +13,7 @@ use crate::server::{
     BoundServer, Hosted, QueueLimits, RoomLimits, RoomRuntime, RunningServer, ServerError,
 };
 use crate::service::StreamService;
-use crate::service::chat::{ChatRoom, HubLimits};
+use crate::service::chat::{ChatRoom, HubLimits, Uplink};
 use crate::tls::TlsServer;
 
 /// Starts `bound` serving what its configuration says.
@@ -41,16 +41,25 @@ pub fn hosted(config: &ServerConfig) -> io::Result<Hosted> {
                 .iter()
                 .map(|&d| ChatCodec::new(d, chat.max_frame))
                 .collect();
-            let room = ChatRoom::new(
+            let mut room = ChatRoom::new(
                 &config.name,
                 &codecs,
                 HubLimits {
                     max_clients: chat.max_clients,
                 },
             );
-            // The room's inbox is for events from other threads; a room
-            // on its own has none to hand it.
-            let (runtime, _inbox) = RoomRuntime::new(
+            // In a cluster, the room holds its end of the bridge to Redis
+            // (whose threads stop when the room is dropped, with its
+            // runtime), and the bridge hands news to the room's inbox.
+            let bridge = match &chat.cluster {
+                Some(cluster) => {
+                    let (bridge, end) = crate::cluster::bridge(cluster, &config.name)?;
+                    room = room.with_cluster(Uplink::new(Box::new(end)));
+                    Some(bridge)
+                }
+                None => None,
+            };
+            let (runtime, inbox) = RoomRuntime::new(
                 room,
                 RoomLimits {
                     queue: QueueLimits {
@@ -60,6 +69,9 @@ pub fn hosted(config: &ServerConfig) -> io::Result<Hosted> {
                     login_timeout: chat.login_timeout,
                 },
             )?;
+            if let Some(bridge) = bridge {
+                bridge.start(Box::new(move |news| inbox.send(news)))?;
+            }
             Hosted::Room(runtime)
         }
     })
