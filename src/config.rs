@@ -70,6 +70,13 @@ pub mod defaults {
         let host = if host.is_empty() { "netlabd" } else { &host };
         format!("{host}-{}", std::process::id())
     }
+    /// A chat room's reactors. One keeps every event of the room in one
+    /// order (a name freed by a disconnect is free for the very next
+    /// hello) at the least cost per delivery; more spread a big room's
+    /// writes over cores, where a client that leaves and comes back at once
+    /// may find its name held for an instant by the reactor still closing
+    /// the old connection.
+    pub const CHAT_WORKERS: usize = 1;
     /// The event model's and UDP's worker threads: one per core.
     pub fn workers() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -927,9 +934,13 @@ impl Ctx<'_> {
         }
 
         let listen = self.listen(&raw.listen, kind, transport);
-        let workers = self
-            .positive(&raw.workers, "workers")
-            .unwrap_or_else(defaults::workers);
+        let workers = self.positive(&raw.workers, "workers").unwrap_or_else(|| {
+            if kind == ServiceKind::Chat {
+                defaults::CHAT_WORKERS
+            } else {
+                defaults::workers()
+            }
+        });
         let mut max_connections = self
             .positive(&raw.max_connections, "max_connections")
             .unwrap_or(defaults::MAX_CONNECTIONS);
@@ -1043,11 +1054,6 @@ impl Ctx<'_> {
                 );
                 self.not_for(&raw.unit, "unit", "chat");
                 self.not_for(&raw.header_len, "header_len", "chat servers; give it to a listener: { addr = \"...\", dialect = \"header\", header_len = 100 }");
-                self.not_for(
-                    &raw.workers,
-                    "workers",
-                    "chat (one reactor serves the whole room)",
-                );
                 let max_clients = self
                     .positive(&raw.max_clients, "max_clients")
                     .unwrap_or(defaults::MAX_CLIENTS);

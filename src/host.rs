@@ -67,6 +67,7 @@ pub fn hosted(config: &ServerConfig) -> io::Result<Hosted> {
                         frames: chat.queue_frames,
                     },
                     login_timeout: chat.login_timeout,
+                    workers: config.workers,
                 },
             )?;
             if let Some(bridge) = bridge {

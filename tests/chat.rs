@@ -20,3 +20,5 @@ mod dialects;
 mod lifecycle;
 #[path = "chat/load.rs"]
 mod load;
+#[path = "chat/workers.rs"]
+mod workers;

@@ -41,8 +41,7 @@ use conn::ConnKind;
 pub use inherited::close_inherited_sockets;
 pub use limits::{Admission, ConnLimiter, Permit};
 pub use queue::QueueLimits;
-pub use reactor::Inbox;
-pub use room::{RoomLimits, RoomRuntime};
+pub use room::{RoomInbox, RoomLimits, RoomRuntime};
 pub(crate) use shared::{AcceptFailure, AcceptRetry, Shared};
 
 /// A listener or a server could not be set up.

@@ -9,8 +9,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -242,20 +242,24 @@ pub(crate) struct Mailbox<M> {
     poll: Poll,
     waker: Arc<Waker>,
     receiver: Receiver<M>,
-    sender: SyncSender<M>,
+    sender: Sender<M>,
+    pending: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl<M> Mailbox<M> {
-    /// Room for `capacity` waiting messages.
+    /// Room for `capacity` waiting messages from [`Inbox::send`].
     pub fn new(capacity: usize) -> io::Result<Mailbox<M>> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (sender, receiver) = std::sync::mpsc::sync_channel(capacity.max(1));
+        let (sender, receiver) = std::sync::mpsc::channel();
         Ok(Mailbox {
             poll,
             waker,
             receiver,
             sender,
+            pending: Arc::default(),
+            capacity: capacity.max(1),
         })
     }
 
@@ -264,15 +268,19 @@ impl<M> Mailbox<M> {
         Inbox {
             sender: self.sender.clone(),
             waker: self.waker.clone(),
+            pending: self.pending.clone(),
+            capacity: self.capacity,
         }
     }
 }
 
-/// Hands messages to a reactor's host from another thread: a bounded
-/// channel, and the reactor's waker.
+/// Hands messages to a reactor's host from another thread: a channel,
+/// bounded by a count of what waits, and the reactor's waker.
 pub struct Inbox<M> {
-    sender: SyncSender<M>,
+    sender: Sender<M>,
     waker: Arc<Waker>,
+    pending: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl<M> Clone for Inbox<M> {
@@ -280,6 +288,8 @@ impl<M> Clone for Inbox<M> {
         Inbox {
             sender: self.sender.clone(),
             waker: self.waker.clone(),
+            pending: self.pending.clone(),
+            capacity: self.capacity,
         }
     }
 }
@@ -288,12 +298,26 @@ impl<M> Inbox<M> {
     /// Delivers `message`; gives it back when the inbox is full (the
     /// reactor is behind) or gone (its server stopped).
     pub fn send(&self, message: M) -> Result<(), M> {
-        match self.sender.try_send(message) {
+        if self.pending.load(Ordering::Acquire) >= self.capacity {
+            return Err(message);
+        }
+        self.send_always(message)
+    }
+
+    /// Delivers `message` however much waits: for reactors of one server,
+    /// which must not drop what they route to each other, nor wait for each
+    /// other (two waiting on each other's full inbox would never wake).
+    pub(crate) fn send_always(&self, message: M) -> Result<(), M> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        match self.sender.send(message) {
             Ok(()) => {
                 let _ = self.waker.wake();
                 Ok(())
             }
-            Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => Err(m),
+            Err(e) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(e.0)
+            }
         }
     }
 }
@@ -319,6 +343,8 @@ pub(crate) struct Reactor<C: Conn, H: Host<C>> {
     conns: Conns<C, H::State>,
     host: H,
     inbox: Receiver<H::Message>,
+    /// How many wait in the inbox (see [`Inbox::send`]).
+    inbox_pending: Arc<AtomicUsize>,
     buf: Vec<u8>,
     /// Connections whose input may not all have been read.
     again: Vec<usize>,
@@ -340,6 +366,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
             poll,
             waker,
             receiver,
+            pending,
             ..
         } = mailbox;
         let handshakes = listeners.iter().any(|(_, _, h)| *h);
@@ -359,6 +386,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
             conns: Conns::new(settings.limits),
             host,
             inbox: receiver,
+            inbox_pending: pending,
             buf: vec![0; READ_BUF],
             again: Vec::new(),
             accept_retry: AcceptRetry::default(),
@@ -463,6 +491,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
 
     fn take_inbox(&mut self) {
         while let Ok(message) = self.inbox.try_recv() {
+            self.inbox_pending.fetch_sub(1, Ordering::AcqRel);
             self.host.message(&mut self.conns, message);
         }
     }
