@@ -200,32 +200,6 @@ fn netlab_bench_echo_over_tls_reports_requests_and_handshakes() {
     assert!(!out.contains("\"handshakes_per_s\":0.0"), "{out}");
 }
 
-/// Installs a Debian package when its command is missing (CI runs as root
-/// with apt-get); says why and fails when it cannot.
-fn need(command: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return;
-    }
-    eprintln!("{command} is missing; installing {package} with apt-get");
-    let installed = Command::new("sh")
-        .args([
-            "-c",
-            // Another test binary (or a person) may be installing too:
-            // wait for dpkg's lock rather than fail on it.
-            &format!("apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq {package} >/dev/null 2>&1"),
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        installed,
-        "{command} is needed for this test and could not be installed (apt-get install {package}); install it and run again"
-    );
-}
-
 /// Starts `cmd`, writes `input`, and reads its stdout until `want` shows up.
 fn talk(mut cmd: Command, input: &[u8], want: &str) -> String {
     let mut child = cmd

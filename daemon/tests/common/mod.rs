@@ -167,3 +167,29 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Installs a Debian package when its command is missing (CI runs as root
+/// with apt-get); says why and fails when it cannot.
+pub fn need(command: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    eprintln!("{command} is missing; installing {package} with apt-get");
+    let installed = Command::new("sh")
+        .args([
+            "-c",
+            // Another test binary (or a person) may be installing too:
+            // wait for dpkg's lock rather than fail on it.
+            &format!("apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq {package} >/dev/null 2>&1"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        installed,
+        "{command} is needed for this test and could not be installed (apt-get install {package}); install it and run again"
+    );
+}
