@@ -559,3 +559,40 @@ fn rediss_with_a_ca_of_its_own() {
     ann.say("over TLS");
     ben.expect("[ann] over TLS", T);
 }
+
+#[test]
+fn bench_chat_spreads_its_readers_over_the_nodes() {
+    let redis = Redis::start(&[]);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (_a, a) = node(&url, "node-a", "5s", &[], None);
+    let (_b, b) = node(&url, "node-b", "5s", &[], None);
+    let mut wen = User::join(b[0], "wen");
+    let out = Command::new(env!("CARGO_BIN_EXE_netlab"))
+        .args(["bench", "chat", &a[0].to_string(), &b[0].to_string()])
+        .args(["--clients", "7", "--senders", "1", "--size", "40"])
+        .args(["--duration", "1", "--warmup", "0.2", "--json"])
+        .output()
+        .expect("run netlab bench chat");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("\"addr\":\"{},{}\"", a[0], b[0])),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"lost\":0,"), "{stdout}");
+    assert!(!stdout.contains("\"deliveries\":0,"), "{stdout}");
+    // The sender and every other reader joined node A; three readers here.
+    wen.drain(Duration::from_millis(300));
+    let joined = |on_a: bool| {
+        wen.seen
+            .iter()
+            .filter(|l| l.starts_with("* bench") && l.contains(" joined "))
+            .filter(|l| l.contains(" joined on node-a ") == on_a)
+            .count()
+    };
+    assert_eq!((joined(true), joined(false)), (4, 3), "{:#?}", wen.seen);
+}
