@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use link::{Backoff, LinkState, Side};
 use peers::{Heard, Peers};
-use wire::{Body, Envelope};
+use wire::{Body, Envelope, Event};
 
 use crate::config::ClusterConfig;
 use crate::service::chat::{Claim, FromCluster, ToCluster};
@@ -76,8 +76,9 @@ const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
-/// Hands the room news; gives it back when the room cannot take it now.
-pub type Deliver = Box<dyn Fn(FromCluster) -> Result<(), FromCluster> + Send + Sync>;
+/// Hands the room news, in order (what one Redis message carried at
+/// once); gives it back when the room cannot take it now.
+pub type Deliver = Box<dyn Fn(Vec<FromCluster>) -> Result<(), Vec<FromCluster>> + Send + Sync>;
 
 /// A bridge made but not started: see [`bridge`].
 pub struct Bridge {
@@ -141,7 +142,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// room gets the [`RoomEnd`] now, and [`Bridge::start`] is given the way to
 /// the room once its runtime exists.
 pub fn bridge(config: &ClusterConfig, server: &str) -> io::Result<(Bridge, RoomEnd)> {
-    let url = config.redis.as_secret_str();
+    let invalid = |e: redis::RedisError| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cluster redis {}: {e}", config.redis),
+        )
+    };
+    // Small messages, each awaited: Nagle's algorithm would hold them.
+    let url = redis::IntoConnectionInfo::into_connection_info(config.redis.as_secret_str())
+        .map_err(invalid)?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
     let client = match &config.ca {
         Some(ca) => {
             let root_cert = std::fs::read(ca).map_err(|e| {
@@ -157,12 +167,7 @@ pub fn bridge(config: &ClusterConfig, server: &str) -> io::Result<(Bridge, RoomE
         }
         None => redis::Client::open(url),
     }
-    .map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cluster redis {}: {e}", config.redis),
-        )
-    })?;
+    .map_err(invalid)?;
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -286,9 +291,16 @@ impl Shared {
         self.control.stop.load(Ordering::SeqCst)
     }
 
+    fn deliver(&self, news: FromCluster) {
+        self.deliver_all(vec![news]);
+    }
+
     /// Hands the room `news`, waiting while its inbox is full: news is
     /// never dropped, unless the bridge is stopping.
-    fn deliver(&self, mut news: FromCluster) {
+    fn deliver_all(&self, mut news: Vec<FromCluster>) {
+        if news.is_empty() {
+            return;
+        }
         loop {
             match (self.deliver)(news) {
                 Ok(()) => return,
@@ -470,20 +482,24 @@ impl Publisher {
         self.shared.link(Side::Publisher, false, e);
     }
 
-    /// Numbers an event and adds its publication to `pipe`; without a
-    /// connection it is counted as unpublished.
-    fn event(&mut self, body: Body<'_>, pipe: &mut redis::Pipeline) {
-        self.seq += 1;
+    /// Numbers `events` and adds their publication, in one message, to
+    /// `pipe`; without a connection they are counted as unpublished.
+    fn publish(&mut self, events: Vec<Event<'_>>, pipe: &mut redis::Pipeline) {
+        if events.is_empty() {
+            return;
+        }
+        let first = self.seq + 1;
+        self.seq += events.len() as u64;
         if self.conn.is_none() {
-            self.unpublished += 1;
+            self.unpublished += events.len() as u64;
             return;
         }
         let s = &self.shared.settings;
         let envelope = Envelope {
             node: &s.node,
             incarnation: s.incarnation,
-            seq: self.seq,
-            body,
+            seq: first,
+            body: Body::Events(events),
         };
         pipe.cmd("PUBLISH")
             .arg(&s.channel)
@@ -515,82 +531,78 @@ impl Publisher {
         }
     }
 
-    /// Carries out a batch of the room's messages in one round trip, and
-    /// answers its claims.
+    /// Carries out a batch of the room's messages in one round trip (its
+    /// events in one message), and answers its claims.
     fn handle(&mut self, batch: Vec<ToCluster>) {
         let mut pipe = redis::pipe();
         let mut claims: Vec<(u64, Arc<str>)> = Vec::new();
-        let mut events = 0;
-        for msg in batch {
+        let mut undecided = Vec::new();
+        let mut events = Vec::new();
+        for msg in &batch {
             match msg {
                 ToCluster::Claim { client, name } => {
                     if self.conn.is_some() {
-                        self.claim(&name, &mut pipe);
-                        claims.push((client, name));
+                        self.claim(name, &mut pipe);
+                        claims.push((*client, name.clone()));
                     } else {
-                        self.shared.deliver(FromCluster::Claimed {
-                            client,
-                            name,
+                        undecided.push(FromCluster::Claimed {
+                            client: *client,
+                            name: name.clone(),
                             claim: Claim::Undecided,
                         });
                     }
                 }
                 ToCluster::Joined { name, addr } => {
                     self.held.insert(name.clone(), addr.clone());
-                    self.event(
-                        Body::Joined {
-                            name: &name,
-                            addr: &addr,
-                        },
-                        &mut pipe,
-                    );
-                    events += 1;
+                    events.push(Event::Joined { name, addr });
                 }
-                ToCluster::Said { from, text } => {
-                    self.event(
-                        Body::Said {
-                            from: &from,
-                            text: &text,
-                        },
-                        &mut pipe,
-                    );
-                    events += 1;
-                }
+                ToCluster::Said { from, text } => events.push(Event::Said { from, text }),
                 ToCluster::Left { name } => {
-                    self.held.remove(&name);
-                    self.conflicts.remove(&name);
-                    self.release(&name, &mut pipe);
-                    self.event(Body::Left { name: &name }, &mut pipe);
-                    events += 1;
+                    self.held.remove(name);
+                    self.conflicts.remove(name);
+                    self.release(name, &mut pipe);
+                    events.push(Event::Left { name });
                 }
-                ToCluster::Release { name } => self.release(&name, &mut pipe),
+                ToCluster::Release { name } => self.release(name, &mut pipe),
             }
         }
+        let count = events.len() as u64;
+        // After the claims and releases: a member's name is held before
+        // the others hear it joined, and free before they hear it left.
+        self.publish(events, &mut pipe);
+        self.shared.deliver_all(undecided);
         let Some(conn) = &mut self.conn else {
             return;
         };
         match pipe.query::<Vec<redis::Value>>(&mut conn.conn) {
             Ok(replies) => {
-                for ((client, name), reply) in claims.into_iter().zip(replies) {
-                    let claim = self.claim_reply(&name, &reply);
-                    self.shared.deliver(FromCluster::Claimed {
-                        client,
-                        name,
-                        claim,
-                    });
-                }
+                let answers = claims
+                    .into_iter()
+                    .zip(replies)
+                    .map(|((client, name), reply)| {
+                        let claim = self.claim_reply(&name, &reply);
+                        FromCluster::Claimed {
+                            client,
+                            name,
+                            claim,
+                        }
+                    })
+                    .collect();
+                self.shared.deliver_all(answers);
             }
             Err(e) => {
                 // Whether they went out is not known: counted as not.
-                self.unpublished += events;
+                self.unpublished += count;
                 self.failed(&e);
-                for (client, name) in claims {
-                    self.shared.deliver(FromCluster::Claimed {
+                let answers = claims
+                    .into_iter()
+                    .map(|(client, name)| FromCluster::Claimed {
                         client,
                         name,
                         claim: Claim::Undecided,
-                    });
-                }
+                    })
+                    .collect();
+                self.shared.deliver_all(answers);
             }
         }
     }
@@ -676,7 +688,7 @@ impl Publisher {
         for name in &names {
             self.release(name, &mut pipe);
         }
-        self.event(Body::Gone, &mut pipe);
+        self.publish(vec![Event::Gone], &mut pipe);
         if let Some(conn) = &mut self.conn
             && let Err(e) = pipe.query::<()>(&mut conn.conn)
         {
@@ -729,14 +741,28 @@ impl Subscriber {
         backoff.reset();
         self.peers.restart_clocks(Instant::now());
         self.shared.link(Side::Subscriber, true, &"subscribed");
+        // A subscription hears nothing from a Redis that is gone without
+        // closing the connection (a host down, a cable out): when the
+        // channel has been quiet a while, a PING must be answered.
+        let quiet = self.shared.settings.ttl / 4;
+        let mut heard = Instant::now();
         loop {
             if self.shared.stopping() {
                 return Ok(());
             }
             match pubsub.get_message() {
-                Ok(msg) => self.heard(msg.get_payload_bytes()),
+                Ok(msg) => {
+                    heard = Instant::now();
+                    self.heard(msg.get_payload_bytes());
+                }
                 Err(e) if e.is_timeout() => {}
                 Err(e) => return Err(e),
+            }
+            if heard.elapsed() >= quiet {
+                pubsub.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                pubsub.ping::<redis::Value>()?;
+                pubsub.set_read_timeout(Some(POLL))?;
+                heard = Instant::now();
             }
             for node in self.peers.silent(Instant::now()) {
                 log::warn!(
@@ -775,10 +801,10 @@ impl Subscriber {
         else {
             return;
         };
+        let mut news = Vec::new();
         if replaced {
             log::info!("server {}: cluster: node {node:?} restarted", s.server);
-            self.shared
-                .deliver(FromCluster::Gone { node: node.clone() });
+            news.push(FromCluster::Gone { node: node.clone() });
         }
         if missed > 0 {
             self.missed += missed;
@@ -788,35 +814,42 @@ impl Subscriber {
                 self.missed
             );
         }
-        let news = match envelope.body {
-            Body::Joined { name, addr } => FromCluster::Joined {
-                node,
-                name: name.into(),
-                addr: addr.into(),
-            },
-            Body::Said { from, text } => FromCluster::Said {
-                node,
-                from: from.into(),
-                text: text.into(),
-            },
-            Body::Left { name } => FromCluster::Left {
-                node,
-                name: name.into(),
-            },
-            Body::Heartbeat { members } => FromCluster::Members {
+        match envelope.body {
+            Body::Events(events) => {
+                for event in events {
+                    news.push(match event {
+                        Event::Joined { name, addr } => FromCluster::Joined {
+                            node: node.clone(),
+                            name: name.into(),
+                            addr: addr.into(),
+                        },
+                        Event::Said { from, text } => FromCluster::Said {
+                            node: node.clone(),
+                            from: from.into(),
+                            text: text.into(),
+                        },
+                        Event::Left { name } => FromCluster::Left {
+                            node: node.clone(),
+                            name: name.into(),
+                        },
+                        Event::Gone => {
+                            log::info!("server {}: cluster: node {node:?} stopped", s.server);
+                            self.peers.forget(&node);
+                            FromCluster::Gone { node: node.clone() }
+                        }
+                    });
+                }
+            }
+            Body::Heartbeat { members } => news.push(FromCluster::Members {
                 node,
                 members: members
                     .into_iter()
                     .map(|(n, a)| (Arc::from(n), Arc::from(a)))
                     .collect(),
                 quiet: first,
-            },
-            Body::Gone => {
-                log::info!("server {}: cluster: node {node:?} stopped", s.server);
-                self.peers.forget(&node);
-                FromCluster::Gone { node }
-            }
-        };
-        self.shared.deliver(news);
+            }),
+        }
+        // All at once: the room tells each member in one write.
+        self.shared.deliver_all(news);
     }
 }

@@ -65,7 +65,9 @@ impl Peers {
         if *envelope.node == *self.node && envelope.incarnation == self.incarnation {
             return Heard::Own;
         }
-        let event = envelope.body.is_event();
+        let events = envelope.body.events();
+        // The number of the last event it carries (a heartbeat's own).
+        let last = envelope.seq + events.saturating_sub(1);
         let known = self
             .peers
             .get_key_value(envelope.node)
@@ -74,15 +76,15 @@ impl Peers {
         if let Some(node) = known
             && let Some(peer) = self.peers.get_mut(&node)
         {
-            let missed = if event {
-                if envelope.seq <= peer.seq {
+            let missed = if events > 0 {
+                if last <= peer.seq {
                     return Heard::Stale;
                 }
-                envelope.seq - peer.seq - 1
+                envelope.seq.saturating_sub(peer.seq + 1)
             } else {
                 envelope.seq.saturating_sub(peer.seq)
             };
-            peer.seq = peer.seq.max(envelope.seq);
+            peer.seq = peer.seq.max(last);
             peer.heard = now;
             return Heard::Peer {
                 node,
@@ -100,7 +102,7 @@ impl Peers {
                 node.clone(),
                 Peer {
                     incarnation: envelope.incarnation,
-                    seq: envelope.seq,
+                    seq: last,
                     heard: now,
                 },
             )
@@ -108,14 +110,12 @@ impl Peers {
         let (first, missed) = match self.silenced.remove(&node) {
             Some((incarnation, seq)) if incarnation == envelope.incarnation => {
                 let skipped = envelope.seq.saturating_sub(seq);
-                (
-                    false,
-                    if event {
-                        skipped.saturating_sub(1)
-                    } else {
-                        skipped
-                    },
-                )
+                let missed = if events > 0 {
+                    skipped.saturating_sub(1)
+                } else {
+                    skipped
+                };
+                (false, missed)
             }
             _ => (true, 0),
         };
@@ -161,19 +161,27 @@ impl Peers {
 
 #[cfg(test)]
 mod tests {
-    use super::super::wire::Body;
+    use super::super::wire::{Body, Event};
     use super::*;
 
     fn env(node: &str, incarnation: u64, seq: u64, event: bool) -> Envelope<'_> {
+        events(node, incarnation, seq, usize::from(event))
+    }
+
+    /// `n` events numbered from `seq`; a heartbeat if none.
+    fn events(node: &str, incarnation: u64, seq: u64, n: usize) -> Envelope<'_> {
         Envelope {
             node,
             incarnation,
             seq,
-            body: if event {
-                Body::Said {
-                    from: "x",
-                    text: "y",
-                }
+            body: if n > 0 {
+                Body::Events(vec![
+                    Event::Said {
+                        from: "x",
+                        text: "y"
+                    };
+                    n
+                ])
             } else {
                 Body::Heartbeat { members: vec![] }
             },
@@ -219,6 +227,20 @@ mod tests {
         );
         assert_eq!(
             p.heard(&env("b", 1, 48, true), t),
+            peer("b", false, false, 0)
+        );
+        // Several events in one message: numbered from its seq.
+        assert_eq!(
+            p.heard(&events("b", 1, 49, 3), t),
+            peer("b", false, false, 0)
+        );
+        assert_eq!(p.heard(&events("b", 1, 49, 3), t), Heard::Stale);
+        assert_eq!(
+            p.heard(&events("b", 1, 54, 2), t),
+            peer("b", false, false, 2)
+        );
+        assert_eq!(
+            p.heard(&env("b", 1, 55, false), t),
             peer("b", false, false, 0)
         );
         // The same node name from another process: a restart.

@@ -2,7 +2,10 @@
 //! message, bincode-encoded behind a version byte. Every envelope names
 //! its node and that node's incarnation (a node that restarts is a new
 //! one) and carries a sequence number, so that a receiver ignores its own
-//! and counts what it missed.
+//! and counts what it missed. An envelope carries the events the publisher
+//! had at hand at once: under load, many in one Redis message, which the
+//! other nodes hand their rooms at once, so that each member gets them in
+//! one write.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +20,10 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 pub struct Envelope<'a> {
     pub node: &'a str,
     pub incarnation: u64,
-    /// Events are numbered 1, 2, ... per incarnation; a heartbeat carries
-    /// the number of the last event, so a receiver that missed the last
-    /// events before a silence learns it too.
+    /// Events are numbered 1, 2, ... per incarnation: this is the number
+    /// of the first event in `body`. A heartbeat carries the number of the
+    /// last event, so a receiver that missed the last events before a
+    /// silence learns it too.
     pub seq: u64,
     #[serde(borrow)]
     pub body: Body<'a>,
@@ -27,6 +31,18 @@ pub struct Envelope<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body<'a> {
+    /// Events, numbered from the envelope's `seq` on.
+    Events(#[serde(borrow)] Vec<Event<'a>>),
+    /// Sent every quarter of the presence TTL: the node is alive, and these
+    /// are its members (name, address).
+    Heartbeat {
+        #[serde(borrow)]
+        members: Vec<(&'a str, &'a str)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event<'a> {
     Joined {
         name: &'a str,
         addr: &'a str,
@@ -38,20 +54,17 @@ pub enum Body<'a> {
     Left {
         name: &'a str,
     },
-    /// Sent every quarter of the presence TTL: the node is alive, and these
-    /// are its members (name, address).
-    Heartbeat {
-        #[serde(borrow)]
-        members: Vec<(&'a str, &'a str)>,
-    },
     /// The node is stopping: its members are gone.
     Gone,
 }
 
 impl Body<'_> {
-    /// Whether this is an event (numbered), rather than a heartbeat.
-    pub fn is_event(&self) -> bool {
-        !matches!(self, Body::Heartbeat { .. })
+    /// How many events it numbers: none for a heartbeat.
+    pub fn events(&self) -> u64 {
+        match self {
+            Body::Events(events) => events.len() as u64,
+            Body::Heartbeat { .. } => 0,
+        }
     }
 }
 
@@ -115,20 +128,23 @@ mod tests {
     #[test]
     fn every_body_round_trips() {
         let bodies = [
-            Body::Joined {
-                name: "bob",
-                addr: "127.0.0.1:5000",
-            },
-            Body::Said {
-                from: "bob",
-                text: "naïve 語",
-            },
-            Body::Left { name: "bob" },
+            Body::Events(vec![
+                Event::Joined {
+                    name: "bob",
+                    addr: "127.0.0.1:5000",
+                },
+                Event::Said {
+                    from: "bob",
+                    text: "naïve 語",
+                },
+                Event::Left { name: "bob" },
+                Event::Gone,
+            ]),
+            Body::Events(vec![]),
             Body::Heartbeat {
                 members: vec![("bob", "127.0.0.1:5000"), ("ayu", "[::1]:7")],
             },
             Body::Heartbeat { members: vec![] },
-            Body::Gone,
         ];
         for body in bodies {
             let envelope = Envelope {
@@ -156,7 +172,7 @@ mod tests {
             node: "a",
             incarnation: 1,
             seq: 1,
-            body: Body::Gone,
+            body: Body::Events(vec![Event::Gone]),
         }
         .encode();
         bytes.push(0);
@@ -166,10 +182,10 @@ mod tests {
             node: "a",
             incarnation: 1,
             seq: 1,
-            body: Body::Said {
+            body: Body::Events(vec![Event::Said {
                 from: "b",
                 text: "hello",
-            },
+            }]),
         }
         .encode();
         for cut in 1..bytes.len() {

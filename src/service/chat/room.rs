@@ -166,18 +166,22 @@ impl ChatRoom {
 }
 
 impl RoomService for ChatRoom {
-    /// News from the other nodes of a cluster.
-    type Remote = FromCluster;
+    /// News from the other nodes of a cluster, as much as came at once:
+    /// dispatched together, so that a burst reaches each member in one
+    /// write.
+    type Remote = Vec<FromCluster>;
 
-    fn remote(&mut self, news: FromCluster, out: &mut Outbox) {
-        let answered = match &news {
-            FromCluster::Claimed { client, .. } => Some(*client),
-            _ => None,
-        };
-        self.hub.remote(news, &mut self.outputs);
-        // A client welcomed now may have said more meanwhile.
-        if let Some(conn) = answered {
-            self.decode(conn);
+    fn remote(&mut self, news: Vec<FromCluster>, out: &mut Outbox) {
+        for news in news {
+            let answered = match &news {
+                FromCluster::Claimed { client, .. } => Some(*client),
+                _ => None,
+            };
+            self.hub.remote(news, &mut self.outputs);
+            // A client welcomed now may have said more meanwhile.
+            if let Some(conn) = answered {
+                self.decode(conn);
+            }
         }
         self.dispatch(out);
     }
@@ -395,7 +399,7 @@ mod tests {
         let line = ChatCodec::new(Dialect::Line, 1 << 16);
         let mut r = room(line).with_cluster(Uplink::new(Box::new(Sink(sent.clone()))));
         let mut out = Outbox::default();
-        r.remote(FromCluster::Link { up: true }, &mut out);
+        r.remote(vec![FromCluster::Link { up: true }], &mut out);
         r.connected(1, 0, "127.0.0.1:5000", &mut out);
         r.received(1, b"bob\nhello\n/who\n", &mut out);
         assert!(out.sends.is_empty(), "{:?}", out.sends);
@@ -407,19 +411,18 @@ mod tests {
             }]
         );
         r.remote(
-            FromCluster::Joined {
-                node: "node-b".into(),
-                name: "ayu".into(),
-                addr: "10.0.0.2:7".into(),
-            },
-            &mut out,
-        );
-        r.remote(
-            FromCluster::Claimed {
-                client: 1,
-                name: "bob".into(),
-                claim: Claim::Granted,
-            },
+            vec![
+                FromCluster::Joined {
+                    node: "node-b".into(),
+                    name: "ayu".into(),
+                    addr: "10.0.0.2:7".into(),
+                },
+                FromCluster::Claimed {
+                    client: 1,
+                    name: "bob".into(),
+                    claim: Claim::Granted,
+                },
+            ],
             &mut out,
         );
         assert_eq!(
