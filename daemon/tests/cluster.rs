@@ -596,3 +596,62 @@ fn bench_chat_spreads_its_readers_over_the_nodes() {
     };
     assert_eq!((joined(true), joined(false)), (4, 3), "{:#?}", wen.seen);
 }
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn changing_the_cluster_on_reload_restarts_the_server_and_its_bridge() {
+    let redis = Redis::start(&[]);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (mut d, addrs) = node(&url, "node-a", "5s", &[], None);
+    let bridge = |d: &Daemon| {
+        thread_names(d.child.id())
+            .into_iter()
+            .filter(|n| n.contains("redis"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bridge(&d), ["chat-redis-pub", "chat-redis-sub"]);
+    let mut ann = User::join(addrs[0], "ann");
+
+    // The same configuration: nothing restarts, ann stays.
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("reloaded: added none; removed none; restarted none", T);
+    ann.say("/who");
+    ann.expect("* online (1): ann", T);
+
+    // Another room: the server restarts on its port, with a bridge of its
+    // own, and the old one's threads are gone.
+    let path = d.dir.path("netlabd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("room = \"lobby\"", "room = \"hall\"")).unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for_line("restarted chat", T);
+    if !d.seen.iter().any(|l| l.contains("cluster room \"hall\"")) {
+        d.wait_for_line("cluster room \"hall\": node \"node-a\" linked", T);
+    }
+    let until = Instant::now() + T;
+    while bridge(&d) != ["chat-redis-pub", "chat-redis-sub"] {
+        assert!(Instant::now() < until, "bridge threads: {:?}", bridge(&d));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its listener is bound anew (to port 0: another port).
+    let listening = d
+        .seen
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.split_once(" listening on ")
+                .map(|(_, a)| a.trim().to_owned())
+        })
+        .expect("the restarted server's listener");
+    User::join(listening.parse().unwrap(), "ben");
+}
