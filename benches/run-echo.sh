@@ -19,8 +19,13 @@
 # Settings (environment): CONNECTIONS (100), SIZE (64), DURATION (10, in
 # seconds), WARMUP (1), ROUNDS (3), SERVERS ("netlabd tokio floor": run only some of
 # them; "baseline" adds NETLABD_BASELINE, an older netlabd binary, to compare
-# a change against), CARGO_TARGET_DIR (where the release build goes, default ./target),
-# CC (the C compiler for the floor, default cc).
+# a change against; "metrics" adds netlabd with `[daemon] metrics` on, scraped
+# every second while it is measured, against plain "netlabd", which keeps no
+# per-request counters: what metrics cost per request), RESULTS (the file the
+# report is appended to, default benches/results/echo.md; the metrics runs go
+# to benches/results/metrics.md), CARGO_TARGET_DIR (where
+# the release build goes, default ./target), CC (the C compiler for the floor,
+# default cc).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +37,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
 SERVERS=${SERVERS:-netlabd tokio floor}
-RESULTS=$ROOT/benches/results/echo.md
+RESULTS=${RESULTS:-$ROOT/benches/results/echo.md}
 NAME=run-echo
 # shellcheck source=benches/common.sh
 . "$ROOT/benches/common.sh"
@@ -83,13 +88,18 @@ esac
 COMMANDS=()
 ROWS=()
 
-# Runs netlabd from BINARY (default: this tree's) under KEY (default netlabd).
+# Runs netlabd from BINARY (default: this tree's) under KEY (default
+# netlabd); with METRICS=1, with /metrics served and scraped every second.
 run_netlabd() {
-    local key=${1:-netlabd} binary=${2:-$BIN/netlabd} port config addr
+    local key=${1:-netlabd} binary=${2:-$BIN/netlabd} port config addr daemon="" scraper=""
     port=$(free_port)
     addr="127.0.0.1:$port"
     config=$WORK/netlabd.toml
+    if [ "${METRICS:-0}" = 1 ]; then
+        daemon=$(printf '[daemon]\nmetrics = "127.0.0.1:%s"\n' "$(free_port)")
+    fi
     cat >"$config" <<EOF
+$daemon
 [[server]]
 name = "echo"
 service = "echo"
@@ -101,10 +111,21 @@ EOF
     taskset -c "$SERVER_CPU" "$binary" --config "$config" 2>"$WORK/$key.log" &
     SERVER_PID=$!
     wait_for_echo "$addr" || { cat "$WORK/$key.log" >&2; return 1; }
+    if [ -n "$daemon" ]; then
+        # Prometheus' pace, and more: a scrape a second, on the generator's CPU.
+        local url
+        url="http://$(sed -n 's/^metrics = "\(.*\)"$/\1/p' "$config")/metrics"
+        taskset -c "$CLIENT_CPU" sh -c "while :; do curl -fsS -o /dev/null '$url' || exit 1; sleep 1; done" &
+        scraper=$!
+    fi
     bench "$addr" "$WORK/$key.$ROUND.json"
+    if [ -n "$scraper" ]; then
+        kill "$scraper" 2>/dev/null || true
+        wait "$scraper" 2>/dev/null || true
+    fi
     stop_server
     [ "$ROUND" -eq 1 ] || return 0
-    COMMANDS+=("taskset -c $SERVER_CPU $binary --config netlabd.toml  # [[server]] service=\"echo\" transport=\"tcp\" model=\"event\" listen=[\"$addr\"]")
+    COMMANDS+=("taskset -c $SERVER_CPU $binary --config netlabd.toml  # ${daemon:+[daemon] metrics=\"...\" (scraped every 1 s) }[[server]] service=\"echo\" transport=\"tcp\" model=\"event\" listen=[\"$addr\"]")
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
 }
 
@@ -147,9 +168,9 @@ row() {
 
 for server in $SERVERS; do
     case $server in
-        netlabd | tokio | floor) ;;
+        netlabd | tokio | floor | metrics) ;;
         baseline) [ -x "${NETLABD_BASELINE:-}" ] || { echo "run-echo: baseline needs NETLABD_BASELINE, an older netlabd binary" >&2; exit 2; } ;;
-        *) echo "run-echo: unknown server $server (netlabd, baseline, tokio, floor)" >&2; exit 2 ;;
+        *) echo "run-echo: unknown server $server (netlabd, baseline, metrics, tokio, floor)" >&2; exit 2 ;;
     esac
 done
 for ROUND in $(seq "$ROUNDS"); do
@@ -158,6 +179,7 @@ for ROUND in $(seq "$ROUNDS"); do
         case $server in
             netlabd) run_netlabd ;;
             baseline) run_netlabd baseline "$NETLABD_BASELINE" ;;
+            metrics) METRICS=1 run_netlabd metrics ;;
             tokio) run_peer tokio "tokio-echo-server --listen 127.0.0.1:0" "$BIN/tokio-echo-server" --listen 127.0.0.1:0 ;;
             floor) run_peer floor "epoll-echo-floor  # cc -O2 benches/c/epoll_echo_floor.c" "$FLOOR" ;;
         esac
@@ -167,6 +189,7 @@ for server in $SERVERS; do
     case $server in
         netlabd) ROWS+=("$(row "netlabd (event)" netlabd)") ;;
         baseline) ROWS+=("$(row "netlabd baseline ($NETLABD_BASELINE)" baseline)") ;;
+        metrics) ROWS+=("$(row "netlabd (event), metrics on, scraped every 1 s" metrics)") ;;
         tokio) ROWS+=("$(row "tokio echo" tokio)") ;;
         floor) ROWS+=("$(row "floor (C, epoll)" floor)") ;;
     esac
@@ -189,6 +212,20 @@ REPORT=$WORK/report.md
             'BEGIN { if (t > 0) printf "netlabd/tokio throughput ratio: %.2f\n", n / t }'
         awk -v n="$(cpu_per_request "$WORK/netlabd.json")" -v t="$(cpu_per_request "$WORK/tokio.json")" \
             'BEGIN { if (n > 0) printf "tokio/netlabd server CPU per request (efficiency ratio): %.2f\n", t / n }'
+    fi
+    if [ -s "$WORK/netlabd.json" ] && [ -s "$WORK/metrics.json" ]; then
+        echo
+        # Each one's least CPU per request over its rounds: a disturbance
+        # only ever adds CPU time.
+        for key in netlabd metrics; do
+            printf '%s:' "$key"
+            for file in "$WORK/$key".[0-9]*.json; do printf ' %s' "$(cpu_per_request "$file")"; done
+            echo
+        done >"$WORK/cpu-rounds"
+        awk '{ m = $2; for (i = 3; i <= NF; i++) if ($i < m) m = $i; best[$1] = m; all[$1] = $0 }
+             END { off = best["netlabd:"]; on = best["metrics:"];
+                   if (off > 0) printf "server CPU µs per request, least of each one'"'"'s rounds: metrics off %.2f, on %.2f: on/off %.3f (%+.1f%%)\n", off, on, on / off, 100 * (on - off) / off;
+                   printf "(every round, µs/req: %s; %s)\n", all["netlabd:"], all["metrics:"] }' "$WORK/cpu-rounds"
     fi
     if [ -s "$WORK/floor.json" ]; then
         for key in netlabd tokio; do

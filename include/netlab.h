@@ -177,8 +177,9 @@ typedef int (*netlab_interrupt_check)(void *data);
 typedef struct {
   // Connections accepted and served.
   uint64_t accepted;
-  // Connections refused by a limit or the access list; for UDP,
-  // datagrams the access list refused.
+  // Connections refused by a limit, the rate, the access list or a
+  // bad PROXY header; for UDP, datagrams the access list or the rate
+  // refused.
   uint64_t refused;
   // Connections open now.
   uint64_t open;

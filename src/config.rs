@@ -14,6 +14,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::chat::Dialect;
+use crate::rate::Rate;
 use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
 use crate::tls::ServerFile;
 
@@ -49,6 +50,12 @@ pub mod defaults {
     /// would overflow the clock arithmetic.
     pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DURATION_DAYS * 24 * 3600);
     pub const MAX_DURATION_DAYS: u64 = 365;
+    /// Rate limits: sources are networks of these many leading bits.
+    pub const SOURCE_PREFIX_V4: u8 = 32;
+    pub const SOURCE_PREFIX_V6: u8 = 64;
+    /// Sources whose rate is tracked at once (the least recently seen
+    /// beyond it are forgotten).
+    pub const RATE_SOURCES: usize = 65_536;
     /// How long a chat cluster's node may stay silent before the others
     /// announce its members as gone, and how long a name claim outlives
     /// the node that stopped refreshing it.
@@ -235,6 +242,7 @@ struct RawDaemon {
     group: Option<Spanned<String>>,
     umask: Option<Spanned<String>>,
     working_directory: Option<String>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +260,13 @@ struct RawServer {
     handshake_timeout: Option<Spanned<String>>,
     allow: Option<Vec<Spanned<String>>>,
     deny: Option<Vec<Spanned<String>>>,
+    rate: Option<Spanned<String>>,
+    burst: Option<Spanned<usize>>,
+    source_prefix_v4: Option<Spanned<u32>>,
+    source_prefix_v6: Option<Spanned<u32>>,
+    rate_sources: Option<Spanned<usize>>,
+    proxy_protocol: Option<Spanned<bool>>,
+    proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
     // echo
     tag: Option<Spanned<Tag>>,
     drop_source_ports: Option<Spanned<Vec<u16>>>,
@@ -265,6 +280,8 @@ struct RawServer {
     queue_bytes: Option<Spanned<usize>>,
     queue_frames: Option<Spanned<usize>>,
     login_timeout: Option<Spanned<String>>,
+    message_rate: Option<Spanned<String>>,
+    message_burst: Option<Spanned<usize>>,
     cluster: Option<Spanned<RawCluster>>,
 }
 
@@ -362,6 +379,10 @@ pub struct DaemonConfig {
     pub umask: u32,
     /// The working directory with `--daemonize`.
     pub working_directory: std::path::PathBuf,
+    /// Where `/metrics` is served (none when absent), and where the
+    /// address stands in the file.
+    pub metrics: Option<SocketAddr>,
+    pub metrics_at: Option<Location>,
 }
 
 impl Default for DaemonConfig {
@@ -375,6 +396,8 @@ impl Default for DaemonConfig {
             group_at: None,
             umask: defaults::UMASK,
             working_directory: "/".into(),
+            metrics: None,
+            metrics_at: None,
         }
     }
 }
@@ -409,6 +432,8 @@ pub struct ChatConfig {
     pub queue_frames: usize,
     /// A connection that has not given a name by then is closed.
     pub login_timeout: Duration,
+    /// Messages each client may send: the rate and the burst above it.
+    pub message_rate: Option<(Rate, u32)>,
     /// The room spans every server with the same Redis and room.
     pub cluster: Option<ClusterConfig>,
 }
@@ -522,6 +547,34 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `rate` per source: connections (TCP) or datagrams (UDP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateConfig {
+    pub rate: Rate,
+    pub burst: u32,
+    /// Addresses are grouped into sources of this many leading bits.
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+    /// The most sources tracked at once (`rate_sources`).
+    pub sources: usize,
+}
+
+/// PROXY protocol on every TCP listener of a server: the balancers allowed
+/// to send the header; the client address it carries is the one admission,
+/// logs and limits see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub from: Vec<IpNet>,
+}
+
+impl ProxyConfig {
+    /// Whether `ip` may send a PROXY header.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.from.iter().any(|n| n.contains(&ip))
+    }
+}
+
 /// Connection limits, shared by every model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -540,8 +593,11 @@ pub struct ServerConfig {
     pub workers: usize,
     pub limits: Limits,
     pub access: AccessList,
-    /// How long a TLS client has to finish its handshake.
+    /// How long a TLS client has to finish its handshake (and a PROXY
+    /// header to arrive).
     pub handshake_timeout: Duration,
+    pub rate: Option<RateConfig>,
+    pub proxy: Option<ProxyConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -849,6 +905,21 @@ impl Ctx<'_> {
         if let Some(dir) = raw.working_directory {
             config.working_directory = dir.into();
         }
+        if let Some(m) = &raw.metrics {
+            match m.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    config.metrics = Some(addr);
+                    config.metrics_at = Some(self.location(m.span()));
+                }
+                Err(_) => self.error(
+                    m.span(),
+                    format!(
+                        "metrics {:?} is not an address; expected IP:PORT where /metrics is served, such as \"127.0.0.1:9917\" (leave it out to serve none)",
+                        m.get_ref()
+                    ),
+                ),
+            }
+        }
         config
     }
 
@@ -993,6 +1064,20 @@ impl Ctx<'_> {
             allow: self.nets(raw.allow.as_deref().unwrap_or_default()),
             deny: self.nets(raw.deny.as_deref().unwrap_or_default()),
         };
+        let rate = self.rate(&raw);
+        let proxy = self.proxy(&raw, transport);
+        if kind != ServiceKind::Chat {
+            self.not_for(
+                &raw.message_rate,
+                "message_rate",
+                "services other than chat",
+            );
+            self.not_for(
+                &raw.message_burst,
+                "message_burst",
+                "services other than chat",
+            );
+        }
 
         let service = match (kind, transport) {
             (ServiceKind::Echo, Transport::Tcp) => {
@@ -1097,6 +1182,7 @@ impl Ctx<'_> {
                             "it is 30s when left out",
                         )
                         .unwrap_or(defaults::LOGIN_TIMEOUT),
+                    message_rate: self.message_rate(&raw),
                     cluster: raw.cluster.as_ref().and_then(|c| self.cluster(c.get_ref())),
                 })
             }
@@ -1119,7 +1205,150 @@ impl Ctx<'_> {
             },
             access,
             handshake_timeout,
+            rate,
+            proxy,
         })
+    }
+
+    /// A rate as written (`"20/s"`).
+    fn parse_rate(&mut self, raw: &Spanned<String>, key: &str) -> Option<Rate> {
+        match Rate::parse(raw.get_ref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error(raw.span(), format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A burst: at least 1, at most 2^32 - 1.
+    fn burst(&mut self, raw: &Option<Spanned<usize>>, key: &str) -> Option<u32> {
+        let n = self.positive(raw, key)?;
+        match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let span = raw.as_ref().map_or(0..0, |r| r.span());
+                self.error(span, format!("{key} must be at most {}", u32::MAX));
+                None
+            }
+        }
+    }
+
+    /// `rate`, `burst`, `source_prefix_v4`/`_v6` and `rate_sources`; the
+    /// last four mean nothing without `rate`.
+    fn rate(&mut self, raw: &RawServer) -> Option<RateConfig> {
+        let prefix = |ctx: &mut Self,
+                      value: &Option<Spanned<u32>>,
+                      key: &str,
+                      max: u32,
+                      default: u8| {
+            match value {
+                None => default,
+                Some(v) if *v.get_ref() <= max => *v.get_ref() as u8,
+                Some(v) => {
+                    ctx.error(
+                        v.span(),
+                        format!("{key} must be from 0 to {max} (the leading bits of an address that make one source)"),
+                    );
+                    default
+                }
+            }
+        };
+        let Some(rate_raw) = &raw.rate else {
+            let without = "a server without rate; add rate = \"20/s\" (a count per s, m or h)";
+            self.not_for(&raw.burst, "burst", without);
+            self.not_for(&raw.source_prefix_v4, "source_prefix_v4", without);
+            self.not_for(&raw.source_prefix_v6, "source_prefix_v6", without);
+            self.not_for(&raw.rate_sources, "rate_sources", without);
+            return None;
+        };
+        let v4 = prefix(
+            self,
+            &raw.source_prefix_v4,
+            "source_prefix_v4",
+            32,
+            defaults::SOURCE_PREFIX_V4,
+        );
+        let v6 = prefix(
+            self,
+            &raw.source_prefix_v6,
+            "source_prefix_v6",
+            128,
+            defaults::SOURCE_PREFIX_V6,
+        );
+        let rate = self.parse_rate(rate_raw, "rate");
+        let burst = self.burst(&raw.burst, "burst");
+        let sources = self
+            .positive(&raw.rate_sources, "rate_sources")
+            .unwrap_or(defaults::RATE_SOURCES);
+        let rate = rate?;
+        Some(RateConfig {
+            rate,
+            burst: burst.unwrap_or_else(|| rate.default_burst()),
+            source_prefix_v4: v4,
+            source_prefix_v6: v6,
+            sources,
+        })
+    }
+
+    /// `proxy_protocol = true` with `proxy_from`, TCP only.
+    fn proxy(&mut self, raw: &RawServer, transport: Transport) -> Option<ProxyConfig> {
+        if transport == Transport::Udp {
+            self.not_for(
+                &raw.proxy_protocol,
+                "proxy_protocol",
+                "UDP servers (the PROXY protocol is for TCP)",
+            );
+            self.not_for(
+                &raw.proxy_from,
+                "proxy_from",
+                "UDP servers (the PROXY protocol is for TCP)",
+            );
+            return None;
+        }
+        let on = raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+        if !on {
+            self.not_for(
+                &raw.proxy_from,
+                "proxy_from",
+                "a server without proxy_protocol = true",
+            );
+            return None;
+        }
+        let Some(from) = &raw.proxy_from else {
+            let span = raw.proxy_protocol.as_ref().map_or(0..0, |p| p.span());
+            self.error(
+                span,
+                "proxy_protocol = true needs proxy_from: the balancers allowed to send the header, such as proxy_from = [\"127.0.0.1/32\"]",
+            );
+            return None;
+        };
+        if from.get_ref().is_empty() {
+            self.error(
+                from.span(),
+                "proxy_from must name at least one address or network, such as \"10.0.0.0/8\"",
+            );
+            return None;
+        }
+        Some(ProxyConfig {
+            from: self.nets(from.get_ref()),
+        })
+    }
+
+    /// A chat server's `message_rate` and `message_burst`.
+    fn message_rate(&mut self, raw: &RawServer) -> Option<(Rate, u32)> {
+        let Some(rate_raw) = &raw.message_rate else {
+            self.not_for(
+                &raw.message_burst,
+                "message_burst",
+                "a server without message_rate; add message_rate = \"10/s\"",
+            );
+            return None;
+        };
+        let rate = self.parse_rate(rate_raw, "message_rate");
+        let burst = self.burst(&raw.message_burst, "message_burst");
+        let rate = rate?;
+        Some((rate, burst.unwrap_or_else(|| rate.default_burst())))
     }
 
     /// A chat server's `cluster` table. The URL is parsed now, by the

@@ -9,28 +9,48 @@ use std::sync::Arc;
 
 use crate::codec::chat::ChatCodec;
 use crate::config::{ServerConfig, ServiceConfig};
+use crate::metrics::{Registry, ServerMetrics, ServiceKind};
 use crate::server::{
     BoundServer, Hosted, QueueLimits, RoomLimits, RoomRuntime, RunningServer, ServerError,
 };
 use crate::service::StreamService;
-use crate::service::chat::{ChatRoom, HubLimits, Uplink};
+use crate::service::chat::{ChatRoom, HubLimits, MessageRate, Uplink};
 use crate::tls::TlsServer;
 
-/// Starts `bound` serving what its configuration says.
+/// Starts `bound` serving what its configuration says, with counters of
+/// its own.
 pub fn start(bound: BoundServer) -> Result<RunningServer, ServerError> {
+    start_in(bound, None)
+}
+
+/// Starts `bound`, counting in `registry`'s counters for its name when
+/// given (so they carry on across a reload).
+pub fn start_in(
+    bound: BoundServer,
+    registry: Option<&Registry>,
+) -> Result<RunningServer, ServerError> {
     let config = bound.config().clone();
+    let metrics = registry.map_or_else(
+        || ServerMetrics::detached(&config.name),
+        |r| r.server(&config.name),
+    );
+    metrics.set_service(match config.service {
+        ServiceConfig::Echo(_) | ServiceConfig::UdpEcho(_) => ServiceKind::Echo,
+        ServiceConfig::Count(_) => ServiceKind::Count,
+        ServiceConfig::Chat(_) => ServiceKind::Chat,
+    });
     let tls = tls_of(&config);
-    let hosted = hosted(&config).map_err(|source| ServerError {
+    let hosted = hosted(&config, &metrics).map_err(|source| ServerError {
         server: config.name.clone(),
         location: None,
         what: "cannot start".into(),
         source,
     })?;
-    bound.start(hosted, tls)
+    bound.start_metered(hosted, tls, metrics)
 }
 
-/// The service of `config`, ready for a runtime.
-pub fn hosted(config: &ServerConfig) -> io::Result<Hosted> {
+/// The service of `config`, ready for a runtime, counting in `metrics`.
+pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result<Hosted> {
     Ok(match &config.service {
         ServiceConfig::Echo(s) => Hosted::Stream(StreamService::Echo(s.clone())),
         ServiceConfig::Count(s) => Hosted::Stream(StreamService::Count(*s)),
@@ -41,12 +61,15 @@ pub fn hosted(config: &ServerConfig) -> io::Result<Hosted> {
                 .iter()
                 .map(|&d| ChatCodec::new(d, chat.max_frame))
                 .collect();
-            let mut room = ChatRoom::new(
+            let mut room = ChatRoom::with(
                 &config.name,
                 &codecs,
                 HubLimits {
                     max_clients: chat.max_clients,
                 },
+                chat.message_rate
+                    .map(|(rate, burst)| MessageRate { rate, burst }),
+                metrics.clone(),
             );
             // In a cluster, the room holds its end of the bridge to Redis
             // (whose threads stop when the room is dropped, with its

@@ -11,6 +11,8 @@ pub mod config;
 mod deadline;
 pub mod ffi;
 pub mod host;
+pub mod metrics;
+pub mod rate;
 pub mod server;
 pub mod service;
 pub mod tls;

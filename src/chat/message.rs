@@ -44,11 +44,13 @@ pub enum ErrorCode {
     AlreadyNamed = 8,
     /// The client was idle for longer than the server allows.
     TimedOut = 9,
+    /// The client sent messages faster than the server's `message_rate`.
+    RateLimited = 10,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::NameTaken,
         ErrorCode::NameInvalid,
         ErrorCode::FrameTooLarge,
@@ -58,6 +60,7 @@ impl ErrorCode {
         ErrorCode::ServerShutdown,
         ErrorCode::AlreadyNamed,
         ErrorCode::TimedOut,
+        ErrorCode::RateLimited,
     ];
 
     /// The number sent on the wire.
@@ -83,6 +86,7 @@ impl ErrorCode {
             ErrorCode::ServerShutdown => "server_shutdown",
             ErrorCode::AlreadyNamed => "already_named",
             ErrorCode::TimedOut => "timed_out",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -154,7 +158,7 @@ mod tests {
     #[test]
     fn error_codes_are_stable_and_round_trip() {
         let numbers: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_code(code.code()), Some(code));
         }

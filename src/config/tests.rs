@@ -107,6 +107,88 @@ fn access_list() {
     assert!(AccessList::default().permits("::1".parse().unwrap()));
 }
 
+#[test]
+fn rate_keys_take_their_defaults_and_their_values() {
+    let server = |extra: &str| {
+        Config::parse(
+            &format!(
+                "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n{extra}"
+            ),
+            "t.toml",
+        )
+        .unwrap()
+        .servers
+        .remove(0)
+    };
+    assert_eq!(server("").rate, None);
+    let r = server("rate = \"20/s\"\n").rate.unwrap();
+    assert_eq!(r.rate, Rate::parse("20/s").unwrap());
+    assert_eq!(r.burst, 40, "twice the count");
+    assert_eq!(r.source_prefix_v4, defaults::SOURCE_PREFIX_V4);
+    assert_eq!(r.source_prefix_v6, defaults::SOURCE_PREFIX_V6);
+    assert_eq!(r.sources, defaults::RATE_SOURCES);
+    let r = server("rate = \"600/m\"\nburst = 7\nsource_prefix_v4 = 24\nsource_prefix_v6 = 48\nrate_sources = 100\n")
+        .rate
+        .unwrap();
+    assert_eq!(
+        (r.burst, r.source_prefix_v4, r.source_prefix_v6, r.sources),
+        (7, 24, 48, 100)
+    );
+    let p = server("proxy_protocol = true\nproxy_from = [\"10.0.0.0/8\", \"::1\"]\n")
+        .proxy
+        .unwrap();
+    assert!(p.trusts("10.1.2.3".parse().unwrap()));
+    assert!(p.trusts("::ffff:10.1.2.3".parse().unwrap()));
+    assert!(!p.trusts("192.0.2.1".parse().unwrap()));
+    assert_eq!(server("proxy_protocol = false\n").proxy, None);
+    let chat = Config::parse(
+        "[[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [\"127.0.0.1:0\"]\nmessage_rate = \"10/s\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let ServiceConfig::Chat(c) = &chat.servers[0].service else {
+        panic!("chat");
+    };
+    assert_eq!(c.message_rate, Some((Rate::parse("10/s").unwrap(), 20)));
+}
+
+#[test]
+fn rate_proxy_and_metrics_errors_say_where_and_why() {
+    let e = errors(
+        "[daemon]\nmetrics = \"localhost:9917\"\n\
+         [[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n\
+         rate = \"5/day\"\nburst = 0\nsource_prefix_v6 = 129\nrate_sources = 0\n\
+         proxy_protocol = true\nproxy_from = []\n\
+         [[server]]\nname = \"f\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n\
+         proxy_from = [\"10.0.0.0/33\"]\nmessage_burst = 2\n\
+         [[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [\"127.0.0.1:0\"]\nmessage_burst = 2\n",
+    );
+    let want = [
+        "t.toml:2:11: metrics \"localhost:9917\" is not an address",
+        "t.toml:7:8: rate: \"5/day\": unknown unit \"day\"",
+        "t.toml:8:9: burst must be at least 1",
+        "t.toml:9:20: source_prefix_v6 must be from 0 to 128",
+        "t.toml:10:16: rate_sources must be at least 1",
+        "t.toml:12:14: proxy_from must name at least one address or network",
+        "t.toml:17:14: proxy_from does not apply to a server without proxy_protocol = true",
+        "t.toml:18:17: message_burst does not apply to services other than chat",
+        "t.toml:23:17: message_burst does not apply to a server without message_rate",
+    ];
+    for w in want {
+        assert!(e.iter().any(|l| l.starts_with(w)), "{w:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn the_metrics_address_is_read() {
+    let c = Config::parse("[daemon]\nmetrics = \"[::1]:9917\"\n", "t.toml").unwrap();
+    assert_eq!(c.daemon.metrics, Some("[::1]:9917".parse().unwrap()));
+    assert_eq!(
+        c.daemon.metrics_at.map(|l| (l.line, l.column)),
+        Some((2, 11))
+    );
+}
+
 fn chat_cluster(table: &str) -> ChatConfig {
     let text = format!(
         "[[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [\"127.0.0.1:0\"]\ncluster = {table}\n"

@@ -34,8 +34,9 @@ pub struct netlab_server {
 pub struct netlab_server_stats {
     /// Connections accepted and served.
     pub accepted: u64,
-    /// Connections refused by a limit or the access list; for UDP,
-    /// datagrams the access list refused.
+    /// Connections refused by a limit, the rate, the access list or a
+    /// bad PROXY header; for UDP, datagrams the access list or the rate
+    /// refused.
     pub refused: u64,
     /// Connections open now.
     pub open: u64,

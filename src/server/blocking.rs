@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConnection, StreamOwned};
 
 use super::conn::{ConnKind, NoSigpipe};
+use crate::metrics::{self, Shard};
 use crate::service::Session;
 
 /// How a blocking connection ended.
@@ -142,12 +143,15 @@ impl Write for Stream {
     }
 }
 
+/// Serves until the connection ends; counts bytes and requests in
+/// `counters` when given.
 pub(super) fn serve(
     stream: &mut Stream,
     session: &mut impl Session,
     idle_timeout: Option<Duration>,
     buf: &mut [u8],
     out: &mut Vec<u8>,
+    counters: Option<&Shard>,
 ) -> Ending {
     // A peer that stops reading must not hold a worker forever either.
     let socket = stream.socket();
@@ -171,6 +175,11 @@ pub(super) fn serve(
         } else {
             session.on_data(&buf[..n], out)
         };
+        if let Some(c) = counters {
+            metrics::add(&c.bytes_received, n as u64);
+            metrics::add(&c.bytes_sent, out.len() as u64);
+            metrics::add(&c.requests, session.take_answered());
+        }
         if let Err(e) = stream.write_all(out).and_then(|()| stream.flush()) {
             return if is_timeout(&e) {
                 Ending::Idle

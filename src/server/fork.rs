@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use super::acceptor::{AcceptHandler, Acceptor};
 use super::blocking::{self, HandshakeFailure, Stream};
 use super::conn::ConnKind;
 use super::{Listener, Permit, Runtime, StreamCtx};
+use crate::metrics::{self, ListenerMetrics};
 use crate::service::Worker;
 
 /// How often exited children are looked for while any are running.
@@ -44,6 +46,9 @@ struct Child {
     peer: SocketAddr,
     /// Its connection began with a TLS handshake (done in the child).
     tls: bool,
+    /// Its listener's counters. Bytes and requests are the child's, in
+    /// its own memory: the fork model counts connections only.
+    meter: Arc<ListenerMetrics>,
 }
 
 /// How a child ends, as its exit status says: how else would a process
@@ -71,10 +76,16 @@ struct Forker {
 }
 
 impl AcceptHandler for Forker {
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, kind: &ConnKind) {
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: &ConnKind,
+        meter: &Arc<ListenerMetrics>,
+    ) {
         self.tick();
         let ctx = &self.ctx;
-        let Some(permit) = ctx.shared.admit(peer) else {
+        let Some(permit) = ctx.shared.admit(peer, meter, 0) else {
             return;
         };
         let parent = getpid();
@@ -97,10 +108,15 @@ impl AcceptHandler for Forker {
                         _permit: permit,
                         peer,
                         tls: kind.handshakes(),
+                        meter: meter.clone(),
                     },
                 );
             }
-            Err(e) => log::warn!("server {}: cannot fork for {peer}: {e}", ctx.shared.name),
+            Err(e) => {
+                log::warn!("server {}: cannot fork for {peer}: {e}", ctx.shared.name);
+                ctx.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+                metrics::add(&meter.shard(0).closed, 1);
+            }
         }
         // The parent's copy of the connection closes here.
     }
@@ -173,12 +189,16 @@ fn reap(children: &mut HashMap<Pid, Child>, ctx: &StreamCtx, block: bool) {
                 match handshake {
                     Ok(()) => {
                         shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                        metrics::add(&child.meter.shard(0).tls_handshakes, 1);
                     }
-                    Err(why) if !why.is_empty() => shared.handshake_failed(child.peer, &why),
+                    Err(why) if !why.is_empty() => {
+                        shared.handshake_failed(child.peer, &why, &child.meter)
+                    }
                     Err(_) => {}
                 }
             }
             shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+            metrics::add(&child.meter.shard(0).closed, 1);
             false
         }
         Err(nix::errno::Errno::EINTR) => true,
@@ -228,6 +248,7 @@ fn serve_child(
                 ctx.config.limits.idle_timeout,
                 buf,
                 out,
+                None,
             );
             drop(stream);
             match ending {

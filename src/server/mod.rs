@@ -15,6 +15,7 @@ pub(crate) mod conn;
 mod fork;
 mod inherited;
 mod limits;
+mod proxy;
 mod queue;
 pub(crate) mod reactor;
 mod room;
@@ -34,12 +35,13 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::config::{Location, Model, ServerConfig, Transport};
+use crate::metrics::{ListenerKind, ListenerMetrics, ServerMetrics};
 use crate::service::{StreamService, UdpEchoService};
 use crate::tls::TlsServer;
 
 use conn::ConnKind;
 pub use inherited::close_inherited_sockets;
-pub use limits::{Admission, ConnLimiter, Permit};
+pub use limits::{Admission, ConnLimiter, Permit, SourceRates};
 pub use queue::QueueLimits;
 pub use room::{RoomInbox, RoomLimits, RoomRuntime};
 pub(crate) use shared::{AcceptFailure, AcceptRetry, Shared};
@@ -83,8 +85,9 @@ pub struct Stats {
 pub struct StatsSnapshot {
     /// Connections accepted and served.
     pub accepted: u64,
-    /// Connections refused by a limit or the access list; for UDP,
-    /// datagrams the access list refused.
+    /// Connections refused by a limit, the rate, the access list or a
+    /// bad PROXY header; for UDP, datagrams the access list or the rate
+    /// refused. (By reason: the metrics registry.)
     pub refused: u64,
     /// Connections open now.
     pub open: usize,
@@ -254,13 +257,40 @@ impl BoundServer {
     }
 
     /// Starts serving `hosted` under the configured model, listener `i`
-    /// with TLS when `tls[i]` is given (a missing entry is plain TCP).
+    /// with TLS when `tls[i]` is given (a missing entry is plain TCP); its
+    /// counters are its own (see [`BoundServer::start_metered`]).
     pub fn start(
         self,
         hosted: Hosted,
         tls: Vec<Option<Arc<TlsServer>>>,
     ) -> Result<RunningServer, ServerError> {
+        let metrics = ServerMetrics::detached(&self.config.name);
+        self.start_metered(hosted, tls, metrics)
+    }
+
+    /// [`BoundServer::start`], counting in `metrics` (a registry's, shared
+    /// with the servers of the same name before and after a reload).
+    pub fn start_metered(
+        self,
+        hosted: Hosted,
+        tls: Vec<Option<Arc<TlsServer>>>,
+        metrics: Arc<ServerMetrics>,
+    ) -> Result<RunningServer, ServerError> {
         let addrs = self.local_addrs();
+        let kind = match self.config.transport {
+            Transport::Tcp => ListenerKind::Tcp,
+            Transport::Udp => ListenerKind::Udp,
+        };
+        let meters: Vec<Arc<ListenerMetrics>> = addrs
+            .iter()
+            .map(|a| metrics.listener(&a.to_string(), kind))
+            .collect();
+        metrics.retain_listeners(
+            &addrs
+                .iter()
+                .map(|a| (a.to_string(), kind))
+                .collect::<Vec<_>>(),
+        );
         let kept = self.copies().map_err(|source| ServerError {
             server: self.config.name.clone(),
             location: None,
@@ -268,7 +298,7 @@ impl BoundServer {
             source,
         })?;
         let config = self.config;
-        let shared = Arc::new(Shared::new(&config));
+        let shared = Arc::new(Shared::new(&config, metrics));
         let err = |source| ServerError {
             server: config.name.clone(),
             location: None,
@@ -286,15 +316,17 @@ impl BoundServer {
         let runtime = match (self.sockets, hosted) {
             (BoundSockets::Udp(per_addr), Hosted::Datagram(service)) => {
                 udp_service = Some(service.clone());
-                udp::spawn(&shared, service, per_addr, config.workers).map_err(err)?
+                udp::spawn(&shared, service, per_addr, &meters, config.workers).map_err(err)?
             }
             (BoundSockets::Tcp(sockets), hosted) => {
                 let mut tls = tls.into_iter();
                 let listeners: Vec<Listener> = sockets
                     .into_iter()
-                    .map(|socket| Listener {
+                    .zip(meters.iter().cloned())
+                    .map(|(socket, metrics)| Listener {
                         socket,
                         kind: tls.next().flatten().map_or(ConnKind::Plain, ConnKind::Tls),
+                        metrics,
                     })
                     .collect();
                 match hosted {
@@ -351,6 +383,7 @@ pub enum Hosted {
 pub(crate) struct Listener {
     pub socket: TcpListener,
     pub kind: ConnKind,
+    pub metrics: Arc<ListenerMetrics>,
 }
 
 /// What a TCP runtime needs: the service, the limits, the stop signal.

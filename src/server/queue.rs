@@ -82,7 +82,7 @@ impl OutQueue {
     /// Gives `bytes` (`frames` messages) to `conn`: written at once when
     /// nothing waits and `write_through`, else queued, within `limits`.
     /// `Ok(true)` when everything went out (nothing is left in the queue or
-    /// in the connection).
+    /// in the connection). What the connection took is added to `sent`.
     pub fn offer<C: Conn>(
         &mut self,
         conn: &mut C,
@@ -90,9 +90,11 @@ impl OutQueue {
         frames: usize,
         limits: QueueLimits,
         write_through: bool,
+        sent: &mut usize,
     ) -> Result<bool, Refused> {
         if write_through && self.queued() == 0 {
             let n = write(conn, bytes)?;
+            *sent += n;
             if n == bytes.len() {
                 return Ok(conn.flush()?);
             }
@@ -105,7 +107,7 @@ impl OutQueue {
         if over(self) {
             // The bound is for a reader whose socket is full, not for what
             // was never offered to it: write what waits, then decide.
-            self.flush(conn)?;
+            *sent += self.flush(conn)?.wrote;
             if over(self) {
                 return Err(Refused::Overflow);
             }
@@ -260,7 +262,10 @@ pub(crate) mod tests {
     fn a_reader_that_keeps_up_is_written_through_without_a_copy() {
         let mut q = OutQueue::default();
         let mut conn = FakeConn::open(1000);
-        assert!(q.offer(&mut conn, b"hello", 1, LIMITS, true).unwrap());
+        assert!(
+            q.offer(&mut conn, b"hello", 1, LIMITS, true, &mut 0)
+                .unwrap()
+        );
         assert_eq!(q.queued(), 0);
         assert_eq!(q.buf.capacity(), 0, "nothing was copied into the queue");
         assert_eq!(conn.written, b"hello");
@@ -270,8 +275,14 @@ pub(crate) mod tests {
     fn what_the_socket_does_not_take_is_queued_and_flushed_in_order() {
         let mut q = OutQueue::default();
         let mut conn = FakeConn::open(3);
-        assert!(!q.offer(&mut conn, b"hello", 1, LIMITS, true).unwrap());
-        assert!(!q.offer(&mut conn, b"world", 1, LIMITS, true).unwrap());
+        assert!(
+            !q.offer(&mut conn, b"hello", 1, LIMITS, true, &mut 0)
+                .unwrap()
+        );
+        assert!(
+            !q.offer(&mut conn, b"world", 1, LIMITS, true, &mut 0)
+                .unwrap()
+        );
         assert_eq!((q.queued(), q.frames()), (7, 2));
         conn.window = 4;
         let f = q.flush(&mut conn).unwrap();
@@ -301,20 +312,22 @@ pub(crate) mod tests {
         let mut q = OutQueue::default();
         let mut conn = FakeConn::open(0);
         for _ in 0..4 {
-            q.offer(&mut conn, b"x", 1, LIMITS, true).unwrap();
+            q.offer(&mut conn, b"x", 1, LIMITS, true, &mut 0).unwrap();
         }
         assert!(matches!(
-            q.offer(&mut conn, b"x", 1, LIMITS, true),
+            q.offer(&mut conn, b"x", 1, LIMITS, true, &mut 0),
             Err(Refused::Overflow)
         ));
         let mut q = OutQueue::default();
-        q.offer(&mut conn, &[7; 60], 1, LIMITS, true).unwrap();
+        q.offer(&mut conn, &[7; 60], 1, LIMITS, true, &mut 0)
+            .unwrap();
         assert!(matches!(
-            q.offer(&mut conn, &[7; 41], 1, LIMITS, true),
+            q.offer(&mut conn, &[7; 41], 1, LIMITS, true, &mut 0),
             Err(Refused::Overflow)
         ));
         // Exactly at the bound is within it.
-        q.offer(&mut conn, &[7; 40], 1, LIMITS, true).unwrap();
+        q.offer(&mut conn, &[7; 40], 1, LIMITS, true, &mut 0)
+            .unwrap();
         assert_eq!(q.queued(), 100);
     }
 
@@ -324,9 +337,13 @@ pub(crate) mod tests {
     fn the_bound_is_checked_after_writing_what_waits() {
         let mut q = OutQueue::default();
         let mut conn = FakeConn::open(0);
-        q.offer(&mut conn, &[1; 90], 1, LIMITS, true).unwrap();
+        q.offer(&mut conn, &[1; 90], 1, LIMITS, true, &mut 0)
+            .unwrap();
         conn.window = 90;
-        assert!(!q.offer(&mut conn, &[2; 50], 1, LIMITS, true).unwrap());
+        assert!(
+            !q.offer(&mut conn, &[2; 50], 1, LIMITS, true, &mut 0)
+                .unwrap()
+        );
         assert_eq!(q.queued(), 50);
         assert_eq!(conn.written.len(), 90);
     }
@@ -335,8 +352,9 @@ pub(crate) mod tests {
     fn messages_written_in_part_stay_counted_until_their_last_byte() {
         let mut q = OutQueue::default();
         let mut conn = FakeConn::open(0);
-        q.offer(&mut conn, b"abc", 1, LIMITS, true).unwrap();
-        q.offer(&mut conn, b"defgh", 2, LIMITS, true).unwrap();
+        q.offer(&mut conn, b"abc", 1, LIMITS, true, &mut 0).unwrap();
+        q.offer(&mut conn, b"defgh", 2, LIMITS, true, &mut 0)
+            .unwrap();
         for (window, frames) in [(2, 3), (1, 2), (4, 2), (1, 0)] {
             conn.window = window;
             q.flush(&mut conn).unwrap();
@@ -353,7 +371,7 @@ pub(crate) mod tests {
         let mut conn = FakeConn::open(0);
         let mut written = 0;
         for _ in 0..4096 {
-            q.offer(&mut conn, &[7u8; 4096], 1, QueueLimits::NONE, false)
+            q.offer(&mut conn, &[7u8; 4096], 1, QueueLimits::NONE, false, &mut 0)
                 .unwrap();
             conn.window = 4000;
             written += q.flush(&mut conn).unwrap().wrote;
@@ -375,7 +393,7 @@ pub(crate) mod tests {
             ..FakeConn::default()
         };
         assert!(matches!(
-            q.offer(&mut conn, b"x", 1, LIMITS, true),
+            q.offer(&mut conn, b"x", 1, LIMITS, true, &mut 0),
             Err(Refused::Io(_))
         ));
     }

@@ -18,8 +18,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::conn::Conn;
+use super::proxy::{Outcome, ProxyWait};
 use super::queue::{OutQueue, QueueLimits, Refused};
+use super::shared::Accepted;
 use super::{AcceptRetry, Permit, Shared};
+use crate::metrics::{self, ListenerMetrics};
 
 /// The read buffer, shared by a reactor's connections.
 pub(crate) const READ_BUF: usize = 64 * 1024;
@@ -27,6 +30,9 @@ pub(crate) const READ_BUF: usize = 64 * 1024;
 const READ_BUDGET: usize = 16;
 
 const WAKER: Token = Token(usize::MAX);
+/// Tokens from here up (below the waker's) are connections waiting for
+/// their PROXY header.
+const PROXY_BASE: usize = usize::MAX / 2;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,8 @@ pub(crate) fn sweep_every(shortest: Duration) -> Duration {
 pub(crate) struct Slot<C, S> {
     pub conn: C,
     pub peer: SocketAddr,
+    /// The listener it came in on.
+    pub listener: usize,
     /// The host's state for it.
     pub state: S,
     pub out: OutQueue,
@@ -84,6 +92,11 @@ impl<C, S> Slot<C, S> {
 pub(crate) struct Conns<C, S> {
     slab: Slab<Slot<C, S>>,
     limits: QueueLimits,
+    /// Each listener's counters, this worker's shard; bytes only when
+    /// `count_bytes`.
+    meters: Vec<Arc<ListenerMetrics>>,
+    worker: usize,
+    count_bytes: bool,
     /// Connections with something to write this turn.
     dirty: Vec<usize>,
     /// Connections to remove this turn, and why.
@@ -91,10 +104,18 @@ pub(crate) struct Conns<C, S> {
 }
 
 impl<C: Conn, S> Conns<C, S> {
-    pub fn new(limits: QueueLimits) -> Conns<C, S> {
+    fn new(
+        limits: QueueLimits,
+        meters: Vec<Arc<ListenerMetrics>>,
+        worker: usize,
+        count_bytes: bool,
+    ) -> Conns<C, S> {
         Conns {
             slab: Slab::new(),
             limits,
+            meters,
+            worker,
+            count_bytes,
             dirty: Vec::new(),
             doomed: Vec::new(),
         }
@@ -133,10 +154,20 @@ impl<C: Conn, S> Conns<C, S> {
         }
         // While a close waits for the queue, nothing jumps it.
         let through = !slot.closing;
-        match slot
-            .out
-            .offer(&mut slot.conn, bytes, frames, self.limits, through)
-        {
+        let mut sent = 0;
+        let offered = slot.out.offer(
+            &mut slot.conn,
+            bytes,
+            frames,
+            self.limits,
+            through,
+            &mut sent,
+        );
+        if self.count_bytes && sent > 0 {
+            let meter = &self.meters[slot.listener];
+            metrics::add(&meter.shard(self.worker).bytes_sent, sent as u64);
+        }
+        match offered {
             Ok(true) => {}
             Ok(false) => mark(&mut self.dirty, slot, key),
             Err(Refused::Overflow) => doom(&mut self.doomed, slot, key, Ending::SlowReader),
@@ -160,6 +191,16 @@ impl<C: Conn, S> Conns<C, S> {
         if let Some(slot) = self.slab.get_mut(key) {
             doom(&mut self.doomed, slot, key, why);
         }
+    }
+
+    /// This worker's counters of listener `listener`.
+    pub fn shard(&self, listener: usize) -> &metrics::Shard {
+        self.meters[listener].shard(self.worker)
+    }
+
+    /// Whether per-request counters are kept.
+    pub fn counting(&self) -> bool {
+        self.count_bytes
     }
 }
 
@@ -326,9 +367,21 @@ impl<M> Inbox<M> {
 pub(crate) struct Settings {
     /// Its thread's name, for logs.
     pub name: String,
+    /// Its number among the server's workers: which shard of the counters
+    /// it writes.
+    pub worker: usize,
     pub idle_timeout: Option<Duration>,
     pub handshake_timeout: Duration,
     pub limits: QueueLimits,
+}
+
+/// A listener as a reactor takes it: the socket, how its connections are
+/// made, whether they begin with a handshake, and its counters.
+pub(crate) struct ReactorListener<C> {
+    pub socket: TcpListener,
+    pub wrap: Wrap<C>,
+    pub handshakes: bool,
+    pub metrics: Arc<ListenerMetrics>,
 }
 
 pub(crate) struct Reactor<C: Conn, H: Host<C>> {
@@ -349,6 +402,8 @@ pub(crate) struct Reactor<C: Conn, H: Host<C>> {
     /// Connections whose input may not all have been read.
     again: Vec<usize>,
     accept_retry: AcceptRetry,
+    /// Connections from balancers waiting for their PROXY header.
+    proxies: Option<ProxyWait>,
     settings: Settings,
 }
 
@@ -357,7 +412,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
     /// and whether they begin with a handshake), not yet running.
     pub fn new(
         shared: Arc<Shared>,
-        listeners: Vec<(TcpListener, Wrap<C>, bool)>,
+        listeners: Vec<ReactorListener<C>>,
         host: H,
         settings: Settings,
         mailbox: Mailbox<H::Message>,
@@ -369,27 +424,35 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
             pending,
             ..
         } = mailbox;
-        let handshakes = listeners.iter().any(|(_, _, h)| *h);
+        let handshakes = listeners.iter().any(|l| l.handshakes);
         let mut mine = Vec::with_capacity(listeners.len());
-        for (t, (mut l, wrap, _)) in listeners.into_iter().enumerate() {
+        let mut meters = Vec::with_capacity(listeners.len());
+        for (t, mut l) in listeners.into_iter().enumerate() {
             poll.registry()
-                .register(&mut l, Token(t), Interest::READABLE)?;
-            mine.push((l, wrap));
+                .register(&mut l.socket, Token(t), Interest::READABLE)?;
+            mine.push((l.socket, l.wrap));
+            meters.push(l.metrics);
         }
+        let proxies = shared
+            .proxy
+            .as_ref()
+            .map(|_| ProxyWait::new(PROXY_BASE, settings.handshake_timeout, shared.limiter.max()));
+        let count_bytes = shared.metrics.live();
         Ok(Reactor {
-            shared,
-            poll,
-            waker,
             n_listeners: mine.len(),
             listeners: mine,
             handshakes,
-            conns: Conns::new(settings.limits),
+            conns: Conns::new(settings.limits, meters, settings.worker, count_bytes),
+            shared,
+            poll,
+            waker,
             host,
             inbox: receiver,
             inbox_pending: pending,
             buf: vec![0; READ_BUF],
             again: Vec::new(),
             accept_retry: AcceptRetry::default(),
+            proxies,
             settings,
         })
     }
@@ -405,7 +468,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
         let timers = [
             self.settings.idle_timeout,
             self.host.tick_every(),
-            self.handshakes.then_some(self.settings.handshake_timeout),
+            (self.handshakes || self.proxies.is_some()).then_some(self.settings.handshake_timeout),
         ];
         let sweep = timers.iter().flatten().min().copied().map(sweep_every);
         let mut next_sweep = Instant::now() + sweep.unwrap_or(Duration::ZERO);
@@ -441,6 +504,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
                             self.accept(t, now);
                         }
                     }
+                    Token(t) if t >= PROXY_BASE => self.proxy_readable(Token(t), now),
                     Token(t) => {
                         let key = t - self.n_listeners;
                         let closed = event.is_read_closed() || event.is_error();
@@ -465,6 +529,10 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
                 // Stop accepting: this worker's copies of the listeners close.
                 for (mut l, _) in self.listeners.drain(..) {
                     let _ = self.poll.registry().deregister(&mut l);
+                }
+                // Not admitted yet: nothing of theirs is served.
+                if let Some(p) = &mut self.proxies {
+                    p.clear(self.poll.registry());
                 }
                 self.host.stopping(&mut self.conns);
             }
@@ -498,53 +566,136 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
 
     fn accept(&mut self, index: usize, now: Instant) {
         loop {
-            let (listener, wrap) = &self.listeners[index];
-            let Some((stream, peer, permit)) = self
-                .accept_retry
-                .conn(self.shared.accept_admitted(listener))
-            else {
-                return;
-            };
-            let conn = match wrap(stream) {
-                Ok(conn) => conn,
-                Err(e) => {
-                    log::warn!("server {}: cannot serve {peer}: {e}", self.shared.name);
-                    continue;
+            let (listener, _) = &self.listeners[index];
+            let meter = &self.conns.meters[index];
+            match self
+                .shared
+                .accept_admitted(listener, meter, self.settings.worker)
+            {
+                Accepted::Conn(stream, peer, permit) => {
+                    self.open(index, stream, peer, permit, now);
                 }
-            };
-            let entry = self.conns.slab.vacant_entry();
-            let key = entry.key();
-            let handshaken = !conn.handshaking();
-            let mut slot = Slot {
-                conn,
-                peer,
-                state: self.host.open(key, index, peer),
-                out: OutQueue::default(),
-                last_active: now,
-                since: now,
-                closing: false,
-                doomed: false,
-                dirty: false,
-                write_armed: false,
-                handshaken,
-                unsent_seen: 0,
-                _permit: permit,
-            };
-            if let Err(e) = self.poll.registry().register(
-                &mut slot.conn,
-                Token(key + self.n_listeners),
-                Interest::READABLE,
-            ) {
-                log::warn!("server {}: cannot register {peer}: {e}", self.shared.name);
-                // The host made its state: it hears of the end too.
-                entry.insert(slot);
-                self.conns.drop_conn(key, Ending::Failed);
-                continue;
+                Accepted::Proxied(stream, peer) => {
+                    let Some(proxies) = &mut self.proxies else {
+                        continue;
+                    };
+                    if proxies.is_full() {
+                        self.shared.proxy_failed(
+                            peer,
+                            "too many connections waiting for their PROXY header",
+                            meter,
+                        );
+                        continue;
+                    }
+                    let outcome = proxies.add(self.poll.registry(), stream, peer, index, now);
+                    self.proxied(outcome, now);
+                }
+                Accepted::Drained => return,
+                Accepted::RetryLater => {
+                    self.accept_retry.later();
+                    return;
+                }
             }
-            log::debug!("server {}: connection from {peer}", self.shared.name);
-            entry.insert(slot);
-            self.host.opened(&mut self.conns, key);
         }
+    }
+
+    /// More of a PROXY header may have come.
+    fn proxy_readable(&mut self, token: Token, now: Instant) {
+        let Some(proxies) = &mut self.proxies else {
+            return;
+        };
+        if proxies.owns(token) {
+            let outcome = proxies.readable(self.poll.registry(), token);
+            self.proxied(outcome, now);
+        }
+    }
+
+    /// A PROXY header's outcome: the client it names is admitted, or the
+    /// connection is closed with one log line.
+    fn proxied(&mut self, outcome: Outcome, now: Instant) {
+        match outcome {
+            Outcome::Waiting => {}
+            Outcome::Failed {
+                peer,
+                listener,
+                why,
+            } => self
+                .shared
+                .proxy_failed(peer, &why, &self.conns.meters[listener]),
+            Outcome::Ready {
+                stream,
+                client,
+                listener,
+            } => {
+                let meter = &self.conns.meters[listener];
+                if let Some(permit) = self.shared.admit(client, meter, self.settings.worker) {
+                    self.open(listener, stream, client, permit, now);
+                }
+            }
+        }
+    }
+
+    /// Serves an admitted connection from `peer` on listener `index`.
+    fn open(
+        &mut self,
+        index: usize,
+        stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        permit: Permit,
+        now: Instant,
+    ) {
+        let wrapped = match self.listeners.get(index) {
+            Some((_, wrap)) => wrap(stream),
+            // Stopping: its listener is closed.
+            None => return,
+        };
+        let conn = match wrapped {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::warn!("server {}: cannot serve {peer}: {e}", self.shared.name);
+                self.count_closed(index);
+                return;
+            }
+        };
+        let entry = self.conns.slab.vacant_entry();
+        let key = entry.key();
+        let handshaken = !conn.handshaking();
+        let mut slot = Slot {
+            conn,
+            peer,
+            listener: index,
+            state: self.host.open(key, index, peer),
+            out: OutQueue::default(),
+            last_active: now,
+            since: now,
+            closing: false,
+            doomed: false,
+            dirty: false,
+            write_armed: false,
+            handshaken,
+            unsent_seen: 0,
+            _permit: permit,
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut slot.conn,
+            Token(key + self.n_listeners),
+            Interest::READABLE,
+        ) {
+            log::warn!("server {}: cannot register {peer}: {e}", self.shared.name);
+            // The host made its state: it hears of the end too.
+            entry.insert(slot);
+            self.conns.drop_conn(key, Ending::Failed);
+            return;
+        }
+        log::debug!("server {}: connection from {peer}", self.shared.name);
+        entry.insert(slot);
+        self.host.opened(&mut self.conns, key);
+    }
+
+    /// Counts a connection of listener `index` closed.
+    fn count_closed(&self, index: usize) {
+        self.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+        metrics::add(&self.conns.shard(index).closed, 1);
     }
 
     /// Reads what `key` sent and hands it to the host; `all` reads until
@@ -574,6 +725,10 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
                 }
                 Ok(n) => {
                     slot.last_active = now;
+                    if self.conns.count_bytes {
+                        let meter = &self.conns.meters[slot.listener];
+                        metrics::add(&meter.shard(self.settings.worker).bytes_received, n as u64);
+                    }
                     let more = slot.conn.more_to_read();
                     self.host.received(&mut self.conns, key, &self.buf[..n]);
                     if !more && !all {
@@ -619,12 +774,17 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
                 .stats
                 .tls_handshakes
                 .fetch_add(1, Ordering::Relaxed);
+            let meter = &self.conns.meters[slot.listener];
+            metrics::add(&meter.shard(self.settings.worker).tls_handshakes, 1);
         }
     }
 
     /// Counts, logs once in a while, and closes.
     fn handshake_failed(&mut self, key: usize, peer: SocketAddr, why: &str) {
-        self.shared.handshake_failed(peer, why);
+        if let Some(slot) = self.conns.slab.get(key) {
+            self.shared
+                .handshake_failed(peer, why, &self.conns.meters[slot.listener]);
+        }
         self.conns.drop_conn(key, Ending::Handshake);
     }
 
@@ -654,7 +814,13 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
         }
         let paused = slot.out.queued() >= H::PAUSE_READING_AT;
         let flushed = match slot.out.flush(&mut slot.conn) {
-            Ok(f) => f,
+            Ok(f) => {
+                if self.conns.count_bytes && f.wrote > 0 {
+                    let meter = &self.conns.meters[slot.listener];
+                    metrics::add(&meter.shard(self.conns.worker).bytes_sent, f.wrote as u64);
+                }
+                f
+            }
             Err(e) => {
                 log::debug!("server {}: write to {}: {e}", self.shared.name, slot.peer);
                 doom(&mut self.conns.doomed, slot, key, Ending::Failed);
@@ -701,7 +867,7 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
                 continue;
             };
             let _ = self.poll.registry().deregister(&mut slot.conn);
-            self.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+            self.count_closed(slot.listener);
             match why {
                 Ending::SlowReader => log::debug!(
                     "server {}: dropping {}: its output queue overflowed (it does not read)",
@@ -722,6 +888,16 @@ impl<C: Conn, H: Host<C>> Reactor<C, H> {
     /// Closes connections whose handshake is overdue, and tells the host of
     /// idle ones; then runs the host's timers.
     fn sweep(&mut self, now: Instant) {
+        if let Some(proxies) = &mut self.proxies {
+            for (peer, listener) in proxies.sweep(self.poll.registry(), now) {
+                let why = format!(
+                    "no whole PROXY header within {}",
+                    humantime::format_duration(proxies.timeout)
+                );
+                self.shared
+                    .proxy_failed(peer, &why, &self.conns.meters[listener]);
+            }
+        }
         let idle = self.settings.idle_timeout;
         let handshake = self.settings.handshake_timeout;
         let mut overdue = Vec::new();

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Connection};
 use super::queue::QueueLimits;
-use super::reactor::{Conns, Ending, Host, Inbox, Mailbox, Reactor, Settings, Wrap};
+use super::reactor::{
+    Conns, Ending, Host, Inbox, Mailbox, Reactor, ReactorListener, Settings, Wrap,
+};
 use super::{Listener, Runtime, Shared};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService, Send};
 
@@ -133,11 +135,12 @@ fn spawn<R: RoomService>(
             let copy = l.socket.try_clone().map_err(in_worker)?;
             let kind = l.kind.clone();
             let wrap: Wrap<Connection> = Box::new(move |stream| kind.wrap(stream));
-            mine.push((
-                mio::net::TcpListener::from_std(copy),
+            mine.push(ReactorListener {
+                socket: mio::net::TcpListener::from_std(copy),
                 wrap,
-                l.kind.handshakes(),
-            ));
+                handshakes: l.kind.handshakes(),
+                metrics: l.metrics.clone(),
+            });
         }
         let name = if workers == 1 {
             format!("{}-room", shared.name)
@@ -156,6 +159,7 @@ fn spawn<R: RoomService>(
         };
         let settings = Settings {
             name: name.clone(),
+            worker: i,
             idle_timeout,
             handshake_timeout,
             limits: limits.queue,
@@ -303,7 +307,8 @@ impl<R: RoomService> RoomHost<R> {
                     // the outbox: each member gets it in one offer, one write.
                     let (end, frames) = burst(&sends, &mut i, group, except, bytes.end);
                     let bytes = &self.outbox.bytes[bytes.start..end];
-                    group_send(&self.groups, conns, group, except, bytes, frames);
+                    let n = group_send(&self.groups, conns, group, except, bytes, frames);
+                    self.delivered(n);
                 }
                 Send::Join(id, group) => self.join(conns, id, group),
                 Send::Close(id) => self.close(conns, id),
@@ -333,6 +338,14 @@ impl<R: RoomService> RoomHost<R> {
     fn to<C: Conn>(&self, conns: &mut Conns<C, Member>, id: ConnId, bytes: &[u8]) {
         if let Some(key) = Self::local(conns, id) {
             conns.send(key, bytes, 1);
+            self.delivered(1);
+        }
+    }
+
+    /// Counts `n` messages written or queued to members.
+    fn delivered(&self, n: u64) {
+        if n > 0 {
+            crate::metrics::add(&self.shared.metrics.chat.deliveries, n);
         }
     }
 
@@ -401,14 +414,17 @@ fn group_send<C: Conn>(
     except: Option<ConnId>,
     bytes: &[u8],
     frames: usize,
-) {
+) -> u64 {
+    let mut delivered = 0;
     if let Some(members) = groups.get(group) {
         for &key in members {
             if conns.get(key).is_some_and(|s| Some(s.state.id) != except) {
                 conns.send(key, bytes, frames);
+                delivered += frames as u64;
             }
         }
     }
+    delivered
 }
 
 impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
@@ -491,6 +507,9 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
         if let Some(g) = state.group {
             self.groups[g].retain(|&k| k != key);
         }
+        if why == Ending::SlowReader {
+            crate::metrics::add(&self.shared.metrics.chat.slow_readers, 1);
+        }
         let why = match why {
             Ending::Closed => Disconnect::Closed,
             Ending::Failed | Ending::Handshake => Disconnect::Failed,
@@ -513,7 +532,10 @@ impl<C: Conn, R: RoomService> Host<C> for RoomHost<R> {
                 except,
                 bytes,
                 frames,
-            }) => group_send(&self.groups, conns, group, except, &bytes, frames),
+            }) => {
+                let n = group_send(&self.groups, conns, group, except, &bytes, frames);
+                self.delivered(n);
+            }
             Message::Routed(Routed::Join(id, group)) => self.join(conns, id, group),
             Message::Routed(Routed::Close(id)) => self.close(conns, id),
         }

@@ -1,21 +1,27 @@
 //! What a server's runtimes share with the handle that stops it: the stop
-//! signal and its deadline, the counters, and admission (the access list
-//! and the connection limits, applied once per connection whatever the
-//! model), with accepting and its retry after failures, and the log lines
+//! signal and its deadline, the counters, and admission (the access list,
+//! the rate per source and the connection limits, applied once per
+//! connection whatever the model, after the PROXY header when there is
+//! one), with accepting and its retry after failures, and the log lines
 //! that repeat kept to one in a while.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::limits::SourceRates;
 use super::{Admission, ConnLimiter, Permit, Stats};
-use crate::config::ServerConfig;
+use crate::config::{ProxyConfig, ServerConfig};
+use crate::metrics::{self, Dropped, ListenerMetrics, Refusal, ServerMetrics};
 
 /// The outcome of [`Shared::accept_admitted`].
 pub(crate) enum Accepted {
     Conn(mio::net::TcpStream, SocketAddr, Permit),
+    /// From a balancer in `proxy_from`: admitted once its PROXY header
+    /// says who the client is.
+    Proxied(mio::net::TcpStream, SocketAddr),
     /// No connection is waiting.
     Drained,
     /// Accepting failed for now: call again after [`ACCEPT_RETRY`].
@@ -27,21 +33,6 @@ pub(crate) enum Accepted {
 pub(crate) struct AcceptRetry(Option<Instant>);
 
 impl AcceptRetry {
-    /// The connection in `accepted`, if any; remembers a `RetryLater`.
-    pub fn conn(
-        &mut self,
-        accepted: Accepted,
-    ) -> Option<(mio::net::TcpStream, SocketAddr, Permit)> {
-        match accepted {
-            Accepted::Conn(stream, peer, permit) => Some((stream, peer, permit)),
-            Accepted::Drained => None,
-            Accepted::RetryLater => {
-                self.later();
-                None
-            }
-        }
-    }
-
     /// Accepting failed for now: try again after [`ACCEPT_RETRY`].
     pub fn later(&mut self) {
         self.0 = Some(Instant::now() + ACCEPT_RETRY);
@@ -85,14 +76,26 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How often failed TLS handshakes are logged at info level.
 const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often refused PROXY headers, and datagrams over the rate, are
+/// logged at info level.
+const PROXY_LOG_EVERY: Duration = Duration::from_secs(10);
+const DATAGRAM_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What runtimes share with the handle that stops them.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub name: String,
     pub stats: Stats,
+    /// The counters the registry shows (shared with the servers of this
+    /// name before and after a reload).
+    pub metrics: Arc<ServerMetrics>,
     pub limiter: ConnLimiter,
     access: crate::config::AccessList,
+    rates: Option<SourceRates>,
+    /// The balancers whose PROXY headers are believed, if any.
+    pub proxy: Option<ProxyConfig>,
+    /// How long a TLS handshake, or a PROXY header, may take.
+    pub handshake_timeout: Duration,
     stopping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
     /// Lasting accept failures and refused connections, each logged once
@@ -100,6 +103,8 @@ pub(crate) struct Shared {
     accept_warned: LogEvery,
     refusals_logged: LogEvery,
     handshake_failures_logged: LogEvery,
+    proxy_failures_logged: LogEvery,
+    datagram_drops_logged: LogEvery,
 }
 
 /// Lets a repeated log line through at most once per `every`, counting the
@@ -138,25 +143,34 @@ impl LogEvery {
 }
 
 impl Shared {
-    pub fn new(config: &ServerConfig) -> Shared {
+    pub fn new(config: &ServerConfig, metrics: Arc<ServerMetrics>) -> Shared {
         Shared {
             name: config.name.clone(),
             stats: Stats::default(),
+            metrics,
             limiter: ConnLimiter::new(config.limits.max_connections, config.limits.per_source),
             access: config.access.clone(),
+            rates: config.rate.as_ref().map(SourceRates::new),
+            proxy: config.proxy.clone(),
+            handshake_timeout: config.handshake_timeout,
             stopping: AtomicBool::new(false),
             deadline: Mutex::new(None),
             accept_warned: LogEvery::new(ACCEPT_WARN_EVERY),
             refusals_logged: LogEvery::new(REFUSAL_LOG_EVERY),
             handshake_failures_logged: LogEvery::new(HANDSHAKE_LOG_EVERY),
+            proxy_failures_logged: LogEvery::new(PROXY_LOG_EVERY),
+            datagram_drops_logged: LogEvery::new(DATAGRAM_LOG_EVERY),
         }
     }
 
-    /// Applies the access list and the connection limits to a new peer;
-    /// the permit is held for as long as its connection is open.
-    pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
-        let refused = |why: &str| {
+    /// Applies the access list, the rate and the connection limits to a
+    /// new peer (the client a PROXY header named, if any), counting it on
+    /// listener `on` for worker `worker`; the permit is held for as long as
+    /// its connection is open.
+    pub fn admit(&self, peer: SocketAddr, on: &ListenerMetrics, worker: usize) -> Option<Permit> {
+        let refused = |reason: Refusal, why: &str| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            on.refused(reason);
             // One line per refusal would let a port scan or a flood from a
             // denied network fill the log: at most one a while, the rest
             // counted in it (all of them at debug).
@@ -172,26 +186,97 @@ impl Shared {
             None
         };
         if !self.permits(peer.ip()) {
-            return refused("not permitted by allow/deny");
+            return refused(Refusal::Deny, "not permitted by allow/deny");
+        }
+        if let Some(rates) = &self.rates
+            && !rates.admit(peer.ip(), Instant::now())
+        {
+            return refused(Refusal::Rate, "over rate for its source");
         }
         match self.limiter.try_acquire(peer.ip()) {
             Admission::Admitted(permit) => {
                 self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                metrics::add(&on.shard(worker).accepted, 1);
                 Some(permit)
             }
-            Admission::Full => refused(&format!(
-                "connection limit ({}) reached",
-                self.limiter.max()
-            )),
-            Admission::SourceFull(n) => {
-                refused(&format!("per_source ({n}) reached for this address"))
+            Admission::Full => refused(
+                Refusal::MaxConnections,
+                &format!("connection limit ({}) reached", self.limiter.max()),
+            ),
+            Admission::SourceFull(n) => refused(
+                Refusal::PerSource,
+                &format!("per_source ({n}) reached for this address"),
+            ),
+        }
+    }
+
+    /// Whether a datagram from `from` is to be answered: `Err` says why
+    /// not (counted by the caller; logged here once in a while).
+    pub fn admit_datagram(&self, from: IpAddr, now: Instant) -> Result<(), Dropped> {
+        if !self.permits(from) {
+            // Counted, not logged: a flood would flood the log.
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Dropped::Deny);
+        }
+        if let Some(rates) = &self.rates
+            && !rates.admit(from, now)
+        {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(more) = self.datagram_drops_logged.due() {
+                log::info!(
+                    "server {}: dropping datagrams from {from}: over rate for its source ({more} more dropped in the last {} s)",
+                    self.name,
+                    DATAGRAM_LOG_EVERY.as_secs()
+                );
             }
+            return Err(Dropped::Rate);
+        }
+        Ok(())
+    }
+
+    /// Counts and logs (once in a while) a connection closed for its PROXY
+    /// header: missing, malformed, late, or from an untrusted address.
+    pub fn proxy_failed(&self, peer: SocketAddr, why: &str, on: &ListenerMetrics) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        on.refused(Refusal::Proxy);
+        match self.proxy_failures_logged.due() {
+            Some(0) => log::info!("server {}: closing {peer}: {why}", self.name),
+            Some(more) => log::info!(
+                "server {}: closing {peer}: {why} (and {more} more PROXY refusal(s) in the last {} s)",
+                self.name,
+                PROXY_LOG_EVERY.as_secs()
+            ),
+            None => log::debug!("server {}: closing {peer}: {why}", self.name),
+        }
+    }
+
+    /// For a server with `proxy_protocol`: whether `peer` may send a
+    /// header (else it is closed, counted and logged here).
+    pub fn proxy_trusted(&self, peer: SocketAddr, on: &ListenerMetrics) -> bool {
+        match &self.proxy {
+            Some(p) if p.trusts(peer.ip()) => true,
+            Some(_) => {
+                self.proxy_failed(
+                    peer,
+                    "not in proxy_from, so not allowed to send a PROXY header",
+                    on,
+                );
+                false
+            }
+            None => true,
         }
     }
 
     /// The next connection waiting on a non-blocking listener that the
-    /// access list and limits admit, set for low latency.
-    pub fn accept_admitted(&self, listener: &mio::net::TcpListener) -> Accepted {
+    /// access list and limits admit, set for low latency; with
+    /// `proxy_protocol`, the next from a trusted balancer, to be admitted
+    /// once its header is read.
+    pub fn accept_admitted(
+        &self,
+        listener: &mio::net::TcpListener,
+        on: &ListenerMetrics,
+        worker: usize,
+    ) -> Accepted {
         loop {
             // A stopping server takes no one: on reload its successor shares
             // the listening socket and is already accepting.
@@ -200,7 +285,12 @@ impl Shared {
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Some(permit) = self.admit(peer) {
+                    if self.proxy.is_some() {
+                        if self.proxy_trusted(peer, on) {
+                            let _ = stream.set_nodelay(true);
+                            return Accepted::Proxied(stream, peer);
+                        }
+                    } else if let Some(permit) = self.admit(peer, on, worker) {
                         let _ = stream.set_nodelay(true);
                         return Accepted::Conn(stream, peer, permit);
                     }
@@ -263,8 +353,9 @@ impl Shared {
 
     /// Counts a TLS handshake that failed, and logs it once in a while
     /// with the peer and the reason (every one at debug).
-    pub fn handshake_failed(&self, peer: SocketAddr, why: &str) {
+    pub fn handshake_failed(&self, peer: SocketAddr, why: &str, on: &ListenerMetrics) {
         self.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+        on.refused(Refusal::Handshake);
         match self.handshake_failures_logged.due() {
             Some(0) => log::info!(
                 "server {}: TLS handshake with {peer} failed: {why}",

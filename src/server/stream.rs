@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::conn::{Conn, Connection};
-use super::reactor::{Conns, Ending, Host, Mailbox, Reactor, Settings, Wrap};
+use super::reactor::{Conns, Ending, Host, Mailbox, Reactor, ReactorListener, Settings, Wrap};
 use super::{Listener, Runtime, Shared, StreamCtx};
 use crate::service::{Session, StreamService, StreamSession, Worker};
 
@@ -27,11 +27,12 @@ pub(super) fn spawn(
             let copy = l.socket.try_clone().map_err(in_worker)?;
             let kind = l.kind.clone();
             let wrap: Wrap<Connection> = Box::new(move |stream| kind.wrap(stream));
-            mine.push((
-                mio::net::TcpListener::from_std(copy),
+            mine.push(ReactorListener {
+                socket: mio::net::TcpListener::from_std(copy),
                 wrap,
-                l.kind.handshakes(),
-            ));
+                handshakes: l.kind.handshakes(),
+                metrics: l.metrics.clone(),
+            });
         }
         let name = format!("{}-ev{i}", ctx.shared.name);
         let host = StreamHost {
@@ -42,6 +43,7 @@ pub(super) fn spawn(
         };
         let settings = Settings {
             name: name.clone(),
+            worker: i,
             idle_timeout: ctx.config.limits.idle_timeout,
             handshake_timeout: ctx.config.handshake_timeout,
             limits: super::QueueLimits::NONE,
@@ -105,6 +107,11 @@ impl<C: Conn> Host<C> for StreamHost {
         };
         self.scratch.clear();
         let result = slot.state.on_data(bytes, &mut self.scratch);
+        let answered = slot.state.take_answered();
+        let listener = slot.listener;
+        if answered > 0 && conns.counting() {
+            crate::metrics::add(&conns.shard(listener).requests, answered);
+        }
         self.answer(conns, key, result);
     }
 
@@ -114,6 +121,11 @@ impl<C: Conn> Host<C> for StreamHost {
         };
         self.scratch.clear();
         let result = slot.state.on_eof(&mut self.scratch);
+        let answered = slot.state.take_answered();
+        let listener = slot.listener;
+        if answered > 0 && conns.counting() {
+            crate::metrics::add(&conns.shard(listener).requests, answered);
+        }
         self.answer(conns, key, result);
         // RFC 862: everything answered, then this side closes too.
         conns.close_after_flush(key);

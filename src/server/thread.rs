@@ -12,6 +12,7 @@ use super::acceptor::{AcceptHandler, Acceptor};
 use super::blocking::{self, Stream};
 use super::conn::ConnKind;
 use super::{Listener, Runtime, StreamCtx};
+use crate::metrics::{self, ListenerMetrics};
 use crate::service::Worker;
 
 /// Connections open now, by id: a copy of each socket, so that the stop can
@@ -31,13 +32,21 @@ struct Spawner {
 }
 
 impl AcceptHandler for Spawner {
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, kind: &ConnKind) {
+    fn accept(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: &ConnKind,
+        meter: &Arc<ListenerMetrics>,
+    ) {
         let ctx = &self.ctx;
-        let Some(permit) = ctx.shared.admit(peer) else {
-            return;
-        };
         self.next_id += 1;
         let id = self.next_id;
+        // Each connection's thread writes the shard of its number.
+        let worker = id as usize;
+        let Some(permit) = ctx.shared.admit(peer, meter, worker) else {
+            return;
+        };
         match stream.try_clone() {
             Ok(copy) => {
                 lock(&self.open).insert(id, copy);
@@ -50,24 +59,29 @@ impl AcceptHandler for Spawner {
                     ctx.shared.name
                 );
                 ctx.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+                metrics::add(&meter.shard(worker).closed, 1);
                 return;
             }
         }
         let thread_name = format!("{}-{id}", ctx.shared.name);
         let (ctx2, open2, kind) = (ctx.clone(), self.open.clone(), kind.clone());
+        let meter2 = meter.clone();
         let spawned = std::thread::Builder::new()
             .name(thread_name)
             .spawn(move || {
                 let _permit = permit;
+                let meter = meter2;
                 let done = || {
                     lock(&open2).remove(&id);
                     ctx2.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+                    metrics::add(&meter.shard(worker).closed, 1);
                 };
                 // The handshake costs this connection's thread alone.
                 let mut stream = match Stream::begin(stream, &kind, ctx2.config.handshake_timeout) {
                     Ok(stream) => stream,
                     Err(failure) => {
-                        ctx2.shared.handshake_failed(peer, &failure.reason());
+                        ctx2.shared
+                            .handshake_failed(peer, &failure.reason(), &meter);
                         return done();
                     }
                 };
@@ -76,7 +90,9 @@ impl AcceptHandler for Spawner {
                         .stats
                         .tls_handshakes
                         .fetch_add(1, Ordering::Relaxed);
+                    metrics::add(&meter.shard(worker).tls_handshakes, 1);
                 }
+                let counters = ctx2.shared.metrics.live().then(|| meter.shard(worker));
                 let name = std::thread::current().name().unwrap_or("thread").to_owned();
                 let mut session = ctx2.service.session(Worker::Thread(&name));
                 let mut buf = vec![0; 16 * 1024];
@@ -87,6 +103,7 @@ impl AcceptHandler for Spawner {
                     ctx2.config.limits.idle_timeout,
                     &mut buf,
                     &mut out,
+                    counters,
                 );
                 ending.log(&ctx2.shared.name, peer);
                 done();
@@ -98,6 +115,7 @@ impl AcceptHandler for Spawner {
             );
             lock(&self.open).remove(&id);
             ctx.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+            metrics::add(&meter.shard(worker).closed, 1);
         }
     }
 }

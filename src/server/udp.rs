@@ -16,6 +16,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use socket2::SockAddr;
 
 use super::{Runtime, Shared};
+use crate::metrics::{self, Dropped, ListenerMetrics};
 use crate::service::UdpEchoService;
 
 /// Datagrams per system call.
@@ -34,21 +35,23 @@ pub(super) fn spawn(
     shared: &Arc<Shared>,
     service: UdpEchoService,
     per_addr: Vec<Vec<UdpSocket>>,
+    meters: &[Arc<ListenerMetrics>],
     workers: usize,
 ) -> io::Result<Runtime> {
     let workers = workers.max(1);
-    let mut per_worker: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
-    for socks in per_addr {
+    let mut per_worker: Vec<Vec<(UdpSocket, Arc<ListenerMetrics>)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for (socks, meter) in per_addr.into_iter().zip(meters) {
         let n = socks.len();
         if n == 0 {
             continue;
         }
         // A worker short of a socket of its own shares one.
         for w in n..workers {
-            per_worker[w].push(socks[w % n].try_clone()?);
+            per_worker[w].push((socks[w % n].try_clone()?, meter.clone()));
         }
         for (i, s) in socks.into_iter().enumerate() {
-            per_worker[i % workers].push(s);
+            per_worker[i % workers].push((s, meter.clone()));
         }
     }
     // Every worker is built before any runs (see event::spawn).
@@ -57,20 +60,26 @@ pub(super) fn spawn(
         let in_worker = |e: io::Error| super::worker_error(e, i, workers);
         let poll = Poll::new().map_err(in_worker)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(in_worker)?);
-        for (t, s) in sockets.iter().enumerate() {
+        for (t, (s, _)) in sockets.iter().enumerate() {
             poll.registry()
                 .register(&mut SourceFd(&s.as_raw_fd()), Token(t), Interest::READABLE)
                 .map_err(in_worker)?;
         }
         let (worker_shared, service) = (shared.clone(), service.clone());
         ready.push((format!("{}-udp{i}", shared.name), waker, move || {
-            run(&worker_shared, &service, poll, &sockets)
+            run(&worker_shared, &service, poll, &sockets, i)
         }));
     }
     Runtime::start_all(shared, ready)
 }
 
-fn run(shared: &Shared, service: &UdpEchoService, mut poll: Poll, sockets: &[UdpSocket]) {
+fn run(
+    shared: &Shared,
+    service: &UdpEchoService,
+    mut poll: Poll,
+    sockets: &[(UdpSocket, Arc<ListenerMetrics>)],
+    worker: usize,
+) {
     let mut events = Events::with_capacity(64);
     let mut batch = Batch::new();
     // Sockets that may hold more than their last turn took (readiness is
@@ -97,7 +106,9 @@ fn run(shared: &Shared, service: &UdpEchoService, mut poll: Poll, sockets: &[Udp
             }
         }
         for t in turn {
-            if batch.serve(shared, service, &sockets[t], BATCHES_PER_TURN) == Drained::No {
+            let (socket, meter) = &sockets[t];
+            let on = Meter { meter, worker };
+            if batch.serve(shared, service, socket, on, BATCHES_PER_TURN) == Drained::No {
                 again.push(t);
             }
         }
@@ -115,6 +126,14 @@ enum Drained {
 /// and its stop, get theirs: a flood on one address must not starve the
 /// others or hold up a stop.
 const BATCHES_PER_TURN: usize = 8;
+
+/// Where a socket's datagrams are counted: its listener, this worker's
+/// shard.
+#[derive(Clone, Copy)]
+struct Meter<'a> {
+    meter: &'a ListenerMetrics,
+    worker: usize,
+}
 
 /// Buffers for one batch, reused for every batch.
 struct Batch {
@@ -140,8 +159,10 @@ impl Batch {
         shared: &Shared,
         service: &UdpEchoService,
         socket: &UdpSocket,
+        on: Meter<'_>,
         max_batches: usize,
     ) -> Drained {
+        let shard = on.meter.shard(on.worker);
         let fd = socket.as_raw_fd();
         for _ in 0..max_batches {
             self.received.clear();
@@ -172,23 +193,25 @@ impl Batch {
             if self.received.is_empty() {
                 return Drained::Yes;
             }
+            metrics::add(&shard.datagrams_received, self.received.len() as u64);
+            let now = std::time::Instant::now();
             let mut replies: Vec<(&[u8], SockAddr)> = Vec::with_capacity(self.received.len());
             for (buf, (len, addr)) in self.bufs.iter().zip(&self.received) {
                 let Some(from) = addr.as_ref().and_then(socket_addr) else {
                     continue;
                 };
-                if !shared.permits(from.ip()) {
-                    // Counted, not logged: a flood would flood the log.
-                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                if let Err(why) = shared.admit_datagram(from.ip(), now) {
+                    on.meter.dropped(why, 1);
                     continue;
                 }
-                if let Some(reply) = service.respond(from.port(), &buf[..*len]) {
-                    replies.push((reply, SockAddr::from(from)));
+                match service.respond(from.port(), &buf[..*len]) {
+                    Some(reply) => replies.push((reply, SockAddr::from(from))),
+                    None => on.meter.dropped(Dropped::SourcePort, 1),
                 }
             }
             let full = self.received.len() == BATCH;
             if !replies.is_empty() {
-                send_all(shared, fd, &replies);
+                send_all(shared, fd, &replies, on);
             }
             if !full {
                 return Drained::Yes;
@@ -216,7 +239,7 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 /// storage with uninitialised padding and reads back address buffers it never
 /// filled (valgrind reports both); here each header points at exactly the
 /// bytes the kernel wrote when the datagram was received.
-fn send_all(shared: &Shared, fd: i32, replies: &[(&[u8], SockAddr)]) {
+fn send_all(shared: &Shared, fd: i32, replies: &[(&[u8], SockAddr)], on: Meter<'_>) {
     let mut iovs: Vec<libc::iovec> = replies
         .iter()
         .map(|(bytes, _)| libc::iovec {
@@ -253,6 +276,7 @@ fn send_all(shared: &Shared, fd: i32, replies: &[(&[u8], SockAddr)]) {
                 .as_socket()
                 .map_or_else(String::new, |a| a.to_string());
             log::debug!("server {}: reply to {to} not sent: {err}", shared.name);
+            on.meter.dropped(Dropped::SendFailed, 1);
             // This one failed; go on with the rest.
             start += 1;
         } else {
@@ -261,6 +285,7 @@ fn send_all(shared: &Shared, fd: i32, replies: &[(&[u8], SockAddr)]) {
                 .stats
                 .datagrams
                 .fetch_add(sent as u64, Ordering::Relaxed);
+            metrics::add(&on.meter.shard(on.worker).datagrams_answered, sent as u64);
             // sendmmsg stops at the first datagram that fails; skip that one.
             start += sent.max(1);
         }
@@ -281,7 +306,14 @@ mod tests {
             "test",
         )
         .unwrap();
-        let shared = Shared::new(&config);
+        let shared = Shared::new(&config, crate::metrics::ServerMetrics::detached("turns"));
+        let meter = shared
+            .metrics
+            .listener("127.0.0.1:0", crate::metrics::ListenerKind::Udp);
+        let on = Meter {
+            meter: &meter,
+            worker: 0,
+        };
         let service = UdpEchoService::new(&[]);
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
@@ -293,14 +325,14 @@ mod tests {
                 .unwrap();
         }
         let mut batch = Batch::new();
-        assert_eq!(batch.serve(&shared, &service, &server, 1), Drained::No);
+        assert_eq!(batch.serve(&shared, &service, &server, on, 1), Drained::No);
         assert_eq!(shared.stats.datagrams.load(Ordering::Relaxed), BATCH as u64);
-        assert_eq!(batch.serve(&shared, &service, &server, 1), Drained::No);
-        assert_eq!(batch.serve(&shared, &service, &server, 1), Drained::Yes);
+        assert_eq!(batch.serve(&shared, &service, &server, on, 1), Drained::No);
+        assert_eq!(batch.serve(&shared, &service, &server, on, 1), Drained::Yes);
         assert_eq!(
             shared.stats.datagrams.load(Ordering::Relaxed),
             queued as u64
         );
-        assert_eq!(batch.serve(&shared, &service, &server, 8), Drained::Yes);
+        assert_eq!(batch.serve(&shared, &service, &server, on, 8), Drained::Yes);
     }
 }

@@ -74,6 +74,7 @@ impl CountService {
         CountSession {
             unit: self.unit,
             reader,
+            answered: 0,
         }
     }
 }
@@ -100,10 +101,13 @@ enum Reader {
 pub struct CountSession {
     unit: CountUnit,
     reader: Reader,
+    /// Messages answered since the runtime last asked (for its metrics).
+    answered: u64,
 }
 
 impl CountSession {
-    fn reply(&self, n: usize, out: &mut Vec<u8>) {
+    fn reply(&mut self, n: usize, out: &mut Vec<u8>) {
+        self.answered += 1;
         let digits = n.to_string();
         match &self.reader {
             Reader::Line(_) => {
@@ -171,6 +175,10 @@ impl Session for CountSession {
             ))),
             Reader::Header(_) => Ok(()),
         }
+    }
+
+    fn take_answered(&mut self) -> u64 {
+        std::mem::take(&mut self.answered)
     }
 }
 

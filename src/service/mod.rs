@@ -56,6 +56,12 @@ pub trait Session {
     /// The peer half-closed its side. Final replies are appended to `out`;
     /// the runtime then flushes and closes.
     fn on_eof(&mut self, out: &mut Vec<u8>) -> Result<(), ProtocolError>;
+
+    /// Requests (messages) answered since the last call, for the runtime's
+    /// metrics; services without requests (echo) have none.
+    fn take_answered(&mut self) -> u64 {
+        0
+    }
 }
 
 /// A stream (TCP) service: the per-server part, shared by every connection.
@@ -101,6 +107,14 @@ impl Session for StreamSession {
         match self {
             StreamSession::Echo(s) => s.on_eof(out),
             StreamSession::Count(s) => s.on_eof(out),
+        }
+    }
+
+    #[inline]
+    fn take_answered(&mut self) -> u64 {
+        match self {
+            StreamSession::Echo(_) => 0,
+            StreamSession::Count(s) => s.take_answered(),
         }
     }
 }

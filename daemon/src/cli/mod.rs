@@ -13,6 +13,7 @@ mod bench;
 mod chat;
 mod count;
 mod echo;
+mod stats;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -77,6 +78,23 @@ pub enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Show a running netlabd's figures (its /metrics) as a table per server.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Where netlabd serves its metrics ([daemon] metrics): http://HOST:PORT,
+    /// or HOST:PORT; the path is /metrics unless given.
+    pub url: String,
+    /// Redraw every SECS seconds, as top does, with rates per second since
+    /// the last look; Ctrl-C stops.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub watch: Option<Duration>,
+    /// How long fetching the figures may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// TLS, for every command that connects over TCP.
@@ -375,6 +393,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             target: BenchTarget::Chat(args),
         } => bench::run_chat(&args),
+        Command::Stats(args) => stats::run(&args),
     };
     ExitCode::from(code)
 }

@@ -4,6 +4,7 @@
 
 mod activation;
 mod logging;
+mod metrics_http;
 mod notify;
 mod pidfile;
 mod signals;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 use daemonize::Outcome;
 use netlab::config::{Config, ConfigErrors, DaemonConfig, LogTarget};
+use netlab::metrics::Registry;
 use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Group, User, setgid, setgroups, setuid};
 
@@ -141,6 +143,29 @@ pub fn run(options: &Options) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
+    let metrics_bound = match config
+        .daemon
+        .metrics
+        .map(metrics_http::Bound::bind)
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => {
+            let at = config
+                .daemon
+                .metrics_at
+                .as_ref()
+                .map_or_else(String::new, |l| format!("{l}: "));
+            let addr = config
+                .daemon
+                .metrics
+                .map_or_else(String::new, |a| a.to_string());
+            return fail(
+                EXIT_CONFIG,
+                &format!("{at}[daemon] metrics: cannot listen on {addr}: {e}"),
+            );
+        }
+    };
 
     // Detach, write the pidfile, and stop being root, all after binding so
     // that ports below 1024 work; threads start only after the fork.
@@ -201,9 +226,25 @@ pub fn run(options: &Options) -> ExitCode {
     };
     let mut notifier = Notifier::from_env();
     let mut daemon_config = config.daemon.clone();
-    let mut supervisor = match Supervisor::start(bound, daemon_config.shutdown_grace) {
-        Ok(s) => s,
-        Err(e) => return startup.fail(EXIT_RUNTIME, &e),
+    // Servers count per request only when someone can read it.
+    let registry = metrics_bound.as_ref().map(|_| Registry::new());
+    if let Some(r) = &registry {
+        r.daemon().config_loaded();
+    }
+    let mut supervisor =
+        match Supervisor::start(bound, daemon_config.shutdown_grace, registry.clone()) {
+            Ok(s) => s,
+            Err(e) => return startup.fail(EXIT_RUNTIME, &e),
+        };
+    let metrics_server = match (metrics_bound, &registry) {
+        (Some(b), Some(r)) => match b.serve(r.clone()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                supervisor.stop(std::time::Duration::ZERO);
+                return startup.fail(EXIT_RUNTIME, &format!("cannot serve /metrics: {e}"));
+            }
+        },
+        _ => None,
     };
     notifier.ready(&supervisor.status());
     startup.ready();
@@ -213,12 +254,18 @@ pub fn run(options: &Options) -> ExitCode {
             Some(Request::Stop(name)) => break name,
             Some(Request::Reload) => {
                 notifier.reloading();
-                reload(
+                let ok = reload(
                     &source,
                     &mut supervisor,
                     &mut daemon_config,
                     options.daemonize,
                 );
+                if let Some(r) = &registry {
+                    r.daemon().reloaded(ok);
+                    if ok {
+                        r.daemon().config_loaded();
+                    }
+                }
                 notifier.ready(&supervisor.status());
             }
             None => {}
@@ -234,19 +281,22 @@ pub fn run(options: &Options) -> ExitCode {
         humantime::format_duration(daemon_config.shutdown_grace)
     );
     supervisor.stop(daemon_config.shutdown_grace);
+    if let Some(m) = metrics_server {
+        m.stop();
+    }
     drop(pidfile);
     log::info!("stopped");
     ExitCode::SUCCESS
 }
 
 /// SIGHUP: all or nothing; whatever goes wrong is logged and the daemon
-/// keeps serving what it served.
+/// keeps serving what it served. Whether the new configuration is in force.
 fn reload(
     source: &Source,
     supervisor: &mut Supervisor,
     daemon: &mut DaemonConfig,
     daemonized: bool,
-) {
+) -> bool {
     log::info!("SIGHUP: reloading the configuration");
     let config = match source.load() {
         Ok(c) => c,
@@ -258,11 +308,14 @@ fn reload(
             for e in &errors.0 {
                 log::error!("{e}");
             }
-            return;
+            return false;
         }
     };
     if config.daemon.user != daemon.user || config.daemon.group != daemon.group {
         log::warn!("reload: user and group take effect only when netlabd is restarted");
+    }
+    if config.daemon.metrics != daemon.metrics {
+        log::warn!("reload: [daemon] metrics takes effect only when netlabd is restarted");
     }
     match supervisor.reload(&config) {
         Ok(changes) => {
@@ -271,10 +324,17 @@ fn reload(
                 logging::set_target(target);
             }
             supervisor.set_grace(config.daemon.shutdown_grace);
+            // The address served stays the one bound at start.
+            let metrics = (daemon.metrics, daemon.metrics_at.clone());
             *daemon = config.daemon;
+            (daemon.metrics, daemon.metrics_at) = metrics;
             log::info!("reloaded: {changes}");
+            true
         }
-        Err(e) => log::error!("reload refused, nothing changed: {e}"),
+        Err(e) => {
+            log::error!("reload refused, nothing changed: {e}");
+            false
+        }
     }
 }
 

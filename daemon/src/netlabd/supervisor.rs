@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use netlab::config::{Config, ServerConfig, Transport};
+use netlab::metrics::Registry;
 use netlab::server::{BoundServer, RunningServer, Stopper};
 use socket2::Socket;
 
@@ -32,6 +33,9 @@ pub struct Supervisor {
     /// Servers removed or replaced by a reload, finishing their connections.
     draining: Vec<(Stopper, JoinHandle<()>)>,
     grace: Duration,
+    /// Where servers count when metrics are served: the same counters for
+    /// a server of the same name across reloads.
+    registry: Option<Registry>,
 }
 
 /// What a reload did, for the log.
@@ -74,15 +78,21 @@ impl std::fmt::Display for Changes {
 }
 
 impl Supervisor {
-    /// Starts bound servers; on failure the ones started are stopped.
-    pub fn start(bound: Vec<BoundServer>, grace: Duration) -> Result<Supervisor, String> {
+    /// Starts bound servers, counting in `registry` if given; on failure
+    /// the ones started are stopped.
+    pub fn start(
+        bound: Vec<BoundServer>,
+        grace: Duration,
+        registry: Option<Registry>,
+    ) -> Result<Supervisor, String> {
         let mut sup = Supervisor {
             running: Vec::new(),
             draining: Vec::new(),
             grace,
+            registry,
         };
         for b in bound {
-            match netlab::host::start(b) {
+            match netlab::host::start_in(b, sup.registry.as_ref()) {
                 Ok(s) => {
                     announce(&s);
                     sup.running.push(s);
@@ -175,7 +185,7 @@ impl Supervisor {
         let grace = config.daemon.shutdown_grace;
         let mut started: Vec<RunningServer> = Vec::with_capacity(bound.len());
         for b in bound {
-            match netlab::host::start(b) {
+            match netlab::host::start_in(b, self.registry.as_ref()) {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     for s in started {
@@ -208,6 +218,10 @@ impl Supervisor {
         for s in started {
             announce(&s);
             self.running.push(s);
+        }
+        // Removed servers' series go; the others' carry on.
+        if let Some(r) = &self.registry {
+            r.retain(|name| config.servers.iter().any(|s| s.name == name));
         }
         Ok(changes)
     }
@@ -309,7 +323,7 @@ mod tests {
     fn an_overlapping_address_held_by_a_running_server_is_named() {
         let echo = server("name = \"echo\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]");
         let bound = BoundServer::bind(&echo).unwrap();
-        let mut sup = Supervisor::start(vec![bound], Duration::ZERO).unwrap();
+        let mut sup = Supervisor::start(vec![bound], Duration::ZERO, None).unwrap();
         let held = sup.running[0].local_addrs()[0];
         let port = held.port();
 

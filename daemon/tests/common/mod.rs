@@ -45,8 +45,11 @@ impl Daemon {
         dir: TempDir,
         listeners: usize,
     ) -> (Daemon, Vec<(String, SocketAddr)>) {
+        // At info unless the test asked for another level.
+        if !cmd.get_envs().any(|(k, _)| k == "NETLABD_LOG") {
+            cmd.env("NETLABD_LOG", "info");
+        }
         let mut child = cmd
-            .env("NETLABD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -169,8 +172,11 @@ pub fn free_port() -> u16 {
 }
 
 /// Installs a Debian package when its command is missing (CI runs as root
-/// with apt-get); says why and fails when it cannot.
+/// with apt-get); says why and fails when it cannot. One install at a
+/// time: tests run in parallel, and dpkg takes one at a time.
 pub fn need(command: &str, package: &str) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {command}")])
         .output()
@@ -192,4 +198,108 @@ pub fn need(command: &str, package: &str) {
         installed,
         "{command} is needed for this test and could not be installed (apt-get install {package}); install it and run again"
     );
+}
+
+impl Daemon {
+    /// Waits for the "metrics served at" line and returns the address.
+    pub fn metrics_addr(&mut self) -> SocketAddr {
+        if let Some(line) = self
+            .seen
+            .iter()
+            .find(|l| l.contains("metrics served at http://"))
+        {
+            return metrics_addr_in(line);
+        }
+        let line = self.wait_for_line("metrics served at http://", Duration::from_secs(10));
+        metrics_addr_in(&line)
+    }
+}
+
+fn metrics_addr_in(line: &str) -> SocketAddr {
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// GETs `path` from `addr` with `accept` and returns the whole answer
+/// (status line, headers, body).
+pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept.map_or_else(String::new, |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the answer");
+    answer
+}
+
+/// The body of `GET /metrics` in the text format.
+pub fn scrape(addr: SocketAddr) -> String {
+    let answer = http_get(addr, "/metrics", None);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// The value of the sample whose line starts with `series` (a name and
+/// its labels as written), if any.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A TCP connection to `to` from the loopback address `from` (any port).
+pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let local: SocketAddr = format!("{from}:0").parse().expect("a loopback address");
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(stream)
+}
+
+/// Sends `msg` on `stream` and reads its echo: `true` when it came back,
+/// `false` when the server closed the connection instead (refused).
+pub fn echoes(stream: &mut std::net::TcpStream, msg: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    if stream.write_all(msg).is_err() {
+        return false;
+    }
+    let mut got = vec![0u8; msg.len()];
+    let mut n = 0;
+    while n < msg.len() {
+        match stream.read(&mut got[n..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => n += k,
+        }
+    }
+    got == msg
+}
+
+/// Waits (at most 10 s) until `series` reads `want` in a scrape of
+/// `metrics`: a counter may move a moment after the client saw its cause.
+pub fn wait_sample(metrics: SocketAddr, series: &str, want: f64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = scrape(metrics);
+        if sample(&body, series) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{series} is not {want} after 10 s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

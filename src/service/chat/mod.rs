@@ -14,4 +14,4 @@ pub mod room;
 
 pub use cluster::{Bridge, Claim, FromCluster, ToCluster, Uplink};
 pub use hub::{ClientId, Hub, HubLimits, LeaveReason, Output};
-pub use room::ChatRoom;
+pub use room::{ChatRoom, MessageRate};

@@ -4,10 +4,15 @@
 //! runtime only copies those bytes to each member.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::{FromCluster, Hub, HubLimits, LeaveReason, Output, Uplink};
-use crate::chat::{Dialect, ErrorCode, Event};
+use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
 use crate::codec::chat::{ChatCodec, ChatDecoder, DecodeError};
+use crate::metrics::{self, ServerMetrics};
+use crate::rate::{Limit, Rate, TokenBucket};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
 
 struct Client {
@@ -17,6 +22,21 @@ struct Client {
     peer: String,
     /// Welcomed, so counted among its group's members.
     welcomed: bool,
+    /// Its messages' tokens, with `message_rate`.
+    bucket: Option<TokenBucket>,
+    /// Messages refused by the rate since the last one let through.
+    refused_in_row: u32,
+}
+
+/// A client with this many messages in a row refused by `message_rate`
+/// is disconnected.
+pub const MESSAGE_REFUSALS_BEFORE_DISCONNECT: u32 = 20;
+
+/// `message_rate` and `message_burst`, per client.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageRate {
+    pub rate: Rate,
+    pub burst: u32,
 }
 
 pub struct ChatRoom {
@@ -29,13 +49,34 @@ pub struct ChatRoom {
     groups: Vec<(ChatCodec, usize)>,
     clients: HashMap<ConnId, Client>,
     outputs: Vec<Output>,
+    metrics: Arc<ServerMetrics>,
+    message_rate: Option<(MessageRate, Limit)>,
     /// To the other nodes, in a cluster.
     uplink: Option<Uplink>,
 }
 
 impl ChatRoom {
-    /// `codecs[i]` is the dialect of the server's `i`th listener.
+    /// `codecs[i]` is the dialect of the server's `i`th listener; no
+    /// message rate, and counters of its own.
     pub fn new(server: &str, codecs: &[ChatCodec], limits: HubLimits) -> ChatRoom {
+        ChatRoom::with(
+            server,
+            codecs,
+            limits,
+            None,
+            ServerMetrics::detached(server),
+        )
+    }
+
+    /// [`ChatRoom::new`], holding each client to `message_rate` and
+    /// counting in `metrics` (members, messages, refusals).
+    pub fn with(
+        server: &str,
+        codecs: &[ChatCodec],
+        limits: HubLimits,
+        message_rate: Option<MessageRate>,
+        metrics: Arc<ServerMetrics>,
+    ) -> ChatRoom {
         let mut dialects: Vec<Dialect> = Vec::new();
         let mut groups = Vec::new();
         let listeners = codecs
@@ -59,8 +100,66 @@ impl ChatRoom {
             groups,
             clients: HashMap::new(),
             outputs: Vec::new(),
+            metrics,
+            message_rate: message_rate.map(|m| (m, Limit::new(m.rate, m.burst))),
             uplink: None,
         }
+    }
+
+    /// Whether `msg` from `conn` is within its message rate; over it, the
+    /// client is told in its dialect, and after too many in a row it is
+    /// told why and disconnected (`Err`: stop reading its messages).
+    #[allow(clippy::too_many_arguments)]
+    fn within_rate(
+        bucket: &mut Option<TokenBucket>,
+        refused_in_row: &mut u32,
+        conn: ConnId,
+        msg: &ClientMsg<'_>,
+        rate: Option<&(MessageRate, Limit)>,
+        now: Instant,
+        chat: &metrics::ChatMetrics,
+        outputs: &mut Vec<Output>,
+    ) -> Result<bool, ()> {
+        let Some((m, limit)) = rate else {
+            return Ok(true);
+        };
+        // A name and a goodbye always pass: one lets a client in, the
+        // other out.
+        if matches!(msg, ClientMsg::Hello { .. } | ClientMsg::Bye) {
+            return Ok(true);
+        }
+        let bucket = bucket.get_or_insert_with(|| TokenBucket::full(*limit, now));
+        if bucket.take(*limit, now) {
+            *refused_in_row = 0;
+            return Ok(true);
+        }
+        *refused_in_row += 1;
+        metrics::add(&chat.messages_refused, 1);
+        if *refused_in_row >= MESSAGE_REFUSALS_BEFORE_DISCONNECT {
+            metrics::add(&chat.rate_disconnects, 1);
+            outputs.push(Output::To(
+                conn,
+                Event::error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} messages in a row over the message rate ({}, burst {}); disconnecting",
+                        refused_in_row, m.rate, m.burst
+                    ),
+                ),
+            ));
+            return Err(());
+        }
+        outputs.push(Output::To(
+            conn,
+            Event::error(
+                ErrorCode::RateLimited,
+                format!(
+                    "message not delivered: over the message rate ({}, burst {})",
+                    m.rate, m.burst
+                ),
+            ),
+        ));
+        Ok(false)
     }
 
     /// This room as one node of a cluster, telling the others through
@@ -79,9 +178,32 @@ impl ChatRoom {
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
+        let now = Instant::now();
         while !self.hub.is_pending(conn) {
             match client.decoder.next_msg() {
-                Ok(Some(msg)) => self.hub.handle(conn, msg, &mut self.outputs),
+                Ok(Some(msg)) => match Self::within_rate(
+                    &mut client.bucket,
+                    &mut client.refused_in_row,
+                    conn,
+                    &msg,
+                    self.message_rate.as_ref(),
+                    now,
+                    &self.metrics.chat,
+                    &mut self.outputs,
+                ) {
+                    Ok(true) => self.hub.handle(conn, msg, &mut self.outputs),
+                    Ok(false) => {}
+                    Err(()) => {
+                        log::debug!(
+                            "server {}: closing {}: too many messages over the message rate",
+                            self.server,
+                            client.peer
+                        );
+                        self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
+                        self.outputs.push(Output::Close(conn));
+                        return;
+                    }
+                },
                 Ok(None) => return,
                 Err(e) => return self.refuse_bytes(conn, &e),
             }
@@ -138,6 +260,9 @@ impl ChatRoom {
                     }
                 }
                 Output::Broadcast { except, event } => {
+                    if matches!(event, Event::Message { .. }) {
+                        metrics::add(&self.metrics.chat.messages, 1);
+                    }
                     for (group, (codec, members)) in self.groups.iter().enumerate() {
                         if *members > 0 {
                             out.group(group, except, |b| codec.encode(&event, b));
@@ -162,6 +287,12 @@ impl ChatRoom {
                 }
             }
         }
+        // Who is in the room is the hub's to say: a client that left is
+        // no member, though its connection may still be closing.
+        self.metrics
+            .chat
+            .members
+            .store(i64::from(self.hub.online()), Ordering::Relaxed);
     }
 }
 
@@ -199,6 +330,8 @@ impl RoomService for ChatRoom {
                 group,
                 peer: peer.to_owned(),
                 welcomed: false,
+                bucket: None,
+                refused_in_row: 0,
             },
         );
     }
@@ -315,6 +448,59 @@ mod tests {
             });
         }
         assert_eq!(kinds, ["welcome", "roster", "error"]);
+    }
+
+    /// `message_rate` 1/h with a burst of 2: the third message is refused
+    /// with `rate_limited` in the client's dialect and reaches no one; the
+    /// 20th refusal in a row closes the client, and the counters say so.
+    #[test]
+    fn messages_over_the_rate_are_refused_then_the_client_is_closed() {
+        let line = ChatCodec::new(Dialect::Line, 1 << 16);
+        let metrics = ServerMetrics::detached("t");
+        let rate = MessageRate {
+            rate: Rate::parse("1/h").unwrap(),
+            burst: 2,
+        };
+        let mut r = ChatRoom::with(
+            "t",
+            &[line],
+            HubLimits { max_clients: 8 },
+            Some(rate),
+            metrics.clone(),
+        );
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:1", &mut out);
+        r.connected(2, 0, "127.0.0.1:2", &mut out);
+        r.received(1, b"ann\n", &mut out);
+        r.received(2, b"bob\n", &mut out);
+        out.clear();
+        r.received(1, b"one\ntwo\nthree\n", &mut out);
+        let to_ann = String::from_utf8_lossy(&sent_to(&out, 1)).into_owned();
+        assert_eq!(
+            to_ann,
+            "* error: message not delivered: over the message rate (1/h, burst 2)\n"
+        );
+        let groups = out
+            .sends
+            .iter()
+            .filter(|s| matches!(s, Send::Group { .. }))
+            .count();
+        assert_eq!(groups, 2, "one and two reach the room, three does not");
+        out.clear();
+        let flood = "x\n".repeat(19);
+        r.received(1, flood.as_bytes(), &mut out);
+        let to_ann = String::from_utf8_lossy(&sent_to(&out, 1)).into_owned();
+        assert_eq!(to_ann.lines().count(), 19, "{to_ann}");
+        assert!(
+            to_ann.ends_with("* error: 20 messages in a row over the message rate (1/h, burst 2); disconnecting\n"),
+            "{to_ann}"
+        );
+        assert!(out.sends.contains(&Send::Close(1)));
+        let chat = &metrics.chat;
+        assert_eq!(chat.messages_refused.load(Ordering::Relaxed), 20);
+        assert_eq!(chat.rate_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(chat.messages.load(Ordering::Relaxed), 2);
+        assert_eq!(chat.members.load(Ordering::Relaxed), 1, "ann left the room");
     }
 
     /// Two clients of seed 004 (header_len 10 and 100 listeners sharing one
