@@ -49,8 +49,9 @@ use wire::{Body, Envelope, Event};
 use crate::config::ClusterConfig;
 use crate::service::chat::{Claim, FromCluster, ToCluster};
 
-/// Messages from the room that may wait for the publisher.
-const CHANNEL: usize = 16 * 1024;
+/// Batches from the room (what one of its inputs caused) that may wait
+/// for the publisher.
+const CHANNEL: usize = 4 * 1024;
 /// Messages the publisher sends to Redis in one round trip, at most.
 const BATCH: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -83,14 +84,14 @@ pub type Deliver = Box<dyn Fn(Vec<FromCluster>) -> Result<(), Vec<FromCluster>> 
 /// A bridge made but not started: see [`bridge`].
 pub struct Bridge {
     settings: Settings,
-    receiver: Receiver<ToCluster>,
+    receiver: Receiver<Vec<ToCluster>>,
     control: Arc<Control>,
 }
 
 /// The room's end of the bridge: where it hands what the other nodes must
 /// hear. Dropping it stops the bridge and waits for its threads.
 pub struct RoomEnd {
-    sender: SyncSender<ToCluster>,
+    sender: SyncSender<Vec<ToCluster>>,
     control: Arc<Control>,
 }
 
@@ -258,10 +259,10 @@ impl Bridge {
 }
 
 impl crate::service::chat::Bridge for RoomEnd {
-    fn offer(&mut self, msg: ToCluster) -> Result<(), ToCluster> {
-        match self.sender.try_send(msg) {
+    fn offer(&mut self, msgs: Vec<ToCluster>) -> Result<(), Vec<ToCluster>> {
+        match self.sender.try_send(msgs) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg)) => Err(msg),
+            Err(TrySendError::Full(msgs)) => Err(msgs),
             // The bridge has stopped (the server is stopping): nobody to
             // tell, and nothing to keep.
             Err(TrySendError::Disconnected(_)) => Ok(()),
@@ -372,7 +373,7 @@ impl Shared {
 /// The publishing thread: see the module's docs.
 struct Publisher {
     shared: Arc<Shared>,
-    receiver: Receiver<ToCluster>,
+    receiver: Receiver<Vec<ToCluster>>,
     conn: Option<Conn>,
     /// This node's members, as told to the others: claimed, refreshed and
     /// listed in heartbeats. Name to address.
@@ -419,11 +420,10 @@ impl Publisher {
                 .receiver
                 .recv_timeout(wake.saturating_duration_since(now))
             {
-                Ok(msg) => {
-                    let mut batch = vec![msg];
+                Ok(mut batch) => {
                     while batch.len() < BATCH {
                         match self.receiver.try_recv() {
-                            Ok(msg) => batch.push(msg),
+                            Ok(more) => batch.extend(more),
                             Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                         }
                     }

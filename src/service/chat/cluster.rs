@@ -86,18 +86,23 @@ pub enum FromCluster {
     Gone { node: Arc<str> },
 }
 
-/// The bridge's end of the way up: a bounded channel in practice. Gives
-/// the message back when it cannot take it now; never blocks.
+/// The bridge's end of the way up: a bounded channel in practice. Takes
+/// what one input of the room caused, at once; gives it back when it cannot
+/// take it now; never blocks.
 pub trait Bridge: Send {
-    fn offer(&mut self, msg: ToCluster) -> Result<(), ToCluster>;
+    fn offer(&mut self, msgs: Vec<ToCluster>) -> Result<(), Vec<ToCluster>>;
 }
 
-/// The room's end of the way up. When the bridge is behind (Redis slower
-/// than the room), chat is dropped and counted, and what must arrive
-/// waits here, in order, until the bridge takes it.
+/// The room's end of the way up. What one input of the room caused goes
+/// up as one batch (a burst of messages read at once is one hand-over,
+/// one Redis message). When the bridge is behind (Redis slower than the
+/// room), chat is dropped and counted, and what must arrive waits here, in
+/// order, until the bridge takes it.
 pub struct Uplink {
     bridge: Box<dyn Bridge>,
-    backlog: VecDeque<ToCluster>,
+    /// Filled during one input of the room, sent at its end.
+    batch: Vec<ToCluster>,
+    backlog: VecDeque<Vec<ToCluster>>,
     dropped: u64,
 }
 
@@ -105,37 +110,48 @@ impl Uplink {
     pub fn new(bridge: Box<dyn Bridge>) -> Uplink {
         Uplink {
             bridge,
+            batch: Vec::new(),
             backlog: VecDeque::new(),
             dropped: 0,
         }
     }
 
-    /// Hands `msg` to the bridge, behind what waits already. Returns
-    /// whether it was dropped.
-    pub fn send(&mut self, msg: ToCluster) -> bool {
+    /// Adds `msg` to the batch that [`Uplink::send`] hands over.
+    pub fn push(&mut self, msg: ToCluster) {
+        self.batch.push(msg);
+    }
+
+    /// Hands the bridge the batch, behind what waits already. Returns how
+    /// many of its messages were dropped.
+    pub fn send(&mut self) -> u64 {
         self.flush();
-        let msg = if self.backlog.is_empty() {
-            match self.bridge.offer(msg) {
-                Ok(()) => return false,
-                Err(msg) => msg,
+        if self.batch.is_empty() {
+            return 0;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut batch = if self.backlog.is_empty() {
+            match self.bridge.offer(batch) {
+                Ok(()) => return 0,
+                Err(batch) => batch,
             }
         } else {
-            msg
+            batch
         };
-        if msg.may_drop() {
-            self.dropped += 1;
-            true
-        } else {
-            self.backlog.push_back(msg);
-            false
+        let before = batch.len();
+        batch.retain(|m| !m.may_drop());
+        let dropped = (before - batch.len()) as u64;
+        self.dropped += dropped;
+        if !batch.is_empty() {
+            self.backlog.push_back(batch);
         }
+        dropped
     }
 
     /// Hands the bridge what waits, as much as it takes.
     pub fn flush(&mut self) {
-        while let Some(msg) = self.backlog.pop_front() {
-            if let Err(msg) = self.bridge.offer(msg) {
-                self.backlog.push_front(msg);
+        while let Some(batch) = self.backlog.pop_front() {
+            if let Err(batch) = self.bridge.offer(batch) {
+                self.backlog.push_front(batch);
                 break;
             }
         }
@@ -148,14 +164,14 @@ impl Uplink {
 
     /// Messages waiting for the bridge.
     pub fn waiting(&self) -> usize {
-        self.backlog.len()
+        self.backlog.iter().map(Vec::len).sum()
     }
 }
 
 impl std::fmt::Debug for Uplink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uplink")
-            .field("backlog", &self.backlog.len())
+            .field("backlog", &self.waiting())
             .field("dropped", &self.dropped)
             .finish()
     }
@@ -165,19 +181,19 @@ impl std::fmt::Debug for Uplink {
 mod tests {
     use super::*;
 
-    /// A bridge that takes `room` messages, then refuses until emptied.
+    /// A bridge that takes `room` batches, then refuses until emptied.
     struct Slow {
-        taken: std::sync::Arc<std::sync::Mutex<Vec<ToCluster>>>,
+        taken: std::sync::Arc<std::sync::Mutex<Vec<Vec<ToCluster>>>>,
         room: usize,
     }
 
     impl Bridge for Slow {
-        fn offer(&mut self, msg: ToCluster) -> Result<(), ToCluster> {
+        fn offer(&mut self, msgs: Vec<ToCluster>) -> Result<(), Vec<ToCluster>> {
             let mut taken = self.taken.lock().unwrap();
             if taken.len() >= self.room {
-                return Err(msg);
+                return Err(msgs);
             }
-            taken.push(msg);
+            taken.push(msgs);
             Ok(())
         }
     }
@@ -190,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn chat_is_dropped_and_membership_waits_in_order_when_the_bridge_is_behind() {
+    fn what_one_input_caused_goes_up_at_once_and_chat_is_dropped_when_the_bridge_is_behind() {
         let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut up = Uplink::new(Box::new(Slow {
             taken: taken.clone(),
@@ -201,23 +217,35 @@ mod tests {
             addr: "x".into(),
         };
         let left = ToCluster::Left { name: "b".into() };
-        assert!(!up.send(said(1)));
-        assert!(!up.send(said(2)));
+        // Nothing to send, nothing sent.
+        assert_eq!(up.send(), 0);
+        up.push(said(1));
+        up.push(said(2));
+        assert_eq!(up.send(), 0);
+        up.push(said(3));
+        assert_eq!(up.send(), 0);
+        assert_eq!(
+            *taken.lock().unwrap(),
+            [vec![said(1), said(2)], vec![said(3)]]
+        );
         // Full: chat is dropped, membership waits.
-        assert!(up.send(said(3)));
-        assert!(!up.send(joined.clone()));
-        // Behind a waiting message, chat is dropped even if there were room:
+        up.push(said(4));
+        up.push(joined.clone());
+        assert_eq!(up.send(), 1);
+        // Behind a waiting batch, chat is dropped even if there were room:
         // it would overtake the join it follows.
-        assert!(up.send(said(4)));
-        assert!(!up.send(left.clone()));
+        up.push(said(5));
+        up.push(left.clone());
+        assert_eq!(up.send(), 1);
         assert_eq!((up.dropped(), up.waiting()), (2, 2));
         // The bridge catches up: what waited goes first, in order.
         taken.lock().unwrap().clear();
         up.flush();
-        assert_eq!(*taken.lock().unwrap(), [joined, left]);
+        assert_eq!(*taken.lock().unwrap(), [vec![joined], vec![left]]);
         assert_eq!(up.waiting(), 0);
         taken.lock().unwrap().clear();
-        assert!(!up.send(said(5)));
-        assert_eq!(*taken.lock().unwrap(), [said(5)]);
+        up.push(said(6));
+        assert_eq!(up.send(), 0);
+        assert_eq!(*taken.lock().unwrap(), [vec![said(6)]]);
     }
 }

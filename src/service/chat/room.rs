@@ -271,19 +271,23 @@ impl ChatRoom {
                 }
                 Output::Close(id) => out.close(id),
                 Output::Cluster(msg) => {
-                    if let Some(uplink) = &mut self.uplink
-                        && uplink.send(msg)
-                    {
-                        let dropped = uplink.dropped();
-                        // The first, then every power of two: a backlog
-                        // towards Redis does not flood the log.
-                        if dropped.is_power_of_two() {
-                            log::warn!(
-                                "server {}: Redis is behind; {dropped} message(s) not sent to the other nodes",
-                                self.server
-                            );
-                        }
+                    if let Some(uplink) = &mut self.uplink {
+                        uplink.push(msg);
                     }
+                }
+            }
+        }
+        if let Some(uplink) = &mut self.uplink {
+            let before = uplink.dropped();
+            if uplink.send() > 0 {
+                // The first, then at every power of two: a backlog
+                // towards Redis does not flood the log.
+                let after = uplink.dropped();
+                if (before + 1..=after).any(u64::is_power_of_two) {
+                    log::warn!(
+                        "server {}: Redis is behind; {after} message(s) not sent to the other nodes",
+                        self.server
+                    );
                 }
             }
         }
@@ -568,9 +572,9 @@ mod tests {
     impl crate::service::chat::Bridge for Sink {
         fn offer(
             &mut self,
-            msg: crate::service::chat::ToCluster,
-        ) -> Result<(), crate::service::chat::ToCluster> {
-            self.0.lock().unwrap().push(msg);
+            msgs: Vec<crate::service::chat::ToCluster>,
+        ) -> Result<(), Vec<crate::service::chat::ToCluster>> {
+            self.0.lock().unwrap().extend(msgs);
             Ok(())
         }
     }
