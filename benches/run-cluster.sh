@@ -198,7 +198,8 @@ run_setup() {
             "taskset -c $CLIENT_CPU netlab bench chat $ADDR_a ${BENCH_ARGS[*]}") ;;
         clustered) COMMANDS+=("taskset -c $SERVER_CPU netlabd --config a.toml  # the same, and cluster = $(cluster_of node-a)"
             "taskset -c $CLIENT_CPU netlab bench chat $ADDR_a ${BENCH_ARGS[*]}") ;;
-        two-nodes) COMMANDS+=("taskset -c $SERVER_CPU netlabd --config b.toml  # a second node: cluster = $(cluster_of node-b)"
+        two-nodes) COMMANDS+=("taskset -c $SERVER_CPU netlabd --config a.toml  # node A: listen=[\"$ADDR_a\"], cluster = $(cluster_of node-a)"
+            "taskset -c $SERVER_CPU netlabd --config b.toml  # node B: listen=[\"$ADDR_b\"], cluster = $(cluster_of node-b)"
             "taskset -c $CLIENT_CPU netlab bench chat $ADDR_a $ADDR_b ${BENCH_ARGS[*]}") ;;
     esac
 }
