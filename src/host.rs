@@ -74,9 +74,15 @@ pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result
             // In a cluster, the room holds its end of the bridge to Redis
             // (whose threads stop when the room is dropped, with its
             // runtime), and the bridge hands news to the room's inbox.
+            metrics
+                .chat
+                .cluster
+                .clustered
+                .store(chat.cluster.is_some(), std::sync::atomic::Ordering::Relaxed);
             let bridge = match &chat.cluster {
                 Some(cluster) => {
-                    let (bridge, end) = crate::cluster::bridge(cluster, &config.name)?;
+                    let (bridge, end) =
+                        crate::cluster::bridge(cluster, &config.name, metrics.clone())?;
                     room = room.with_cluster(Uplink::new(Box::new(end)));
                     Some(bridge)
                 }

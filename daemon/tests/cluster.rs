@@ -155,7 +155,8 @@ fn node(
             .map(|l| format!("{{ addr = \"127.0.0.1:0\", {l} }}")),
     );
     let config = format!(
-        "[[server]]\nname = \"chat\"\nservice = \"chat\"\nlisten = [{}]\n\
+        "[daemon]\nmetrics = \"127.0.0.1:0\"\n\
+         [[server]]\nname = \"chat\"\nservice = \"chat\"\nlisten = [{}]\n\
          cluster = {{ redis = \"{redis}\", room = \"lobby\", node = \"{node}\", presence_ttl = \"{ttl}\"{ca} }}\n",
         listen.join(", ")
     );
@@ -512,10 +513,14 @@ fn chat_goes_on_through_a_redis_outage_and_the_link_is_told_once_each_way() {
     amy.expect("* ben joined on node-b", T);
     ben.roster_becomes("* online (3): amy, ann, ben");
 
+    let (ma, mb) = (da.metrics_addr(), db.metrics_addr());
+    let link_up = |m| sample(&scrape(m), "netlab_chat_cluster_link_up{server=\"chat\"}");
+    assert_eq!((link_up(ma), link_up(mb)), (Some(1.0), Some(1.0)));
     redis.stop();
     for u in [&mut ann, &mut amy, &mut ben] {
         u.expect("* cluster link down: chat continues on this node only", T);
     }
+    assert_eq!((link_up(ma), link_up(mb)), (Some(0.0), Some(0.0)));
     // Each node's room goes on alone.
     ann.say("while down");
     amy.expect("[ann] while down", T);
@@ -543,6 +548,15 @@ fn chat_goes_on_through_a_redis_outage_and_the_link_is_told_once_each_way() {
     assert_eq!(ann.count("only here") + amy.count("only here"), 0);
     db.wait_for_line("missed 1 event(s) of node \"node-a\"", T);
     da.wait_for_line("missed 1 event(s) of node \"node-b\"", T);
+    for m in [ma, mb] {
+        let body = scrape(m);
+        let get = |name: &str| sample(&body, &format!("{name}{{server=\"chat\"}}"));
+        assert_eq!(get("netlab_chat_cluster_link_up"), Some(1.0), "{body}");
+        assert_eq!(get("netlab_chat_cluster_events_unpublished_total"), Some(1.0), "{body}");
+        assert_eq!(get("netlab_chat_cluster_events_missed_total"), Some(1.0), "{body}");
+        assert!(get("netlab_chat_cluster_events_published_total") >= Some(2.0), "{body}");
+        assert_eq!(get("netlab_chat_cluster_messages_dropped_total"), Some(0.0), "{body}");
+    }
 }
 
 #[test]

@@ -47,6 +47,7 @@ use peers::{Heard, Peers};
 use wire::{Body, Envelope, Event};
 
 use crate::config::ClusterConfig;
+use crate::metrics::{self, ServerMetrics};
 use crate::service::chat::{Claim, FromCluster, ToCluster};
 
 /// Batches from the room (what one of its inputs caused) that may wait
@@ -111,6 +112,7 @@ struct Settings {
     /// What a claim holds: this incarnation and node.
     holder: String,
     ttl: Duration,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl Settings {
@@ -142,7 +144,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Makes the bridge of `server`'s room as `config` says, not started: the
 /// room gets the [`RoomEnd`] now, and [`Bridge::start`] is given the way to
 /// the room once its runtime exists.
-pub fn bridge(config: &ClusterConfig, server: &str) -> io::Result<(Bridge, RoomEnd)> {
+pub fn bridge(
+    config: &ClusterConfig,
+    server: &str,
+    metrics: Arc<ServerMetrics>,
+) -> io::Result<(Bridge, RoomEnd)> {
     let invalid = |e: redis::RedisError| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -185,6 +191,7 @@ pub fn bridge(config: &ClusterConfig, server: &str) -> io::Result<(Bridge, RoomE
         name_key: format!("{prefix}name:"),
         holder: format!("{incarnation}:{}", config.node),
         ttl: config.presence_ttl,
+        metrics,
     };
     let (sender, receiver) = std::sync::mpsc::sync_channel(CHANNEL);
     let control = Arc::new(Control {
@@ -366,6 +373,11 @@ impl Shared {
                 s.shown
             );
         }
+        s.metrics
+            .chat
+            .cluster
+            .link_up
+            .store(i64::from(now), Ordering::Relaxed);
         self.deliver(FromCluster::Link { up: now });
     }
 }
@@ -475,6 +487,12 @@ impl Publisher {
         }
     }
 
+    /// Events numbered that could not be published.
+    fn unpublish(&mut self, n: u64) {
+        self.unpublished += n;
+        metrics::add(&self.shared.settings.metrics.chat.cluster.unpublished, n);
+    }
+
     /// The connection failed: the link is down until a retry succeeds.
     fn failed(&mut self, e: &redis::RedisError) {
         self.conn = None;
@@ -491,7 +509,7 @@ impl Publisher {
         let first = self.seq + 1;
         self.seq += events.len() as u64;
         if self.conn.is_none() {
-            self.unpublished += events.len() as u64;
+            self.unpublish(events.len() as u64);
             return;
         }
         let s = &self.shared.settings;
@@ -576,6 +594,7 @@ impl Publisher {
         };
         match pipe.query::<Vec<redis::Value>>(&mut conn.conn) {
             Ok(replies) => {
+                metrics::add(&self.shared.settings.metrics.chat.cluster.published, count);
                 let answers = claims
                     .into_iter()
                     .zip(replies)
@@ -592,7 +611,7 @@ impl Publisher {
             }
             Err(e) => {
                 // Whether they went out is not known: counted as not.
-                self.unpublished += count;
+                self.unpublish(count);
                 self.failed(&e);
                 let answers = claims
                     .into_iter()
@@ -808,6 +827,7 @@ impl Subscriber {
         }
         if missed > 0 {
             self.missed += missed;
+            metrics::add(&s.metrics.chat.cluster.missed, missed);
             log::warn!(
                 "server {}: cluster: missed {missed} event(s) of node {node:?} ({} in all): delivery across an outage is at most once",
                 s.server,

@@ -279,7 +279,9 @@ impl ChatRoom {
         }
         if let Some(uplink) = &mut self.uplink {
             let before = uplink.dropped();
-            if uplink.send() > 0 {
+            let dropped = uplink.send();
+            if dropped > 0 {
+                metrics::add(&self.metrics.chat.cluster.dropped, dropped);
                 // The first, then at every power of two: a backlog
                 // towards Redis does not flood the log.
                 let after = uplink.dropped();
