@@ -2,4 +2,5 @@
 //! `netlabd` (the daemon) and `netlab` (the client and load generator).
 
 pub mod cli;
+pub mod manual;
 pub mod netlabd;

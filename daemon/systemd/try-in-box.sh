@@ -17,7 +17,7 @@ bash "$BOXSH" up
 trap 'bash "$BOXSH" down >/dev/null' EXIT
 sleep 3
 
-install -m 755 target/release/netlabd "$BOX_ROOT/usr/local/bin/netlabd"
+install -m 755 target/release/netlabd "$BOX_ROOT/usr/bin/netlabd"
 install -D -m 644 daemon/systemd/netlabd.toml "$BOX_ROOT/etc/netlab/netlabd.toml"
 install -m 644 daemon/systemd/netlabd.service daemon/systemd/netlabd.socket "$BOX_ROOT/etc/systemd/system/"
 # The box cannot create device nodes, which PrivateDevices=yes needs; a real host can.

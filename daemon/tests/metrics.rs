@@ -150,6 +150,18 @@ listen = ["127.0.0.1:0"]
         let mut buf = [0u8; 16];
         assert_eq!(u.recv_from(&mut buf).unwrap().0, 4);
     }
+    // The server counts a reply once sendmmsg returns, which may be after
+    // the client has it: wait for the count before anyone reads it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !scrape(metrics).lines().any(|l| {
+        l.starts_with("netlab_datagrams_answered_total{server=\"udp\"") && l.ends_with(" 2")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the 2 datagrams answered were not counted within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Caused {
         daemon,
         metrics,

@@ -26,7 +26,7 @@ fn installed_copy() -> (tempdir::Dir, std::path::PathBuf) {
     let dir = tempdir::Dir::new();
     for unit in ["netlabd.service", "netlabd.socket"] {
         let text = std::fs::read_to_string(units_dir().join(unit)).unwrap();
-        let text = text.replace("/usr/local/bin/netlabd", env!("CARGO_BIN_EXE_netlabd"));
+        let text = text.replace("/usr/bin/netlabd", env!("CARGO_BIN_EXE_netlabd"));
         std::fs::write(dir.0.join(unit), text).unwrap();
     }
     let service = dir.0.join("netlabd.service");

@@ -4,6 +4,10 @@ cargo test has just built:
 
     PYTHONPATH=python NETLAB_LIBRARY=target/debug/libnetlab.so \\
         python3 -m unittest discover -s ffi-tests/python -v
+
+daemon/tests/packaging.rs runs them again against the wheel installed in a
+fresh virtual environment, with NETLAB_TEST_INSTALLED=1 and no variable
+pointing at the source tree.
 """
 
 import gc
@@ -471,10 +475,13 @@ class MisuseTests(unittest.TestCase):
             self.assertIn("nowhere", message)
 
     def test_library_search_order(self):
-        pkg = os.path.join(ROOT, "python", "netlab")
-        workspace = [os.path.join(pkg, "libnetlab.so"),
-                     os.path.join(ROOT, "target", "release", "libnetlab.so"),
-                     os.path.join(ROOT, "target", "debug", "libnetlab.so")]
+        # The package's own folder (where a wheel puts the library), then,
+        # for the package in the source tree only, the workspace's builds.
+        pkg = os.path.dirname(os.path.abspath(netlab.__file__))
+        workspace = [os.path.join(pkg, "libnetlab.so")]
+        if pkg == os.path.join(ROOT, "python", "netlab"):
+            workspace += [os.path.join(ROOT, "target", "release", "libnetlab.so"),
+                          os.path.join(ROOT, "target", "debug", "libnetlab.so")]
         saved = os.environ.get("NETLAB_LIBRARY")
         try:
             os.environ["NETLAB_LIBRARY"] = "/somewhere/libnetlab.so"
@@ -485,9 +492,18 @@ class MisuseTests(unittest.TestCase):
             if saved is not None:
                 os.environ["NETLAB_LIBRARY"] = saved
 
+    @unittest.skipUnless(os.environ.get("NETLAB_TEST_INSTALLED"),
+                         "the package under test is the source tree's")
+    def test_the_installed_package_loads_the_library_it_carries(self):
+        pkg = os.path.dirname(os.path.abspath(netlab.__file__))
+        self.assertFalse(pkg.startswith(ROOT + os.sep), pkg)
+        self.assertEqual(netlab.library_path, os.path.join(pkg, "libnetlab.so"))
+        self.assertTrue(os.path.exists(os.path.join(pkg, "py.typed")))
+
     def test_a_wrong_netlab_library_fails_loudly(self):
+        # The same package as this run's, wherever it is installed.
         env = dict(os.environ, NETLAB_LIBRARY="/nonexistent/libnetlab.so",
-                   PYTHONPATH=os.path.join(ROOT, "python"))
+                   PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(netlab.__file__))))
         out = subprocess.run([sys.executable, "-c", "import netlab"], env=env,
                              capture_output=True, text=True, timeout=30)
         self.assertNotEqual(out.returncode, 0)

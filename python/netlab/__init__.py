@@ -20,6 +20,8 @@ Handles still open when the interpreter exits are not freed (a daemon
 thread may still be using one): the end of the process releases them.
 """
 
+from __future__ import annotations
+
 import ctypes
 import enum
 import math
@@ -28,15 +30,27 @@ import threading
 import time
 import weakref
 from ctypes import byref, c_bool, c_size_t, c_uint16, c_uint64
+from typing import Any, Callable, Iterator, List, Literal, Optional, Tuple, TypeVar, Union, cast
 
 from . import _lib
 from ._lib import ServerStats, lib
+
+#: An address: "host:port" (str or bytes), or a (host, port) tuple.
+Address = Union[str, bytes, Tuple[str, int]]
+#: Bytes to send: bytes-like, or a str sent as UTF-8.
+Data = Union[bytes, bytearray, memoryview, str]
+#: Text for a C string: a str sent as UTF-8, or bytes; no NUL inside.
+Text = Union[str, bytes]
+#: A chat dialect: a Dialect, its value, or its name ("line", "header", "bincode").
+DialectLike = Union["Dialect", int, str]
+#: A file's path.
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 __all__ = ["Status", "NetlabError", "Server", "ServerStats", "Decoder", "Dialect", "Chat",
            "ChatEvent", "TlsOptions",
            "tcp_echo", "udp_echo", "count", "encode_frame", "version", "library_path"]
 
-library_path = _lib.path
+library_path: str = _lib.path
 
 
 class Status(enum.IntEnum):
@@ -60,7 +74,10 @@ class NetlabError(Exception):
     """A netlab call failed: .status (a Status, or the raw int for a status
     this module does not know) and .message (the detailed message)."""
 
-    def __init__(self, status, message):
+    status: Union[Status, int]
+    message: str
+
+    def __init__(self, status: Union[Status, int], message: str) -> None:
         try:
             status = Status(status)
         except ValueError:
@@ -69,7 +86,7 @@ class NetlabError(Exception):
         self.message = message
         super().__init__(status, message)
 
-    def __str__(self):
+    def __str__(self) -> str:
         name = self.status.name if isinstance(self.status, Status) else str(self.status)
         return "%s: %s" % (name, self.message)
 
@@ -84,12 +101,12 @@ class Dialect(enum.IntEnum):
 _COUNT_FRAMINGS = {"line": 0, "header": 1, "chunk": 2}
 
 
-def version():
+def version() -> str:
     """libnetlab's version, e.g. "0.1.0"."""
-    return lib.netlab_version().decode()
+    return cast(bytes, lib.netlab_version()).decode()
 
 
-def _ms(seconds, what="timeout"):
+def _ms(seconds: float, what: str = "timeout") -> int:
     ms = int(round(seconds * 1000))
     if not 0 < ms <= 0xFFFFFFFF:
         raise NetlabError(Status.ERR_INVALID,
@@ -97,17 +114,17 @@ def _ms(seconds, what="timeout"):
     return ms
 
 
-def _size(value, what):
+def _size(value: int, what: str) -> int:
     if not 0 <= value < 2 ** 63:
         raise NetlabError(Status.ERR_INVALID, "%s must be 0 or more, not %r" % (what, value))
     return value
 
 
-def _index(index):
+def _index(index: int) -> int:
     return _size(index, "listener index")
 
 
-def _bytes(data, what="data"):
+def _bytes(data: Data, what: str = "data") -> bytes:
     """A byte-buffer argument (pointer and length): bytes as they are, or a
     str as UTF-8. Anything else (an int would become that many zero bytes)
     is refused."""
@@ -124,7 +141,7 @@ def _bytes(data, what="data"):
                       "%s must be bytes or str, not %s" % (what, type(data).__name__))
 
 
-def _text(value, what):
+def _text(value: Text, what: str) -> bytes:
     """A C string argument (a char * ending at its first NUL): a str, sent
     as UTF-8, or bytes. A NUL inside would silently cut it short, so it is
     refused."""
@@ -138,7 +155,7 @@ def _text(value, what):
     return data
 
 
-def _addr(addr):
+def _addr(addr: Address) -> bytes:
     if isinstance(addr, tuple):
         if len(addr) != 2 or not isinstance(addr[0], str) or not isinstance(addr[1], int):
             raise NetlabError(Status.ERR_INVALID,
@@ -149,7 +166,7 @@ def _addr(addr):
     return _text(addr, "address")
 
 
-def _dialect(dialect):
+def _dialect(dialect: DialectLike) -> int:
     if isinstance(dialect, str):
         try:
             return Dialect[dialect.upper()]
@@ -159,7 +176,7 @@ def _dialect(dialect):
     return int(dialect)
 
 
-def _into_buffer(call, cap):
+def _into_buffer(call: Callable[[Any, int, Any], object], cap: int) -> bytes:
     """Runs call(buf, cap, &len), growing the buffer once to the size the
     library says it needs."""
     for _ in range(2):
@@ -183,12 +200,13 @@ class _Owned:
     whether a free is waiting for them."""
     __slots__ = ("ptr", "free", "locks", "closing")
 
-    def __init__(self, ptr, free, locks):
+    def __init__(self, ptr: Any, free: Callable[[Any], None],
+                 locks: List[threading.Lock]) -> None:
         self.ptr, self.free, self.locks = ptr, free, locks
         self.closing = False
 
 
-def _release(owned):
+def _release(owned: _Owned) -> None:
     """Frees the C handle once, holding every one of its locks, so that no
     call is running on it: a call in progress finishes first, and a call
     after this finds .ptr None and raises. Calls that start meanwhile raise
@@ -205,6 +223,10 @@ def _release(owned):
             lock.release()
 
 
+_T = TypeVar("_T")
+_H = TypeVar("_H", bound="_Handle")
+
+
 class _Handle:
     """A C handle: freed once, by close(), `with`, or the finalizer when the
     object is garbage collected. Every call holds one of the handle's locks,
@@ -215,17 +237,17 @@ class _Handle:
     thread may be inside a call on one, and the process's end releases
     everything anyway."""
     _kind = "handle"
-    _owned = None
+    _owned: Optional[_Owned] = None
     _locks = 1
 
-    def _own(self, ptr, free):
+    def _own(self, ptr: Any, free: Callable[[Any], None]) -> None:
         self._owned = _Owned(ptr, free, [threading.Lock() for _ in range(self._locks)])
         self._finalizer = weakref.finalize(self, _release, self._owned)
         # At exit, Python would run the finalizer itself, while daemon
         # threads may still be inside calls on the handle.
         self._finalizer.atexit = False
 
-    def _call(self, func, *args, lock=0):
+    def _call(self, func: Callable[..., _T], *args: Any, lock: int = 0) -> _T:
         """func(handle, *args) holding lock number `lock`; raises if closed."""
         owned = self._owned
         if owned is None or owned.closing:
@@ -236,20 +258,21 @@ class _Handle:
             return func(owned.ptr, *args)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """Whether close() has been called (or the handle is being freed)."""
         return self._owned is None or self._owned.closing
 
-    def close(self):
+    def close(self) -> None:
         """Frees the C handle, once any call in progress on it has returned.
         Closing twice does nothing."""
         if self._owned is not None:
             self._finalizer()
 
-    def __enter__(self):
+    def __enter__(self: _H) -> _H:
         self._call(lambda ptr: None)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
@@ -264,24 +287,24 @@ class Server(_Handle):
     server's sockets and nothing else, and stop() raises ERR_INVALID."""
     _kind = "Server"
 
-    def __init__(self, config):
+    def __init__(self, config: Text) -> None:
         ptr = _lib.ServerP()
         lib.netlab_server_start(_text(config, "configuration"), byref(ptr))
         self._own(ptr, lib.netlab_server_free)
 
     @property
-    def listener_count(self):
+    def listener_count(self) -> int:
         n = c_size_t()
         self._call(lib.netlab_server_listener_count, byref(n))
         return n.value
 
-    def port(self, index=0):
+    def port(self, index: int = 0) -> int:
         """The port listener `index` is bound to."""
         port = c_uint16()
         self._call(lib.netlab_server_port, _index(index), byref(port))
         return port.value
 
-    def address(self, index=0):
+    def address(self, index: int = 0) -> str:
         """Listener `index`'s address as "host:port", ready for the clients."""
         buf = ctypes.create_string_buffer(_lib.ADDRESS_MAX)
         n = c_size_t()
@@ -289,25 +312,25 @@ class Server(_Handle):
         return buf.value.decode()
 
     @property
-    def ports(self):
+    def ports(self) -> List[int]:
         return [self.port(i) for i in range(self.listener_count)]
 
     @property
-    def addresses(self):
+    def addresses(self) -> List[str]:
         return [self.address(i) for i in range(self.listener_count)]
 
-    def stats(self):
+    def stats(self) -> ServerStats:
         """The server's counters: accepted, refused, open, datagrams, dropped."""
         stats = ServerStats()
         self._call(lib.netlab_server_get_stats, byref(stats))
         return stats
 
-    def stop(self, grace=1.0):
+    def stop(self, grace: float = 1.0) -> None:
         """Stops accepting, lets open connections finish for up to `grace`
         seconds, closes the rest, and waits. The handle stays open."""
         self._call(lib.netlab_server_stop, min(max(0, int(round(grace * 1000))), 0xFFFFFFFF))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.closed:
             return "<netlab.Server closed>"
         return "<netlab.Server %s>" % " ".join(self.addresses)
@@ -329,11 +352,14 @@ class TlsOptions(_Handle):
     must connect at once each make their own."""
     _kind = "TlsOptions"
 
-    def __init__(self, ca=None, cert=None, key=None, server_name=None):
+    def __init__(self, ca: Optional[PathLike] = None, cert: Optional[PathLike] = None,
+                 key: Optional[PathLike] = None, server_name: Optional[Text] = None) -> None:
         ptr = _lib.ClientOptionsP()
         lib.netlab_client_options_new(byref(ptr))
         self._own(ptr, lib.netlab_client_options_free)
-        path = lambda p, what: None if p is None else _text(os.fspath(p), what)
+
+        def path(p: Optional[PathLike], what: str) -> Optional[bytes]:
+            return None if p is None else _text(os.fspath(p), what)
         self._call(lib.netlab_client_options_set_tls, path(ca, "ca"), path(cert, "cert"),
                    path(key, "key"))
         if server_name is not None:
@@ -341,7 +367,7 @@ class TlsOptions(_Handle):
                        _text(server_name, "server_name"))
 
 
-def _with_options(tls, call):
+def _with_options(tls: Optional[TlsOptions], call: Callable[[Any], _T]) -> _T:
     """call(options pointer): NULL for plain TCP, else `tls`'s, held so that
     it cannot be closed under the call."""
     if tls is None:
@@ -352,7 +378,8 @@ def _with_options(tls, call):
     return tls._call(call)
 
 
-def tcp_echo(addr, data, timeout=2.0, tls=None):
+def tcp_echo(addr: Address, data: Data, timeout: float = 2.0,
+             tls: Optional[TlsOptions] = None) -> bytes:
     """Sends `data` to the TCP echo server at `addr` ("host:port" or a
     (host, port) tuple) and returns what came back, over TLS when `tls` (a
     TlsOptions) is given. A reply longer than twice `data` plus 64 KiB
@@ -365,7 +392,7 @@ def tcp_echo(addr, data, timeout=2.0, tls=None):
         2 * len(data) + 1024))
 
 
-def udp_echo(addr, data, timeout=1.0, retries=2):
+def udp_echo(addr: Address, data: Data, timeout: float = 1.0, retries: int = 2) -> bytes:
     """Sends `data` as one datagram to the UDP echo server at `addr`,
     resending up to `retries` times after `timeout` seconds each."""
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
@@ -377,22 +404,23 @@ def udp_echo(addr, data, timeout=1.0, retries=2):
         65536)
 
 
-def count(addr, data, framing="line", header_len=0, timeout=2.0, tls=None):
+def count(addr: Address, data: Data, framing: str = "line", header_len: int = 0,
+          timeout: float = 2.0, tls: Optional[TlsOptions] = None) -> int:
     """Asks the count server at `addr` how many characters `data` has.
     `framing` is "line", "header" or "chunk", as the server's; `tls` a
     TlsOptions for a TLS listener."""
     if framing not in _COUNT_FRAMINGS:
         raise NetlabError(Status.ERR_INVALID,
                           "framing %r is not line, header or chunk" % (framing,))
-    data, a, hl, ms = _bytes(data), _addr(addr), _size(header_len, "header_len"), _ms(timeout)
+    raw, a, hl, ms = _bytes(data), _addr(addr), _size(header_len, "header_len"), _ms(timeout)
     n = c_uint64()
     _lib.interruptible()
     _with_options(tls, lambda options: lib.netlab_count_with(
-        a, data, len(data), _COUNT_FRAMINGS[framing], hl, ms, options, byref(n)))
+        a, raw, len(raw), _COUNT_FRAMINGS[framing], hl, ms, options, byref(n)))
     return n.value
 
 
-def encode_frame(dialect, payload, header_len=0):
+def encode_frame(dialect: DialectLike, payload: Data, header_len: int = 0) -> bytes:
     """`payload` framed in `dialect` ("line", "header", "bincode" or a Dialect)."""
     d, payload = _dialect(dialect), _bytes(payload, "payload")
     return _into_buffer(
@@ -411,26 +439,27 @@ class Decoder(_Handle):
     """
     _kind = "Decoder"
 
-    def __init__(self, dialect, header_len=0, max_frame=0):
+    def __init__(self, dialect: DialectLike, header_len: int = 0, max_frame: int = 0) -> None:
         ptr = _lib.DecoderP()
         lib.netlab_decoder_new(_dialect(dialect), _size(header_len, "header_len"),
                                _size(max_frame, "max_frame"), byref(ptr))
         self._own(ptr, lib.netlab_decoder_free)
 
-    def feed(self, data):
-        data = _bytes(data)
-        self._call(lib.netlab_decoder_feed, data, len(data))
+    def feed(self, data: Data) -> None:
+        """Adds bytes received; whole frames then come out of next()."""
+        raw = _bytes(data)
+        self._call(lib.netlab_decoder_feed, raw, len(raw))
 
-    def next(self):
+    def next(self) -> Optional[bytes]:
         """The next whole frame's payload, or None when more bytes are needed."""
-        def next_frame(ptr):
+        def next_frame(ptr: Any) -> Optional[bytes]:
             frame, n, found = _lib.u8p(), c_size_t(), c_bool()
             lib.netlab_decoder_next(ptr, byref(frame), byref(n), byref(found))
             # Copied while the lock is held: the frame is borrowed from the decoder.
             return ctypes.string_at(frame, n.value) if found.value else None
         return self._call(next_frame)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         while True:
             frame = self.next()
             if frame is None:
@@ -438,7 +467,7 @@ class Decoder(_Handle):
             yield frame
 
     @property
-    def pending(self):
+    def pending(self) -> int:
         """Bytes held that are not yet part of a whole frame."""
         n = c_size_t()
         self._call(lib.netlab_decoder_pending, byref(n))
@@ -455,17 +484,26 @@ class ChatEvent:
     """One event from a chat room: .kind ("message", "joined", "left",
     "roster", "error", "notice" or "welcome"), .sender, .text and .online
     (None where the kind has none)."""
-    KINDS = ("message", "joined", "left", "roster", "error", "notice", "welcome")
+    KINDS: Tuple[str, ...] = ("message", "joined", "left", "roster", "error", "notice",
+                              "welcome")
     __slots__ = ("kind", "sender", "text", "online")
+    #: One of KINDS; the raw number for a kind this module does not know.
+    kind: Union[str, int]
+    sender: Optional[str]
+    #: The message or notice; for "roster", the list of names.
+    text: Union[str, List[str], None]
+    online: Optional[int]
 
-    def __init__(self, kind, sender=None, text=None, online=None):
+    def __init__(self, kind: Union[str, int], sender: Optional[str] = None,
+                 text: Union[str, List[str], None] = None,
+                 online: Optional[int] = None) -> None:
         self.kind, self.sender, self.text, self.online = kind, sender, text, online
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, ChatEvent) and all(
             getattr(self, a) == getattr(other, a) for a in self.__slots__)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ChatEvent(%s)" % ", ".join(
             "%s=%r" % (a, getattr(self, a)) for a in self.__slots__
             if getattr(self, a) is not None)
@@ -490,7 +528,9 @@ class Chat(_Handle):
     _kind = "Chat"
     _locks = 2
 
-    def __init__(self, addr, name, dialect="line", header_len=0, timeout=2.0, tls=None):
+    def __init__(self, addr: Address, name: Text, dialect: DialectLike = "line",
+                 header_len: int = 0, timeout: float = 2.0,
+                 tls: Optional[TlsOptions] = None) -> None:
         ptr = _lib.ChatP()
         _lib.interruptible()
         a, d, hl = _addr(addr), _dialect(dialect), _size(header_len, "header_len")
@@ -499,17 +539,17 @@ class Chat(_Handle):
             a, d, hl, n, ms, options, byref(ptr)))
         self._own(ptr, lib.netlab_chat_free)
 
-    def send(self, text):
+    def send(self, text: Text) -> None:
         """Sends `text` (str, or UTF-8 bytes; no NUL) to everyone else."""
         _lib.interruptible()
         self._call(lib.netlab_chat_send, _text(text, "chat message"), lock=_SEND)
 
-    def who(self):
+    def who(self) -> None:
         """Asks who is online; the answer comes as a "roster" event."""
         _lib.interruptible()
         self._call(lib.netlab_chat_who, lock=_SEND)
 
-    def recv(self, timeout=1.0):
+    def recv(self, timeout: float = 1.0) -> Optional[ChatEvent]:
         """The room's next event, or None when none came within `timeout` s."""
         _ms(timeout)
         _lib.interruptible()
@@ -524,7 +564,7 @@ class Chat(_Handle):
                 return None
 
 
-def _recv_once(ptr, ms):
+def _recv_once(ptr: Any, ms: int) -> Optional[ChatEvent]:
     """One netlab_chat_recv of up to `ms` ms, under the receiving lock: a
     ChatEvent, or None when none came."""
     ev = _lib.ChatEvent()
@@ -536,11 +576,12 @@ def _recv_once(ptr, ms):
         raise
     # Reading a c_char_p field copies the borrowed string, here while the
     # receiving lock is held: the next recv would free it.
-    kind, sender, text, online = ev.kind, ev.sender, ev.text, ev.online
-    kind = ChatEvent.KINDS[kind] if 0 <= kind < len(ChatEvent.KINDS) else kind
-    text = text.decode() if text is not None else None
-    sender = sender.decode() if sender is not None else None
-    online = online if kind in ("joined", "left", "roster", "welcome") else None
+    code, raw_sender, raw_text, raw_online = ev.kind, ev.sender, ev.text, ev.online
+    kind: Union[str, int] = ChatEvent.KINDS[code] if 0 <= code < len(ChatEvent.KINDS) else code
+    message = raw_text.decode() if raw_text is not None else None
+    sender = raw_sender.decode() if raw_sender is not None else None
+    online = raw_online if kind in ("joined", "left", "roster", "welcome") else None
+    text: Union[str, List[str], None] = message
     if kind == "roster":
-        text = text.split("\n") if text else []
+        text = message.split("\n") if message else []
     return ChatEvent(kind, sender, text, online)

@@ -1,10 +1,13 @@
 """Finds and loads libnetlab, and declares every C function's argument and
 result types, so that ctypes converts and checks each call."""
 
+from __future__ import annotations
+
 import ctypes
 import os
 import sys
 import threading
+from typing import Any, Callable, List, Optional, Tuple
 from ctypes import (POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint16,
                     c_uint32, c_uint64, c_void_p)
 
@@ -13,20 +16,23 @@ _WORKSPACE = os.path.dirname(os.path.dirname(_HERE))
 _NAME = "libnetlab.dylib" if os.uname().sysname == "Darwin" else "libnetlab.so"
 
 
-def candidates():
-    """Where libnetlab is looked for, in order: $NETLAB_LIBRARY, this package's
-    folder, then the workspace's target/release and target/debug."""
+def candidates() -> List[str]:
+    """Where libnetlab is looked for, in order: $NETLAB_LIBRARY; this
+    package's folder, where an installed wheel has it; then, when the
+    package is the one in netlab's source tree, the workspace's
+    target/release and target/debug."""
     found = []
     env = os.environ.get("NETLAB_LIBRARY")
     if env:
         found.append(env)
     found.append(os.path.join(_HERE, _NAME))
-    for profile in ("release", "debug"):
-        found.append(os.path.join(_WORKSPACE, "target", profile, _NAME))
+    if os.path.isfile(os.path.join(_WORKSPACE, "Cargo.toml")):
+        for profile in ("release", "debug"):
+            found.append(os.path.join(_WORKSPACE, "target", profile, _NAME))
     return found
 
 
-def _load():
+def _load() -> Tuple[ctypes.CDLL, str]:
     # $NETLAB_LIBRARY, when set, is the only one tried: a wrong setting
     # should fail loudly, not load some other build.
     env = os.environ.get("NETLAB_LIBRARY")
@@ -41,7 +47,8 @@ def _load():
             tried.append("%s (not found)" % path)
     raise ImportError(
         "netlab: cannot load libnetlab; tried:\n  " + "\n  ".join(tried)
-        + "\nbuild it with `cargo build --release` or set NETLAB_LIBRARY")
+        + "\ninstall the wheel (pip install ./python), build it with "
+        "`cargo build --release`, or set NETLAB_LIBRARY")
 
 
 lib, path = _load()
@@ -68,13 +75,18 @@ class _ClientOptions(ctypes.Structure):
 
 class ServerStats(ctypes.Structure):
     """A server's counters (netlab_server_stats)."""
+    accepted: int
+    refused: int
+    open: int
+    datagrams: int
+    dropped: int
     _fields_ = [("accepted", c_uint64), ("refused", c_uint64), ("open", c_uint64),
                 ("datagrams", c_uint64), ("dropped", c_uint64),
                 ("tls_handshakes", c_uint64), ("tls_failures", c_uint64)]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ServerStats(%s)" % ", ".join(
-            "%s=%d" % (name, getattr(self, name)) for name, _ in self._fields_)
+            "%s=%d" % (field[0], getattr(self, field[0])) for field in self._fields_)
 
 
 ServerP = POINTER(_Server)
@@ -84,7 +96,7 @@ ClientOptionsP = POINTER(_ClientOptions)
 u8p = POINTER(ctypes.c_uint8)
 
 
-def last_error():
+def last_error() -> str:
     """This thread's message about its last failed call."""
     need = lib.netlab_last_error(None, 0)
     buf = ctypes.create_string_buffer(need)
@@ -96,7 +108,7 @@ _InterruptCheck = ctypes.CFUNCTYPE(c_int, c_void_p)
 _thread = threading.local()
 
 
-def _check(_data):
+def _check(_data: Optional[int]) -> int:
     """Called by libnetlab, on the waiting thread, while a blocking call
     waits (at least every 0.1 s, and when a signal interrupts the wait).
     In the main thread, Python runs the signal handlers that are due as
@@ -110,10 +122,10 @@ def _check(_data):
 _check_signals = _InterruptCheck(_check)
 
 
-_previous_unraisablehook = None
+_previous_unraisablehook: Optional[Callable[[Any], object]] = None
 
 
-def _keep_interrupt(unraisable):
+def _keep_interrupt(unraisable: Any) -> None:
     """sys.unraisablehook while netlab is imported: an exception that a
     signal handler raised inside _check is kept to be raised once the
     netlab call has returned; anything else goes to the previous hook."""
@@ -123,7 +135,7 @@ def _keep_interrupt(unraisable):
         (_previous_unraisablehook or sys.__unraisablehook__)(unraisable)
 
 
-def interruptible():
+def interruptible() -> None:
     """Sets the main thread's interrupt check, once, so that blocking calls
     made from it end promptly on Ctrl-C. Only the main thread runs signal
     handlers, so only its calls can be interrupted; other threads wait as
@@ -140,7 +152,7 @@ def interruptible():
         _thread.checked = True
 
 
-def _errcheck(result, func, args):
+def _errcheck(result: int, func: Any, args: Any) -> int:
     # A signal handler's exception from inside the call (see _check) is
     # raised as it returns, whatever it returned: the call gave up for it,
     # or finished before its next check.
@@ -154,7 +166,7 @@ def _errcheck(result, func, args):
     return result
 
 
-def _declare(name, argtypes, restype=c_int, check=True):
+def _declare(name: str, argtypes: List[Any], restype: Any = c_int, check: bool = True) -> Any:
     func = getattr(lib, name)
     func.argtypes = argtypes
     func.restype = restype
@@ -203,6 +215,10 @@ _declare("netlab_decoder_free", [DecoderP], None, check=False)
 
 class ChatEvent(ctypes.Structure):
     """netlab_chat_event, as netlab_chat_recv fills it in."""
+    kind: int
+    sender: bytes | None
+    text: bytes | None
+    online: int
     _fields_ = [("kind", c_int), ("sender", c_char_p), ("text", c_char_p),
                 ("online", ctypes.c_uint32)]
 

@@ -12,9 +12,11 @@ use netlab::chat::ClientMsg;
 use crate::client::*;
 use crate::common::*;
 
-/// CPU ticks of this process's threads whose name starts with `prefix`.
-fn thread_ticks(prefix: &str) -> Vec<u64> {
-    let mut ticks = Vec::new();
+/// Time on a CPU, in nanoseconds, of this process's threads whose name
+/// starts with `prefix` (schedstat's first field: exact, where stat's ticks
+/// round a thread's short work down to nothing).
+fn thread_cpu_ns(prefix: &str) -> Vec<u64> {
+    let mut times = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let dir = task.path();
         let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
@@ -23,15 +25,12 @@ fn thread_ticks(prefix: &str) -> Vec<u64> {
         if !comm.trim_end().starts_with(prefix) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+        let Ok(schedstat) = std::fs::read_to_string(dir.join("schedstat")) else {
             continue;
         };
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        // utime and stime, the 14th and 15th fields (state is the 3rd).
-        let t = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        ticks.push(t);
+        times.push(schedstat.split(' ').next().unwrap().parse::<u64>().unwrap());
     }
-    ticks
+    times
 }
 
 /// 200 clients in two dialects on two reactors; ten of them send 20
@@ -44,7 +43,13 @@ fn two_workers_200_clients_every_message_to_every_member_in_order() {
     const EACH: usize = 20;
     let _crowd = crowd();
     let dialects = [Dialect::Line, Dialect::Bincode];
-    let server = chat_server(&dialects, "workers = 2\nmax_clients = 300");
+    // A name of its own: its room threads are "two-room0" and "two-room1",
+    // and no other test's.
+    let listen: Vec<String> = dialects.iter().map(|d| d.listen()).collect();
+    let server = start(&format!(
+        "name = \"two\"\nservice = \"chat\"\nlisten = [{}]\nworkers = 2\nmax_clients = 300\n",
+        listen.join(", ")
+    ));
     let addrs = server.local_addrs().to_vec();
     let mut clients: Vec<Client> = (0..CLIENTS)
         .map(|i| Client::join(addrs[i % 2], dialects[i % 2], &format!("c{i:03}")))
@@ -86,12 +91,15 @@ fn two_workers_200_clients_every_message_to_every_member_in_order() {
         }
         assert!(next.values().all(|&k| k == EACH), "{}: {next:?}", c.name);
     }
-    // Both reactors served: each of the room's threads did some of the work.
-    let ticks = thread_ticks("chat-room");
-    assert_eq!(ticks.len(), 2, "{ticks:?}");
+    // Both reactors served: each of the room's threads did a real share of
+    // the work (an idle one would have spent well under a tenth: it only
+    // started and waited).
+    let times = thread_cpu_ns("two-room");
+    assert_eq!(times.len(), 2, "{times:?}");
+    let total: u64 = times.iter().sum();
     assert!(
-        ticks.iter().all(|&t| t > 0),
-        "a reactor did nothing: {ticks:?}"
+        times.iter().all(|&t| t * 10 > total),
+        "a reactor did (almost) nothing: {times:?} ns on a CPU"
     );
     server.stop(Duration::from_millis(300));
 }

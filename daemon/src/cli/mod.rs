@@ -81,6 +81,12 @@ pub enum Command {
     /// Show a running netlabd's figures (its /metrics) as a table per server.
     #[command(after_help = EXIT_CODES_HELP)]
     Stats(StatsArgs),
+    /// Print netlab's shell completion script.
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +102,12 @@ pub struct StatsArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
+
+const COMPLETIONS_HELP: &str = "\
+The Debian package installs them for bash, zsh and fish. Otherwise, e.g.:
+  netlab completions bash > ~/.local/share/bash-completion/completions/netlab
+  netlab completions zsh > ~/.zfunc/_netlab     # with fpath+=~/.zfunc
+  netlab completions fish > ~/.config/fish/completions/netlab.fish";
 
 /// TLS, for every command that connects over TCP.
 #[derive(Debug, Clone, Args)]
@@ -394,8 +406,21 @@ pub fn run(cli: Cli) -> ExitCode {
             target: BenchTarget::Chat(args),
         } => bench::run_chat(&args),
         Command::Stats(args) => stats::run(&args),
+        Command::Completions { shell } => print_completions(shell),
     };
     ExitCode::from(code)
+}
+
+fn print_completions(shell: clap_complete::Shell) -> u8 {
+    use std::io::Write;
+    let script = crate::manual::completion(crate::manual::Program::Netlab, shell);
+    match std::io::stdout().lock().write_all(&script) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("netlab: cannot write the completion script: {e}");
+            exit::IO
+        }
+    }
 }
 
 /// Reports a client error on stderr and picks the exit code for its kind.

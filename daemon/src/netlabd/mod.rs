@@ -3,6 +3,7 @@
 //! on SIGINT/SIGTERM, telling the service manager each step.
 
 mod activation;
+mod args;
 mod logging;
 mod metrics_http;
 mod notify;
@@ -25,6 +26,8 @@ use notify::Notifier;
 use pidfile::Pidfile;
 use signals::{Request, Signals};
 use supervisor::Supervisor;
+
+pub use args::Args;
 
 /// Where the configuration is looked for when `--config` is not given.
 pub const SYSTEM_CONFIG: &str = "/etc/netlab/netlabd.toml";
