@@ -140,6 +140,11 @@ pub enum ServerMsg<'a> {
         code: u16,
         reason: &'a str,
     },
+    /// News about the room itself (a cluster's link down or back). Added
+    /// after the others, so the earlier variants keep their numbers.
+    Notice {
+        text: &'a str,
+    },
 }
 
 impl<'a> ServerMsg<'a> {
@@ -154,12 +159,16 @@ impl<'a> ServerMsg<'a> {
                 online: *online,
             },
             Event::Message { from, text } => ServerMsg::Message { from, text },
-            Event::Joined { name, addr, online } => ServerMsg::Joined {
+            // A member of another node: its `addr` says which (the hub
+            // writes "ADDR on NODE"); `Left` has no field for it.
+            Event::Joined {
+                name, addr, online, ..
+            } => ServerMsg::Joined {
                 name,
                 addr,
                 online: *online,
             },
-            Event::Left { name, online } => ServerMsg::Left {
+            Event::Left { name, online, .. } => ServerMsg::Left {
                 name,
                 online: *online,
             },
@@ -170,6 +179,7 @@ impl<'a> ServerMsg<'a> {
                 code: code.code(),
                 reason,
             },
+            Event::Notice { text } => ServerMsg::Notice { text },
         }
     }
 }
@@ -520,6 +530,7 @@ mod tests {
                     name: s("Ayu"),
                     addr: s("10.0.0.9:1"),
                     online: 3,
+                    node: None,
                 },
                 ServerMsg::Joined {
                     name: "Ayu",
@@ -532,6 +543,7 @@ mod tests {
                 Event::Left {
                     name: s("Ayu"),
                     online: 2,
+                    node: None,
                 },
                 ServerMsg::Left {
                     name: "Ayu",
@@ -547,6 +559,11 @@ mod tests {
                     names: vec!["Dian", "Rafi"],
                 },
                 cat(&[&[0, 0, 0, 12, 4, 2, 4], b"Dian", &[4], b"Rafi"]),
+            ),
+            (
+                Event::Notice { text: s("link up") },
+                ServerMsg::Notice { text: "link up" },
+                cat(&[&[0, 0, 0, 9, 6, 7], b"link up"]),
             ),
             (
                 Event::Roster { names: vec![] },
@@ -624,7 +641,7 @@ mod tests {
             .flat_map(|(_, _, b)| b)
             .collect();
         let whole = decode_server(&stream).unwrap();
-        assert_eq!(whole.len(), 9);
+        assert_eq!(whole.len(), 10);
         let mut decoder = BincodeServerDecoder::new(4096);
         let mut got = Vec::new();
         for byte in stream.chunks(1) {
