@@ -552,6 +552,12 @@ fn chat_goes_on_through_a_redis_outage_and_the_link_is_told_once_each_way() {
         let body = scrape(m);
         let get = |name: &str| sample(&body, &format!("{name}{{server=\"chat\"}}"));
         assert_eq!(get("netlab_chat_cluster_link_up"), Some(1.0), "{body}");
+        // One outage, one reconnect (the first link is no reconnect).
+        assert_eq!(
+            get("netlab_chat_cluster_reconnects_total"),
+            Some(1.0),
+            "{body}"
+        );
         assert_eq!(
             get("netlab_chat_cluster_events_unpublished_total"),
             Some(1.0),

@@ -360,6 +360,7 @@ impl Shared {
                 s.shown
             );
         } else if now {
+            metrics::add(&s.metrics.chat.cluster.reconnects, 1);
             log::info!(
                 "server {}: cluster link back (room {:?}, node {:?})",
                 s.server,

@@ -341,6 +341,12 @@ impl Collector for Scrape {
                 per_cluster(&|c| Value::Int(c.link_up.load(Ordering::Relaxed))),
             ),
             (
+                "netlab_chat_cluster_reconnects",
+                "Times the room's link to Redis came back after it went down.",
+                MetricType::Counter,
+                per_cluster(&|c| count(&c.reconnects)),
+            ),
+            (
                 "netlab_chat_cluster_events_published",
                 "Joins, messages and leaves of this node published to the other nodes.",
                 MetricType::Counter,

@@ -214,6 +214,8 @@ pub struct ClusterMetrics {
     pub clustered: AtomicBool,
     /// 1 while the link to Redis is up, 0 while it is down.
     pub link_up: AtomicI64,
+    /// Times the link came back after it went down.
+    pub reconnects: AtomicU64,
     /// Events of this node published (joins, messages, leaves).
     pub published: AtomicU64,
     /// Events of this node not published: the link was down.
