@@ -1,0 +1,157 @@
+//! What netlabd holds, read from /proc: resident memory, open descriptors,
+//! threads, child processes (the fork model's), CPU time, and the
+//! datagrams the kernel dropped because its UDP sockets were full.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Footprint {
+    pub rss_kib: u64,
+    pub fds: u64,
+    pub threads: u64,
+    pub children: u64,
+    pub cpu_s: f64,
+    /// Datagrams dropped at netlabd's UDP sockets since they were opened:
+    /// the receive buffer was full (the worker did not run in time).
+    pub udp_drops: u64,
+}
+
+pub fn footprint(pid: u32) -> io::Result<Footprint> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> io::Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("/proc/{pid}/status has no {name}")))
+    };
+    // Each descriptor's target, "socket:[INODE]" for a socket.
+    let mut fds = 0;
+    let mut sockets = HashSet::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
+        fds += 1;
+        if let Ok(target) = entry.and_then(|e| fs::read_link(e.path()))
+            && let Some(inode) = target.to_str().and_then(|t| {
+                t.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse::<u64>()
+                    .ok()
+            })
+        {
+            sockets.insert(inode);
+        }
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields = after_command(&stat)
+        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: unreadable")))?;
+    // Fields 14 and 15 (utime, stime), counted from 1 with the command as 2.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Footprint {
+        rss_kib: field("VmRSS:")?,
+        fds,
+        threads: field("Threads:")?,
+        children: children_of(pid),
+        cpu_s: ticks as f64 / hz,
+        udp_drops: ["udp", "udp6"]
+            .iter()
+            .map(|table| udp_drops(&format!("/proc/{pid}/net/{table}"), &sockets))
+            .sum(),
+    })
+}
+
+/// The drops counted for the sockets of `inodes` in a /proc/net/udp table
+/// (columns: sl, local, remote, st, queues, timer, retransmits, uid,
+/// timeout, inode, ref, pointer, drops).
+fn udp_drops(table: &str, inodes: &HashSet<u64>) -> u64 {
+    let Ok(text) = fs::read_to_string(table) else {
+        return 0;
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let inode: u64 = cols.get(9)?.parse().ok()?;
+            inodes
+                .contains(&inode)
+                .then(|| cols.get(12)?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+/// The fields of a /proc/PID/stat line after `(command)`, from the state
+/// (field 3) on. The command may hold spaces and parentheses; the last `)`
+/// ends it.
+fn after_command(stat: &str) -> Option<Vec<&str>> {
+    let end = stat.rfind(')')?;
+    Some(stat[end + 1..].split_whitespace().collect())
+}
+
+/// How many processes have `pid` as their parent. /proc lists processes,
+/// not threads, so netlabd's own threads are not among them.
+fn children_of(pid: u32) -> u64 {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let parent = pid.to_string();
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(after_command)
+                .is_some_and(|f| f.get(1) == Some(&parent.as_str()))
+        })
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_and_finds_a_child() {
+        let me = std::process::id();
+        let before = footprint(me).unwrap();
+        assert!(before.rss_kib > 0 && before.fds >= 3 && before.threads >= 1);
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let during = footprint(me).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(during.children >= 1, "{during:?}");
+    }
+
+    #[test]
+    fn drops_are_read_for_our_sockets_only() {
+        let dir = std::env::temp_dir().join(format!("soak-udp-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+             1: 0100007F:1F90 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 111 2 0000000000000000 5\n\
+             2: 0100007F:1F91 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 222 2 0000000000000000 7\n",
+        )
+        .unwrap();
+        let ours = HashSet::from([111]);
+        assert_eq!(udp_drops(dir.to_str().unwrap(), &ours), 5);
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn commands_with_parentheses_do_not_shift_the_fields() {
+        let f = after_command("12 (a) b (c)) S 1 12 12 0 -1").unwrap();
+        assert_eq!(&f[..2], ["S", "1"]);
+    }
+}
