@@ -154,6 +154,15 @@ impl Shared {
     }
 }
 
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// `mean` scaled by a random factor in [0.5, 1.5): timers spread out
 /// instead of firing together.
 pub fn jitter(rng: &mut fastrand::Rng, mean: Duration) -> Duration {
@@ -292,6 +301,9 @@ fn soak(args: &Args) -> Result<bool, String> {
     let mut peak_conns = 0;
     std::thread::scope(|scope| -> Result<(), String> {
         let shared = &shared;
+        // However this closure ends (netlabd gone, say), the load threads
+        // are told to stop: the scope waits for them.
+        let _stop = StopOnDrop(&shared.stop);
         let echo = std::thread::Builder::new()
             .name("soak-echo".into())
             .spawn_scoped(scope, move || echo::run(shared, pools, Some(udp)))
