@@ -242,7 +242,7 @@ fn soak(args: &Args) -> Result<bool, String> {
     writeln!(csv.out, "{CSV_HEADER}").map_err(|e| e.to_string())?;
     let idle = csv
         .row(&shared, "idle")
-        .map_err(|e| format!("sample netlabd (pid {}): {e}", args.pid))?;
+        .map_err(|e| sample_error(args.pid, e))?;
     let mut reloader = Reloader {
         pid: args.pid,
         log: args.log.clone(),
@@ -348,7 +348,7 @@ fn soak(args: &Args) -> Result<bool, String> {
                 };
                 let f = csv
                     .row(shared, phase)
-                    .map_err(|e| format!("sample netlabd: {e}"))?;
+                    .map_err(|e| sample_error(args.pid, e))?;
                 if steady_at.is_some() && steady_first.is_none() {
                     steady_first = Some(f);
                 }
@@ -404,7 +404,7 @@ fn soak(args: &Args) -> Result<bool, String> {
     }
     let deadline = Instant::now() + secs(args.stall);
     let drained = loop {
-        let f = procfs::footprint(args.pid).map_err(|e| format!("sample netlabd: {e}"))?;
+        let f = procfs::footprint(args.pid).map_err(|e| sample_error(args.pid, e))?;
         let back = f.fds <= idle.fds && f.threads <= idle.threads && f.children == 0;
         if back || Instant::now() >= deadline {
             if !back {
@@ -431,13 +431,22 @@ fn soak(args: &Args) -> Result<bool, String> {
         );
     }
     csv.row(&shared, "drained")
-        .map_err(|e| format!("sample netlabd: {e}"))?;
+        .map_err(|e| sample_error(args.pid, e))?;
 
     let summary = summary(args, &shared, idle, steady_first, last, drained, peak_conns);
     print!("{summary}");
     std::fs::write(&args.summary, &summary)
         .map_err(|e| format!("write {}: {e}", args.summary.display()))?;
     Ok(shared.tally.failures() == 0)
+}
+
+/// Why netlabd could not be sampled, in words: most likely it is gone.
+fn sample_error(pid: u32, e: std::io::Error) -> String {
+    if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        format!("cannot sample netlabd (pid {pid}) from /proc: {e}")
+    } else {
+        format!("netlabd (pid {pid}) has exited: the soak cannot go on")
+    }
 }
 
 /// Whether every pool has (nearly) reached its size: churn keeps a few
