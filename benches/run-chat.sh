@@ -27,7 +27,8 @@
 #
 # Settings (environment): CLIENTS (100), SENDERS (1), SIZE (64), WINDOW (96),
 # BATCH (32), DURATION (10, in seconds), WARMUP (1), ROUNDS (3), SERVERS ("netlabd ncat
-# tokio": run only some of them), CARGO_TARGET_DIR (where the release build
+# tokio": run only some of them; "baseline" adds NETLABD_BASELINE, an older
+# netlabd binary, to compare a change against), CARGO_TARGET_DIR (where the release build
 # goes, default ./target).
 set -euo pipefail
 
@@ -88,8 +89,9 @@ COMMANDS=()
 ROWS=()
 NOTES=()
 
+# Runs netlabd from BINARY (default: this tree's) under KEY (default netlabd).
 run_netlabd() {
-    local port config addr
+    local key=${1:-netlabd} binary=${2:-$BIN/netlabd} port config addr
     port=$(free_port)
     addr="127.0.0.1:$port"
     config=$WORK/netlabd.toml
@@ -100,13 +102,13 @@ service = "chat"
 listen = [{ addr = "$addr", dialect = "line" }]
 CONF
     echo "run-chat: netlabd (chat, line dialect) on $addr, pinned to CPU $SERVER_CPU" >&2
-    taskset -c "$SERVER_CPU" "$BIN/netlabd" --config "$config" 2>"$WORK/netlabd.log" &
+    taskset -c "$SERVER_CPU" "$binary" --config "$config" 2>"$WORK/$key.log" &
     SERVER_PID=$!
-    wait_for_port "$addr" || { cat "$WORK/netlabd.log" >&2; return 1; }
-    bench "$addr" "$WORK/netlabd.$ROUND.json"
+    wait_for_port "$addr" || { cat "$WORK/$key.log" >&2; return 1; }
+    bench "$addr" "$WORK/$key.$ROUND.json"
     stop_server
     [ "$ROUND" -eq 1 ] || return 0
-    COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd.toml  # [[server]] service=\"chat\" listen=[{addr=\"$addr\", dialect=\"line\"}]")
+    COMMANDS+=("taskset -c $SERVER_CPU $binary --config netlabd.toml  # [[server]] service=\"chat\" listen=[{addr=\"$addr\", dialect=\"line\"}]")
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench chat $addr ${BENCH_ARGS[*]}")
 }
 
@@ -194,15 +196,19 @@ for ROUND in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
         case $server in
             netlabd) run_netlabd ;;
+            baseline)
+                [ -x "${NETLABD_BASELINE:-}" ] || { echo "run-chat: baseline needs NETLABD_BASELINE, an older netlabd binary" >&2; exit 2; }
+                run_netlabd baseline "$NETLABD_BASELINE" ;;
             ncat) run_ncat ;;
             tokio) run_tokio ;;
-            *) echo "run-chat: unknown server $server (netlabd, ncat, tokio)" >&2; exit 2 ;;
+            *) echo "run-chat: unknown server $server (netlabd, baseline, ncat, tokio)" >&2; exit 2 ;;
         esac
     done
 done
 for server in $SERVERS; do
     case $server in
         netlabd) ROWS+=("$(row "netlabd (line)" netlabd)") ;;
+        baseline) ROWS+=("$(row "netlabd baseline ($NETLABD_BASELINE)" baseline)") ;;
         ncat) ROWS+=("$(row "ncat --chat" ncat)") ;;
         tokio) ROWS+=("$(row "tokio broadcast" tokio)") ;;
     esac

@@ -18,7 +18,8 @@
 #
 # Settings (environment): CONNECTIONS (100), SIZE (64), DURATION (10, in
 # seconds), WARMUP (1), ROUNDS (3), SERVERS ("netlabd tokio floor": run only some of
-# them), CARGO_TARGET_DIR (where the release build goes, default ./target),
+# them; "baseline" adds NETLABD_BASELINE, an older netlabd binary, to compare
+# a change against), CARGO_TARGET_DIR (where the release build goes, default ./target),
 # CC (the C compiler for the floor, default cc).
 set -euo pipefail
 
@@ -82,8 +83,9 @@ esac
 COMMANDS=()
 ROWS=()
 
+# Runs netlabd from BINARY (default: this tree's) under KEY (default netlabd).
 run_netlabd() {
-    local port config addr
+    local key=${1:-netlabd} binary=${2:-$BIN/netlabd} port config addr
     port=$(free_port)
     addr="127.0.0.1:$port"
     config=$WORK/netlabd.toml
@@ -96,13 +98,13 @@ listen = ["$addr"]
 model = "event"
 EOF
     echo "run-echo: netlabd (event model) on $addr, pinned to CPU $SERVER_CPU" >&2
-    taskset -c "$SERVER_CPU" "$BIN/netlabd" --config "$config" 2>"$WORK/netlabd.log" &
+    taskset -c "$SERVER_CPU" "$binary" --config "$config" 2>"$WORK/$key.log" &
     SERVER_PID=$!
-    wait_for_echo "$addr" || { cat "$WORK/netlabd.log" >&2; return 1; }
-    bench "$addr" "$WORK/netlabd.$ROUND.json"
+    wait_for_echo "$addr" || { cat "$WORK/$key.log" >&2; return 1; }
+    bench "$addr" "$WORK/$key.$ROUND.json"
     stop_server
     [ "$ROUND" -eq 1 ] || return 0
-    COMMANDS+=("taskset -c $SERVER_CPU netlabd --config netlabd.toml  # [[server]] service=\"echo\" transport=\"tcp\" model=\"event\" listen=[\"$addr\"]")
+    COMMANDS+=("taskset -c $SERVER_CPU $binary --config netlabd.toml  # [[server]] service=\"echo\" transport=\"tcp\" model=\"event\" listen=[\"$addr\"]")
     COMMANDS+=("taskset -c $CLIENT_CPU netlab bench echo $addr ${BENCH_ARGS[*]}")
 }
 
@@ -146,7 +148,8 @@ row() {
 for server in $SERVERS; do
     case $server in
         netlabd | tokio | floor) ;;
-        *) echo "run-echo: unknown server $server (netlabd, tokio, floor)" >&2; exit 2 ;;
+        baseline) [ -x "${NETLABD_BASELINE:-}" ] || { echo "run-echo: baseline needs NETLABD_BASELINE, an older netlabd binary" >&2; exit 2; } ;;
+        *) echo "run-echo: unknown server $server (netlabd, baseline, tokio, floor)" >&2; exit 2 ;;
     esac
 done
 for ROUND in $(seq "$ROUNDS"); do
@@ -154,6 +157,7 @@ for ROUND in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
         case $server in
             netlabd) run_netlabd ;;
+            baseline) run_netlabd baseline "$NETLABD_BASELINE" ;;
             tokio) run_peer tokio "tokio-echo-server --listen 127.0.0.1:0" "$BIN/tokio-echo-server" --listen 127.0.0.1:0 ;;
             floor) run_peer floor "epoll-echo-floor  # cc -O2 benches/c/epoll_echo_floor.c" "$FLOOR" ;;
         esac
@@ -162,6 +166,7 @@ done
 for server in $SERVERS; do
     case $server in
         netlabd) ROWS+=("$(row "netlabd (event)" netlabd)") ;;
+        baseline) ROWS+=("$(row "netlabd baseline ($NETLABD_BASELINE)" baseline)") ;;
         tokio) ROWS+=("$(row "tokio echo" tokio)") ;;
         floor) ROWS+=("$(row "floor (C, epoll)" floor)") ;;
     esac

@@ -28,6 +28,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The size of a buffer that holds any address netlab writes, NUL
+// included: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+// (a scoped IPv6 address with the largest scope id) is 59 bytes, and 64
+// leaves room for an interface name of up to 15 bytes in place of the id.
+#define NETLAB_ADDRESS_MAX 64
+
 // What a call returns. The values are stable: a program may store them.
 typedef enum {
   // Success.
@@ -57,6 +63,13 @@ typedef enum {
   // The peer sent something that is not valid in the protocol, or bytes
   // fed to a decoder do not frame.
   NETLAB_ERR_PROTOCOL = 10,
+  // The thread's interrupt check (`netlab_set_interrupt_check`) asked a
+  // blocking call to give up before its timeout.
+  NETLAB_ERR_INTERRUPTED = 11,
+  // TLS refused the connection (the server's certificate, the client's,
+  // no common version), or a TLS file could not be used; the last error
+  // says which and why.
+  NETLAB_ERR_TLS = 12,
 } netlab_status;
 
 // How the count client frames a message and reads the count back, as the
@@ -118,6 +131,13 @@ typedef enum {
 // runs, nor be followed by one.
 typedef struct netlab_chat netlab_chat;
 
+// Client options. Opaque: created by `netlab_client_options_new`, and
+// must eventually be freed by `netlab_client_options_free`.
+//
+// Set it up from one thread; once set up, any number of calls on any
+// threads may use it at once (they only read it).
+typedef struct netlab_client_options netlab_client_options;
+
 // An incremental decoder of one dialect's frames. Opaque: created by
 // `netlab_decoder_new`, and must eventually be freed by
 // `netlab_decoder_free`. Not for use by two threads at once.
@@ -149,6 +169,10 @@ typedef struct {
   uint32_t online;
 } netlab_chat_event;
 
+// Asked while a blocking call waits: non-zero means "give up". `data` is
+// the pointer given to `netlab_set_interrupt_check`.
+typedef int (*netlab_interrupt_check)(void *data);
+
 // A server's counters, as `netlab_server_get_stats` reads them.
 typedef struct {
   // Connections accepted and served.
@@ -162,6 +186,11 @@ typedef struct {
   uint64_t datagrams;
   // Datagrams dropped by `drop_source_ports` (UDP).
   uint64_t dropped;
+  // TLS handshakes completed.
+  uint64_t tls_handshakes;
+  // TLS handshakes that failed or did not finish within
+  // `handshake_timeout`.
+  uint64_t tls_failures;
 } netlab_server_stats;
 
 #ifdef __cplusplus
@@ -191,6 +220,20 @@ netlab_status netlab_chat_connect(const char *addr,
                                   const char *name,
                                   uint32_t timeout_ms,
                                   netlab_chat **out);
+
+// `netlab_chat_connect`, connecting as `options` say (TLS, ...); NULL
+// `options` is plain TCP. `options` is borrowed for the duration of the
+// call: the handle keeps what it needs.
+//
+// # Safety
+// As `netlab_chat_connect`; `options` NULL or a live handle.
+netlab_status netlab_chat_connect_with(const char *addr,
+                                       int dialect,
+                                       size_t header_len,
+                                       const char *name,
+                                       uint32_t timeout_ms,
+                                       const netlab_client_options *options,
+                                       netlab_chat **out);
 
 // Sends `text` (UTF-8, NUL-terminated) to everyone else in the room.
 // `text` is borrowed for the duration of the call. A connection the server
@@ -238,6 +281,19 @@ netlab_status netlab_chat_recv(netlab_chat *chat, uint32_t timeout_ms, netlab_ch
 // freeing it twice is undefined behaviour.
 void netlab_chat_free(netlab_chat *chat);
 
+// Sets the calling thread's interrupt check: while a blocking call made by
+// this thread waits (`netlab_tcp_echo`, `netlab_udp_echo`, `netlab_count`,
+// `netlab_chat_connect`, `_send` and `_recv`), it calls `check(data)` at
+// least every 100 ms and whenever a signal interrupts the wait, on this
+// thread; a non-zero answer ends the call with `NETLAB_ERR_INTERRUPTED`.
+// How a program learns of Ctrl-C (a flag set by its SIGINT handler, say)
+// is up to the check. A NULL `check` removes it; without one, calls wait
+// out their timeouts in one piece.
+//
+// `data` is borrowed until the check is replaced or removed, or the
+// thread ends; netlab never dereferences it. `check` must not unwind.
+netlab_status netlab_set_interrupt_check(netlab_interrupt_check check, void *data);
+
 // Sends `message` (`message_len` bytes) to the TCP echo server at `addr`
 // ("127.0.0.1:7007", "[::1]:7007" or "localhost:7007"), half-closes, and
 // copies everything it sends back into `reply` (`reply_cap` bytes),
@@ -256,7 +312,8 @@ void netlab_chat_free(netlab_chat *chat);
 // `*reply_len` untouched, so memory and time stay bounded.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
-// `reply` may be NULL when their length is 0.
+// `reply` may be NULL when their length is 0. A NULL `reply` with a
+// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 //
 // # Safety
 // `addr` must be NULL or NUL-terminated; `message` NULL or readable for
@@ -270,6 +327,21 @@ netlab_status netlab_tcp_echo(const char *addr,
                               size_t reply_cap,
                               size_t *reply_len);
 
+// `netlab_tcp_echo`, connecting as `options` say (TLS, ...); NULL
+// `options` is plain TCP. `options` is borrowed for the duration of the
+// call, like every other pointer.
+//
+// # Safety
+// As `netlab_tcp_echo`; `options` NULL or a live handle.
+netlab_status netlab_tcp_echo_with(const char *addr,
+                                   const uint8_t *message,
+                                   size_t message_len,
+                                   uint32_t timeout_ms,
+                                   const netlab_client_options *options,
+                                   uint8_t *reply,
+                                   size_t reply_cap,
+                                   size_t *reply_len);
+
 // Sends `message` as one UDP datagram to the echo server at `addr` and
 // copies the first reply from that address into `reply` (`reply_cap`
 // bytes), writing its length into `*reply_len`.
@@ -281,7 +353,8 @@ netlab_status netlab_tcp_echo(const char *addr,
 // untouched and writes the size needed into `*reply_len`.
 //
 // Every pointer is borrowed for the duration of the call; `message` and
-// `reply` may be NULL when their length is 0.
+// `reply` may be NULL when their length is 0. A NULL `reply` with a
+// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 //
 // # Safety
 // As `netlab_tcp_echo`.
@@ -317,6 +390,20 @@ netlab_status netlab_count(const char *addr,
                            size_t header_len,
                            uint32_t timeout_ms,
                            uint64_t *count);
+
+// `netlab_count`, connecting as `options` say (TLS, ...); NULL `options`
+// is plain TCP. `options` is borrowed for the duration of the call.
+//
+// # Safety
+// As `netlab_count`; `options` NULL or a live handle.
+netlab_status netlab_count_with(const char *addr,
+                                const uint8_t *message,
+                                size_t message_len,
+                                int framing,
+                                size_t header_len,
+                                uint32_t timeout_ms,
+                                const netlab_client_options *options,
+                                uint64_t *count);
 
 // Encodes `payload` (`payload_len` bytes) as one frame of `dialect` (a
 // `netlab_dialect` value) into `out` (`out_cap` bytes), and writes the
@@ -435,6 +522,47 @@ size_t netlab_last_error(char *buf, size_t len);
 // string that is never freed.
 const char *netlab_version(void);
 
+// Makes options that change nothing: calls made with them are plain TCP.
+// On success `*out` receives a new handle, which must eventually be freed
+// by `netlab_client_options_free`.
+//
+// # Safety
+// `out` must be NULL or valid for writes.
+netlab_status netlab_client_options_new(netlab_client_options **out);
+
+// Makes calls with these options use TLS: `ca_file` (PEM) holds the CA
+// certificates to trust, or is NULL for the system's; `cert_file` and
+// `key_file` (PEM) are a client certificate and its key, for servers that
+// ask for one, or both NULL. The files are read now: one that cannot be
+// used gives `NETLAB_ERR_TLS` with its path and why, and leaves the
+// options as they were.
+//
+// Every argument is borrowed for the duration of the call.
+//
+// # Safety
+// `options` must be NULL or a live handle; each path NULL or NUL-terminated.
+netlab_status netlab_client_options_set_tls(netlab_client_options *options,
+                                            const char *ca_file,
+                                            const char *cert_file,
+                                            const char *key_file);
+
+// With TLS: the name the server's certificate must carry, and which the
+// handshake asks for (SNI), instead of the address's IP. `name` is
+// borrowed for the duration of the call. Without TLS set first, gives
+// `NETLAB_ERR_INVALID`.
+//
+// # Safety
+// `options` must be NULL or a live handle; `name` NULL or NUL-terminated.
+netlab_status netlab_client_options_set_server_name(netlab_client_options *options,
+                                                    const char *name);
+
+// Frees options. `options` is consumed: it must not be used again, and no
+// call may be using it. `netlab_client_options_free(NULL)` does nothing.
+//
+// # Safety
+// `options` must be NULL or a live handle that no call is using.
+void netlab_client_options_free(netlab_client_options *options);
+
 // Starts a server from TOML text, the same text a `[[server]]` table of
 // `netlabd.toml` holds (the `[[server]]` line itself may be left out): any
 // service, transport and model the daemon can run. Listen on port 0 to
@@ -472,10 +600,11 @@ netlab_status netlab_server_listener_count(const netlab_server *server, size_t *
 netlab_status netlab_server_port(const netlab_server *server, size_t index, uint16_t *port);
 
 // Copies the address listener `index` is bound to, as text such as
-// "127.0.0.1:40123" or "[::1]:40123" with its NUL, into `buf` (`len`
-// bytes), and writes its length without the NUL into `*out_len`. A buffer
-// too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and writes into `*out_len`
-// the size needed, NUL included; 48 bytes are always enough.
+// "127.0.0.1:40123", "[::1]:40123" or "[fe80::1%2]:40123" with its NUL,
+// into `buf` (`len` bytes), and writes its length without the NUL into
+// `*out_len`. A buffer too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and
+// writes into `*out_len` the size needed, NUL included;
+// `NETLAB_ADDRESS_MAX` bytes are always enough.
 //
 // `server` and `buf` are borrowed for the duration of the call.
 //
@@ -489,8 +618,8 @@ netlab_status netlab_server_address(const netlab_server *server,
                                     size_t *out_len);
 
 // Reads the server's counters into `*stats`. After `netlab_server_stop`
-// the counters are all 0. `server` is borrowed for the duration of the
-// call.
+// they keep their final values (with `open` 0) until the handle is freed.
+// `server` is borrowed for the duration of the call.
 //
 // # Safety
 // `server` must be NULL or a live handle; `stats` NULL or valid for writes.
@@ -514,6 +643,14 @@ netlab_status netlab_server_stop(netlab_server *server, uint32_t grace_ms);
 // Frees a server handle. A server still running is stopped first, at once
 // (no grace period: open connections are closed). `server` is consumed:
 // it must not be used again. `netlab_server_free(NULL)` does nothing.
+//
+// In a process forked from the one that started the server, the handle
+// is a copy and the server is not stopped: the free closes this process's
+// copies of the server's sockets (its listeners and the connections it
+// had accepted at the fork) and nothing else, and the server goes on in
+// the process that started it. There `netlab_server_stop` gives
+// `NETLAB_ERR_INVALID`; the ports, addresses and stats can still be read
+// (the stats as they were at the fork).
 //
 // # Safety
 // `server` must be NULL or a live handle from `netlab_server_start` that

@@ -13,21 +13,35 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use crate::chat::Dialect;
 use crate::service::{CountFraming, CountService, CountUnit, EchoService, UdpEchoService};
+use crate::tls::ServerFile;
 
 /// Every default, in one place.
 pub mod defaults {
     use std::time::Duration;
 
+    use crate::chat::Dialect;
+    use crate::service::{CountFraming, CountUnit};
+
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
     pub const UMASK: u32 = 0o027;
     pub const MAX_CONNECTIONS: usize = 10_000;
+    /// The longest frame (message) a client may send, in bytes.
     pub const MAX_FRAME: usize = 64 * 1024;
+    /// The width of a length header, in bytes (seed 004 uses 100).
     pub const HEADER_LEN: usize = 10;
+    /// A chat listener's dialect.
+    pub const DIALECT: Dialect = Dialect::Line;
+    /// A count server's framing and what it counts.
+    pub const COUNT_FRAMING: CountFraming = CountFraming::Line;
+    pub const COUNT_UNIT: CountUnit = CountUnit::Chars;
     pub const MAX_CLIENTS: usize = 1000;
     /// What may wait to be written to one chat client before it is dropped.
     pub const QUEUE_BYTES: usize = 1024 * 1024;
     pub const QUEUE_FRAMES: usize = 16 * 1024;
+    /// How long a TLS client has to finish its handshake.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long a chat connection may stay without a name: without a bound,
     /// silent connections would hold the room's connection slots forever.
     pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +61,23 @@ pub struct Location {
     pub origin: Arc<str>,
     pub line: usize,
     pub column: usize,
+}
+
+impl Location {
+    /// Byte `at` of `text` (clamped to its end), as line and column, both
+    /// counted from 1; columns count characters, as editors do.
+    fn at(text: &str, at: usize, origin: Arc<str>) -> Location {
+        let mut at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let before = &text[..at];
+        Location {
+            origin,
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        }
+    }
 }
 
 impl fmt::Display for Location {
@@ -124,27 +155,45 @@ pub enum Tag {
     Worker,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Framing {
-    Line,
-    Header,
-    Chunk,
+/// Reads one of `names` and turns it into a `T` with `pick`; anything else
+/// is refused as serde refuses an unknown variant, listing the names.
+fn deserialize_named<'de, D, T>(
+    d: D,
+    names: &'static [&'static str],
+    pick: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let name = String::deserialize(d)?;
+    pick(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, names))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    Chars,
-    Bytes,
+/// `dialect = "line" | "header" | "bincode"`: a header dialect is read with
+/// the default width, which a listener's `header_len` then replaces.
+impl<'de> Deserialize<'de> for Dialect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d, &Dialect::NAMES, |name| {
+            Dialect::named(name, defaults::HEADER_LEN)
+        })
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    Line,
-    Header,
-    Bincode,
+/// `framing = "line" | "header" | "chunk"`, header framing with the default
+/// width, which the server's `header_len` then replaces.
+impl<'de> Deserialize<'de> for CountFraming {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d, &CountFraming::NAMES, |name| {
+            CountFraming::named(name, defaults::HEADER_LEN)
+        })
+    }
+}
+
+/// `unit = "chars" | "bytes"`.
+impl<'de> Deserialize<'de> for CountUnit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_named(d, &CountUnit::NAMES, CountUnit::named)
+    }
 }
 
 // ---- The file as written -------------------------------------------------
@@ -172,14 +221,15 @@ struct RawServer {
     max_connections: Option<Spanned<usize>>,
     per_source: Option<Spanned<usize>>,
     idle_timeout: Option<Spanned<String>>,
+    handshake_timeout: Option<Spanned<String>>,
     allow: Option<Vec<Spanned<String>>>,
     deny: Option<Vec<Spanned<String>>>,
     // echo
     tag: Option<Spanned<Tag>>,
     drop_source_ports: Option<Spanned<Vec<u16>>>,
     // count
-    framing: Option<Spanned<Framing>>,
-    unit: Option<Spanned<Unit>>,
+    framing: Option<Spanned<CountFraming>>,
+    unit: Option<Spanned<CountUnit>>,
     header_len: Option<Spanned<usize>>,
     max_frame: Option<Spanned<usize>>,
     // chat
@@ -195,6 +245,7 @@ struct RawListen {
     addr: Spanned<String>,
     dialect: Option<Spanned<Dialect>>,
     header_len: Option<Spanned<usize>>,
+    tls: Option<Spanned<RawTls>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +254,17 @@ struct RawListenTable {
     addr: Spanned<String>,
     dialect: Option<Spanned<Dialect>>,
     header_len: Option<Spanned<usize>>,
+    tls: Option<Spanned<RawTls>>,
+}
+
+/// `tls = { cert = "server.pem", key = "server.key", client_ca = "ca.pem", alpn = ["..."] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    client_ca: Option<Spanned<String>>,
+    alpn: Option<Vec<Spanned<String>>>,
 }
 
 impl<'de> Deserialize<'de> for RawListen {
@@ -219,6 +281,7 @@ impl<'de> Deserialize<'de> for RawListen {
                     addr: Spanned::new(0..0, v.to_owned()),
                     dialect: None,
                     header_len: None,
+                    tls: None,
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -231,6 +294,7 @@ impl<'de> Deserialize<'de> for RawListen {
                     addr: t.addr,
                     dialect: t.dialect,
                     header_len: t.header_len,
+                    tls: t.tls,
                 })
             }
         }
@@ -294,19 +358,11 @@ impl ServiceConfig {
     }
 }
 
-/// A chat listener's wire dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatDialect {
-    Line,
-    Header { header_len: usize },
-    Bincode,
-}
-
 /// A chat server's room: one per server, shared by all its listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatConfig {
     /// Each listener's dialect, in `listen` order.
-    pub dialects: Vec<ChatDialect>,
+    pub dialects: Vec<Dialect>,
     pub max_clients: usize,
     pub max_frame: usize,
     pub queue_bytes: usize,
@@ -320,18 +376,37 @@ pub struct ChatConfig {
 #[derive(Debug, Clone, Eq)]
 pub struct ListenConfig {
     pub addr: SocketAddr,
+    /// A chat listener's dialect (`header_len` applied); `None` elsewhere.
     pub dialect: Option<Dialect>,
-    pub header_len: Option<usize>,
+    /// TLS on this listener.
+    pub tls: Option<ListenTls>,
     pub location: Location,
 }
 
 impl PartialEq for ListenConfig {
     fn eq(&self, other: &Self) -> bool {
-        self.addr == other.addr
-            && self.dialect == other.dialect
-            && self.header_len == other.header_len
+        self.addr == other.addr && self.dialect == other.dialect && self.tls == other.tls
     }
 }
+
+/// A listener's TLS: its files, and what was read from them when the
+/// configuration was checked (so a configuration that loads has usable
+/// certificates, and a reload reads them anew).
+#[derive(Debug, Clone)]
+pub struct ListenTls {
+    pub files: crate::tls::ServerFiles,
+    pub loaded: Arc<rustls::ServerConfig>,
+}
+
+/// The same files, whatever they held when read: a reload that changes
+/// only their contents leaves the server running, with the new contents.
+impl PartialEq for ListenTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files
+    }
+}
+
+impl Eq for ListenTls {}
 
 /// Who may connect: a peer is refused when it matches `deny`, or when
 /// `allow` is not empty and it matches none of `allow` (xinetd's
@@ -377,6 +452,8 @@ pub struct ServerConfig {
     pub workers: usize,
     pub limits: Limits,
     pub access: AccessList,
+    /// How long a TLS client has to finish its handshake.
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -387,10 +464,23 @@ pub struct Config {
 
 impl Config {
     /// Parses and validates `text`; `origin` names it in errors (a path).
+    ///
+    /// Relative paths in it (TLS files) are relative to the current
+    /// directory; [`Config::load`] takes them relative to the file.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_in(text, origin, None)
+    }
+
+    /// [`Config::parse`], with relative paths taken from `base`.
+    pub fn parse_in(
+        text: &str,
+        origin: &str,
+        base: Option<&std::path::Path>,
+    ) -> Result<Config, ConfigErrors> {
         let ctx = Ctx {
             text,
             origin: origin.into(),
+            base: base.map(std::path::Path::to_path_buf),
             errors: Vec::new(),
         };
         ctx.parse()
@@ -399,18 +489,50 @@ impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin),
-            Err(e) => Err(ConfigErrors(vec![ConfigError {
+        let whole_file = |message: String| {
+            ConfigErrors(vec![ConfigError {
                 location: Location {
-                    origin: origin.into(),
+                    origin: origin.as_str().into(),
                     line: 0,
                     column: 0,
                 },
-                message: format!("cannot read the file: {e}"),
-            }])),
-        }
+                message,
+            }])
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| whole_file(format!("cannot read the file: {e}")))?;
+        let text = utf8_text(&bytes, &origin)?;
+        Config::parse_in(text, &origin, path.parent())
     }
+}
+
+/// `bytes` as text, or an error at the first byte that is not UTF-8: TOML
+/// files are UTF-8, and a stray Latin-1 byte in a comment is easier to
+/// find with its line and column.
+fn utf8_text<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, ConfigErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        // The valid part locates the bad byte as the parser would.
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let bad: Vec<String> = bytes[at..]
+            .iter()
+            .take(e.error_len().unwrap_or(bytes.len() - at).max(1))
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        ConfigErrors(vec![ConfigError {
+            location: Location::at(valid, at, origin.into()),
+            message: match e.error_len() {
+                Some(_) => format!(
+                    "byte {} is not valid UTF-8; a configuration file must be UTF-8 text",
+                    bad.join(" ")
+                ),
+                None => format!(
+                    "the file ends inside a UTF-8 character ({}); a configuration file must be UTF-8 text",
+                    bad.join(" ")
+                ),
+            },
+        }])
+    })
 }
 
 impl ServerConfig {
@@ -460,20 +582,14 @@ impl ServerConfig {
 struct Ctx<'a> {
     text: &'a str,
     origin: Arc<str>,
+    /// What relative paths are relative to; the current directory if none.
+    base: Option<std::path::PathBuf>,
     errors: Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
     fn location(&self, span: Range<usize>) -> Location {
-        let at = span.start.min(self.text.len());
-        let before = &self.text[..at];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Location {
-            origin: self.origin.clone(),
-            line,
-            column,
-        }
+        Location::at(self.text, span.start, self.origin.clone())
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -729,7 +845,7 @@ impl Ctx<'_> {
             );
         }
 
-        let listen = self.listen(&raw.listen, kind);
+        let listen = self.listen(&raw.listen, kind, transport);
         let workers = self
             .positive(&raw.workers, "workers")
             .unwrap_or_else(defaults::workers);
@@ -742,7 +858,19 @@ impl Ctx<'_> {
             "idle_timeout",
             "leave it out for no timeout",
         );
+        let handshake_timeout = self
+            .timeout(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                "it is 10s when left out",
+            )
+            .unwrap_or(defaults::HANDSHAKE_TIMEOUT);
         if transport == Transport::Udp {
+            self.not_for(
+                &raw.handshake_timeout,
+                "handshake_timeout",
+                "UDP servers (no TLS over UDP)",
+            );
             self.not_for(&raw.per_source, "per_source", "UDP servers");
             self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
             self.not_for(&raw.max_connections, "max_connections", "UDP servers");
@@ -795,13 +923,12 @@ impl Ctx<'_> {
             (ServiceKind::Count, _) => {
                 self.not_for(&raw.tag, "tag", "count");
                 self.not_for(&raw.drop_source_ports, "drop_source_ports", "count");
-                let header_len = raw.header_len.as_ref().map(|h| *h.get_ref());
                 let framing = match raw.framing.as_ref().map(|f| *f.get_ref()) {
-                    None | Some(Framing::Line) => CountFraming::Line,
-                    Some(Framing::Chunk) => CountFraming::Chunk,
-                    Some(Framing::Header) => CountFraming::Header {
-                        header_len: header_len.unwrap_or(defaults::HEADER_LEN),
+                    None => defaults::COUNT_FRAMING,
+                    Some(CountFraming::Header { header_len }) => CountFraming::Header {
+                        header_len: raw.header_len.as_ref().map_or(header_len, |h| *h.get_ref()),
                     },
+                    Some(other) => other,
                 };
                 if !matches!(framing, CountFraming::Header { .. }) {
                     self.not_for(
@@ -815,10 +942,10 @@ impl Ctx<'_> {
                 }
                 ServiceConfig::Count(CountService {
                     framing,
-                    unit: match raw.unit.as_ref().map(|u| *u.get_ref()) {
-                        Some(Unit::Bytes) => CountUnit::Bytes,
-                        None | Some(Unit::Chars) => CountUnit::Chars,
-                    },
+                    unit: raw
+                        .unit
+                        .as_ref()
+                        .map_or(defaults::COUNT_UNIT, |u| *u.get_ref()),
                     max_frame: self
                         .positive(&raw.max_frame, "max_frame")
                         .unwrap_or(defaults::MAX_FRAME),
@@ -861,13 +988,7 @@ impl Ctx<'_> {
                 }
                 let dialects = listen
                     .iter()
-                    .map(|l| match l.dialect.unwrap_or(Dialect::Line) {
-                        Dialect::Line => ChatDialect::Line,
-                        Dialect::Bincode => ChatDialect::Bincode,
-                        Dialect::Header => ChatDialect::Header {
-                            header_len: l.header_len.unwrap_or(defaults::HEADER_LEN),
-                        },
-                    })
+                    .map(|l| l.dialect.unwrap_or(defaults::DIALECT))
                     .collect();
                 ServiceConfig::Chat(ChatConfig {
                     dialects,
@@ -908,6 +1029,7 @@ impl Ctx<'_> {
                 idle_timeout,
             },
             access,
+            handshake_timeout,
         })
     }
 
@@ -933,6 +1055,7 @@ impl Ctx<'_> {
         &mut self,
         raw: &Spanned<Vec<Spanned<RawListen>>>,
         kind: ServiceKind,
+        transport: Transport,
     ) -> Vec<ListenConfig> {
         if raw.get_ref().is_empty() {
             self.error(
@@ -957,7 +1080,10 @@ impl Ctx<'_> {
                     "header_len in listen",
                     "services other than chat",
                 );
-            } else if e.dialect.as_ref().map(|d| *d.get_ref()) != Some(Dialect::Header) {
+            } else if !matches!(
+                e.dialect.as_ref().map(|d| *d.get_ref()),
+                Some(Dialect::Header { .. })
+            ) {
                 self.not_for(
                     &e.header_len,
                     "header_len",
@@ -967,11 +1093,27 @@ impl Ctx<'_> {
             if let Some(h) = &e.header_len {
                 self.header_len(h);
             }
+            let tls = match &e.tls {
+                Some(t) if transport == Transport::Udp => {
+                    self.error(
+                        t.span(),
+                        "tls does not apply to UDP servers: TLS runs over TCP, and netlab has no DTLS",
+                    );
+                    None
+                }
+                Some(t) => self.tls(t.get_ref()),
+                None => None,
+            };
             match e.addr.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => out.push(ListenConfig {
                     addr,
-                    dialect: e.dialect.as_ref().map(|d| *d.get_ref()),
-                    header_len: e.header_len.as_ref().map(|h| *h.get_ref()),
+                    dialect: e.dialect.as_ref().map(|d| match *d.get_ref() {
+                        Dialect::Header { header_len } => Dialect::Header {
+                            header_len: e.header_len.as_ref().map_or(header_len, |h| *h.get_ref()),
+                        },
+                        other => other,
+                    }),
+                    tls,
                     location: self.location(addr_span),
                 }),
                 Err(_) => self.error(
@@ -984,6 +1126,65 @@ impl Ctx<'_> {
             }
         }
         out
+    }
+
+    /// A path as written, made relative to the configuration's directory.
+    fn path(&self, raw: &Spanned<String>) -> std::path::PathBuf {
+        let path = std::path::Path::new(raw.get_ref());
+        match &self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// A listener's TLS, its files read and checked now: an error names
+    /// the key that gave the file at fault.
+    fn tls(&mut self, raw: &RawTls) -> Option<ListenTls> {
+        let mut ok = true;
+        for (key, value) in [("cert", &raw.cert), ("key", &raw.key)]
+            .into_iter()
+            .chain(raw.client_ca.as_ref().map(|c| ("client_ca", c)))
+        {
+            if value.get_ref().is_empty() {
+                self.error(value.span(), format!("{key} must name a file"));
+                ok = false;
+            }
+        }
+        let mut alpn = Vec::new();
+        for p in raw.alpn.iter().flatten() {
+            if p.get_ref().is_empty() || p.get_ref().len() > 255 {
+                self.error(
+                    p.span(),
+                    "an ALPN protocol name is 1 to 255 bytes, such as \"h2\" or \"netlab\"",
+                );
+                ok = false;
+            }
+            alpn.push(p.get_ref().clone());
+        }
+        if !ok {
+            return None;
+        }
+        let files = crate::tls::ServerFiles {
+            cert: self.path(&raw.cert),
+            key: self.path(&raw.key),
+            client_ca: raw.client_ca.as_ref().map(|c| self.path(c)),
+            alpn,
+        };
+        match crate::tls::server_config_or_which(&files) {
+            Ok(loaded) => Some(ListenTls { files, loaded }),
+            Err((which, e)) => {
+                // At the key whose file is at fault.
+                let span = match which {
+                    ServerFile::Cert => raw.cert.span(),
+                    ServerFile::Key => raw.key.span(),
+                    ServerFile::ClientCa => {
+                        raw.client_ca.as_ref().map_or(raw.cert.span(), |c| c.span())
+                    }
+                };
+                self.error(span, e.to_string());
+                None
+            }
+        }
     }
 
     fn nets(&mut self, raw: &[Spanned<String>]) -> Vec<IpNet> {

@@ -3,10 +3,13 @@
 //! (`codec`), runtimes move bytes between sockets and services (`server`),
 //! and `config` reads the TOML that the daemon and the C ABI share.
 
+pub mod chat;
 pub mod client;
 pub mod codec;
 pub mod config;
 mod deadline;
 pub mod ffi;
+pub mod host;
 pub mod server;
 pub mod service;
+pub mod tls;

@@ -62,7 +62,7 @@ fn start_short_of_fds(toml: &str) -> (SocketAddr, String) {
     let bound = BoundServer::bind(&config).unwrap();
     let addr = bound.local_addrs()[0];
     let saved = set_fd_limit(open_fds() + 24);
-    let started = bound.start();
+    let started = netlab::host::start(bound);
     restore_fd_limit(saved);
     match started {
         Ok(_) => panic!("the start should have run out of descriptors"),
@@ -130,7 +130,7 @@ fn connections_that_waited_out_emfile_are_served_after_it() {
             "test",
         )
         .unwrap();
-        let server = BoundServer::bind(&config).unwrap().start().unwrap();
+        let server = netlab::host::start(BoundServer::bind(&config).unwrap()).unwrap();
         let addr = server.local_addrs()[0];
         // Made now: connecting them later needs no new descriptor.
         let sockets: Vec<socket2::Socket> = (0..8)

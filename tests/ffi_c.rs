@@ -8,6 +8,9 @@
 //!
 //! Without gcc (or valgrind, for the second run) the tests say why and pass.
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,6 +25,7 @@ const PROGRAMS: &[&str] = &[
     "codec",
     "misuse",
     "stop_connected",
+    "tls",
 ];
 
 /// How long one program may run (valgrind is slow: 20x or so).
@@ -167,7 +171,9 @@ fn with_sanitizers(name: &str) {
         return;
     }
     let exe = compile(name, true);
+    let pki = pki::Pki::new();
     let mut cmd = Command::new(&exe);
+    cmd.env("NETLAB_TEST_PKI", &pki.dir);
     // LeakSanitizer works with Rust's allocator (the system malloc).
     cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
@@ -184,7 +190,9 @@ fn under_valgrind(name: &str) {
         return;
     }
     let exe = compile(name, false);
+    let pki = pki::Pki::new();
     let mut cmd = Command::new("valgrind");
+    cmd.env("NETLAB_TEST_PKI", &pki.dir);
     cmd.args([
         "--quiet",
         "--leak-check=full",
@@ -230,6 +238,11 @@ fn c_misuse() {
 #[test]
 fn c_stop_connected() {
     with_sanitizers("stop_connected");
+}
+
+#[test]
+fn c_tls() {
+    with_sanitizers("tls");
 }
 
 /// Every program under valgrind, one after the other: valgrind is heavy,

@@ -5,6 +5,9 @@
 //!
 //! Without python3 the test says why and passes.
 
+#[path = "common/pki.rs"]
+mod pki;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,6 +46,7 @@ fn python_unittest_suite() {
     let output_file =
         std::env::temp_dir().join(format!("netlab-ffi-python-{}.log", std::process::id()));
     let log = std::fs::File::create(&output_file).expect("create the log file");
+    let pki = pki::Pki::new();
     let started = Instant::now();
     let mut child = Command::new("python3")
         .args(["-m", "unittest", "discover", "-v", "-s"])
@@ -51,6 +55,7 @@ fn python_unittest_suite() {
         .env("PYTHONPATH", root.join("python"))
         .env("NETLAB_LIBRARY", library())
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NETLAB_TEST_PKI", &pki.dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

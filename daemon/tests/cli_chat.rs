@@ -127,7 +127,13 @@ fn clients_of_different_dialects_talk_through_the_room() {
     let mut rafi = ChatClient::connect(server.bincode, "Rafi", Dialect::Bincode, STEP).unwrap();
     assert_eq!(rafi.online_at_welcome(), 2);
     assert!(rafi.seen_as().is_some_and(|ip| ip.is_loopback()));
-    let mut dian = ChatClient::connect(server.header, "Dian", Dialect::HEADER, STEP).unwrap();
+    let mut dian = ChatClient::connect(
+        server.header,
+        "Dian",
+        Dialect::Header { header_len: 10 },
+        STEP,
+    )
+    .unwrap();
 
     let joined = expect_event(&mut ayu, |e| matches!(e, ChatEvent::Joined { .. }));
     assert_eq!(
@@ -180,10 +186,16 @@ fn clients_of_different_dialects_talk_through_the_room() {
 #[test]
 fn a_taken_name_is_refused_with_the_servers_reason() {
     let server = netlabd();
-    let _ayu = ChatClient::connect(server.header, "Ayu", Dialect::HEADER, STEP).unwrap();
+    let _ayu = ChatClient::connect(
+        server.header,
+        "Ayu",
+        Dialect::Header { header_len: 10 },
+        STEP,
+    )
+    .unwrap();
     for (addr, dialect) in [
         (server.line, Dialect::Line),
-        (server.header, Dialect::HEADER),
+        (server.header, Dialect::Header { header_len: 10 }),
         (server.bincode, Dialect::Bincode),
     ] {
         let err = ChatClient::connect(addr, "Ayu", dialect, STEP).unwrap_err();
@@ -316,7 +328,13 @@ impl Cli {
 #[test]
 fn netlab_chat_sends_typed_lines_prints_the_room_and_leaves_on_end_of_input() {
     let server = netlabd();
-    let mut ayu = ChatClient::connect(server.header, "Ayu", Dialect::HEADER, STEP).unwrap();
+    let mut ayu = ChatClient::connect(
+        server.header,
+        "Ayu",
+        Dialect::Header { header_len: 10 },
+        STEP,
+    )
+    .unwrap();
     let addr = server.line.to_string();
     let mut cli = netlab_chat(&["chat", &addr, "--name", "Bima"]);
     cli.expect_line("joined");
@@ -354,7 +372,13 @@ fn netlab_chat_sends_typed_lines_prints_the_room_and_leaves_on_end_of_input() {
 #[test]
 fn netlab_chat_sends_a_line_that_is_not_utf8_and_goes_on() {
     let server = netlabd();
-    let mut ayu = ChatClient::connect(server.header, "Ayu", Dialect::HEADER, STEP).unwrap();
+    let mut ayu = ChatClient::connect(
+        server.header,
+        "Ayu",
+        Dialect::Header { header_len: 10 },
+        STEP,
+    )
+    .unwrap();
     let addr = server.line.to_string();
     let mut cli = netlab_chat(&["chat", &addr, "--name", "Bima"]);
     cli.expect_line("joined");

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -69,6 +70,37 @@ static int silent_udp(char *addr, size_t len) {
     CHECK(getsockname(fd, (struct sockaddr *)&sin, &sl) == 0);
     snprintf(addr, len, "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
     return fd;
+}
+
+/* An interrupt check that says "give up" from its third call on. */
+static int interrupt_on_third(void *data) {
+    int *calls = data;
+    return ++*calls >= 3;
+}
+
+static void an_interrupt_check_ends_a_wait_early(void) {
+    char addr[64];
+    int fd = silent_udp(addr, sizeof addr);
+    int calls = 0;
+    uint8_t reply[8];
+    size_t len = 0;
+    struct timespec start, end;
+    CHECK_OK(netlab_set_interrupt_check(interrupt_on_third, &calls));
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    CHECK_STATUS(netlab_udp_echo(addr, (const uint8_t *)"x", 1, 30000, 0, reply, sizeof reply, &len),
+                 NETLAB_ERR_INTERRUPTED);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    CHECK_MESSAGE("interrupted");
+    CHECK(calls == 3);
+    /* Asked every 100 ms at most: well within the 30 s timeout. */
+    CHECK(end.tv_sec - start.tv_sec < 5);
+    /* Removed, the calls wait out their timeouts again. */
+    CHECK_OK(netlab_set_interrupt_check(NULL, NULL));
+    calls = 0;
+    CHECK_STATUS(netlab_udp_echo(addr, (const uint8_t *)"x", 1, 200, 0, reply, sizeof reply, &len),
+                 NETLAB_ERR_TIMEOUT);
+    CHECK(calls == 0);
+    close(fd);
 }
 
 static void udp_echo_times_out_after_its_retries(void) {
@@ -167,6 +199,7 @@ int main(void) {
     RUN(udp_echo_times_out_after_its_retries);
     RUN(tcp_echo_times_out_on_a_silent_peer);
     RUN(a_refused_connection_is_an_io_error);
+    RUN(an_interrupt_check_ends_a_wait_early);
     RUN(count_in_every_framing);
     RUN(count_refuses_bad_arguments);
     netlab_server_free(echo_tcp);

@@ -29,6 +29,12 @@ static void null_arguments_give_err_null(void) {
     CHECK_STATUS(netlab_tcp_echo("127.0.0.1:1", NULL, 1, 100, reply, 8, &n), NETLAB_ERR_NULL);
     CHECK_MESSAGE("message is NULL");
     CHECK_STATUS(netlab_tcp_echo("127.0.0.1:1", msg, 1, 100, reply, 8, NULL), NETLAB_ERR_NULL);
+    /* A NULL reply buffer with room claimed is refused before any exchange:
+     * port 1 has no server, so a check after it would say NETLAB_ERR_IO. */
+    CHECK_STATUS(netlab_tcp_echo("127.0.0.1:1", msg, 1, 100, NULL, 8, &n), NETLAB_ERR_NULL);
+    CHECK_MESSAGE("reply is NULL");
+    CHECK_STATUS(netlab_udp_echo("127.0.0.1:1", msg, 1, 100, 0, NULL, 8, &n), NETLAB_ERR_NULL);
+    CHECK_MESSAGE("reply is NULL");
     CHECK_STATUS(netlab_udp_echo(NULL, msg, 1, 100, 0, reply, 8, &n), NETLAB_ERR_NULL);
     CHECK_STATUS(netlab_udp_echo("127.0.0.1:1", NULL, 1, 100, 0, reply, 8, &n), NETLAB_ERR_NULL);
     CHECK_STATUS(netlab_udp_echo("127.0.0.1:1", msg, 1, 100, 0, reply, 8, NULL), NETLAB_ERR_NULL);

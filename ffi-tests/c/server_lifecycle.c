@@ -87,6 +87,13 @@ static void stats_count_connections(void) {
     CHECK_OK(netlab_server_get_stats(server, &stats));
     CHECK(stats.accepted == 3);
     CHECK(stats.refused == 0);
+    /* The final figures outlive the stop, until the free. */
+    CHECK_OK(netlab_server_stop(server, 100));
+    memset(&stats, 0xff, sizeof stats);
+    CHECK_OK(netlab_server_get_stats(server, &stats));
+    CHECK(stats.accepted == 3);
+    CHECK(stats.refused == 0);
+    CHECK(stats.open == 0);
     netlab_server_free(server);
 }
 

@@ -104,6 +104,63 @@ class ServerTests(unittest.TestCase):
         with self.assertRaises(NetlabError):
             netlab.tcp_echo(addr, b"x", timeout=1)
 
+    def test_a_forked_child_closing_an_inherited_server_releases_its_copies_only(self):
+        for model in ("event", "thread"):
+            with self.subTest(model=model):
+                self.check_fork_close(config(model=model))
+
+    def check_fork_close(self, text):
+        server = netlab.Server(text)
+        addr, port = server.address(), server.port()
+        held = socket.create_connection(("127.0.0.1", port))
+        self.assertEqual(netlab.tcp_echo(addr, b"before"), b"before")
+        report_r, report_w = os.pipe()
+        go_r, go_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            # The child: try to stop the server it inherited, leave a
+            # `with` block on it, then stay alive until the parent has looked.
+            os.dup2(err_w, 2)
+            try:
+                status = "no error"
+                try:
+                    server.stop(0)
+                except NetlabError as e:
+                    status = e.status.name
+                with server:
+                    pass
+                os.write(report_w, status.encode())
+                os.read(go_r, 1)
+            finally:
+                os._exit(0)
+        os.close(err_w)
+        os.close(report_w)
+        try:
+            self.assertEqual(os.read(report_r, 100), b"ERR_INVALID")
+            # The server serves on in the parent, its open connection too.
+            self.assertEqual(netlab.tcp_echo(addr, b"after"), b"after")
+            held.sendall(b"x")
+            held.shutdown(socket.SHUT_WR)
+            held.settimeout(5)
+            self.assertEqual(held.recv(10), b"x")
+            # Stopped in the parent, the port is free although the child
+            # lives: it held no copy of the listener.
+            server.close()
+            probe = socket.socket()
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.close()
+        finally:
+            held.close()
+            os.write(go_w, b"x")
+            _, status = os.waitpid(pid, 0)
+        stderr = os.read(err_r, 65536).decode("utf-8", "replace")
+        for fd in (report_r, go_r, go_w, err_r):
+            os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(stderr, "", "the child wrote to stderr")
+
     def test_stop_while_clients_are_connected(self):
         for model in ("event", "thread", "fork"):
             with self.subTest(model=model), netlab.Server(config(model=model)) as s:
@@ -204,6 +261,47 @@ class ClientTests(unittest.TestCase):
         listener.close()
         self.assertEqual(cm.exception.status, Status.ERR_PROTOCOL)
         self.assertIn("is not an echo of the 5 bytes sent", cm.exception.message)
+
+    def test_ctrl_c_interrupts_every_blocking_call_promptly(self):
+        import _thread
+        import signal
+        silent_tcp = socket.socket()
+        silent_tcp.bind(("127.0.0.1", 0))
+        silent_tcp.listen(8)
+        tcp_addr = "127.0.0.1:%d" % silent_tcp.getsockname()[1]
+        udp = silent_udp()
+        udp_addr = "127.0.0.1:%d" % udp.getsockname()[1]
+        calls = {
+            "tcp_echo": lambda: netlab.tcp_echo(tcp_addr, b"x", timeout=30),
+            "udp_echo": lambda: netlab.udp_echo(udp_addr, b"x", timeout=30, retries=0),
+            "count": lambda: netlab.count(tcp_addr, b"x", timeout=30),
+        }
+        # interrupt_main trips Python's flag alone (the periodic check sees
+        # it); a real SIGINT also interrupts the system call the C code waits in.
+        interrupts = {
+            "interrupt_main": _thread.interrupt_main,
+            "SIGINT": lambda: os.kill(os.getpid(), signal.SIGINT),
+        }
+        try:
+            for (name, call), (how, interrupt) in [
+                    (c, i) for c in calls.items() for i in interrupts.items()]:
+                with self.subTest(call=name, interrupt=how):
+                    timer = threading.Timer(0.3, interrupt)
+                    started = time.monotonic()
+                    timer.start()
+                    try:
+                        with self.assertRaises(KeyboardInterrupt):
+                            call()
+                    finally:
+                        timer.cancel()
+                        timer.join()
+                    self.assertLess(time.monotonic() - started, 2.0)
+            # The calls work as before afterwards.
+            with netlab.Server(config()) as s:
+                self.assertEqual(netlab.tcp_echo(s.address(), b"still"), b"still")
+        finally:
+            silent_tcp.close()
+            udp.close()
 
     def test_count_in_every_framing(self):
         for framing in ("line", "header", "chunk"):
@@ -658,6 +756,101 @@ class ChatTests(unittest.TestCase):
             self.assertLess(time.monotonic() - started, 2.0)
             # The handle is still usable.
             self.assertIsNone(ayu.recv(timeout=0.05))
+
+
+def test_pki():
+    """The test certificates: the directory NETLAB_TEST_PKI names (cargo
+    test makes one), else a CA and a server certificate for 127.0.0.1 made
+    here with the openssl command."""
+    given = os.environ.get("NETLAB_TEST_PKI")
+    if given:
+        return given
+    import shutil
+    import tempfile
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the TLS tests need certificates: set NETLAB_TEST_PKI to a directory "
+                           "of them, or install openssl to make them")
+    d = tempfile.mkdtemp(prefix="netlab-pki-")
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=d, check=True,
+                                       capture_output=True, timeout=30)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test CA",
+        "-days", "2")
+    for name, cn, san in (("server", "localhost", "IP:127.0.0.1,DNS:localhost"),
+                          ("client", "client", "DNS:client.test")):
+        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n" % san)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+    return d
+
+
+class TlsTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = test_pki()
+
+    def path(self, name):
+        return os.path.join(self.pki, name)
+
+    def tls_config(self, service="echo", extra="", dialect=None):
+        listen = '{ addr = "127.0.0.1:0"%s, tls = { cert = "%s", key = "%s"%s } }' % (
+            ', dialect = "%s"' % dialect if dialect else "", self.path("server.pem"),
+            self.path("server.key"), extra)
+        return 'name = "t"\nservice = "%s"\nlisten = [%s]\n' % (service, listen)
+
+    def test_echo_count_and_chat_over_tls(self):
+        tls = netlab.TlsOptions(ca=self.path("ca.pem"))
+        with netlab.Server(self.tls_config()) as s, tls:
+            self.assertEqual(netlab.tcp_echo(s.address(), b"over TLS", tls=tls), b"over TLS")
+            self.assertEqual(s.stats().tls_handshakes, 1)
+        tls = netlab.TlsOptions(ca=self.path("ca.pem"), server_name="localhost")
+        with netlab.Server(self.tls_config("count")) as s:
+            self.assertEqual(netlab.count(s.address(), "héllo", tls=tls), 5)
+        with netlab.Server(self.tls_config("chat", dialect="line")) as room:
+            with netlab.Chat(room.address(), "Ayu", tls=tls) as ayu, \
+                    netlab.Chat(room.address(), "Rafi", tls=tls) as rafi:
+                rafi.send("halo")
+                for _ in range(5):
+                    event = ayu.recv(timeout=2.0)
+                    if event is not None and event.kind == "message":
+                        break
+                self.assertEqual((event.sender, event.text), ("Rafi", "halo"))
+
+    def test_client_certificates_and_untrusted_servers(self):
+        extra = ', client_ca = "%s"' % self.path("ca.pem")
+        with netlab.Server(self.tls_config(extra=extra)) as s:
+            good = netlab.TlsOptions(ca=self.path("ca.pem"), cert=self.path("client.pem"),
+                                     key=self.path("client.key"))
+            self.assertEqual(netlab.tcp_echo(s.address(), b"ok", tls=good), b"ok")
+            none = netlab.TlsOptions(ca=self.path("ca.pem"))
+            with self.assertRaises(NetlabError) as e:
+                netlab.tcp_echo(s.address(), b"x", tls=none)
+            self.assertEqual(e.exception.status, Status.ERR_TLS)
+            self.assertIn("requires a client certificate", e.exception.message)
+            # A CA that did not sign the server's certificate.
+            wrong = netlab.TlsOptions(ca=self.path("client.pem"))
+            with self.assertRaises(NetlabError) as e:
+                netlab.tcp_echo(s.address(), b"x", tls=wrong)
+            self.assertEqual(e.exception.status, Status.ERR_TLS)
+
+    def test_bad_files_and_arguments(self):
+        with self.assertRaises(NetlabError) as e:
+            netlab.TlsOptions(ca=self.path("missing.pem"))
+        self.assertEqual(e.exception.status, Status.ERR_TLS)
+        self.assertIn("missing.pem: cannot read it", e.exception.message)
+        with self.assertRaises(NetlabError) as e:
+            netlab.TlsOptions(ca=self.path("ca.pem"), cert=self.path("client.pem"))
+        self.assertIn("give both or neither", e.exception.message)
+        with self.assertRaises(NetlabError) as e:
+            netlab.tcp_echo("127.0.0.1:1", b"x", tls="ca.pem")
+        self.assertEqual(e.exception.status, Status.ERR_INVALID)
+        tls = netlab.TlsOptions(ca=self.path("ca.pem"))
+        tls.close()
+        with self.assertRaises(NetlabError) as e:
+            netlab.tcp_echo("127.0.0.1:1", b"x", tls=tls)
+        self.assertEqual(e.exception.status, Status.ERR_CLOSED)
 
 
 class SeedClientTests(unittest.TestCase):

@@ -7,7 +7,10 @@ chat) through libnetlab's C ABI, with ctypes and nothing else.
     b'hello'
 
 Every failure raises NetlabError, whose .status is a Status and whose
-.message is the library's detailed message. Text arguments (configuration,
+.message is the library's detailed message. Blocking calls (tcp_echo,
+udp_echo, count, Chat) end promptly on Ctrl-C, raising KeyboardInterrupt
+(or whatever the SIGINT handler raises) rather than waiting out their
+timeout. Text arguments (configuration,
 address, chat name and message) may be str (sent as UTF-8) or bytes; one
 with a NUL character in it is refused (ERR_INVALID), since C would see only
 the part before it. Handles (Server, Decoder, Chat)
@@ -20,6 +23,7 @@ thread may still be using one): the end of the process releases them.
 import ctypes
 import enum
 import math
+import os
 import threading
 import time
 import weakref
@@ -29,7 +33,7 @@ from . import _lib
 from ._lib import ServerStats, lib
 
 __all__ = ["Status", "NetlabError", "Server", "ServerStats", "Decoder", "Dialect", "Chat",
-           "ChatEvent",
+           "ChatEvent", "TlsOptions",
            "tcp_echo", "udp_echo", "count", "encode_frame", "version", "library_path"]
 
 library_path = _lib.path
@@ -48,6 +52,8 @@ class Status(enum.IntEnum):
     ERR_CONFIG = 8
     ERR_ADDR_IN_USE = 9
     ERR_PROTOCOL = 10
+    ERR_INTERRUPTED = 11
+    ERR_TLS = 12
 
 
 class NetlabError(Exception):
@@ -251,7 +257,11 @@ class _Handle:
 class Server(_Handle):
     """A server the daemon could run, started from TOML text (one
     `[[server]]` table, the `[[server]]` line optional). Listen on port 0
-    and ask .port() which one the kernel chose."""
+    and ask .port() which one the kernel chose.
+
+    After os.fork() the server runs on in the parent only: in the child,
+    close() (or leaving a `with` block) releases the child's copies of the
+    server's sockets and nothing else, and stop() raises ERR_INVALID."""
     _kind = "Server"
 
     def __init__(self, config):
@@ -273,7 +283,7 @@ class Server(_Handle):
 
     def address(self, index=0):
         """Listener `index`'s address as "host:port", ready for the clients."""
-        buf = ctypes.create_string_buffer(64)
+        buf = ctypes.create_string_buffer(_lib.ADDRESS_MAX)
         n = c_size_t()
         self._call(lib.netlab_server_address, _index(index), buf, len(buf), byref(n))
         return buf.value.decode()
@@ -303,15 +313,56 @@ class Server(_Handle):
         return "<netlab.Server %s>" % " ".join(self.addresses)
 
 
-def tcp_echo(addr, data, timeout=2.0):
+class TlsOptions(_Handle):
+    """TLS for the clients (tcp_echo, count, Chat: their `tls=` argument).
+
+        tls = netlab.TlsOptions(ca="ca.pem")
+        netlab.tcp_echo("127.0.0.1:7443", b"hello", tls=tls)
+
+    `ca` is a PEM file of the CA certificates to trust (None: the system's);
+    `cert` and `key` a client certificate and its key, for servers that ask
+    for one; `server_name` the name the server's certificate must carry
+    when it is not the address's IP. The files are read at once: one that
+    cannot be used raises NetlabError (ERR_TLS) with its path and why. One
+    TlsOptions may serve any number of calls, from any thread; calls that
+    share one take turns (it cannot be closed under them), so threads that
+    must connect at once each make their own."""
+    _kind = "TlsOptions"
+
+    def __init__(self, ca=None, cert=None, key=None, server_name=None):
+        ptr = _lib.ClientOptionsP()
+        lib.netlab_client_options_new(byref(ptr))
+        self._own(ptr, lib.netlab_client_options_free)
+        path = lambda p, what: None if p is None else _text(os.fspath(p), what)
+        self._call(lib.netlab_client_options_set_tls, path(ca, "ca"), path(cert, "cert"),
+                   path(key, "key"))
+        if server_name is not None:
+            self._call(lib.netlab_client_options_set_server_name,
+                       _text(server_name, "server_name"))
+
+
+def _with_options(tls, call):
+    """call(options pointer): NULL for plain TCP, else `tls`'s, held so that
+    it cannot be closed under the call."""
+    if tls is None:
+        return call(None)
+    if not isinstance(tls, TlsOptions):
+        raise NetlabError(Status.ERR_INVALID,
+                          "tls must be a netlab.TlsOptions or None, not %s" % type(tls).__name__)
+    return tls._call(call)
+
+
+def tcp_echo(addr, data, timeout=2.0, tls=None):
     """Sends `data` to the TCP echo server at `addr` ("host:port" or a
-    (host, port) tuple) and returns what came back. A reply longer than
-    twice `data` plus 64 KiB cannot be its echo: reading stops there and
-    NetlabError (ERR_PROTOCOL) is raised."""
+    (host, port) tuple) and returns what came back, over TLS when `tls` (a
+    TlsOptions) is given. A reply longer than twice `data` plus 64 KiB
+    cannot be its echo: reading stops there and NetlabError (ERR_PROTOCOL)
+    is raised."""
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
-    return _into_buffer(
-        lambda buf, cap, n: lib.netlab_tcp_echo(a, data, len(data), ms, buf, cap, n),
-        2 * len(data) + 1024)
+    _lib.interruptible()
+    return _with_options(tls, lambda options: _into_buffer(
+        lambda buf, cap, n: lib.netlab_tcp_echo_with(a, data, len(data), ms, options, buf, cap, n),
+        2 * len(data) + 1024))
 
 
 def udp_echo(addr, data, timeout=1.0, retries=2):
@@ -320,22 +371,24 @@ def udp_echo(addr, data, timeout=1.0, retries=2):
     data, a, ms = _bytes(data), _addr(addr), _ms(timeout)
     if not 0 <= retries <= 0xFFFFFFFF:
         raise NetlabError(Status.ERR_INVALID, "retries must be 0 or more, not %r" % (retries,))
+    _lib.interruptible()
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_udp_echo(a, data, len(data), ms, retries, buf, cap, n),
         65536)
 
 
-def count(addr, data, framing="line", header_len=0, timeout=2.0):
+def count(addr, data, framing="line", header_len=0, timeout=2.0, tls=None):
     """Asks the count server at `addr` how many characters `data` has.
-    `framing` is "line", "header" or "chunk", as the server's."""
+    `framing` is "line", "header" or "chunk", as the server's; `tls` a
+    TlsOptions for a TLS listener."""
     if framing not in _COUNT_FRAMINGS:
         raise NetlabError(Status.ERR_INVALID,
                           "framing %r is not line, header or chunk" % (framing,))
-    data = _bytes(data)
+    data, a, hl, ms = _bytes(data), _addr(addr), _size(header_len, "header_len"), _ms(timeout)
     n = c_uint64()
-    lib.netlab_count(_addr(addr), data, len(data), _COUNT_FRAMINGS[framing],
-                     _size(header_len, "header_len"),
-                     _ms(timeout), byref(n))
+    _lib.interruptible()
+    _with_options(tls, lambda options: lib.netlab_count_with(
+        a, data, len(data), _COUNT_FRAMINGS[framing], hl, ms, options, byref(n)))
     return n.value
 
 
@@ -437,24 +490,29 @@ class Chat(_Handle):
     _kind = "Chat"
     _locks = 2
 
-    def __init__(self, addr, name, dialect="line", header_len=0, timeout=2.0):
+    def __init__(self, addr, name, dialect="line", header_len=0, timeout=2.0, tls=None):
         ptr = _lib.ChatP()
-        lib.netlab_chat_connect(_addr(addr), _dialect(dialect), _size(header_len, "header_len"),
-                                _text(name, "chat name"),
-                                _ms(timeout), byref(ptr))
+        _lib.interruptible()
+        a, d, hl = _addr(addr), _dialect(dialect), _size(header_len, "header_len")
+        n, ms = _text(name, "chat name"), _ms(timeout)
+        _with_options(tls, lambda options: lib.netlab_chat_connect_with(
+            a, d, hl, n, ms, options, byref(ptr)))
         self._own(ptr, lib.netlab_chat_free)
 
     def send(self, text):
         """Sends `text` (str, or UTF-8 bytes; no NUL) to everyone else."""
+        _lib.interruptible()
         self._call(lib.netlab_chat_send, _text(text, "chat message"), lock=_SEND)
 
     def who(self):
         """Asks who is online; the answer comes as a "roster" event."""
+        _lib.interruptible()
         self._call(lib.netlab_chat_who, lock=_SEND)
 
     def recv(self, timeout=1.0):
         """The room's next event, or None when none came within `timeout` s."""
         _ms(timeout)
+        _lib.interruptible()
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()

@@ -24,19 +24,16 @@
 //! into events, and passes any other notice on as [`ChatEvent::Notice`].
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
-use std::str::FromStr;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::ClientError;
+use super::link::{Got, Link};
 use super::tcp::check_timeout;
-use crate::codec::chat::{
-    BincodeChat, BincodeServerDecoder, ChatCodec, HeaderChat, LineChat, ServerMsg,
-};
+use super::{ClientError, ClientOptions};
+pub use crate::chat::Dialect;
+use crate::chat::{ClientMsg, ErrorCode, validate_name};
+use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
 use crate::codec::{Codec, FrameError, HeaderCodec, LineCodec};
-use crate::service::chat::{ClientMsg, ErrorCode, validate_name};
 
 /// The longest frame accepted from a server: a roster of a big room is long.
 const MAX_SERVER_FRAME: usize = 1024 * 1024;
@@ -44,76 +41,25 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long [`ChatClient::quit`] waits for the server to close after `Bye`.
 const QUIT_LINGER: Duration = Duration::from_millis(500);
 
-/// A listener's wire dialect, as the server's configuration names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// A line per message, for `nc` users.
-    Line,
-    /// Seed 004's fixed-width ASCII length header, `header_len` bytes wide
-    /// (10 by default; the seed uses 100). It must match the listener's.
-    Header { header_len: usize },
-    /// A 4-byte big-endian length, then a bincode-encoded enum.
-    Bincode,
+/// The codec that encodes what a client of `dialect` sends (a client sends
+/// frames of any length the server takes; `max_frame` only bounds decoding).
+fn client_codec(dialect: Dialect) -> ChatCodec {
+    ChatCodec::new(dialect, MAX_SERVER_FRAME)
 }
 
-impl Dialect {
-    /// The header dialect with the default header width (10).
-    pub const HEADER: Dialect = Dialect::Header {
-        header_len: HeaderCodec::DEFAULT_HEADER_LEN,
-    };
-
-    /// The dialect's name, as the configuration spells it.
-    pub fn name(&self) -> &'static str {
-        self.codec().name()
-    }
-
-    /// The codec that encodes what this client sends.
-    fn codec(&self) -> ChatCodec {
-        match *self {
-            Dialect::Line => ChatCodec::Line(LineChat::default()),
-            Dialect::Header { header_len } => {
-                ChatCodec::Header(HeaderChat::new(header_len, MAX_SERVER_FRAME))
-            }
-            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::default()),
+/// A header width the listener could have: 1 to
+/// [`HeaderCodec::MAX_HEADER_LEN`] bytes, as configurations allow.
+fn check_dialect(dialect: Dialect) -> Result<(), ClientError> {
+    match dialect {
+        Dialect::Header { header_len }
+            if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&header_len) =>
+        {
+            Err(ClientError::invalid(format!(
+                "header_len {header_len} is not between 1 and {}",
+                HeaderCodec::MAX_HEADER_LEN
+            )))
         }
-    }
-
-    /// A header width the listener could have: 1 to
-    /// [`HeaderCodec::MAX_HEADER_LEN`] bytes, as configurations allow.
-    fn check(&self) -> Result<(), ClientError> {
-        match *self {
-            Dialect::Header { header_len }
-                if !(1..=HeaderCodec::MAX_HEADER_LEN).contains(&header_len) =>
-            {
-                Err(ClientError::invalid(format!(
-                    "header_len {header_len} is not between 1 and {}",
-                    HeaderCodec::MAX_HEADER_LEN
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-impl FromStr for Dialect {
-    type Err = String;
-
-    /// `line`, `header` (10-byte header) or `bincode`.
-    fn from_str(text: &str) -> Result<Dialect, String> {
-        match text {
-            "line" => Ok(Dialect::Line),
-            "header" => Ok(Dialect::HEADER),
-            "bincode" => Ok(Dialect::Bincode),
-            _ => Err(format!(
-                "unknown dialect {text:?}: use line, header or bincode"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        _ => Ok(()),
     }
 }
 
@@ -446,8 +392,7 @@ fn parse_known_notice(text: &str) -> Option<ChatEventRef<'_>> {
 /// The sending half of a chat connection.
 #[derive(Debug)]
 pub struct ChatSender {
-    stream: TcpStream,
-    peer: SocketAddr,
+    link: Link,
     codec: ChatCodec,
     timeout: Duration,
     out: Vec<u8>,
@@ -470,24 +415,21 @@ impl ChatSender {
     pub fn bye(&mut self) -> Result<(), ClientError> {
         self.write_msg(ClientMsg::Bye)?;
         // The server may already have closed (it does after an error).
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.link.finish_writing(self.timeout);
         Ok(())
     }
 
     fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
         self.out.clear();
         self.codec.encode_client_msg(msg, &mut self.out);
-        self.stream
-            .write_all(&self.out)
-            .map_err(|e| ClientError::from_io(format!("write to {}", self.peer), e, self.timeout))
+        self.link.write_all(&self.out, self.timeout)
     }
 }
 
 /// The receiving half of a chat connection.
 #[derive(Debug)]
 pub struct ChatReceiver {
-    stream: TcpStream,
-    peer: SocketAddr,
+    link: Link,
     decoder: ChatEventDecoder,
     buf: Vec<u8>,
     closed: bool,
@@ -506,12 +448,14 @@ impl ChatReceiver {
             }
             if self.closed {
                 return Err(ClientError::Closed {
-                    context: format!("chat with {}", self.peer),
+                    context: format!("chat with {}", self.link.peer()),
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.read_within(left)? {
-                return Ok(None);
+            match self.link.read_within(&mut self.buf, left)? {
+                Got::Data(n) => self.decoder.extend(&self.buf[..n]),
+                Got::End => self.closed = true,
+                Got::Nothing => return Ok(None),
             }
         }
     }
@@ -520,60 +464,9 @@ impl ChatReceiver {
         match self.decoder.next_event() {
             Ok(event) => Ok(event.map(|e| e.to_owned_event())),
             Err(detail) => Err(ClientError::Protocol {
-                context: format!("read from {}", self.peer),
+                context: format!("read from {}", self.link.peer()),
                 detail,
             }),
-        }
-    }
-
-    /// Reads once, waiting up to `wait`; `Ok(false)` when nothing came.
-    fn read_within(&mut self, wait: Duration) -> Result<bool, ClientError> {
-        let context = || format!("read from {}", self.peer);
-        // A zero read timeout means "forever" to the socket: poll instead,
-        // with MSG_DONTWAIT on this one call. Not O_NONBLOCK: the sender
-        // shares the socket, and a send meeting a full buffer then would
-        // fail, perhaps halfway through a frame.
-        if !wait.is_zero() {
-            self.stream
-                .set_read_timeout(Some(wait))
-                .map_err(|e| ClientError::from_io(context(), e, wait))?;
-        }
-        loop {
-            let read = if wait.is_zero() {
-                nix::sys::socket::recv(
-                    self.stream.as_raw_fd(),
-                    &mut self.buf,
-                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-                )
-                .map_err(io::Error::from)
-            } else {
-                self.stream.read(&mut self.buf)
-            };
-            match read {
-                Ok(0) => {
-                    self.closed = true;
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    self.decoder.extend(&self.buf[..n]);
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(false);
-                }
-                // A reset after the server's last words: report those first.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    self.closed = true;
-                    return Ok(true);
-                }
-                Err(e) => return Err(ClientError::from_io(context(), e, wait)),
-            }
         }
     }
 }
@@ -602,28 +495,31 @@ impl ChatClient {
         dialect: Dialect,
         timeout: Duration,
     ) -> Result<ChatClient, ClientError> {
+        ChatClient::connect_with(addr, name, dialect, &ClientOptions::new(timeout))
+    }
+
+    /// [`ChatClient::connect`] with `options`: over TLS when they say so.
+    pub fn connect_with(
+        addr: SocketAddr,
+        name: &str,
+        dialect: Dialect,
+        options: &ClientOptions,
+    ) -> Result<ChatClient, ClientError> {
+        let timeout = options.timeout;
         check_timeout(timeout)?;
-        dialect.check()?;
+        check_dialect(dialect)?;
         validate_name(name)
             .map_err(|e| ClientError::invalid(format!("chat name {name:?}: {e}")))?;
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| ClientError::from_io(format!("connect {addr}"), e, timeout))?;
-        let setup = |e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout);
-        stream.set_write_timeout(Some(timeout)).map_err(setup)?;
-        // Chat lines are written whole and should leave at once.
-        stream.set_nodelay(true).map_err(setup)?;
-        let reader = stream.try_clone().map_err(setup)?;
+        let link = Link::open(addr, options)?;
         let mut client = ChatClient {
             sender: ChatSender {
-                stream,
-                peer: addr,
-                codec: dialect.codec(),
+                link: link.clone(),
+                codec: client_codec(dialect),
                 timeout,
                 out: Vec::new(),
             },
             receiver: ChatReceiver {
-                stream: reader,
-                peer: addr,
+                link,
                 decoder: ChatEventDecoder::new(dialect),
                 buf: vec![0; READ_CHUNK],
                 closed: false,
@@ -641,7 +537,7 @@ impl ChatClient {
     /// Before a client is named it receives nothing, so the first event is
     /// the welcome or the reason it was refused.
     fn await_welcome(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        let peer = self.receiver.peer;
+        let peer = self.receiver.link.peer();
         let context = || format!("join the chat at {peer} as {:?}", self.name);
         match self.receiver.recv(timeout) {
             Ok(Some(ChatEvent::Welcome { online, addr })) => {
@@ -729,17 +625,30 @@ impl ChatClient {
         self.addr
             .as_deref()
             .and_then(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip()))
-            .or_else(|| self.sender.stream.local_addr().ok().map(|a| a.ip()))
+            .or_else(|| self.sender.link.socket().local_addr().ok().map(|a| a.ip()))
     }
 
     pub fn peer(&self) -> SocketAddr {
-        self.sender.peer
+        self.sender.link.peer()
     }
 
     /// The socket and the decoder with whatever it has buffered, for callers
-    /// that drive many clients on their own event loop (the load generator).
-    pub fn into_parts(self) -> (TcpStream, ChatEventDecoder) {
-        (self.sender.stream, self.receiver.decoder)
+    /// that drive many clients on their own event loop (the load generator);
+    /// a plain connection only: a TLS session cannot be taken apart.
+    pub fn into_parts(self) -> Result<(TcpStream, ChatEventDecoder), ClientError> {
+        if self.sender.link.is_tls() {
+            return Err(ClientError::invalid(
+                "a TLS chat client cannot be taken apart into its socket",
+            ));
+        }
+        let socket = self.sender.link.socket().try_clone().map_err(|e| {
+            ClientError::from_io(
+                format!("copy the socket to {}", self.peer()),
+                e,
+                self.sender.timeout,
+            )
+        })?;
+        Ok((socket, self.receiver.decoder))
     }
 }
 
@@ -748,7 +657,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::service::chat::Event;
+    use crate::chat::Event;
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -831,9 +740,9 @@ mod tests {
 
     fn server_bytes(dialect: Dialect) -> Vec<u8> {
         let codec = match dialect {
-            Dialect::Line => ChatCodec::Line(LineChat::default()),
-            Dialect::Header { header_len } => ChatCodec::Header(HeaderChat::new(header_len, 1000)),
-            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::default()),
+            Dialect::Line => ChatCodec::new(dialect, 1 << 16),
+            Dialect::Header { .. } => ChatCodec::new(dialect, 1000),
+            Dialect::Bincode => ChatCodec::new(dialect, 1 << 16),
         };
         let mut out = Vec::new();
         for event in events() {
@@ -862,18 +771,18 @@ mod tests {
     fn a_zero_timeout_recv_leaves_the_shared_socket_blocking() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let stream = TcpStream::connect(addr).unwrap();
+        let link = Link::open(addr, &ClientOptions::new(Duration::from_secs(5))).unwrap();
         let (_server_side, _) = listener.accept().unwrap();
+        let stream = link.socket().try_clone().unwrap();
         let mut receiver = ChatReceiver {
-            stream: stream.try_clone().unwrap(),
-            peer: addr,
+            link,
             decoder: ChatEventDecoder::new(Dialect::Line),
             buf: vec![0; READ_CHUNK],
             closed: false,
         };
         assert!(matches!(receiver.recv(Duration::ZERO), Ok(None)));
         // SAFETY: F_GETFL on a descriptor the test owns.
-        let flags = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_GETFL) };
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&stream), libc::F_GETFL) };
         assert_eq!(
             flags & libc::O_NONBLOCK,
             0,
@@ -885,7 +794,7 @@ mod tests {
     fn every_dialect_decodes_what_the_server_encodes_split_anywhere() {
         for dialect in [
             Dialect::Line,
-            Dialect::HEADER,
+            Dialect::Header { header_len: 10 },
             Dialect::Header { header_len: 100 },
             Dialect::Bincode,
         ] {
@@ -923,7 +832,7 @@ mod tests {
 
     #[test]
     fn undecodable_streams_are_errors() {
-        let mut decoder = ChatEventDecoder::new(Dialect::HEADER);
+        let mut decoder = ChatEventDecoder::new(Dialect::Header { header_len: 10 });
         decoder.extend(b"abc       xyz");
         assert!(decoder.next_event().is_err());
         let mut decoder = ChatEventDecoder::new(Dialect::Line);
@@ -933,10 +842,6 @@ mod tests {
 
     #[test]
     fn dialects_parse_and_display() {
-        assert_eq!("line".parse(), Ok(Dialect::Line));
-        assert_eq!("header".parse(), Ok(Dialect::Header { header_len: 10 }));
-        assert_eq!("bincode".parse(), Ok(Dialect::Bincode));
-        assert!("pickle".parse::<Dialect>().is_err());
         assert_eq!(Dialect::Header { header_len: 100 }.to_string(), "header");
     }
 
@@ -975,12 +880,10 @@ mod tests {
         // The seed's 100, and the widest a listener can be configured with.
         for header_len in [1, 10, 20, 21, 100, HeaderCodec::MAX_HEADER_LEN] {
             let dialect = Dialect::Header { header_len };
-            assert!(dialect.check().is_ok(), "{header_len}");
+            assert!(check_dialect(dialect).is_ok(), "{header_len}");
             // What the client sends is framed in that width.
             let mut out = Vec::new();
-            dialect
-                .codec()
-                .encode_client_msg(ClientMsg::Say { text: "hi" }, &mut out);
+            client_codec(dialect).encode_client_msg(ClientMsg::Say { text: "hi" }, &mut out);
             assert_eq!(out.len(), header_len + 2, "{header_len}");
             assert_eq!(&out[header_len..], b"hi", "{header_len}");
             assert!(out[..header_len].starts_with(b"2"), "{header_len}");
@@ -990,7 +893,7 @@ mod tests {
             );
         }
         for header_len in [0, HeaderCodec::MAX_HEADER_LEN + 1, usize::MAX] {
-            let err = Dialect::Header { header_len }.check().unwrap_err();
+            let err = check_dialect(Dialect::Header { header_len }).unwrap_err();
             assert_eq!(err.kind(), crate::client::ErrorKind::Invalid, "{err}");
         }
     }

@@ -4,26 +4,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::ClientError;
-use super::tcp::Connection;
+use super::link::Link;
+use super::{ClientError, ClientOptions, tcp};
 use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
 
 /// The longest reply that can hold a `u64` (20 digits), with room for a
 /// `\r\n` or blanks around it.
 const MAX_REPLY_LEN: usize = 32;
 
-/// How a message and its count travel, as the count service's `framing`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CountFraming {
-    /// The message is a line; the reply is `N\n`.
-    Line,
-    /// Both ways, a fixed-width ASCII length header (seed 004's chat), then
-    /// the payload; the reply's payload is the number.
-    Header { header_len: usize },
-    /// The message is sent raw and the write side closed; the reply is the
-    /// bare number, then EOF (seed 001's server).
-    Chunk,
-}
+/// How a message and its count travel: the count service's `framing`.
+pub use crate::service::CountFraming;
 
 /// Asks the count server at `addr` how many characters `message` has.
 ///
@@ -37,17 +27,29 @@ pub fn count(
     framing: CountFraming,
     timeout: Duration,
 ) -> Result<u64, ClientError> {
+    count_with(addr, message, framing, &ClientOptions::new(timeout))
+}
+
+/// [`count`] with `options`: over TLS when they say so.
+pub fn count_with(
+    addr: SocketAddr,
+    message: &[u8],
+    framing: CountFraming,
+    options: &ClientOptions,
+) -> Result<u64, ClientError> {
+    let timeout = options.timeout;
+    tcp::check_timeout(timeout)?;
     let request = encode_request(message, framing)?;
-    let mut conn = Connection::open(addr, timeout)?;
-    conn.write_all(&request)?;
+    let link = Link::open(addr, options)?;
+    link.write_all(&request, timeout)?;
     let reply = match framing {
-        CountFraming::Line => read_frame(&mut conn, LineCodec::new(MAX_REPLY_LEN))?,
+        CountFraming::Line => read_frame(&link, LineCodec::new(MAX_REPLY_LEN), timeout)?,
         CountFraming::Header { header_len } => {
-            read_frame(&mut conn, HeaderCodec::new(header_len, MAX_REPLY_LEN))?
+            read_frame(&link, HeaderCodec::new(header_len, MAX_REPLY_LEN), timeout)?
         }
         CountFraming::Chunk => {
-            conn.finish_writing()?;
-            conn.read_to_end(MAX_REPLY_LEN)?
+            link.finish_writing(timeout)?;
+            link.read_to_end(MAX_REPLY_LEN, timeout)?
         }
     };
     parse_count(&reply).ok_or_else(|| ClientError::Protocol {
@@ -98,19 +100,19 @@ fn encode_request(message: &[u8], framing: CountFraming) -> Result<Vec<u8>, Clie
 }
 
 /// Reads until one whole frame has arrived and returns its payload.
-fn read_frame<C: Codec>(conn: &mut Connection, codec: C) -> Result<Vec<u8>, ClientError> {
+fn read_frame<C: Codec>(link: &Link, codec: C, timeout: Duration) -> Result<Vec<u8>, ClientError> {
     let mut reader = FrameReader::new(codec);
     let mut buf = [0u8; 256];
     loop {
         match reader.next_frame() {
             Ok(Some(payload)) => return Ok(payload.to_vec()),
             Ok(None) => {}
-            Err(e) => return Err(malformed(conn.peer, &e)),
+            Err(e) => return Err(malformed(link.peer(), &e)),
         }
-        let n = conn.read_some(&mut buf)?;
+        let n = link.read_some(&mut buf, timeout)?;
         if n == 0 {
             return Err(ClientError::Closed {
-                context: format!("count reply from {}", conn.peer),
+                context: format!("count reply from {}", link.peer()),
             });
         }
         reader.extend(&buf[..n]);

@@ -2,11 +2,12 @@
 //! datagram, resent until a reply comes from the server or tries run out).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use super::ClientError;
-use super::tcp::{self, Connection};
+use super::link::Link;
+use super::tcp;
+use super::{ClientError, ClientOptions, interrupt};
 
 /// The largest UDP payload over IPv4 and over IPv6 (without jumbograms).
 const MAX_UDP_PAYLOAD_V4: usize = 65_507;
@@ -57,18 +58,28 @@ pub fn tcp_echo_with_limit(
     timeout: Duration,
     max_reply: usize,
 ) -> Result<Vec<u8>, ClientError> {
-    let mut conn = Connection::open(addr, timeout)?;
-    let mut writer = conn
-        .stream
-        .try_clone()
-        .map_err(|e| ClientError::from_io(format!("set up connection to {addr}"), e, timeout))?;
+    tcp_echo_with(addr, message, &ClientOptions::new(timeout), max_reply)
+}
+
+/// [`tcp_echo_with_limit`] with `options`: over TLS when they say so (the
+/// half-close is then TLS's close_notify, followed by TCP's).
+pub fn tcp_echo_with(
+    addr: SocketAddr,
+    message: &[u8],
+    options: &ClientOptions,
+    max_reply: usize,
+) -> Result<Vec<u8>, ClientError> {
+    tcp::check_timeout(options.timeout)?;
+    let timeout = options.timeout;
+    let link = Link::open(addr, options)?;
+    let writer = link.clone();
 
     std::thread::scope(|scope| {
         let sending = scope.spawn(move || {
-            tcp::write_all_to(&mut writer, addr, timeout, message)?;
-            tcp::finish_writing(&writer, addr, timeout)
+            writer.write_all(message, timeout)?;
+            writer.finish_writing(timeout)
         });
-        let reply = conn.read_to_end(max_reply).map_err(|e| match e {
+        let reply = link.read_to_end(max_reply, timeout).map_err(|e| match e {
             ClientError::Protocol { context, .. } => ClientError::Protocol {
                 context,
                 detail: format!(
@@ -78,11 +89,19 @@ pub fn tcp_echo_with_limit(
             },
             e => e,
         });
-        let too_long = matches!(reply, Err(ClientError::Protocol { .. }));
-        if too_long {
+        // Too long, or given up at the caller's word: the reply settles it.
+        // So does TLS's refusal (of this client's certificate, say), which
+        // the server follows by closing, failing the write too.
+        let settled = matches!(
+            reply,
+            Err(ClientError::Protocol { .. }
+                | ClientError::Interrupted { .. }
+                | ClientError::Tls { .. })
+        );
+        if settled {
             // The writer may be blocked on a server that sends but never
             // reads: unblock it now rather than after its timeout.
-            let _ = conn.stream.shutdown(Shutdown::Both);
+            link.shutdown();
         }
         let sent = sending.join().unwrap_or_else(|_| {
             Err(ClientError::Io {
@@ -90,8 +109,8 @@ pub fn tcp_echo_with_limit(
                 source: io::Error::other("writer thread panicked"),
             })
         });
-        if too_long {
-            // Whatever became of the write, the server's reply was wrong.
+        if settled {
+            // Whatever became of the write (cut short just now).
             return reply;
         }
         // A failed write explains a short or failed read, not the other way round.
@@ -169,7 +188,7 @@ fn receive_from(
             return Ok(None);
         }
         socket
-            .set_read_timeout(Some(left))
+            .set_read_timeout(Some(interrupt::slice(left)))
             .map_err(|e| ClientError::from_io(format!("wait for {peer}"), e, timeout))?;
         match socket.recv(buf) {
             Ok(len) => return Ok(Some(len)),
@@ -181,7 +200,11 @@ fn receive_from(
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                continue;
+                if interrupt::interrupted() {
+                    return Err(ClientError::Interrupted {
+                        context: format!("wait for a reply from {peer}"),
+                    });
+                }
             }
             Err(e) => return Err(ClientError::from_io(no_one_at(peer, &e), e, timeout)),
         }

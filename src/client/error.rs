@@ -21,6 +21,11 @@ pub enum ErrorKind {
     Protocol,
     /// The caller passed an argument that cannot work.
     Invalid,
+    /// The thread's interrupt check ended the call before its timeout.
+    Interrupted,
+    /// TLS refused the connection (its certificate, the client's, or no
+    /// common version), or a TLS file could not be used.
+    Tls,
 }
 
 /// An error from one of the client calls.
@@ -40,6 +45,10 @@ pub enum ClientError {
     Protocol { context: String, detail: String },
     /// A bad argument, caught before anything was sent.
     Invalid { reason: String },
+    /// The thread's interrupt check asked to give up while it waited.
+    Interrupted { context: String },
+    /// TLS refused the connection, or its files could not be used.
+    Tls { context: String, reason: String },
 }
 
 impl ClientError {
@@ -50,6 +59,8 @@ impl ClientError {
             ClientError::Closed { .. } => ErrorKind::Closed,
             ClientError::Protocol { .. } => ErrorKind::Protocol,
             ClientError::Invalid { .. } => ErrorKind::Invalid,
+            ClientError::Interrupted { .. } => ErrorKind::Interrupted,
+            ClientError::Tls { .. } => ErrorKind::Tls,
         }
     }
 
@@ -98,6 +109,8 @@ impl fmt::Display for ClientError {
             ),
             ClientError::Protocol { context, detail } => write!(f, "{context}: {detail}"),
             ClientError::Invalid { reason } => write!(f, "invalid argument: {reason}"),
+            ClientError::Interrupted { context } => write!(f, "{context}: interrupted"),
+            ClientError::Tls { context, reason } => write!(f, "{context}: {reason}"),
         }
     }
 }

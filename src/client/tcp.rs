@@ -1,101 +1,137 @@
-//! Blocking TCP steps shared by the clients, each bounded by one timeout and
-//! each turning its failure into a [`ClientError`] that names the peer.
+//! Blocking TCP steps shared by the clients, each bounded by one timeout,
+//! each giving up early when the thread's interrupt check says so (see
+//! [`interrupt`](super::interrupt)), and each turning its failure into a
+//! [`ClientError`] that names the peer: connecting, writing, the wait.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::ClientError;
+use super::interrupt::{interrupted, slice};
 
-/// A connected stream whose every read and write gives up after `timeout`.
-pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
-    pub(crate) timeout: Duration,
+/// One blocking step's wait, made of slices (see `interrupt::slice`): what
+/// to do when a slice ends without progress.
+pub(crate) struct Wait {
+    timeout: Duration,
+    deadline: Instant,
 }
 
-impl Connection {
-    pub(crate) fn open(peer: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
-        check_timeout(timeout)?;
-        let stream = TcpStream::connect_timeout(&peer, timeout)
-            .map_err(|e| ClientError::from_io(format!("connect {peer}"), e, timeout))?;
-        let setup = |e| ClientError::from_io(format!("set up connection to {peer}"), e, timeout);
-        stream.set_read_timeout(Some(timeout)).map_err(setup)?;
-        stream.set_write_timeout(Some(timeout)).map_err(setup)?;
-        // Requests are written whole; waiting to coalesce them only adds latency.
-        stream.set_nodelay(true).map_err(setup)?;
-        Ok(Connection {
-            stream,
-            peer,
+impl Wait {
+    pub(crate) fn new(timeout: Duration) -> Wait {
+        Wait {
             timeout,
-        })
+            deadline: crate::deadline::after(timeout),
+        }
     }
 
-    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        write_all_to(&mut self.stream, self.peer, self.timeout, bytes)
+    /// The step made progress: its timeout starts again.
+    pub(crate) fn progressed(&mut self) {
+        self.deadline = crate::deadline::after(self.timeout);
     }
 
-    /// Half-closes: the peer reads EOF, and can still answer.
-    pub(crate) fn finish_writing(&self) -> Result<(), ClientError> {
-        finish_writing(&self.stream, self.peer, self.timeout)
+    /// What is left of the step's time.
+    pub(crate) fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// Reads once into `buf`; `Ok(0)` is EOF.
-    pub(crate) fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, ClientError> {
-        loop {
-            match self.stream.read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(ClientError::from_io(
-                        format!("read from {}", self.peer),
-                        e,
-                        self.timeout,
-                    ));
+    /// After a read or write failed with `e`: `Ok` to try again (a signal,
+    /// or a slice that ended with time left), or the error that ends the
+    /// step (interrupted, timed out, or `e` itself).
+    pub(crate) fn after(
+        &self,
+        e: io::Error,
+        context: impl FnOnce() -> String,
+    ) -> Result<(), ClientError> {
+        let waiting = matches!(
+            e.kind(),
+            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        if !waiting {
+            return Err(ClientError::from_io(context(), e, self.timeout));
+        }
+        if interrupted() {
+            return Err(ClientError::Interrupted { context: context() });
+        }
+        if e.kind() != io::ErrorKind::Interrupted && self.left().is_zero() {
+            return Err(ClientError::from_io(context(), e, self.timeout));
+        }
+        Ok(())
+    }
+}
+
+/// Connects to `peer` within `timeout`, asking the interrupt check
+/// between slices of the wait.
+pub(crate) fn connect(peer: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
+    check_timeout(timeout)?;
+    let context = || format!("connect {peer}");
+    let fail = |e| ClientError::from_io(context(), e, timeout);
+    let domain = if peer.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    match socket.connect(&SockAddr::from(peer)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            let wait = Wait::new(timeout);
+            loop {
+                let ready = poll_writable(&socket, slice(wait.left()));
+                match ready {
+                    Ok(true) => break,
+                    Ok(false) => wait.after(io::ErrorKind::TimedOut.into(), context)?,
+                    Err(e) => wait.after(e, context)?,
                 }
             }
+            if let Some(e) = socket.take_error().map_err(fail)? {
+                return Err(fail(e));
+            }
         }
+        Err(e) => return Err(fail(e)),
     }
+    socket.set_nonblocking(false).map_err(fail)?;
+    Ok(socket.into())
+}
 
-    /// Reads until EOF, giving up with a protocol error past `limit` bytes.
-    pub(crate) fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = self.read_some(&mut buf)?;
-            if n == 0 {
-                return Ok(reply);
-            }
-            if reply.len() + n > limit {
-                return Err(ClientError::Protocol {
-                    context: format!("read from {}", self.peer),
-                    detail: format!("reply is longer than {limit} bytes"),
-                });
-            }
-            reply.extend_from_slice(&buf[..n]);
-        }
-    }
+/// Whether `socket` became writable (its connect finished) within `wait`.
+fn poll_writable(socket: &Socket, wait: Duration) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
+    let n = poll(&mut fds, PollTimeout::from(ms)).map_err(io::Error::from)?;
+    Ok(n > 0)
 }
 
 pub(crate) fn write_all_to(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     peer: SocketAddr,
     timeout: Duration,
-    bytes: &[u8],
+    mut bytes: &[u8],
 ) -> Result<(), ClientError> {
-    stream
-        .write_all(bytes)
-        .map_err(|e| ClientError::from_io(format!("write to {peer}"), e, timeout))
-}
-
-pub(crate) fn finish_writing(
-    stream: &TcpStream,
-    peer: SocketAddr,
-    timeout: Duration,
-) -> Result<(), ClientError> {
-    stream
-        .shutdown(Shutdown::Write)
-        .map_err(|e| ClientError::from_io(format!("shut down writing to {peer}"), e, timeout))
+    let context = || format!("write to {peer}");
+    let mut wait = Wait::new(timeout);
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => {
+                return Err(ClientError::from_io(
+                    context(),
+                    io::ErrorKind::WriteZero.into(),
+                    timeout,
+                ));
+            }
+            Ok(n) => {
+                bytes = &bytes[n..];
+                wait.progressed();
+            }
+            Err(e) => wait.after(e, context)?,
+        }
+    }
+    Ok(())
 }
 
 /// A zero timeout means "never" to some socket calls and "fail now" to

@@ -12,12 +12,10 @@ pub struct HeaderCodec {
 }
 
 impl HeaderCodec {
-    pub const DEFAULT_HEADER_LEN: usize = 10;
     /// The widest header accepted anywhere (config, C ABI): the seed's 100
     /// with room to spare, never so wide that a frame's header could be made
     /// to cost real memory.
     pub const MAX_HEADER_LEN: usize = 1024;
-    pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
     pub fn new(header_len: usize, max_frame: usize) -> Self {
         HeaderCodec {
@@ -44,8 +42,8 @@ impl HeaderCodec {
             len = len
                 .checked_mul(10)
                 .and_then(|l| l.checked_add(usize::from(d - b'0')))
-                .ok_or(FrameError::TooLong {
-                    len: usize::MAX,
+                .ok_or(FrameError::LengthOverflow {
+                    digits: text.len(),
                     max: self.max_frame,
                 })?;
         }
@@ -56,12 +54,6 @@ impl HeaderCodec {
             });
         }
         Ok(len)
-    }
-}
-
-impl Default for HeaderCodec {
-    fn default() -> Self {
-        HeaderCodec::new(Self::DEFAULT_HEADER_LEN, Self::DEFAULT_MAX_FRAME)
     }
 }
 
@@ -207,7 +199,13 @@ mod tests {
         let huge = HeaderCodec::new(40, 100);
         let mut hdr = b"9".repeat(39);
         hdr.push(b' ');
-        assert!(matches!(huge.decode(&hdr), Err(FrameError::TooLong { .. })));
+        assert_eq!(
+            huge.decode(&hdr),
+            Err(FrameError::LengthOverflow {
+                digits: 39,
+                max: 100
+            })
+        );
     }
 
     #[test]
@@ -235,14 +233,27 @@ mod tests {
             buf.extend_from_slice(b"some of the payload");
             assert_eq!(codec.decode(&buf), Err(FrameError::Incomplete), "{digits}");
         }
-        // One more digit than usize holds is too long, whatever the max.
+        // One more digit than usize holds overflows, whatever the max, and
+        // says so rather than quoting usize::MAX as the length.
         let buf = format!("{:<21}", format!("{}0", usize::MAX)).into_bytes();
+        let e = HeaderCodec::new(21, usize::MAX).decode(&buf).unwrap_err();
         assert_eq!(
-            HeaderCodec::new(21, usize::MAX).decode(&buf),
-            Err(FrameError::TooLong {
-                len: usize::MAX,
+            e,
+            FrameError::LengthOverflow {
+                digits: 21,
                 max: usize::MAX
-            })
+            }
+        );
+        let digits = "9".repeat(1024);
+        let e = HeaderCodec::new(1024, usize::MAX)
+            .decode(digits.as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "length header of 1024 digits overflows (no length above {0} can be read); the longest frame is {0} bytes",
+                usize::MAX
+            )
         );
         // Through a reader: nothing is consumed until the frame is whole.
         let mut reader = FrameReader::new(codec);

@@ -10,16 +10,8 @@ pub struct LineCodec {
 }
 
 impl LineCodec {
-    pub const DEFAULT_MAX_LEN: usize = 64 * 1024;
-
     pub fn new(max_len: usize) -> Self {
         LineCodec { max_len }
-    }
-}
-
-impl Default for LineCodec {
-    fn default() -> Self {
-        LineCodec::new(Self::DEFAULT_MAX_LEN)
     }
 }
 

@@ -34,6 +34,9 @@ pub enum FrameError {
     Incomplete,
     /// The frame's payload is longer than the codec allows.
     TooLong { len: usize, max: usize },
+    /// A length header whose number does not fit in `usize`: more bytes
+    /// than any buffer on this machine could hold, whatever the maximum.
+    LengthOverflow { digits: usize, max: usize },
     /// A length header that is not a decimal number padded with spaces.
     BadHeader { header: String },
 }
@@ -55,6 +58,11 @@ impl fmt::Display for FrameError {
                     "frame of {len} bytes is longer than the maximum of {max}"
                 )
             }
+            FrameError::LengthOverflow { digits, max } => write!(
+                f,
+                "length header of {digits} digits overflows (no length above {} can be read); the longest frame is {max} bytes",
+                usize::MAX
+            ),
             FrameError::BadHeader { header } => write!(
                 f,
                 "length header {header:?} is not a decimal number left-justified and padded with spaces"

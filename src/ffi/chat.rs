@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::codec::dialect_arg;
 use super::{
-    Error, addr_arg, guard, guard_void, header_len_arg, millis, netlab_dialect, netlab_status,
-    out_arg, str_arg,
+    Error, addr_arg, guard, guard_void, header_len_arg, millis, netlab_client_options,
+    netlab_dialect, netlab_status, out_arg, str_arg,
 };
 use crate::client::{ChatClient, ChatEvent, ChatReceiver, ChatSender, Dialect};
 
@@ -147,11 +147,42 @@ pub unsafe extern "C" fn netlab_chat_connect(
     timeout_ms: u32,
     out: *mut *mut netlab_chat,
 ) -> netlab_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        netlab_chat_connect_with(
+            addr,
+            dialect,
+            header_len,
+            name,
+            timeout_ms,
+            std::ptr::null(),
+            out,
+        )
+    }
+}
+
+/// `netlab_chat_connect`, connecting as `options` say (TLS, ...); NULL
+/// `options` is plain TCP. `options` is borrowed for the duration of the
+/// call: the handle keeps what it needs.
+///
+/// # Safety
+/// As `netlab_chat_connect`; `options` NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_chat_connect_with(
+    addr: *const c_char,
+    dialect: c_int,
+    header_len: usize,
+    name: *const c_char,
+    timeout_ms: u32,
+    options: *const netlab_client_options,
+    out: *mut *mut netlab_chat,
+) -> netlab_status {
     guard(|| {
-        // SAFETY (all three): forwarded from the caller.
+        // SAFETY (all four): forwarded from the caller.
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let name = unsafe { str_arg(name, "name")? };
         let out = unsafe { out_arg(out, "out")? };
+        let options = unsafe { netlab_client_options::from_ptr(options) };
         let dialect = match dialect_arg(dialect)? {
             netlab_dialect::NETLAB_DIALECT_LINE => Dialect::Line,
             netlab_dialect::NETLAB_DIALECT_HEADER => Dialect::Header {
@@ -159,7 +190,8 @@ pub unsafe extern "C" fn netlab_chat_connect(
             },
             netlab_dialect::NETLAB_DIALECT_BINCODE => Dialect::Bincode,
         };
-        let client = ChatClient::connect(addr, name, dialect, millis(timeout_ms))?;
+        let options = netlab_client_options::with_timeout(options, millis(timeout_ms));
+        let client = ChatClient::connect_with(addr, name, dialect, &options)?;
         let peer = client.peer();
         let (sender, receiver) = client.split();
         out.write(Box::into_raw(Box::new(netlab_chat {

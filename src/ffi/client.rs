@@ -1,13 +1,46 @@
 //! The one-shot clients: TCP echo, UDP echo and count, into caller-owned
 //! buffers.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 use super::{
-    Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_status, out_arg,
-    str_arg,
+    Error, addr_arg, bytes_arg, copy_out, guard, header_len_arg, millis, netlab_client_options,
+    netlab_status, out_arg, out_buf_arg, str_arg,
 };
 use crate::client::{self, CountFraming};
+
+/// Asked while a blocking call waits: non-zero means "give up". `data` is
+/// the pointer given to `netlab_set_interrupt_check`.
+pub type netlab_interrupt_check = Option<unsafe extern "C" fn(data: *mut c_void) -> c_int>;
+
+/// Sets the calling thread's interrupt check: while a blocking call made by
+/// this thread waits (`netlab_tcp_echo`, `netlab_udp_echo`, `netlab_count`,
+/// `netlab_chat_connect`, `_send` and `_recv`), it calls `check(data)` at
+/// least every 100 ms and whenever a signal interrupts the wait, on this
+/// thread; a non-zero answer ends the call with `NETLAB_ERR_INTERRUPTED`.
+/// How a program learns of Ctrl-C (a flag set by its SIGINT handler, say)
+/// is up to the check. A NULL `check` removes it; without one, calls wait
+/// out their timeouts in one piece.
+///
+/// `data` is borrowed until the check is replaced or removed, or the
+/// thread ends; netlab never dereferences it. `check` must not unwind.
+#[unsafe(no_mangle)]
+pub extern "C" fn netlab_set_interrupt_check(
+    check: netlab_interrupt_check,
+    data: *mut c_void,
+) -> netlab_status {
+    guard(|| {
+        let check = check.map(|check| -> crate::client::interrupt::InterruptCheck {
+            // The pointer is the caller's, handed back to its own function.
+            let data = data as usize;
+            // SAFETY: the caller promises a function that can be called
+            // with its data on this thread while the check is set.
+            Box::new(move || unsafe { check(data as *mut c_void) } != 0)
+        });
+        crate::client::interrupt::set_interrupt_check(check);
+        Ok(())
+    })
+}
 
 /// How the count client frames a message and reads the count back, as the
 /// count service's `framing` option.
@@ -41,7 +74,8 @@ pub enum netlab_count_framing {
 /// `*reply_len` untouched, so memory and time stay bounded.
 ///
 /// Every pointer is borrowed for the duration of the call; `message` and
-/// `reply` may be NULL when their length is 0.
+/// `reply` may be NULL when their length is 0. A NULL `reply` with a
+/// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 ///
 /// # Safety
 /// `addr` must be NULL or NUL-terminated; `message` NULL or readable for
@@ -57,15 +91,51 @@ pub unsafe extern "C" fn netlab_tcp_echo(
     reply_cap: usize,
     reply_len: *mut usize,
 ) -> netlab_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        netlab_tcp_echo_with(
+            addr,
+            message,
+            message_len,
+            timeout_ms,
+            std::ptr::null(),
+            reply,
+            reply_cap,
+            reply_len,
+        )
+    }
+}
+
+/// `netlab_tcp_echo`, connecting as `options` say (TLS, ...); NULL
+/// `options` is plain TCP. `options` is borrowed for the duration of the
+/// call, like every other pointer.
+///
+/// # Safety
+/// As `netlab_tcp_echo`; `options` NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn netlab_tcp_echo_with(
+    addr: *const c_char,
+    message: *const u8,
+    message_len: usize,
+    timeout_ms: u32,
+    options: *const netlab_client_options,
+    reply: *mut u8,
+    reply_cap: usize,
+    reply_len: *mut usize,
+) -> netlab_status {
     guard(|| {
-        // SAFETY (all three): forwarded from the caller.
+        // SAFETY (all four): forwarded from the caller.
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         unsafe { out_arg(reply_len, "reply_len")? };
+        let options = unsafe { netlab_client_options::from_ptr(options) };
+        // Refused before anything is sent, not after the exchange.
+        out_buf_arg(reply, reply_cap, "reply")?;
+        let options = netlab_client_options::with_timeout(options, millis(timeout_ms));
         // Whatever fits the caller's buffer is read, and beyond it as much
         // as lets BUFFER_TOO_SMALL say the size needed for a plausible echo.
         let limit = reply_cap.max(client::echo_reply_limit(message.len()));
-        let echoed = client::tcp_echo_with_limit(addr, message, millis(timeout_ms), limit)?;
+        let echoed = client::tcp_echo_with(addr, message, &options, limit)?;
         // SAFETY: forwarded from the caller.
         unsafe { copy_out(&echoed, reply, reply_cap, reply_len, "the reply") }
     })
@@ -82,7 +152,8 @@ pub unsafe extern "C" fn netlab_tcp_echo(
 /// untouched and writes the size needed into `*reply_len`.
 ///
 /// Every pointer is borrowed for the duration of the call; `message` and
-/// `reply` may be NULL when their length is 0.
+/// `reply` may be NULL when their length is 0. A NULL `reply` with a
+/// non-zero `reply_cap` gives `NETLAB_ERR_NULL` before anything is sent.
 ///
 /// # Safety
 /// As `netlab_tcp_echo`.
@@ -102,6 +173,8 @@ pub unsafe extern "C" fn netlab_udp_echo(
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         unsafe { out_arg(reply_len, "reply_len")? };
+        // Refused before anything is sent, not after the exchange.
+        out_buf_arg(reply, reply_cap, "reply")?;
         let echoed = client::udp_echo(addr, message, millis(timeout_ms), retries)?;
         // SAFETY: forwarded from the caller.
         unsafe { copy_out(&echoed, reply, reply_cap, reply_len, "the reply") }
@@ -134,11 +207,44 @@ pub unsafe extern "C" fn netlab_count(
     timeout_ms: u32,
     count: *mut u64,
 ) -> netlab_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        netlab_count_with(
+            addr,
+            message,
+            message_len,
+            framing,
+            header_len,
+            timeout_ms,
+            std::ptr::null(),
+            count,
+        )
+    }
+}
+
+/// `netlab_count`, connecting as `options` say (TLS, ...); NULL `options`
+/// is plain TCP. `options` is borrowed for the duration of the call.
+///
+/// # Safety
+/// As `netlab_count`; `options` NULL or a live handle.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn netlab_count_with(
+    addr: *const c_char,
+    message: *const u8,
+    message_len: usize,
+    framing: c_int,
+    header_len: usize,
+    timeout_ms: u32,
+    options: *const netlab_client_options,
+    count: *mut u64,
+) -> netlab_status {
     guard(|| {
-        // SAFETY (all three): forwarded from the caller.
+        // SAFETY (all four): forwarded from the caller.
         let addr = addr_arg(unsafe { str_arg(addr, "addr")? })?;
         let message = unsafe { bytes_arg(message, message_len, "message")? };
         let count = unsafe { out_arg(count, "count")? };
+        let options = unsafe { netlab_client_options::from_ptr(options) };
         let framing = match framing {
             0 => CountFraming::Line,
             1 => CountFraming::Header {
@@ -151,7 +257,8 @@ pub unsafe extern "C" fn netlab_count(
                 )));
             }
         };
-        count.write(client::count(addr, message, framing, millis(timeout_ms))?);
+        let options = netlab_client_options::with_timeout(options, millis(timeout_ms));
+        count.write(client::count_with(addr, message, framing, &options)?);
         Ok(())
     })
 }

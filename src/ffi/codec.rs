@@ -7,9 +7,9 @@ use std::ffi::c_int;
 use super::{
     Error, bytes_arg, copy_out, guard, guard_void, header_len_arg, netlab_status, out_arg,
 };
-use crate::codec::chat::DEFAULT_MAX_FRAME;
 use crate::codec::chat::bincode::LengthPrefixCodec;
 use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
+use crate::config::defaults;
 
 /// A chat dialect, and so a framing.
 #[repr(C)]
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn netlab_decoder_new(
         let dialect = dialect_arg(dialect)?;
         // SAFETY: forwarded from the caller.
         let out = unsafe { out_arg(out, "out")? };
-        let max_frame = or_default(max_frame, DEFAULT_MAX_FRAME);
+        let max_frame = or_default(max_frame, defaults::MAX_FRAME);
         let reader = match dialect {
             netlab_dialect::NETLAB_DIALECT_LINE => {
                 Reader::Line(FrameReader::new(LineCodec::new(max_frame)))

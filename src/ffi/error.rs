@@ -40,6 +40,13 @@ pub enum netlab_status {
     /// The peer sent something that is not valid in the protocol, or bytes
     /// fed to a decoder do not frame.
     NETLAB_ERR_PROTOCOL = 10,
+    /// The thread's interrupt check (`netlab_set_interrupt_check`) asked a
+    /// blocking call to give up before its timeout.
+    NETLAB_ERR_INTERRUPTED = 11,
+    /// TLS refused the connection (the server's certificate, the client's,
+    /// no common version), or a TLS file could not be used; the last error
+    /// says which and why.
+    NETLAB_ERR_TLS = 12,
 }
 
 use netlab_status::*;
@@ -58,11 +65,13 @@ impl netlab_status {
             NETLAB_ERR_CONFIG => c"invalid configuration",
             NETLAB_ERR_ADDR_IN_USE => c"address already in use",
             NETLAB_ERR_PROTOCOL => c"protocol error",
+            NETLAB_ERR_INTERRUPTED => c"interrupted",
+            NETLAB_ERR_TLS => c"TLS refused",
         }
     }
 
     fn from_int(value: c_int) -> Option<netlab_status> {
-        const ALL: [netlab_status; 11] = [
+        const ALL: [netlab_status; 13] = [
             NETLAB_OK,
             NETLAB_ERR_NULL,
             NETLAB_ERR_INVALID,
@@ -74,6 +83,8 @@ impl netlab_status {
             NETLAB_ERR_CONFIG,
             NETLAB_ERR_ADDR_IN_USE,
             NETLAB_ERR_PROTOCOL,
+            NETLAB_ERR_INTERRUPTED,
+            NETLAB_ERR_TLS,
         ];
         ALL.into_iter().find(|s| *s as c_int == value)
     }
@@ -120,6 +131,8 @@ impl From<ClientError> for Error {
             ErrorKind::Closed => NETLAB_ERR_CLOSED,
             ErrorKind::Protocol => NETLAB_ERR_PROTOCOL,
             ErrorKind::Invalid => NETLAB_ERR_INVALID,
+            ErrorKind::Interrupted => NETLAB_ERR_INTERRUPTED,
+            ErrorKind::Tls => NETLAB_ERR_TLS,
         };
         Error::new(status, e.to_string())
     }

@@ -25,12 +25,14 @@ mod chat;
 mod client;
 mod codec;
 mod error;
+mod options;
 mod server;
 
 pub use chat::*;
 pub use client::*;
 pub use codec::*;
 pub use error::*;
+pub use options::*;
 pub use server::*;
 
 use std::ffi::{CStr, c_char};
@@ -64,6 +66,15 @@ unsafe fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u
     }
     // SAFETY: the caller promises `len` readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Checks an output buffer before any work is done: NULL is allowed only
+/// with a capacity of 0, which can take nothing but an empty result.
+fn out_buf_arg(ptr: *const u8, cap: usize, what: &str) -> Result<(), Error> {
+    if ptr.is_null() && cap > 0 {
+        return Err(Error::null(what));
+    }
+    Ok(())
 }
 
 /// Checks that an out-parameter is not NULL, and returns it as a reference.
@@ -104,7 +115,7 @@ const MAX_HEADER_LEN: usize = HeaderCodec::MAX_HEADER_LEN;
 /// A `header_len` argument: 0 means the default (10).
 fn header_len_arg(header_len: usize) -> Result<usize, Error> {
     match header_len {
-        0 => Ok(crate::codec::HeaderCodec::DEFAULT_HEADER_LEN),
+        0 => Ok(crate::config::defaults::HEADER_LEN),
         1..=MAX_HEADER_LEN => Ok(header_len),
         _ => Err(Error::invalid(format!(
             "header_len {header_len} is wider than the {MAX_HEADER_LEN} bytes allowed"

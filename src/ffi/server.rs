@@ -6,7 +6,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::{Error, guard, guard_void, millis, netlab_status, out_arg, str_arg};
 use crate::config::ServerConfig;
-use crate::server::{BoundServer, RunningServer, Stopper};
+use crate::server::{BoundServer, RunningServer, StatsReader, Stopper};
 
 /// A running (or stopped) server. Opaque: created by
 /// `netlab_server_start`, and must eventually be freed by
@@ -18,10 +18,14 @@ pub struct netlab_server {
     running: Mutex<Option<RunningServer>>,
     /// Begins or shortens the stop while another thread waits in it.
     stopper: Stopper,
+    /// The counters, readable after the stop too.
+    stats: StatsReader,
     /// Set once a stop has finished; `done` wakes the other stoppers.
     stopped: Mutex<bool>,
     done: Condvar,
     addrs: Vec<SocketAddr>,
+    /// The process that started it: the only one where its threads run.
+    owner: u32,
 }
 
 /// A server's counters, as `netlab_server_get_stats` reads them.
@@ -39,6 +43,11 @@ pub struct netlab_server_stats {
     pub datagrams: u64,
     /// Datagrams dropped by `drop_source_ports` (UDP).
     pub dropped: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or did not finish within
+    /// `handshake_timeout`.
+    pub tls_failures: u64,
 }
 
 impl netlab_server {
@@ -54,6 +63,11 @@ impl netlab_server {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<RunningServer>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this is a forked child of the process that started it.
+    fn inherited(&self) -> bool {
+        std::process::id() != self.owner
     }
 
     fn addr(&self, index: usize) -> Result<SocketAddr, Error> {
@@ -94,14 +108,16 @@ pub unsafe extern "C" fn netlab_server_start(
         // SAFETY: forwarded from the caller.
         let out = unsafe { out_arg(out, "out")? };
         let config = ServerConfig::parse(text, "<config>")?;
-        let running = BoundServer::bind(&config)?.start()?;
+        let running = crate::host::start(BoundServer::bind(&config)?)?;
         let addrs = running.local_addrs().to_vec();
         out.write(Box::into_raw(Box::new(netlab_server {
             stopper: running.stopper(),
+            stats: running.stats_reader(),
             running: Mutex::new(Some(running)),
             stopped: Mutex::new(false),
             done: Condvar::new(),
             addrs,
+            owner: std::process::id(),
         })));
         Ok(())
     })
@@ -151,11 +167,18 @@ pub unsafe extern "C" fn netlab_server_port(
     })
 }
 
+/// The size of a buffer that holds any address netlab writes, NUL
+/// included: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+/// (a scoped IPv6 address with the largest scope id) is 59 bytes, and 64
+/// leaves room for an interface name of up to 15 bytes in place of the id.
+pub const NETLAB_ADDRESS_MAX: usize = 64;
+
 /// Copies the address listener `index` is bound to, as text such as
-/// "127.0.0.1:40123" or "[::1]:40123" with its NUL, into `buf` (`len`
-/// bytes), and writes its length without the NUL into `*out_len`. A buffer
-/// too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and writes into `*out_len`
-/// the size needed, NUL included; 48 bytes are always enough.
+/// "127.0.0.1:40123", "[::1]:40123" or "[fe80::1%2]:40123" with its NUL,
+/// into `buf` (`len` bytes), and writes its length without the NUL into
+/// `*out_len`. A buffer too short gives `NETLAB_ERR_BUFFER_TOO_SMALL` and
+/// writes into `*out_len` the size needed, NUL included;
+/// `NETLAB_ADDRESS_MAX` bytes are always enough.
 ///
 /// `server` and `buf` are borrowed for the duration of the call.
 ///
@@ -175,6 +198,7 @@ pub unsafe extern "C" fn netlab_server_address(
         let server = unsafe { netlab_server::from_ptr(server)? };
         // SAFETY: forwarded from the caller.
         let out_len = unsafe { out_arg(out_len, "out_len")? };
+        super::out_buf_arg(buf.cast(), len, "buf")?;
         let text = format!("{}\0", server.addr(index)?);
         if text.len() > len {
             out_len.write(text.len());
@@ -198,8 +222,8 @@ pub unsafe extern "C" fn netlab_server_address(
 }
 
 /// Reads the server's counters into `*stats`. After `netlab_server_stop`
-/// the counters are all 0. `server` is borrowed for the duration of the
-/// call.
+/// they keep their final values (with `open` 0) until the handle is freed.
+/// `server` is borrowed for the duration of the call.
 ///
 /// # Safety
 /// `server` must be NULL or a live handle; `stats` NULL or valid for writes.
@@ -213,16 +237,16 @@ pub unsafe extern "C" fn netlab_server_get_stats(
         let server = unsafe { netlab_server::from_ptr(server)? };
         // SAFETY: forwarded from the caller.
         let stats = unsafe { out_arg(stats, "stats")? };
-        let snapshot = server.lock().as_ref().map(RunningServer::stats);
-        stats.write(
-            snapshot.map_or_else(netlab_server_stats::default, |s| netlab_server_stats {
-                accepted: s.accepted,
-                refused: s.refused,
-                open: s.open as u64,
-                datagrams: s.datagrams,
-                dropped: s.dropped,
-            }),
-        );
+        let s = server.stats.snapshot();
+        stats.write(netlab_server_stats {
+            accepted: s.accepted,
+            refused: s.refused,
+            open: s.open as u64,
+            datagrams: s.datagrams,
+            dropped: s.dropped,
+            tls_handshakes: s.tls_handshakes,
+            tls_failures: s.tls_failures,
+        });
         Ok(())
     })
 }
@@ -248,6 +272,13 @@ pub unsafe extern "C" fn netlab_server_stop(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let server = unsafe { netlab_server::from_ptr(server)? };
+        if server.inherited() {
+            return Err(Error::invalid(format!(
+                "this server runs in process {}, and this is process {} (a fork of it): only that process can stop it; netlab_server_free here releases this process's copies of its sockets",
+                server.owner,
+                std::process::id()
+            )));
+        }
         // Begins the stop, or shortens one under way in another thread.
         server.stopper.begin_stop(millis(grace_ms));
         // Taken out, so the lock is not held for the grace period.
@@ -273,15 +304,34 @@ pub unsafe extern "C" fn netlab_server_stop(
 /// (no grace period: open connections are closed). `server` is consumed:
 /// it must not be used again. `netlab_server_free(NULL)` does nothing.
 ///
+/// In a process forked from the one that started the server, the handle
+/// is a copy and the server is not stopped: the free closes this process's
+/// copies of the server's sockets (its listeners and the connections it
+/// had accepted at the fork) and nothing else, and the server goes on in
+/// the process that started it. There `netlab_server_stop` gives
+/// `NETLAB_ERR_INVALID`; the ports, addresses and stats can still be read
+/// (the stats as they were at the fork).
+///
 /// # Safety
 /// `server` must be NULL or a live handle from `netlab_server_start` that
 /// no other thread is using; freeing it twice is undefined behaviour.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn netlab_server_free(server: *mut netlab_server) {
     guard_void(|| {
-        if !server.is_null() {
-            // SAFETY: a live handle from Box::into_raw, as the caller promises.
-            drop(unsafe { Box::from_raw(server) });
+        if server.is_null() {
+            return;
+        }
+        // SAFETY: a live handle from Box::into_raw, as the caller promises.
+        let server = unsafe { Box::from_raw(server) };
+        if server.inherited() {
+            // Its threads stayed in the parent: nothing here can stop or
+            // join them. Let go of this process's copies of its sockets,
+            // and of nothing else: the memory is the parent's state as it
+            // was at the fork, which the parent still uses.
+            crate::server::close_inherited_sockets(&server.addrs);
+            std::mem::forget(server);
+        } else {
+            drop(server);
         }
     });
 }
@@ -297,6 +347,30 @@ mod tests {
     // SAFETY: netlab_server's calls other than free may run on any thread.
     unsafe impl Send for Shared {}
     unsafe impl Sync for Shared {}
+
+    /// The longest address text there is fits NETLAB_ADDRESS_MAX, NUL
+    /// included: a scoped IPv6 address needs more than the 48 bytes the
+    /// header once promised.
+    #[test]
+    fn the_longest_address_fits_netlab_address_max() {
+        use std::net::{Ipv6Addr, SocketAddrV6};
+        let longest = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from([0xffff; 8]),
+            u16::MAX,
+            0,
+            u32::MAX,
+        ));
+        let text = longest.to_string();
+        assert_eq!(
+            text,
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+        );
+        assert!(text.len() + 1 > 48);
+        assert!(text.len() < NETLAB_ADDRESS_MAX, "NUL included");
+        // An interface name (IFNAMSIZ is 16, NUL included) in place of the id.
+        let named = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%abcdefghijklmno]:65535";
+        assert!(named.len() < NETLAB_ADDRESS_MAX, "NUL included");
+    }
 
     /// A second stop, from another thread while the first waits out a long
     /// grace, shortens it and returns only once the server has stopped.

@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{AcceptFailure, AcceptRetry, Runtime, Shared};
+use super::conn::ConnKind;
+use super::{AcceptFailure, AcceptRetry, Listener, Runtime, Shared};
 
 const WAKER: Token = Token(usize::MAX);
 
 /// What a model does with new connections.
 pub(super) trait AcceptHandler {
-    /// A new connection, blocking.
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr);
+    /// A new connection, blocking, on a listener whose connections begin
+    /// as `kind` says.
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, kind: &ConnKind);
     /// Called at least every tick while accepting.
     fn tick(&mut self) {}
 }
@@ -26,15 +28,17 @@ pub(super) trait AcceptHandler {
 pub(super) struct Acceptor {
     poll: Poll,
     waker: Arc<Waker>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, ConnKind)>,
 }
 
 impl Acceptor {
     /// Takes the listeners; the stop closes them.
-    pub fn new(listeners: Vec<TcpListener>) -> io::Result<Acceptor> {
+    pub fn new(listeners: Vec<Listener>) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        for (i, l) in listeners.iter().enumerate() {
+        let listeners: Vec<(TcpListener, ConnKind)> =
+            listeners.into_iter().map(|l| (l.socket, l.kind)).collect();
+        for (i, (l, _)) in listeners.iter().enumerate() {
             l.set_nonblocking(true)?;
             poll.registry().register(
                 &mut SourceFd(&l.as_raw_fd()),
@@ -53,7 +57,7 @@ impl Acceptor {
     /// how the `thread` and `fork` models start.
     pub fn spawn(
         thread_name: String,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Listener>,
         run: impl FnOnce(Acceptor) + Send + 'static,
     ) -> io::Result<Runtime> {
         let acceptor = Acceptor::new(listeners)?;
@@ -90,7 +94,7 @@ impl Acceptor {
                 events.iter().map(|e| e.token().0).collect()
             };
             for index in ready {
-                let Some(listener) = self.listeners.get(index) else {
+                let Some((listener, kind)) = self.listeners.get(index) else {
                     continue;
                 };
                 // A stopping server takes no one (see Shared::accept_admitted).
@@ -101,7 +105,7 @@ impl Acceptor {
                                 log::warn!("server {}: {peer}: {e}", shared.name);
                                 continue;
                             }
-                            handler.accept(stream, peer);
+                            handler.accept(stream, peer, kind);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
@@ -115,7 +119,7 @@ impl Acceptor {
             }
             handler.tick();
         }
-        for l in self.listeners.drain(..) {
+        for (l, _) in self.listeners.drain(..) {
             let _ = self
                 .poll
                 .registry()

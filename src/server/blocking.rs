@@ -1,10 +1,14 @@
 //! One connection served with blocking I/O, as the `thread` and `fork`
-//! models do: read, let the session answer, write it all, repeat.
+//! models do: a TLS handshake first where the listener has TLS, then read,
+//! let the session answer, write it all, repeat.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rustls::{ServerConnection, StreamOwned};
+
+use super::conn::{ConnKind, NoSigpipe};
 use crate::service::Session;
 
 /// How a blocking connection ended.
@@ -19,21 +23,141 @@ pub(super) enum Ending {
     Io(io::Error),
 }
 
+/// Why a TLS handshake did not finish.
+#[derive(Debug)]
+pub(super) enum HandshakeFailure {
+    /// Not within `handshake_timeout`.
+    TimedOut,
+    /// The peer closed before it finished.
+    Closed,
+    /// TLS refused it (a bad certificate, no common version, ...): why.
+    Refused(String),
+}
+
+impl HandshakeFailure {
+    pub fn reason(&self) -> String {
+        match self {
+            HandshakeFailure::TimedOut => "it did not finish within handshake_timeout".into(),
+            HandshakeFailure::Closed => "the peer closed before it finished".into(),
+            HandshakeFailure::Refused(why) => why.clone(),
+        }
+    }
+}
+
+/// A connection the blocking models serve: plain, or TLS once its
+/// handshake is done.
+pub(super) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, NoSigpipe<TcpStream>>>),
+}
+
+impl Stream {
+    /// Begins `stream` as a connection of `kind`: for TLS, the handshake,
+    /// which must finish within `timeout`.
+    pub fn begin(
+        stream: TcpStream,
+        kind: &ConnKind,
+        timeout: Duration,
+    ) -> Result<Stream, HandshakeFailure> {
+        let ConnKind::Tls(server) = kind else {
+            return Ok(Stream::Plain(stream));
+        };
+        let io_failure = |e: io::Error| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HandshakeFailure::TimedOut,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe => HandshakeFailure::Closed,
+            _ => HandshakeFailure::Refused(e.to_string()),
+        };
+        let mut conn = ServerConnection::new(server.current())
+            .map_err(|e| HandshakeFailure::Refused(e.to_string()))?;
+        let mut socket = NoSigpipe(stream);
+        let deadline = Instant::now() + timeout;
+        while conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HandshakeFailure::TimedOut);
+            }
+            // A peer trickling bytes still meets the deadline.
+            socket
+                .0
+                .set_read_timeout(Some(left))
+                .and_then(|()| socket.0.set_write_timeout(Some(left)))
+                .map_err(io_failure)?;
+            match conn.complete_io(&mut socket) {
+                Ok((0, 0)) if conn.is_handshaking() => return Err(HandshakeFailure::Closed),
+                Ok(_) => {}
+                Err(e) => {
+                    // The alert that says why, if the socket takes it.
+                    let _ = conn.write_tls(&mut socket);
+                    return Err(io_failure(e));
+                }
+            }
+        }
+        Ok(Stream::Tls(Box::new(StreamOwned::new(conn, socket))))
+    }
+
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock.0,
+        }
+    }
+
+    /// Ends this side: close_notify for TLS, then the FIN.
+    fn finish(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        let _ = self.socket().shutdown(Shutdown::Write);
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => match s.read(buf) {
+                // A peer that closed without close_notify has still ended.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 pub(super) fn serve(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     session: &mut impl Session,
     idle_timeout: Option<Duration>,
     buf: &mut [u8],
     out: &mut Vec<u8>,
 ) -> Ending {
     // A peer that stops reading must not hold a worker forever either.
-    if let Err(e) = stream
+    let socket = stream.socket();
+    if let Err(e) = socket
         .set_read_timeout(idle_timeout)
-        .and_then(|()| stream.set_write_timeout(idle_timeout))
+        .and_then(|()| socket.set_write_timeout(idle_timeout))
     {
         return Ending::Io(e);
     }
-    let _ = stream.set_nodelay(true);
+    let _ = socket.set_nodelay(true);
     loop {
         let n = match stream.read(buf) {
             Ok(n) => n,
@@ -47,7 +171,7 @@ pub(super) fn serve(
         } else {
             session.on_data(&buf[..n], out)
         };
-        if let Err(e) = stream.write_all(out) {
+        if let Err(e) = stream.write_all(out).and_then(|()| stream.flush()) {
             return if is_timeout(&e) {
                 Ending::Idle
             } else {
@@ -55,12 +179,12 @@ pub(super) fn serve(
             };
         }
         if let Err(e) = result {
-            let _ = stream.shutdown(Shutdown::Write);
+            stream.finish();
             return Ending::Refused(e.reason);
         }
         if n == 0 {
             // RFC 862: everything echoed, now close our side too.
-            let _ = stream.shutdown(Shutdown::Write);
+            stream.finish();
             return Ending::Finished;
         }
     }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -25,20 +25,45 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
 
 use super::acceptor::{AcceptHandler, Acceptor};
-use super::{Permit, Runtime, StreamCtx, blocking};
+use super::blocking::{self, HandshakeFailure, Stream};
+use super::conn::ConnKind;
+use super::{Listener, Permit, Runtime, StreamCtx};
 use crate::service::Worker;
 
 /// How often exited children are looked for while any are running.
 const REAP_TICK: Duration = Duration::from_millis(20);
 
-pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
+pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<Listener>) -> io::Result<Runtime> {
     let name = format!("{}-fork", ctx.shared.name);
     Acceptor::spawn(name, listeners, move |acceptor| run(ctx, acceptor))
 }
 
+/// A child serving one connection.
+struct Child {
+    _permit: Permit,
+    peer: SocketAddr,
+    /// Its connection began with a TLS handshake (done in the child).
+    tls: bool,
+}
+
+/// How a child ends, as its exit status says: how else would a process
+/// that may not lock or log tell its parent?
+mod exit {
+    /// The peer half-closed and everything was answered.
+    pub const FINISHED: i32 = 0;
+    /// It ended otherwise (refused, idle, I/O error).
+    pub const ENDED: i32 = 1;
+    /// The TLS handshake did not finish in time.
+    pub const HANDSHAKE_TIMED_OUT: i32 = 2;
+    /// The peer closed during the TLS handshake.
+    pub const HANDSHAKE_CLOSED: i32 = 3;
+    /// TLS refused the handshake.
+    pub const HANDSHAKE_REFUSED: i32 = 4;
+}
+
 struct Forker {
     ctx: StreamCtx,
-    children: HashMap<Pid, Permit>,
+    children: HashMap<Pid, Child>,
     // The child's buffers are made here, before fork, so that the child
     // allocates as little as it can.
     buf: Vec<u8>,
@@ -46,7 +71,7 @@ struct Forker {
 }
 
 impl AcceptHandler for Forker {
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, kind: &ConnKind) {
         self.tick();
         let ctx = &self.ctx;
         let Some(permit) = ctx.shared.admit(peer) else {
@@ -58,13 +83,22 @@ impl AcceptHandler for Forker {
         // handlers keep malloc usable in the child for the one small
         // allocation the session's tag may need.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => serve_child(ctx, parent, stream, &mut self.buf, &mut self.out),
+            Ok(ForkResult::Child) => {
+                serve_child(ctx, parent, stream, kind, &mut self.buf, &mut self.out)
+            }
             Ok(ForkResult::Parent { child }) => {
                 log::debug!(
                     "server {}: {peer} served by process {child}",
                     ctx.shared.name
                 );
-                self.children.insert(child, permit);
+                self.children.insert(
+                    child,
+                    Child {
+                        _permit: permit,
+                        peer,
+                        tls: kind.handshakes(),
+                    },
+                );
             }
             Err(e) => log::warn!("server {}: cannot fork for {peer}: {e}", ctx.shared.name),
         }
@@ -108,19 +142,43 @@ fn run(ctx: StreamCtx, mut acceptor: Acceptor) {
 }
 
 /// Waits for the children that have exited (all of them when `block`).
-fn reap(children: &mut HashMap<Pid, Permit>, ctx: &StreamCtx, block: bool) {
+fn reap(children: &mut HashMap<Pid, Child>, ctx: &StreamCtx, block: bool) {
     let flags = if block {
         None
     } else {
         Some(WaitPidFlag::WNOHANG)
     };
-    children.retain(|pid, _| match waitpid(*pid, flags) {
+    let shared = &ctx.shared;
+    children.retain(|pid, child| match waitpid(*pid, flags) {
         Ok(WaitStatus::StillAlive) => true,
         Ok(status) => {
             if !matches!(status, WaitStatus::Exited(_, 0)) {
-                log::debug!("server {}: child {pid} ended: {status:?}", ctx.shared.name);
+                log::debug!("server {}: child {pid} ended: {status:?}", shared.name);
             }
-            ctx.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+            if child.tls {
+                let handshake = match status {
+                    WaitStatus::Exited(_, exit::FINISHED | exit::ENDED) => Ok(()),
+                    WaitStatus::Exited(_, exit::HANDSHAKE_TIMED_OUT) => {
+                        Err(HandshakeFailure::TimedOut.reason())
+                    }
+                    WaitStatus::Exited(_, exit::HANDSHAKE_CLOSED) => {
+                        Err(HandshakeFailure::Closed.reason())
+                    }
+                    WaitStatus::Exited(_, exit::HANDSHAKE_REFUSED) => {
+                        Err("refused by TLS (the child serving it knows why)".to_owned())
+                    }
+                    // Killed at the end of the grace: nobody knows.
+                    _ => Err(String::new()),
+                };
+                match handshake {
+                    Ok(()) => {
+                        shared.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(why) if !why.is_empty() => shared.handshake_failed(child.peer, &why),
+                    Err(_) => {}
+                }
+            }
+            shared.stats.closed.fetch_add(1, Ordering::Relaxed);
             false
         }
         Err(nix::errno::Errno::EINTR) => true,
@@ -134,7 +192,8 @@ fn reap(children: &mut HashMap<Pid, Permit>, ctx: &StreamCtx, block: bool) {
 fn serve_child(
     ctx: &StreamCtx,
     parent: Pid,
-    mut stream: TcpStream,
+    stream: TcpStream,
+    kind: &ConnKind,
     buf: &mut [u8],
     out: &mut Vec<u8>,
 ) -> ! {
@@ -159,20 +218,27 @@ fn serve_child(
         }
         close_all_but(&[stream.as_raw_fd()], Closing::Range);
     }
-    let pid = std::process::id();
-    let mut session = ctx.service.session(Worker::Process(pid));
-    let ending = blocking::serve(
-        &mut stream,
-        &mut session,
-        ctx.config.limits.idle_timeout,
-        buf,
-        out,
-    );
-    let code = match ending {
-        blocking::Ending::Finished => 0,
-        _ => 1,
+    let code = match Stream::begin(stream, kind, ctx.config.handshake_timeout) {
+        Ok(mut stream) => {
+            let pid = std::process::id();
+            let mut session = ctx.service.session(Worker::Process(pid));
+            let ending = blocking::serve(
+                &mut stream,
+                &mut session,
+                ctx.config.limits.idle_timeout,
+                buf,
+                out,
+            );
+            drop(stream);
+            match ending {
+                blocking::Ending::Finished => exit::FINISHED,
+                _ => exit::ENDED,
+            }
+        }
+        Err(HandshakeFailure::TimedOut) => exit::HANDSHAKE_TIMED_OUT,
+        Err(HandshakeFailure::Closed) => exit::HANDSHAKE_CLOSED,
+        Err(HandshakeFailure::Refused(_)) => exit::HANDSHAKE_REFUSED,
     };
-    drop(stream);
     // SAFETY: ends this process without running atexit handlers or destructors.
     unsafe { libc::_exit(code) }
 }
@@ -352,6 +418,7 @@ unsafe fn close_every_but(keep: &[i32]) {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::net::TcpListener;
     use std::os::fd::AsFd;
 
     /// A forked child of this test, killed and reaped on drop.

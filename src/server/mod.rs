@@ -11,30 +11,39 @@
 
 mod acceptor;
 mod blocking;
-mod event;
+pub(crate) mod conn;
 mod fork;
+mod inherited;
 mod limits;
+mod queue;
+pub(crate) mod reactor;
 mod room;
+mod shared;
+mod stream;
 mod thread;
 mod udp;
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
-use crate::config::{ChatDialect, Location, Model, ServerConfig, ServiceConfig, Transport};
-use crate::service::StreamService;
-use crate::service::chat::{ChatRoom, HubLimits};
+use crate::config::{Location, Model, ServerConfig, Transport};
+use crate::service::{StreamService, UdpEchoService};
+use crate::tls::TlsServer;
 
+use conn::ConnKind;
+pub use inherited::close_inherited_sockets;
 pub use limits::{Admission, ConnLimiter, Permit};
-pub use room::QueueLimits;
+pub use queue::QueueLimits;
+pub use reactor::Inbox;
+pub use room::{RoomLimits, RoomRuntime};
+pub(crate) use shared::{AcceptFailure, AcceptRetry, Shared};
 
 /// A listener or a server could not be set up.
 #[derive(Debug)]
@@ -67,6 +76,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     pub closed: AtomicU64,
     pub datagrams: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,282 +93,11 @@ pub struct StatsSnapshot {
     pub datagrams: u64,
     /// Datagrams dropped by `drop_source_ports` (UDP).
     pub dropped: u64,
-}
-
-/// The outcome of [`Shared::accept_admitted`].
-pub(crate) enum Accepted {
-    Conn(mio::net::TcpStream, SocketAddr, Permit),
-    /// No connection is waiting.
-    Drained,
-    /// Accepting failed for now: call again after [`ACCEPT_RETRY`].
-    RetryLater,
-}
-
-/// When a runtime's accepting, which failed for now, is due again.
-#[derive(Debug, Default)]
-pub(crate) struct AcceptRetry(Option<Instant>);
-
-impl AcceptRetry {
-    /// The connection in `accepted`, if any; remembers a `RetryLater`.
-    pub fn conn(
-        &mut self,
-        accepted: Accepted,
-    ) -> Option<(mio::net::TcpStream, SocketAddr, Permit)> {
-        match accepted {
-            Accepted::Conn(stream, peer, permit) => Some((stream, peer, permit)),
-            Accepted::Drained => None,
-            Accepted::RetryLater => {
-                self.later();
-                None
-            }
-        }
-    }
-
-    /// Accepting failed for now: try again after [`ACCEPT_RETRY`].
-    pub fn later(&mut self) {
-        self.0 = Some(Instant::now() + ACCEPT_RETRY);
-    }
-
-    /// Shortens a poll timeout so the loop wakes when the retry is due.
-    pub fn cap(&self, timeout: Option<Duration>) -> Option<Duration> {
-        match self.0 {
-            None => timeout,
-            Some(at) => {
-                let wait = at.saturating_duration_since(Instant::now());
-                Some(timeout.map_or(wait, |t| t.min(wait)))
-            }
-        }
-    }
-
-    /// Whether accepting is due again now (and no longer pending if so).
-    pub fn take_due(&mut self, now: Instant) -> bool {
-        let due = self.0.is_some_and(|at| now >= at);
-        if due {
-            self.0 = None;
-        }
-        due
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum AcceptFailure {
-    /// Only that connection failed: accept the next one now.
-    NextConnection,
-    /// Try again after [`ACCEPT_RETRY`].
-    RetryLater,
-}
-
-/// How soon accepting is tried again after it failed for want of
-/// descriptors or memory (nginx waits 500 ms; connections queue meanwhile).
-pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// How often refused connections are logged at info level.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-/// How often a lasting accept failure is logged.
-const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// What runtimes share with the handle that stops them.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub name: String,
-    pub stats: Stats,
-    pub limiter: ConnLimiter,
-    access: crate::config::AccessList,
-    stopping: AtomicBool,
-    deadline: Mutex<Option<Instant>>,
-    /// Lasting accept failures and refused connections, each logged once
-    /// in a while.
-    accept_warned: LogEvery,
-    refusals_logged: LogEvery,
-}
-
-/// Lets a repeated log line through at most once per `every`, counting the
-/// times it was held back.
-#[derive(Debug)]
-struct LogEvery {
-    every: Duration,
-    /// When the line was last let through, and how many held back since.
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl LogEvery {
-    fn new(every: Duration) -> LogEvery {
-        LogEvery {
-            every,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(held back since the last one)` when the line is due now.
-    fn due(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if state
-            .0
-            .is_none_or(|at| now.duration_since(at) >= self.every)
-        {
-            let held = state.1;
-            *state = (Some(now), 0);
-            Some(held)
-        } else {
-            state.1 += 1;
-            None
-        }
-    }
-}
-
-impl Shared {
-    pub fn new(config: &ServerConfig) -> Shared {
-        Shared {
-            name: config.name.clone(),
-            stats: Stats::default(),
-            limiter: ConnLimiter::new(config.limits.max_connections, config.limits.per_source),
-            access: config.access.clone(),
-            stopping: AtomicBool::new(false),
-            deadline: Mutex::new(None),
-            accept_warned: LogEvery::new(ACCEPT_WARN_EVERY),
-            refusals_logged: LogEvery::new(REFUSAL_LOG_EVERY),
-        }
-    }
-
-    /// Applies the access list and the connection limits to a new peer;
-    /// the permit is held for as long as its connection is open.
-    pub fn admit(&self, peer: SocketAddr) -> Option<Permit> {
-        let refused = |why: &str| {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            // One line per refusal would let a port scan or a flood from a
-            // denied network fill the log: at most one a while, the rest
-            // counted in it (all of them at debug).
-            match self.refusals_logged.due() {
-                Some(0) => log::info!("server {}: refused {peer}: {why}", self.name),
-                Some(more) => log::info!(
-                    "server {}: refused {peer}: {why} (and {more} more refusal(s) in the last {} s)",
-                    self.name,
-                    REFUSAL_LOG_EVERY.as_secs()
-                ),
-                None => log::debug!("server {}: refused {peer}: {why}", self.name),
-            }
-            None
-        };
-        if !self.permits(peer.ip()) {
-            return refused("not permitted by allow/deny");
-        }
-        match self.limiter.try_acquire(peer.ip()) {
-            Admission::Admitted(permit) => {
-                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                Some(permit)
-            }
-            Admission::Full => refused(&format!(
-                "connection limit ({}) reached",
-                self.limiter.max()
-            )),
-            Admission::SourceFull(n) => {
-                refused(&format!("per_source ({n}) reached for this address"))
-            }
-        }
-    }
-
-    /// The next connection waiting on a non-blocking listener that the
-    /// access list and limits admit, set for low latency.
-    pub fn accept_admitted(&self, listener: &mio::net::TcpListener) -> Accepted {
-        loop {
-            // A stopping server takes no one: on reload its successor shares
-            // the listening socket and is already accepting.
-            if self.is_stopping() {
-                return Accepted::Drained;
-            }
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if let Some(permit) = self.admit(peer) {
-                        let _ = stream.set_nodelay(true);
-                        return Accepted::Conn(stream, peer, permit);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
-                Err(e) => {
-                    if self.accept_failed(&e) == AcceptFailure::RetryLater {
-                        return Accepted::RetryLater;
-                    }
-                }
-            }
-        }
-    }
-
-    /// What an accept error means for the loop that got it; logged, at
-    /// most once per [`ACCEPT_WARN_EVERY`] while it lasts.
-    ///
-    /// Readiness is edge-triggered: a loop that gives up on an error is not
-    /// told again about the connections still queued until a new one
-    /// arrives, so they would hang. A loop either goes on at once (the
-    /// error was that connection's alone) or tries again after
-    /// [`ACCEPT_RETRY`] (out of descriptors or memory, or an error it does
-    /// not know, which retrying at once could turn into a busy loop).
-    pub fn accept_failed(&self, e: &io::Error) -> AcceptFailure {
-        use nix::errno::Errno;
-        // accept(2): these are the connection's own network errors, to be
-        // treated "like EAGAIN by retrying"; ECONNABORTED is a peer that
-        // left before it was accepted.
-        const CONNECTION_ERRORS: [Errno; 10] = [
-            Errno::EINTR,
-            Errno::ECONNABORTED,
-            Errno::EPROTO,
-            Errno::ENETDOWN,
-            Errno::ENOPROTOOPT,
-            Errno::EHOSTDOWN,
-            Errno::ENONET,
-            Errno::EHOSTUNREACH,
-            Errno::EOPNOTSUPP,
-            Errno::ENETUNREACH,
-        ];
-        let errno = e.raw_os_error().map(Errno::from_raw);
-        if errno.is_some_and(|n| CONNECTION_ERRORS.contains(&n)) {
-            if errno != Some(Errno::EINTR) {
-                log::debug!(
-                    "server {}: a connection failed before accept: {e}",
-                    self.name
-                );
-            }
-            return AcceptFailure::NextConnection;
-        }
-        if self.accept_warned.due().is_some() {
-            log::warn!(
-                "server {}: accept failed: {e}; waiting connections are retried every {} ms",
-                self.name,
-                ACCEPT_RETRY.as_millis()
-            );
-        }
-        AcceptFailure::RetryLater
-    }
-
-    /// Whether `allow`/`deny` let `ip` in.
-    pub fn permits(&self, ip: std::net::IpAddr) -> bool {
-        self.access.permits(ip)
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// When open connections are closed: `None` until a stop begins.
-    pub fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How long a runtime should sleep while stopping, at most `tick`.
-    pub fn stop_wait(&self, tick: Duration) -> Duration {
-        self.deadline().map_or(tick, |d| {
-            d.saturating_duration_since(Instant::now()).min(tick)
-        })
-    }
-
-    pub fn past_deadline(&self) -> bool {
-        self.deadline().is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// Stops at once, no grace: for a start that failed halfway.
-    fn abort(&self) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        self.stopping.store(true, Ordering::Release);
-    }
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or did not finish within
+    /// `handshake_timeout`.
+    pub tls_failures: u64,
 }
 
 /// Sockets bound for one server, not yet served.
@@ -514,8 +254,13 @@ impl BoundServer {
         Ok(out)
     }
 
-    /// Starts serving under the configured model.
-    pub fn start(self) -> Result<RunningServer, ServerError> {
+    /// Starts serving `hosted` under the configured model, listener `i`
+    /// with TLS when `tls[i]` is given (a missing entry is plain TCP).
+    pub fn start(
+        self,
+        hosted: Hosted,
+        tls: Vec<Option<Arc<TlsServer>>>,
+    ) -> Result<RunningServer, ServerError> {
         let addrs = self.local_addrs();
         let kept = self.copies().map_err(|source| ServerError {
             server: self.config.name.clone(),
@@ -531,72 +276,55 @@ impl BoundServer {
             what: "cannot start".into(),
             source,
         };
+        let mismatch = |what: &str| {
+            err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what}, which its sockets cannot serve"),
+            ))
+        };
         let mut udp_service = None;
-        let runtime = match (self.sockets, &config.service) {
-            (BoundSockets::Udp(per_addr), ServiceConfig::UdpEcho(service)) => {
+        let tls_servers = tls.clone();
+        let runtime = match (self.sockets, hosted) {
+            (BoundSockets::Udp(per_addr), Hosted::Datagram(service)) => {
                 udp_service = Some(service.clone());
-                udp::spawn(&shared, service.clone(), per_addr, config.workers).map_err(err)?
+                udp::spawn(&shared, service, per_addr, config.workers).map_err(err)?
             }
-            (BoundSockets::Tcp(listeners), ServiceConfig::Chat(chat)) => {
-                let codecs: Vec<ChatCodec> = chat
-                    .dialects
-                    .iter()
-                    .map(|d| match *d {
-                        ChatDialect::Line => ChatCodec::Line(LineChat::new(chat.max_frame)),
-                        ChatDialect::Header { header_len } => {
-                            ChatCodec::Header(HeaderChat::new(header_len, chat.max_frame))
-                        }
-                        ChatDialect::Bincode => {
-                            ChatCodec::Bincode(BincodeChat::new(chat.max_frame))
-                        }
+            (BoundSockets::Tcp(sockets), hosted) => {
+                let mut tls = tls.into_iter();
+                let listeners: Vec<Listener> = sockets
+                    .into_iter()
+                    .map(|socket| Listener {
+                        socket,
+                        kind: tls.next().flatten().map_or(ConnKind::Plain, ConnKind::Tls),
                     })
                     .collect();
-                let ctx = room::RoomCtx {
-                    shared: shared.clone(),
-                    service: Box::new(ChatRoom::new(
-                        &config.name,
-                        &codecs,
-                        HubLimits {
-                            max_clients: chat.max_clients,
-                        },
-                    )),
-                    queue: QueueLimits {
-                        bytes: chat.queue_bytes,
-                        frames: chat.queue_frames,
-                    },
-                    idle_timeout: config.limits.idle_timeout,
-                    login_timeout: chat.login_timeout,
-                };
-                room::spawn(ctx, listeners).map_err(err)?
-            }
-            (BoundSockets::Tcp(listeners), service) => {
-                let service = match service {
-                    ServiceConfig::Echo(s) => StreamService::Echo(s.clone()),
-                    ServiceConfig::Count(s) => StreamService::Count(*s),
-                    ServiceConfig::UdpEcho(_) | ServiceConfig::Chat(_) => {
-                        return Err(err(io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "a UDP service given TCP listeners",
-                        )));
+                match hosted {
+                    Hosted::Room(room) => room
+                        .start(
+                            &shared,
+                            listeners,
+                            config.limits.idle_timeout,
+                            config.handshake_timeout,
+                        )
+                        .map_err(err)?,
+                    Hosted::Stream(service) => {
+                        let ctx = StreamCtx {
+                            shared: shared.clone(),
+                            service,
+                            config: config.clone(),
+                        };
+                        match config.model {
+                            Model::Event => {
+                                stream::spawn(ctx, listeners, config.workers).map_err(err)?
+                            }
+                            Model::Thread => thread::spawn(ctx, listeners).map_err(err)?,
+                            Model::Fork => fork::spawn(ctx, listeners).map_err(err)?,
+                        }
                     }
-                };
-                let ctx = StreamCtx {
-                    shared: shared.clone(),
-                    service,
-                    config: config.clone(),
-                };
-                match config.model {
-                    Model::Event => event::spawn(ctx, listeners, config.workers).map_err(err)?,
-                    Model::Thread => thread::spawn(ctx, listeners).map_err(err)?,
-                    Model::Fork => fork::spawn(ctx, listeners).map_err(err)?,
+                    Hosted::Datagram(_) => return Err(mismatch("a datagram service")),
                 }
             }
-            (BoundSockets::Udp(_), _) => {
-                return Err(err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "UDP sockets given to a TCP-only service",
-                )));
-            }
+            (BoundSockets::Udp(_), _) => return Err(mismatch("a stream service")),
         };
         Ok(RunningServer {
             shared,
@@ -604,9 +332,26 @@ impl BoundServer {
             addrs,
             config,
             udp_service,
+            tls: tls_servers,
             kept: Mutex::new(kept),
         })
     }
+}
+
+/// What a server runs: a service of the kind its sockets can serve.
+pub enum Hosted {
+    /// Each connection has its own session, under the server's model.
+    Stream(StreamService),
+    /// Every connection shares one room, on one reactor.
+    Room(RoomRuntime),
+    /// Each datagram is answered on its own.
+    Datagram(UdpEchoService),
+}
+
+/// A listening socket, and how its connections begin.
+pub(crate) struct Listener {
+    pub socket: TcpListener,
+    pub kind: ConnKind,
 }
 
 /// What a TCP runtime needs: the service, the limits, the stop signal.
@@ -679,16 +424,7 @@ impl Stopper {
     /// Stops accepting at once; open connections may finish within
     /// `grace`. A second call may shorten the grace, never lengthen it.
     pub fn begin_stop(&self, grace: Duration) {
-        {
-            let mut deadline = self
-                .shared
-                .deadline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let new = crate::deadline::after(grace);
-            *deadline = Some(deadline.map_or(new, |d| d.min(new)));
-        }
-        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.begin_stop(grace);
         for w in &self.wakers {
             if let Err(e) = w.wake() {
                 log::warn!(
@@ -700,6 +436,28 @@ impl Stopper {
     }
 }
 
+/// Reads a server's counters; see [`RunningServer::stats_reader`].
+#[derive(Clone)]
+pub struct StatsReader {
+    shared: Arc<Shared>,
+    udp_service: Option<crate::service::UdpEchoService>,
+}
+
+impl StatsReader {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            open: self.shared.limiter.open(),
+            datagrams: s.datagrams.load(Ordering::Relaxed),
+            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+            tls_handshakes: s.tls_handshakes.load(Ordering::Relaxed),
+            tls_failures: s.tls_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A server being served. Dropping it stops it at once (no grace).
 pub struct RunningServer {
     shared: Arc<Shared>,
@@ -707,6 +465,8 @@ pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     config: ServerConfig,
     udp_service: Option<crate::service::UdpEchoService>,
+    /// Each listener's TLS, replaceable while it serves.
+    tls: Vec<Option<Arc<TlsServer>>>,
     /// A copy of each listening socket, so that a reload can hand them to the
     /// server replacing this one: its port never stops listening. Closed
     /// when the stop begins.
@@ -729,6 +489,20 @@ impl RunningServer {
         &self.shared.name
     }
 
+    /// From now on, listener `i`'s handshakes use `tls[i]`; connections
+    /// open go on with what they began with. Listeners without TLS, and
+    /// `None`s, are left as they are. Returns how many were replaced.
+    pub fn replace_tls(&self, tls: Vec<Option<Arc<rustls::ServerConfig>>>) -> usize {
+        let mut replaced = 0;
+        for (server, config) in self.tls.iter().zip(tls) {
+            if let (Some(server), Some(config)) = (server, config) {
+                server.replace(config);
+                replaced += 1;
+            }
+        }
+        replaced
+    }
+
     pub fn config(&self) -> &ServerConfig {
         &self.config
     }
@@ -738,13 +512,15 @@ impl RunningServer {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        let s = &self.shared.stats;
-        StatsSnapshot {
-            accepted: s.accepted.load(Ordering::Relaxed),
-            refused: s.refused.load(Ordering::Relaxed),
-            open: self.shared.limiter.open(),
-            datagrams: s.datagrams.load(Ordering::Relaxed),
-            dropped: self.udp_service.as_ref().map_or(0, |u| u.dropped()),
+        self.stats_reader().snapshot()
+    }
+
+    /// What reads this server's counters, during its run and after its
+    /// stop: the final figures stay readable once the server is gone.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            shared: self.shared.clone(),
+            udp_service: self.udp_service.clone(),
         }
     }
 
@@ -816,6 +592,18 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    if workers > 1 && addr.port() != 0 {
+        // SO_REUSEPORT lets a socket join any group of the same user on
+        // that address, another server's included, and the kernel would
+        // split the datagrams between them. A plain bind first says
+        // whether the address is free, as it does for workers = 1; a
+        // netlab group bound since is found the same way by the next.
+        let probe = Socket::new(domain(&addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true)?;
+        }
+        probe.bind(&SockAddr::from(addr))?;
+    }
     let mut sockets: Vec<UdpSocket> = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {

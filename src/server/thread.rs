@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::acceptor::{AcceptHandler, Acceptor};
-use super::{Runtime, StreamCtx, blocking};
+use super::blocking::{self, Stream};
+use super::conn::ConnKind;
+use super::{Listener, Runtime, StreamCtx};
 use crate::service::Worker;
 
 /// Connections open now, by id: a copy of each socket, so that the stop can
@@ -17,7 +19,7 @@ use crate::service::Worker;
 /// threads' blocking reads and writes.
 type Open = Arc<Mutex<HashMap<u64, TcpStream>>>;
 
-pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<TcpListener>) -> io::Result<Runtime> {
+pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<Listener>) -> io::Result<Runtime> {
     let name = format!("{}-accept", ctx.shared.name);
     Acceptor::spawn(name, listeners, move |acceptor| run(ctx, acceptor))
 }
@@ -29,7 +31,7 @@ struct Spawner {
 }
 
 impl AcceptHandler for Spawner {
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, kind: &ConnKind) {
         let ctx = &self.ctx;
         let Some(permit) = ctx.shared.admit(peer) else {
             return;
@@ -52,12 +54,29 @@ impl AcceptHandler for Spawner {
             }
         }
         let thread_name = format!("{}-{id}", ctx.shared.name);
-        let (ctx2, open2) = (ctx.clone(), self.open.clone());
+        let (ctx2, open2, kind) = (ctx.clone(), self.open.clone(), kind.clone());
         let spawned = std::thread::Builder::new()
             .name(thread_name)
             .spawn(move || {
                 let _permit = permit;
-                let mut stream = stream;
+                let done = || {
+                    lock(&open2).remove(&id);
+                    ctx2.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+                };
+                // The handshake costs this connection's thread alone.
+                let mut stream = match Stream::begin(stream, &kind, ctx2.config.handshake_timeout) {
+                    Ok(stream) => stream,
+                    Err(failure) => {
+                        ctx2.shared.handshake_failed(peer, &failure.reason());
+                        return done();
+                    }
+                };
+                if kind.handshakes() {
+                    ctx2.shared
+                        .stats
+                        .tls_handshakes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 let name = std::thread::current().name().unwrap_or("thread").to_owned();
                 let mut session = ctx2.service.session(Worker::Thread(&name));
                 let mut buf = vec![0; 16 * 1024];
@@ -70,8 +89,7 @@ impl AcceptHandler for Spawner {
                     &mut out,
                 );
                 ending.log(&ctx2.shared.name, peer);
-                lock(&open2).remove(&id);
-                ctx2.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
+                done();
             });
         if let Err(e) = spawned {
             log::warn!(

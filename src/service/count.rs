@@ -18,13 +18,40 @@ pub enum CountFraming {
     Chunk,
 }
 
+impl CountFraming {
+    /// The names a configuration or a command line uses.
+    pub const NAMES: [&'static str; 3] = ["line", "header", "chunk"];
+
+    /// The framing named `name`, a header one `header_len` bytes wide.
+    pub fn named(name: &str, header_len: usize) -> Option<CountFraming> {
+        match name {
+            "line" => Some(CountFraming::Line),
+            "header" => Some(CountFraming::Header { header_len }),
+            "chunk" => Some(CountFraming::Chunk),
+            _ => None,
+        }
+    }
+}
+
 /// What is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountUnit {
     /// Unicode scalar values; each byte that is not valid UTF-8 counts as one.
-    #[default]
     Chars,
     Bytes,
+}
+
+impl CountUnit {
+    /// The names a configuration uses.
+    pub const NAMES: [&'static str; 2] = ["chars", "bytes"];
+
+    pub fn named(name: &str) -> Option<CountUnit> {
+        match name {
+            "chars" => Some(CountUnit::Chars),
+            "bytes" => Some(CountUnit::Bytes),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,16 +74,6 @@ impl CountService {
         CountSession {
             unit: self.unit,
             reader,
-        }
-    }
-}
-
-impl Default for CountService {
-    fn default() -> Self {
-        CountService {
-            framing: CountFraming::Line,
-            unit: CountUnit::Chars,
-            max_frame: 64 * 1024,
         }
     }
 }
@@ -186,8 +203,9 @@ mod tests {
 
     fn line(unit: CountUnit) -> CountService {
         CountService {
+            framing: CountFraming::Line,
             unit,
-            ..CountService::default()
+            max_frame: 64 * 1024,
         }
     }
 
@@ -234,7 +252,7 @@ mod tests {
     fn overlong_line_gets_an_error_reply() {
         let svc = CountService {
             max_frame: 4,
-            ..CountService::default()
+            ..line(CountUnit::Chars)
         };
         let (out, r) = run(svc, &[b"ok\n", b"toolong\n"]);
         assert_eq!(out, b"2\nerror: message longer than 4 bytes\n");
@@ -245,7 +263,7 @@ mod tests {
     fn header_framing() {
         let svc = CountService {
             framing: CountFraming::Header { header_len: 10 },
-            ..CountService::default()
+            ..line(CountUnit::Chars)
         };
         let (out, r) = run(svc, &[b"13        h\xc3\xa9llo", b" w\xc3\xb6rld"]);
         r.unwrap();
@@ -263,7 +281,7 @@ mod tests {
     fn chunk_framing_counts_each_read() {
         let svc = CountService {
             framing: CountFraming::Chunk,
-            ..CountService::default()
+            ..line(CountUnit::Chars)
         };
         let (out, r) = run(svc, &["héllo wörld".as_bytes()]);
         r.unwrap();

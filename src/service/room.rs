@@ -92,7 +92,13 @@ impl Outbox {
 }
 
 /// A service whose connections share state (a chat room).
-pub trait RoomService: std::marker::Send {
+pub trait RoomService: std::marker::Send + 'static {
+    /// What other threads hand the room through its runtime's inbox (for
+    /// chat: events from elsewhere, to tell the room's members).
+    type Remote: std::marker::Send + 'static;
+
+    /// An event handed in from another thread.
+    fn remote(&mut self, event: Self::Remote, out: &mut Outbox);
     /// A new connection on listener number `listener` (its index in the
     /// server's `listen` list), from `peer` (for display only).
     fn connected(&mut self, conn: ConnId, listener: usize, peer: &str, out: &mut Outbox);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use netlab::service::chat::ErrorCode;
+use netlab::chat::ErrorCode;
 
 use crate::client::*;
 use crate::common::*;
@@ -35,7 +35,7 @@ fn frame_be(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn client_bytes(dialect: Dialect, msg: netlab::service::chat::ClientMsg<'_>) -> Vec<u8> {
+fn client_bytes(dialect: Dialect, msg: netlab::chat::ClientMsg<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     dialect.codec().encode_client_msg(msg, &mut out);
     out
@@ -45,7 +45,7 @@ fn cases() -> Vec<Case> {
     use Dialect::*;
     use ErrorCode::*;
     use Reason::*;
-    use netlab::service::chat::ClientMsg::Hello;
+    use netlab::chat::ClientMsg::Hello;
     let too_long = "frame of 1025 bytes is longer than the maximum of 1024";
     let long_name = "x".repeat(33);
     let long_name: &'static str = Box::leak(long_name.into_boxed_str());
@@ -71,7 +71,7 @@ fn cases() -> Vec<Case> {
             },
             Case {
                 what: "header length over max_frame",
-                dialect: Header(10),
+                dialect: Header { header_len: 10 },
                 as_name,
                 bytes: b"1025      xx".to_vec(),
                 code: FrameTooLarge,
@@ -79,7 +79,7 @@ fn cases() -> Vec<Case> {
             },
             Case {
                 what: "header length of 20 digits",
-                dialect: Header(100),
+                dialect: Header { header_len: 100 },
                 as_name,
                 bytes: seed_frame(100, "")
                     .iter()
@@ -87,12 +87,15 @@ fn cases() -> Vec<Case> {
                     .map(|(i, &b)| if i < 20 { b'9' } else { b })
                     .collect(),
                 code: FrameTooLarge,
-                reason: Around("frame of ", " bytes is longer than the maximum of 1024"),
+                reason: Around(
+                    "length header of 20 digits overflows (",
+                    "); the longest frame is 1024 bytes",
+                ),
             },
             // Refused from the first bad byte, before the header is whole.
             Case {
                 what: "non-numeric partial header",
-                dialect: Header(10),
+                dialect: Header { header_len: 10 },
                 as_name,
                 bytes: b"abc".to_vec(),
                 code: BadFrame,
@@ -102,7 +105,7 @@ fn cases() -> Vec<Case> {
             },
             Case {
                 what: "negative partial header",
-                dialect: Header(10),
+                dialect: Header { header_len: 10 },
                 as_name,
                 bytes: b"-5".to_vec(),
                 code: BadFrame,
@@ -114,7 +117,7 @@ fn cases() -> Vec<Case> {
             // depends on the network, so only the wording is checked).
             Case {
                 what: "non-numeric header",
-                dialect: Header(10),
+                dialect: Header { header_len: 10 },
                 as_name,
                 bytes: b"abc       x".to_vec(),
                 code: BadFrame,
@@ -125,7 +128,7 @@ fn cases() -> Vec<Case> {
             },
             Case {
                 what: "negative header",
-                dialect: Header(100),
+                dialect: Header { header_len: 100 },
                 as_name,
                 bytes: format!("{:<100}hello", "-5").into_bytes(),
                 code: BadFrame,
@@ -136,7 +139,7 @@ fn cases() -> Vec<Case> {
             },
             Case {
                 what: "number with a blank inside",
-                dialect: Header(10),
+                dialect: Header { header_len: 10 },
                 as_name,
                 bytes: b"1 2       xxxxxxxxxxxx".to_vec(),
                 code: BadFrame,
@@ -146,7 +149,7 @@ fn cases() -> Vec<Case> {
             },
             Case {
                 what: "header payload not UTF-8",
-                dialect: Header(10),
+                dialect: Header { header_len: 10 },
                 as_name,
                 bytes: b"3         a\xffb".to_vec(),
                 code: BadFrame,
@@ -190,12 +193,17 @@ fn cases() -> Vec<Case> {
                 as_name,
                 bytes: frame_be(&[2, 0]),
                 code: BadFrame,
-                reason: Exact("bincode frame has 1 trailing bytes"),
+                reason: Exact("bincode frame has 1 byte after its message"),
             },
         ]);
     }
     // Bad names, in every dialect.
-    for dialect in [Line, Header(10), Header(100), Bincode] {
+    for dialect in [
+        Line,
+        Header { header_len: 10 },
+        Header { header_len: 100 },
+        Bincode,
+    ] {
         for (name, reason) in [
             ("", "name is empty"),
             (long_name, "name is longer than 32 characters"),
@@ -231,8 +239,8 @@ fn cases() -> Vec<Case> {
 fn bad_input_in_each_dialect_is_refused_and_the_room_notices_nothing() {
     let dialects = [
         Dialect::Line,
-        Dialect::Header(10),
-        Dialect::Header(100),
+        Dialect::Header { header_len: 10 },
+        Dialect::Header { header_len: 100 },
         Dialect::Bincode,
     ];
     let server = chat_server(&dialects, &format!("max_frame = {MAX_FRAME}"));
@@ -305,7 +313,11 @@ fn bad_input_in_each_dialect_is_refused_and_the_room_notices_nothing() {
 /// connection under it because unread input was left behind.
 #[test]
 fn oversized_frame_with_its_payload_still_gets_the_error() {
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, &format!("max_frame = {MAX_FRAME}"));
     let addrs = server.local_addrs().to_vec();
     let mut obs = Client::join(addrs[0], Dialect::Line, "obs");
@@ -314,10 +326,9 @@ fn oversized_frame_with_its_payload_still_gets_the_error() {
         let mut c = Client::join(addrs[i], dialect, "big");
         obs.expect_bytes(b"* big joined (2 online)\n");
         let mut bytes = Vec::new();
-        dialect.codec().encode_client_msg(
-            netlab::service::chat::ClientMsg::Say { text: &payload },
-            &mut bytes,
-        );
+        dialect
+            .codec()
+            .encode_client_msg(netlab::chat::ClientMsg::Say { text: &payload }, &mut bytes);
         // The write may fail once the server has closed: that is fine; the
         // error must still be readable.
         let mut w = c.s.try_clone().unwrap();

@@ -8,40 +8,34 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use netlab::codec::chat::{
-    BincodeChat, BincodeServerDecoder, ChatCodec, HeaderChat, LineChat, ServerMsg,
-};
+use netlab::chat::{ClientMsg, ErrorCode, Event};
+use netlab::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
 use netlab::server::RunningServer;
-use netlab::service::chat::{ClientMsg, ErrorCode, Event};
 
 use crate::common::*;
 
 /// The longest frame the tests accept from a server (a roster of a big room).
 const CLIENT_MAX_FRAME: usize = 1 << 20;
 
-/// A listener's dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Line,
-    Header(usize),
-    Bincode,
+pub use netlab::chat::Dialect;
+
+/// What the tests need of a dialect.
+pub trait DialectExt {
+    /// The codec a client of this dialect encodes its messages with.
+    fn codec(self) -> ChatCodec;
+    /// The `listen` entry of a loopback listener of this dialect.
+    fn listen(self) -> String;
 }
 
-impl Dialect {
-    /// The codec a client of this dialect encodes its messages with.
-    pub fn codec(self) -> ChatCodec {
-        match self {
-            Dialect::Line => ChatCodec::Line(LineChat::new(CLIENT_MAX_FRAME)),
-            Dialect::Header(h) => ChatCodec::Header(HeaderChat::new(h, CLIENT_MAX_FRAME)),
-            Dialect::Bincode => ChatCodec::Bincode(BincodeChat::new(CLIENT_MAX_FRAME)),
-        }
+impl DialectExt for Dialect {
+    fn codec(self) -> ChatCodec {
+        ChatCodec::new(self, CLIENT_MAX_FRAME)
     }
 
-    /// The `listen` entry of a loopback listener of this dialect.
-    pub fn listen(self) -> String {
+    fn listen(self) -> String {
         match self {
             Dialect::Line => r#"{ addr = "127.0.0.1:0", dialect = "line" }"#.to_owned(),
-            Dialect::Header(h) => {
+            Dialect::Header { header_len: h } => {
                 format!(r#"{{ addr = "127.0.0.1:0", dialect = "header", header_len = {h} }}"#)
             }
             Dialect::Bincode => r#"{ addr = "127.0.0.1:0", dialect = "bincode" }"#.to_owned(),
@@ -85,7 +79,7 @@ pub fn seed_pair(width: usize, from: &str, text: &str) -> Vec<u8> {
 pub fn error_bytes(dialect: Dialect, code: ErrorCode, reason: &str) -> Vec<u8> {
     match dialect {
         Dialect::Line => format!("* error: {reason}\n").into_bytes(),
-        Dialect::Header(h) => seed_pair(h, "*", &format!("error: {reason}")),
+        Dialect::Header { header_len: h } => seed_pair(h, "*", &format!("error: {reason}")),
         Dialect::Bincode => {
             let mut out = Vec::new();
             dialect
@@ -360,7 +354,7 @@ impl Client {
     pub fn expect_error(&mut self, code: ErrorCode, reason: &str) {
         match self.dialect {
             Dialect::Line => self.expect_bytes(format!("* error: {reason}\n").as_bytes()),
-            Dialect::Header(h) => {
+            Dialect::Header { header_len: h } => {
                 self.expect_bytes(&seed_pair(h, "*", &format!("error: {reason}")))
             }
             Dialect::Bincode => self.expect(Got::Error {
@@ -435,7 +429,7 @@ impl Client {
                     .unwrap_or_else(|| panic!("{}: not a chat line: {line:?}", self.name));
                 Some(Got::msg(from, text))
             }
-            Dialect::Header(h) => {
+            Dialect::Header { header_len: h } => {
                 let frame_at = |buf: &[u8], at: usize| -> Option<(usize, usize)> {
                     let header = buf.get(at..at + h)?;
                     let text = std::str::from_utf8(header).expect("header is ASCII");

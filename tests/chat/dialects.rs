@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netlab::service::chat::ErrorCode;
+use netlab::chat::ErrorCode;
 
 use crate::client::*;
 use crate::common::*;
@@ -17,7 +17,14 @@ const WELCOME_TAIL: &str = "online; /who lists them, /quit leaves";
 /// each sees the others' messages and every join and leave, in order.
 #[test]
 fn three_dialects_share_one_room() {
-    let server = chat_server(&[Dialect::Line, Dialect::Bincode, Dialect::Header(10)], "");
+    let server = chat_server(
+        &[
+            Dialect::Line,
+            Dialect::Bincode,
+            Dialect::Header { header_len: 10 },
+        ],
+        "",
+    );
     let [line_at, bin_at, head_at] = server.local_addrs()[..] else {
         unreachable!()
     };
@@ -35,7 +42,7 @@ fn three_dialects_share_one_room() {
     lina.expect_bytes(b"* Bima joined (2 online)\n");
 
     // Hadi, in the header dialect (width 10).
-    let mut hadi = Client::connect(head_at, Dialect::Header(10));
+    let mut hadi = Client::connect(head_at, Dialect::Header { header_len: 10 });
     hadi.hello("Hadi");
     hadi.expect_bytes(&seed_pair(
         10,
@@ -101,18 +108,24 @@ fn three_dialects_share_one_room() {
 /// message['header'] + message['data']`, in the receiver's width.
 #[test]
 fn seed_004_wire_bytes_by_hand() {
-    let server = chat_server(&[Dialect::Header(10), Dialect::Header(100)], "");
+    let server = chat_server(
+        &[
+            Dialect::Header { header_len: 10 },
+            Dialect::Header { header_len: 100 },
+        ],
+        "",
+    );
     let [ten, hundred] = server.local_addrs()[..] else {
         unreachable!()
     };
-    let mut dian = Client::connect(ten, Dialect::Header(10));
+    let mut dian = Client::connect(ten, Dialect::Header { header_len: 10 });
     dian.name = "Dian".into();
     dian.send_raw(b"4         Dian");
     dian.expect_bytes(
         b"1         *53        welcome Dian, 1 online; /who lists them, /quit leaves",
     );
 
-    let mut rafi = Client::connect(hundred, Dialect::Header(100));
+    let mut rafi = Client::connect(hundred, Dialect::Header { header_len: 100 });
     rafi.name = "Rafi".into();
     let mut name = b"4".to_vec();
     name.extend([b' '; 99]);
@@ -210,7 +223,7 @@ fn seed_004_python_client_talks_with_a_line_client() {
             return;
         }
     }
-    let server = chat_server(&[Dialect::Header(100), Dialect::Line], "");
+    let server = chat_server(&[Dialect::Header { header_len: 100 }, Dialect::Line], "");
     let [seed_at, line_at] = server.local_addrs()[..] else {
         unreachable!()
     };
@@ -277,7 +290,11 @@ fn seed_004_python_client_talks_with_a_line_client() {
 /// connection closed; the holder of the name notices nothing.
 #[test]
 fn duplicate_name_is_refused_in_each_dialect() {
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, "");
     let addrs = server.local_addrs().to_vec();
     let mut dian = Client::join(addrs[0], Dialect::Line, "Dian");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use netlab::service::chat::ErrorCode;
+use netlab::chat::ErrorCode;
 
 use crate::client::*;
 use crate::common::*;
@@ -17,11 +17,15 @@ const SHUTDOWN: &str = "the server is shutting down";
 /// nothing; once one leaves, a newcomer gets in.
 #[test]
 fn max_clients_holds() {
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, "max_clients = 3");
     let addrs = server.local_addrs().to_vec();
     let mut a = Client::join(addrs[0], Dialect::Line, "a");
-    let mut b = Client::join(addrs[1], Dialect::Header(10), "b");
+    let mut b = Client::join(addrs[1], Dialect::Header { header_len: 10 }, "b");
     let mut c = Client::join(addrs[2], Dialect::Bincode, "c");
     a.recv_until(|g| *g == Got::joined("c", 3));
     b.recv_until(|g| *g == Got::joined("c", 3));
@@ -30,10 +34,9 @@ fn max_clients_holds() {
         let mut extra = Client::connect(addrs[i], dialect);
         extra.name = format!("fourth ({dialect:?})");
         let mut hello = Vec::new();
-        dialect.codec().encode_client_msg(
-            netlab::service::chat::ClientMsg::Hello { name: "d" },
-            &mut hello,
-        );
+        dialect
+            .codec()
+            .encode_client_msg(netlab::chat::ClientMsg::Hello { name: "d" }, &mut hello);
         // The server may have closed it already: the write may fail.
         let _ = extra.s.write_all(&hello);
         let got = extra.expect_closed(Duration::from_secs(2));
@@ -60,7 +63,7 @@ fn max_clients_holds() {
     assert_eq!(b.expect_closed(IO_TIMEOUT), b"");
     a.expect_bytes(b"* b left (2 online)\n");
     c.expect(Got::left("b", 2));
-    let mut d = Client::join(addrs[1], Dialect::Header(10), "d");
+    let mut d = Client::join(addrs[1], Dialect::Header { header_len: 10 }, "d");
     assert_eq!(d.welcomed_online, 3);
     a.expect_bytes(b"* d joined (3 online)\n");
     c.expect(Got::joined("d", 3));
@@ -94,7 +97,7 @@ fn max_connections_caps_the_rooms_connections_at_accept() {
 #[test]
 fn idle_timeout_closes_an_idle_client_and_the_room_is_told() {
     let server = chat_server(
-        &[Dialect::Line, Dialect::Header(10)],
+        &[Dialect::Line, Dialect::Header { header_len: 10 }],
         "idle_timeout = \"300ms\"",
     );
     let [line_at, head_at] = server.local_addrs()[..] else {
@@ -103,7 +106,7 @@ fn idle_timeout_closes_an_idle_client_and_the_room_is_told() {
     let mut active = Client::join(line_at, Dialect::Line, "active");
     let mut unnamed = Client::connect(line_at, Dialect::Line);
     unnamed.name = "unnamed".into();
-    let mut idle = Client::join(head_at, Dialect::Header(10), "idle");
+    let mut idle = Client::join(head_at, Dialect::Header { header_len: 10 }, "idle");
     let idle_since = Instant::now();
     active.expect_bytes(b"* idle joined (2 online)\n");
 
@@ -165,7 +168,11 @@ fn idle_timeout_closes_an_idle_client_and_the_room_is_told() {
 /// grace); nobody is told that the others left. The listeners are closed.
 #[test]
 fn stop_tells_every_dialect_and_closes_within_the_grace() {
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, "");
     let addrs = server.local_addrs().to_vec();
     let mut clients: Vec<Client> = ["l", "h", "b"]
@@ -209,7 +216,7 @@ fn stop_tells_every_dialect_and_closes_within_the_grace() {
 #[test]
 fn login_timeout_closes_a_connection_that_gives_no_name() {
     let server = chat_server(
-        &[Dialect::Line, Dialect::Header(10)],
+        &[Dialect::Line, Dialect::Header { header_len: 10 }],
         "login_timeout = \"300ms\"",
     );
     let [line_at, head_at] = server.local_addrs()[..] else {
@@ -218,7 +225,7 @@ fn login_timeout_closes_a_connection_that_gives_no_name() {
     let mut named = Client::join(line_at, Dialect::Line, "named");
     let since = Instant::now();
     let mut silent = Client::connect(line_at, Dialect::Line);
-    let mut silent_header = Client::connect(head_at, Dialect::Header(10));
+    let mut silent_header = Client::connect(head_at, Dialect::Header { header_len: 10 });
     assert_eq!(
         silent.expect_closed(Duration::from_secs(2)),
         b"* error: no name given in time\n"
@@ -248,7 +255,7 @@ fn login_timeout_closes_a_connection_that_gives_no_name() {
 fn idle_sweep_survives_a_client_that_an_earlier_leaving_dropped() {
     const SIZE: usize = 8 * 1024 * 1024;
     let server = chat_server(
-        &[Dialect::Line, Dialect::Header(10)],
+        &[Dialect::Line, Dialect::Header { header_len: 10 }],
         &format!(
             "idle_timeout = \"1s\"\nqueue_frames = 2\nqueue_bytes = {}\nmax_frame = {}",
             4 * SIZE,
@@ -267,7 +274,7 @@ fn idle_sweep_survives_a_client_that_an_earlier_leaving_dropped() {
     // The talker's long message comes in a header frame: a line would be
     // scanned for its end, which a debug build on a busy machine takes
     // seconds to do.
-    let mut talker = Client::join(head_at, Dialect::Header(10), "talker");
+    let mut talker = Client::join(head_at, Dialect::Header { header_len: 10 }, "talker");
     early.quit();
     talker.expect(Got::left("early", 2));
     // Until the test says otherwise, it does not time out.

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use netlab::service::chat::ClientMsg;
+use netlab::chat::ClientMsg;
 
 use crate::client::*;
 use crate::common::*;
@@ -86,7 +86,11 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_all_1000() {
     const SIZE: usize = 8 * 1024;
     const BURST: usize = 4;
     let _crowd = crowd();
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, "queue_bytes = 65536");
     let addrs = server.local_addrs().to_vec();
     let mut sender = Client::join(addrs[0], Dialect::Line, "sender");
@@ -206,7 +210,11 @@ fn a_burst_bigger_than_the_queue_does_not_drop_waiting_readers() {
     const SIZE: usize = 8 * 1024;
     const BURST: usize = 32;
     let _crowd = crowd();
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, "queue_bytes = 65536");
     let addrs = server.local_addrs().to_vec();
     let mut sender = Client::join(addrs[0], Dialect::Line, "sender");
@@ -341,7 +349,11 @@ fn a_stalled_reader_does_not_stall_the_room() {
 fn two_hundred_clients_join_at_once() {
     const CLIENTS: usize = 200;
     let _crowd = crowd();
-    let dialects = [Dialect::Line, Dialect::Header(10), Dialect::Bincode];
+    let dialects = [
+        Dialect::Line,
+        Dialect::Header { header_len: 10 },
+        Dialect::Bincode,
+    ];
     let server = chat_server(&dialects, "");
     let addrs = server.local_addrs().to_vec();
     let counts = Mutex::new(Vec::new());

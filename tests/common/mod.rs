@@ -41,7 +41,7 @@ pub fn start(toml: &str) -> RunningServer {
         .unwrap_or_else(|e| panic!("bad test config:\n{toml}\n{e}"));
     let bound = BoundServer::bind(&config).unwrap_or_else(|e| panic!("bind: {e}"));
     assert!(!bound.local_addrs().is_empty());
-    let running = bound.start().unwrap_or_else(|e| panic!("start: {e}"));
+    let running = netlab::host::start(bound).unwrap_or_else(|e| panic!("start: {e}"));
     assert_eq!(running.local_addrs().len(), config.listen.len());
     running
 }

@@ -311,3 +311,54 @@ fn stop_is_prompt_and_final() {
         }
     }
 }
+
+/// An address a UDP server serves is refused to a second one, whatever
+/// either's workers: SO_REUSEPORT must not let a second group in, which
+/// would take half of the first one's datagrams.
+#[test]
+fn an_address_in_use_is_refused_with_reuseport_too() {
+    for (first, second) in [(2, 2), (2, 1), (1, 2), (3, 4)] {
+        let server = udp_server("udp-first", first, "");
+        let addr = server.local_addrs()[0];
+        let config = netlab::config::ServerConfig::parse(
+            &format!(
+                "name = \"udp-second\"\nservice = \"echo\"\ntransport = \"udp\"\nlisten = [\"{addr}\"]\nworkers = {second}\n"
+            ),
+            "test",
+        )
+        .unwrap();
+        let err = netlab::server::BoundServer::bind(&config)
+            .map(|_| ())
+            .expect_err("a second server bound an address in use");
+        assert_eq!(
+            err.source.kind(),
+            io::ErrorKind::AddrInUse,
+            "workers {first} then {second}: {err}"
+        );
+        // The first still gets every datagram.
+        let client = client_socket("127.0.0.1:0");
+        for i in 0..20u8 {
+            client.send_to(&[i], addr).unwrap();
+            let mut buf = [0u8; 4];
+            let deadline = Instant::now() + IO_TIMEOUT;
+            loop {
+                match client.recv_from(&mut buf) {
+                    Ok((1, from)) if from == addr && buf[0] == i => break,
+                    Ok(_) => {}
+                    Err(e) if Instant::now() < deadline && is_timeout(&e) => {
+                        client.send_to(&[i], addr).unwrap();
+                    }
+                    Err(e) => panic!("datagram {i}: {e}"),
+                }
+            }
+        }
+        server.stop(Duration::ZERO);
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

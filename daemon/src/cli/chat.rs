@@ -12,11 +12,11 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use netlab::client::{ChatClient, ChatEvent, ChatReceiver, ChatSender, ClientError, Dialect};
+use netlab::client::{ChatClient, ChatEvent, ChatReceiver, ChatSender, ClientError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::{ChatArgs, ChatDialect, exit, fail};
+use super::{ChatArgs, exit, fail};
 
 /// How long to wait, after saying goodbye, for the server's last words.
 const LEAVE_WAIT: Duration = Duration::from_secs(1);
@@ -55,14 +55,12 @@ fn command(line: &str) -> Command<'_> {
 }
 
 pub(super) fn run(args: &ChatArgs) -> u8 {
-    let dialect = match args.dialect {
-        ChatDialect::Line => Dialect::Line,
-        ChatDialect::Header => Dialect::Header {
-            header_len: args.header_len,
-        },
-        ChatDialect::Bincode => Dialect::Bincode,
+    let dialect = args.dialect();
+    let options = match args.tls.options(args.timeout) {
+        Ok(options) => options,
+        Err(err) => return fail(&err),
     };
-    let client = match ChatClient::connect(args.addr, &args.name, dialect, args.timeout) {
+    let client = match ChatClient::connect_with(args.addr, &args.name, dialect, &options) {
         Ok(client) => client,
         Err(err) => return fail(&err),
     };

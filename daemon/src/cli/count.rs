@@ -2,20 +2,18 @@
 
 use std::io::Write;
 
-use netlab::client::{self, CountFraming};
+use netlab::client;
 
-use super::{CountArgs, Framing, exit, fail};
+use super::{CountArgs, exit, fail};
 
 pub(super) fn run(args: &CountArgs) -> u8 {
-    let framing = match args.framing {
-        Framing::Line => CountFraming::Line,
-        Framing::Header => CountFraming::Header {
-            header_len: args.header_len,
-        },
-        Framing::Chunk => CountFraming::Chunk,
-    };
+    let framing = args.framing();
     let message = args.message.join(" ");
-    match client::count(args.addr, message.as_bytes(), framing, args.timeout) {
+    let options = match args.tls.options(args.timeout) {
+        Ok(options) => options,
+        Err(err) => return fail(&err),
+    };
+    match client::count_with(args.addr, message.as_bytes(), framing, &options) {
         Ok(n) => match writeln!(std::io::stdout(), "{n}") {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 eprintln!("netlab: write the count to stdout: {e}");

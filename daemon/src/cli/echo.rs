@@ -44,9 +44,21 @@ pub(super) fn run(args: &EchoArgs) -> u8 {
     };
 
     let reply = if args.udp {
+        if args.tls.tls {
+            eprintln!("netlab: --tls is for TCP: there is no TLS over UDP (DTLS) here");
+            return exit::USAGE;
+        }
         client::udp_echo(args.addr, &message, args.timeout, args.retries)
     } else {
-        client::tcp_echo(args.addr, &message, args.timeout)
+        match args.tls.options(args.timeout) {
+            Ok(options) => client::tcp_echo_with(
+                args.addr,
+                &message,
+                &options,
+                client::echo_reply_limit(message.len()),
+            ),
+            Err(err) => Err(err),
+        }
     };
     let reply = match reply {
         Ok(reply) => reply,

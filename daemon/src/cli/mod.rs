@@ -18,8 +18,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netlab::client::{ClientError, ErrorKind};
+use netlab::chat::Dialect;
+use netlab::client::{ClientError, ClientOptions, ErrorKind, TlsClient};
+use netlab::config::defaults;
+use netlab::service::CountFraming;
+use netlab::tls::ClientFiles;
 
 pub use args::{parse_addr, parse_duration, parse_secs};
 
@@ -36,6 +41,8 @@ pub mod exit {
     pub const TIMEOUT: u8 = 3;
     /// Any other failure: refused, reset, closed early, malformed reply.
     pub const IO: u8 = 4;
+    /// Given up at the user's word (Ctrl-C), as shells report SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -72,6 +79,47 @@ pub enum Command {
     },
 }
 
+/// TLS, for every command that connects over TCP.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS (the server's listener has `tls`).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: the CA certificates (PEM) to trust, instead of the
+    /// system's.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls: a client certificate (PEM), for servers with `client_ca`.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// With --tls: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
+    pub key: Option<std::path::PathBuf>,
+    /// With --tls: the name the server's certificate must carry (and SNI),
+    /// when it is not the address's IP.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub servername: Option<String>,
+}
+
+impl TlsArgs {
+    /// Client options with `timeout` and, with --tls, TLS as asked.
+    pub fn options(&self, timeout: Duration) -> Result<ClientOptions, ClientError> {
+        let options = ClientOptions::new(timeout);
+        if !self.tls {
+            return Ok(options);
+        }
+        let mut tls = TlsClient::new(&ClientFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        })?;
+        if let Some(name) = &self.servername {
+            tls = tls.with_server_name(name)?;
+        }
+        Ok(options.with_tls(tls))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EchoArgs {
     /// Server address: HOST:PORT, e.g. 127.0.0.1:7, [::1]:7, localhost:7.
@@ -88,6 +136,8 @@ pub struct EchoArgs {
     /// With --udp, how many times to resend before giving up.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -98,25 +148,26 @@ pub struct CountArgs {
     /// The message, words joined by spaces.
     #[arg(required = true)]
     pub message: Vec<String>,
-    /// How the message and the reply are framed, as the server's `framing`.
-    #[arg(long, value_enum, default_value_t = Framing::Line)]
-    pub framing: Framing,
+    /// How the message and the reply are framed, as the server's
+    /// `framing`: line (the reply is `N\n`), header (a fixed-width ASCII
+    /// length header both ways) or chunk (raw bytes, then half-close; the
+    /// reply is the bare number).
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(CountFraming::NAMES))]
+    pub framing: String,
     /// Width of the length header, for --framing header.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long each step (connect, read, write) may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Framing {
-    /// The message is a line; the reply is `N\n`.
-    Line,
-    /// A fixed-width ASCII length header, then the payload, both ways.
-    Header,
-    /// Raw bytes, then half-close; the reply is the bare number.
-    Chunk,
+impl CountArgs {
+    pub fn framing(&self) -> CountFraming {
+        CountFraming::named(&self.framing, self.header_len).unwrap_or(defaults::COUNT_FRAMING)
+    }
 }
 
 const CHAT_HELP: &str = "\
@@ -141,35 +192,23 @@ pub struct ChatArgs {
     /// The name to join as: 1 to 32 characters, unique in the room.
     #[arg(long, short = 'n')]
     pub name: String,
-    /// The listener's dialect.
-    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
-    pub dialect: ChatDialect,
+    /// The listener's dialect: line (a line per message), header (a
+    /// fixed-width ASCII length header, seed 004's) or bincode.
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
+    pub dialect: String,
     /// Width of the length header, for --dialect header (the seed uses 100).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How long connecting, joining and each write may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
-/// A chat listener's wire dialect, as the server's `dialect` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ChatDialect {
-    /// A line per message.
-    Line,
-    /// A fixed-width ASCII length header, then the payload (seed 004).
-    Header,
-    /// A 4-byte big-endian length, then a bincode-encoded enum.
-    Bincode,
-}
-
-impl ChatDialect {
-    pub fn name(self) -> &'static str {
-        match self {
-            ChatDialect::Line => "line",
-            ChatDialect::Header => "header",
-            ChatDialect::Bincode => "bincode",
-        }
+impl ChatArgs {
+    pub fn dialect(&self) -> Dialect {
+        Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
     }
 }
 
@@ -228,11 +267,12 @@ pub struct BenchChatArgs {
     /// to them in turn.
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
-    /// The listener's dialect, with --protocol netlab.
-    #[arg(long, value_enum, default_value_t = ChatDialect::Line)]
-    pub dialect: ChatDialect,
+    /// The listener's dialect, with --protocol netlab: line, header or
+    /// bincode.
+    #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
+    pub dialect: String,
     /// Width of the length header, for --dialect header.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::HEADER_LEN)]
     pub header_len: usize,
     /// How clients join and what the server's lines look like.
     #[arg(long, value_enum, default_value_t = ChatProtocol::Netlab)]
@@ -243,6 +283,12 @@ pub struct BenchChatArgs {
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchChatArgs {
+    pub fn dialect(&self) -> Dialect {
+        Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
+    }
 }
 
 impl BenchChatArgs {
@@ -286,6 +332,12 @@ pub struct BenchEchoArgs {
     /// Print one JSON object on one line instead of the table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// With --tls: every request on a new connection, with a full
+    /// handshake (no resumption); reports handshakes/s.
+    #[arg(long, requires = "tls")]
+    pub handshakes: bool,
 }
 
 /// Runs a parsed command line and says how the process should exit.
@@ -314,7 +366,8 @@ fn exit_code_for(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Timeout => exit::TIMEOUT,
         ErrorKind::Invalid => exit::USAGE,
-        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol => exit::IO,
+        ErrorKind::Io | ErrorKind::Closed | ErrorKind::Protocol | ErrorKind::Tls => exit::IO,
+        ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Changes {
     pub removed: Vec<String>,
     pub changed: Vec<String>,
     pub unchanged: usize,
+    /// Listeners of unchanged servers whose certificates were read anew.
+    pub tls_reloaded: usize,
 }
 
 impl std::fmt::Display for Changes {
@@ -59,7 +61,15 @@ impl std::fmt::Display for Changes {
             list(&self.removed),
             list(&self.changed),
             self.unchanged
-        )
+        )?;
+        if self.tls_reloaded > 0 {
+            write!(
+                f,
+                " (certificates read anew for {} TLS listener(s))",
+                self.tls_reloaded
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -72,7 +82,7 @@ impl Supervisor {
             grace,
         };
         for b in bound {
-            match b.start() {
+            match netlab::host::start(b) {
                 Ok(s) => {
                     announce(&s);
                     sup.running.push(s);
@@ -109,7 +119,7 @@ impl Supervisor {
         let mut add = Vec::new();
         for new in &config.servers {
             match self.running.iter().position(|s| s.name() == new.name) {
-                Some(i) if self.running[i].config() == new => keep.push(i),
+                Some(i) if self.running[i].config() == new => keep.push((i, new)),
                 Some(i) => {
                     replace.push(i);
                     add.push(new);
@@ -122,7 +132,7 @@ impl Supervisor {
             }
         }
         let leaving: Vec<usize> = (0..self.running.len())
-            .filter(|i| !keep.contains(i))
+            .filter(|i| !keep.iter().any(|(k, _)| k == i))
             .collect();
         for &i in &leaving {
             if !replace.contains(&i) {
@@ -165,7 +175,7 @@ impl Supervisor {
         let grace = config.daemon.shutdown_grace;
         let mut started: Vec<RunningServer> = Vec::with_capacity(bound.len());
         for b in bound {
-            match b.start() {
+            match netlab::host::start(b) {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     for s in started {
@@ -176,8 +186,18 @@ impl Supervisor {
             }
         }
 
-        // Commit: drain the leaving servers, under the new grace; the new
-        // ones take their place.
+        // Commit. The servers kept take the certificates read anew with
+        // the configuration (checked with it, so all or nothing); the
+        // leaving ones drain, under the new grace; the new ones take
+        // their place.
+        for &(i, new) in &keep {
+            let tls = new
+                .listen
+                .iter()
+                .map(|l| l.tls.as_ref().map(|t| t.loaded.clone()))
+                .collect();
+            changes.tls_reloaded += self.running[i].replace_tls(tls);
+        }
         let mut leaving_servers = Vec::new();
         for i in leaving.into_iter().rev() {
             leaving_servers.push(self.running.remove(i));

@@ -18,10 +18,10 @@ use ::bincode::error::EncodeError;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{ClientMsg, Event};
 use crate::codec::{Codec, Frame, FrameError, FrameReader};
-use crate::service::chat::{ClientMsg, Event};
 
-use super::{DEFAULT_MAX_FRAME, DecodeError};
+use super::DecodeError;
 
 /// The bincode configuration of the wire format. Changing it changes the
 /// wire format.
@@ -110,7 +110,7 @@ impl<'a> From<ClientMsg<'a>> for WireClientMsg<'a> {
 
 /// Server to client, on the wire, with strings borrowed from the frame (or
 /// from the [`Event`] being encoded). `code` is an
-/// [`ErrorCode`](crate::service::chat::ErrorCode) number; a client keeps
+/// [`ErrorCode`](crate::chat::ErrorCode) number; a client keeps
 /// codes it does not know as numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMsg<'a> {
@@ -203,14 +203,6 @@ pub struct BincodeChat {
     pub max_frame: usize,
 }
 
-impl Default for BincodeChat {
-    fn default() -> Self {
-        BincodeChat {
-            max_frame: DEFAULT_MAX_FRAME,
-        }
-    }
-}
-
 impl BincodeChat {
     pub fn new(max_frame: usize) -> BincodeChat {
         BincodeChat { max_frame }
@@ -269,25 +261,70 @@ fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, Decode
     let (value, used) = ::bincode::serde::borrow_decode_from_slice(payload, CONFIG)
         .map_err(|e| DecodeError::bad_frame(describe(&e)))?;
     if used != payload.len() {
+        let extra = payload.len() - used;
         return Err(DecodeError::bad_frame(format!(
-            "bincode frame has {} trailing bytes",
-            payload.len() - used
+            "bincode frame has {extra} byte{} after its message",
+            if extra == 1 { "" } else { "s" }
         )));
     }
     Ok(value)
 }
 
-/// Bincode's error, said for people: its own `Display` is its `Debug`.
+/// Bincode's error, said for people: its own `Display` is its `Debug`
+/// (`InvalidIntegerType { expected: U32, found: Reserved }`).
 fn describe(e: &::bincode::error::DecodeError) -> String {
     use ::bincode::error::DecodeError as E;
-    match e {
-        E::UnexpectedEnd { .. } => "undecodable bincode frame: it ends inside a value".to_owned(),
-        E::Utf8 { inner } => format!(
-            "undecodable bincode frame: a string is not valid UTF-8 (byte {})",
-            inner.valid_up_to()
-        ),
-        E::OtherString(reason) => format!("undecodable bincode frame: {reason}"),
-        other => format!("undecodable bincode frame: {other}"),
+    let what = match e {
+        E::UnexpectedEnd { .. } => "it ends inside a value".to_owned(),
+        E::Utf8 { inner } => format!("a string is not valid UTF-8 (byte {})", inner.valid_up_to()),
+        E::InvalidIntegerType { expected, found } => {
+            let (byte, announces) = varint_marker(found);
+            format!(
+                "a number that must fit in {} starts with byte {byte}, which announces {announces}",
+                integer_width(expected)
+            )
+        }
+        E::OutsideUsizeRange(n) => format!("a length of {n} is larger than memory can hold"),
+        E::LimitExceeded => "it claims more bytes than the frame holds".to_owned(),
+        E::InvalidBooleanValue(b) => format!("{b} is not a boolean (0 or 1)"),
+        E::InvalidCharEncoding(_) => "a character is not valid UTF-8".to_owned(),
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => {
+            format!("{found} is not a variant of {type_name}")
+        }
+        // serde's own messages are sentences already ("invalid value:
+        // integer `9`, expected variant index 0 <= i < 4").
+        E::OtherString(reason) => reason.clone(),
+        E::Other(reason) => (*reason).to_owned(),
+        _ => "it is not a message of the bincode dialect".to_owned(),
+    };
+    format!("undecodable bincode frame: {what}")
+}
+
+/// How wide an integer of type `t` is, in words.
+fn integer_width(t: &::bincode::error::IntegerType) -> &'static str {
+    use ::bincode::error::IntegerType as T;
+    match t {
+        T::U8 | T::I8 => "8 bits",
+        T::U16 | T::I16 => "16 bits",
+        T::U32 | T::I32 => "32 bits",
+        T::U64 | T::I64 | T::Usize | T::Isize => "64 bits",
+        _ => "128 bits",
+    }
+}
+
+/// The first byte of a varint that announces an integer of type `t`
+/// (values below 251 are themselves), and what it announces.
+fn varint_marker(t: &::bincode::error::IntegerType) -> (u8, &'static str) {
+    use ::bincode::error::IntegerType as T;
+    match t {
+        T::U16 | T::I16 => (251, "a 16-bit integer"),
+        T::U32 | T::I32 => (252, "a 32-bit integer"),
+        T::U64 | T::I64 | T::Usize | T::Isize => (253, "a 64-bit integer"),
+        T::U128 | T::I128 => (254, "a 128-bit integer"),
+        // 255 is reserved: no encoder writes it.
+        _ => (255, "nothing (it is reserved)"),
     }
 }
 
@@ -355,11 +392,14 @@ impl BincodeServerDecoder {
 
 #[cfg(test)]
 mod tests {
+    /// The longest frame in these tests, as configurations default to.
+    const MAX: usize = 64 * 1024;
+
     use std::sync::Arc;
 
     use super::*;
+    use crate::chat::ErrorCode;
     use crate::codec::chat::ChatCodec;
-    use crate::service::chat::ErrorCode;
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -538,7 +578,7 @@ mod tests {
             let mut out = Vec::new();
             encode_client_msg(msg, &mut out);
             assert_eq!(out, bytes, "encoding {msg:?}");
-            let mut decoder = BincodeChat::default().decoder();
+            let mut decoder = BincodeChat::new(MAX).decoder();
             decoder.extend(&bytes);
             assert_eq!(decoder.next_msg(), Ok(Some(msg)), "decoding {msg:?}");
             assert_eq!(decoder.next_msg(), Ok(None));
@@ -549,7 +589,7 @@ mod tests {
     fn server_messages_golden_bytes() {
         for (event, msg, bytes) in server_golden() {
             let mut out = Vec::new();
-            BincodeChat::default().encode(&event, &mut out);
+            BincodeChat::new(MAX).encode(&event, &mut out);
             assert_eq!(out, bytes, "encoding {event:?}");
             let mut decoder = BincodeServerDecoder::new(4096);
             decoder.extend(&bytes);
@@ -647,10 +687,18 @@ mod tests {
                 frame(&[1, 2, b'a', 0xff]),
                 "undecodable bincode frame: a string is not valid UTF-8 (byte 1)",
             ),
-            (frame(&[2, 0]), "bincode frame has 1 trailing bytes"),
+            (
+                frame(&[255]),
+                "undecodable bincode frame: a number that must fit in 32 bits starts with byte 255, which announces nothing (it is reserved)",
+            ),
+            (
+                frame(&[253, 0, 0, 0, 0, 0, 0, 0, 0]),
+                "undecodable bincode frame: a number that must fit in 32 bits starts with byte 253, which announces a 64-bit integer",
+            ),
+            (frame(&[2, 0]), "bincode frame has 1 byte after its message"),
             (
                 frame(&[0, 1, b'a', b'b', b'c']),
-                "bincode frame has 2 trailing bytes",
+                "bincode frame has 2 bytes after its message",
             ),
         ] {
             let e = decode_client(&stream).unwrap_err();
@@ -663,6 +711,33 @@ mod tests {
             e.reason() == "undecodable bincode frame: it ends inside a value",
             "{e}"
         );
+    }
+
+    /// Whatever is wrong with a frame is said in words, never in Rust's
+    /// debug notation: every one- and two-byte payload, both directions.
+    #[test]
+    fn every_refusal_is_said_in_words() {
+        let mut payloads: Vec<Vec<u8>> = (0..=255u8).map(|a| vec![a]).collect();
+        for a in 0..=255u8 {
+            for b in [0, 1, 127, 250, 251, 252, 253, 254, 255] {
+                payloads.push(vec![a, b]);
+            }
+        }
+        for payload in payloads {
+            for reason in [
+                decode_client(&frame(&payload)),
+                decode_server(&frame(&payload)),
+            ]
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| e.reason().to_owned())
+            {
+                assert!(
+                    !reason.contains('{') && !reason.contains("::"),
+                    "{payload:?}: {reason}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -679,7 +754,7 @@ mod tests {
     #[test]
     fn errors_encode_as_server_error_messages() {
         let mut out = Vec::new();
-        ChatCodec::Bincode(BincodeChat::default())
+        ChatCodec::new(crate::chat::Dialect::Bincode, MAX)
             .encode_error(&DecodeError::bad_frame("no"), &mut out);
         assert_eq!(out, [0, 0, 0, 5, 5, 4, 2, b'n', b'o']);
     }

@@ -10,10 +10,9 @@
 //! text; notices are sent the same way from the name `*`
 //! (`"*"`, `"Ayu joined (3 online)"`), errors as `"*"`, `"error: REASON"`.
 
+use crate::chat::{ClientMsg, Event};
 use crate::codec::HeaderCodec;
-use crate::service::chat::{ClientMsg, Event};
 
-use super::DEFAULT_MAX_FRAME;
 use super::text::{TextChatDecoder, decimal, floor_char_boundary, push_notice};
 
 /// The name notices are sent from.
@@ -28,15 +27,6 @@ pub struct HeaderChat {
     pub header_len: usize,
     /// The longest payload a client may send, in bytes.
     pub max_frame: usize,
-}
-
-impl Default for HeaderChat {
-    fn default() -> Self {
-        HeaderChat {
-            header_len: HeaderCodec::DEFAULT_HEADER_LEN,
-            max_frame: DEFAULT_MAX_FRAME,
-        }
-    }
 }
 
 impl HeaderChat {
@@ -114,12 +104,15 @@ pub type HeaderChatDecoder = TextChatDecoder<HeaderCodec>;
 
 #[cfg(test)]
 mod tests {
+    /// The longest frame in these tests, as configurations default to.
+    const MAX: usize = 64 * 1024;
+
     use std::sync::Arc;
 
     use super::*;
+    use crate::chat::ErrorCode;
     use crate::codec::chat::ChatCodec;
     use crate::codec::chat::DecodeError;
-    use crate::service::chat::{ErrorCode, Hub, HubLimits, Output};
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -165,7 +158,7 @@ mod tests {
             text: s("Hello World"),
         };
         assert_eq!(
-            encode(HeaderChat::default(), &event),
+            encode(HeaderChat::new(10, MAX), &event),
             b"4         Dian11        Hello World"
         );
         let mut seed = seed_frame(100, "Dian");
@@ -175,7 +168,7 @@ mod tests {
 
     #[test]
     fn notices_come_from_star() {
-        let codec = HeaderChat::default();
+        let codec = HeaderChat::new(10, MAX);
         let cases = [
             (
                 Event::Welcome {
@@ -253,7 +246,7 @@ mod tests {
 
     #[test]
     fn split_at_every_byte_decodes_the_same() {
-        let codec = HeaderChat::default();
+        let codec = HeaderChat::new(10, MAX);
         let mut stream = seed_frame(10, "Dian");
         for text in ["Hello World", "", "naïve 語", "/who"] {
             stream.extend(seed_frame(10, text));
@@ -312,67 +305,8 @@ mod tests {
     #[test]
     fn errors_encode_as_star_notices() {
         let mut out = Vec::new();
-        ChatCodec::Header(HeaderChat::default())
+        ChatCodec::new(crate::chat::Dialect::Header { header_len: 10 }, MAX)
             .encode_error(&DecodeError::too_large("too big"), &mut out);
         assert_eq!(out, b"1         *14        error: too big");
-    }
-
-    /// Two clients of seed 004 (header_len 10 and 100 listeners sharing one
-    /// room): the bytes each sends, through decoder, hub and encoder, reach
-    /// the other exactly as the seed's server would have sent them.
-    #[test]
-    fn seed_004_wire_bytes_through_the_hub() {
-        let dian_codec = HeaderChat::new(10, 1 << 16);
-        let rafi_codec = HeaderChat::new(100, 1 << 16);
-        let mut hub = Hub::new(HubLimits { max_clients: 8 });
-        let mut out = Vec::new();
-        let mut dian = dian_codec.decoder();
-        let mut rafi = rafi_codec.decoder();
-        hub.connect(1, "127.0.0.1:51333");
-        hub.connect(2, "127.0.0.1:51336");
-
-        // What each seed client writes: its name frame, then a message frame.
-        let mut dian_bytes = b"4         Dian".to_vec();
-        dian_bytes.extend_from_slice(b"11        Hello World");
-        let mut rafi_bytes = b"4".to_vec();
-        rafi_bytes.extend_from_slice(&[b' '; 99]);
-        rafi_bytes.extend_from_slice(b"Rafi");
-
-        for (id, decoder, bytes) in [
-            (1, &mut dian, &dian_bytes[..14]),
-            (2, &mut rafi, &rafi_bytes[..]),
-        ] {
-            decoder.extend(bytes);
-            while let Some(msg) = decoder.next_msg().unwrap() {
-                hub.handle(id, msg, &mut out);
-            }
-        }
-        out.clear();
-        dian.extend(&dian_bytes[14..]);
-        while let Some(msg) = dian.next_msg().unwrap() {
-            hub.handle(1, msg, &mut out);
-        }
-
-        // One broadcast, to everyone but Dian, which Rafi's listener encodes.
-        let [Output::Broadcast { except, event }] = &out[..] else {
-            panic!("{out:?}");
-        };
-        assert_eq!(*except, Some(1));
-        let mut wire = Vec::new();
-        rafi_codec.encode(event, &mut wire);
-        // user['header'] + user['data'] + message['header'] + message['data'],
-        // as a header_len 100 client would have sent them.
-        let mut seed_server = b"4".to_vec();
-        seed_server.extend_from_slice(&[b' '; 99]);
-        seed_server.extend_from_slice(b"Dian");
-        seed_server.extend_from_slice(b"11");
-        seed_server.extend_from_slice(&[b' '; 98]);
-        seed_server.extend_from_slice(b"Hello World");
-        assert_eq!(wire, seed_server);
-
-        // And on a header_len 10 listener, byte for byte what Dian sent.
-        wire.clear();
-        dian_codec.encode(event, &mut wire);
-        assert_eq!(wire, dian_bytes);
     }
 }

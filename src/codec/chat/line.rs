@@ -13,10 +13,9 @@
 //! * error: name is taken
 //! ```
 
+use crate::chat::{ClientMsg, Event};
 use crate::codec::LineCodec;
-use crate::service::chat::{ClientMsg, Event};
 
-use super::DEFAULT_MAX_FRAME;
 use super::text::{TextChatDecoder, push_notice};
 
 /// The line dialect's settings.
@@ -24,14 +23,6 @@ use super::text::{TextChatDecoder, push_notice};
 pub struct LineChat {
     /// The longest line a client may send, in bytes, line end excluded.
     pub max_frame: usize,
-}
-
-impl Default for LineChat {
-    fn default() -> Self {
-        LineChat {
-            max_frame: DEFAULT_MAX_FRAME,
-        }
-    }
 }
 
 impl LineChat {
@@ -121,11 +112,14 @@ pub type LineChatDecoder = TextChatDecoder<LineCodec>;
 
 #[cfg(test)]
 mod tests {
+    /// The longest frame in these tests, as configurations default to.
+    const MAX: usize = 64 * 1024;
+
     use std::sync::Arc;
 
     use super::*;
+    use crate::chat::ErrorCode;
     use crate::codec::chat::DecodeError;
-    use crate::service::chat::ErrorCode;
 
     fn s(text: &str) -> Arc<str> {
         Arc::from(text)
@@ -133,7 +127,7 @@ mod tests {
 
     fn encode(event: Event) -> String {
         let mut out = Vec::new();
-        LineChat::default().encode(&event, &mut out);
+        LineChat::new(MAX).encode(&event, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -221,7 +215,7 @@ mod tests {
     #[test]
     fn encoding_appends() {
         let mut out = b"before\n".to_vec();
-        LineChat::default().encode(
+        LineChat::new(MAX).encode(
             &Event::Message {
                 from: s("a"),
                 text: s("b"),
@@ -235,7 +229,7 @@ mod tests {
     fn decodes_name_then_messages_and_commands() {
         let stream = b"Dian\r\nHello World\n/who\n\n/quit\r\n";
         assert_eq!(
-            decode_all(LineChat::default(), &[stream]).unwrap(),
+            decode_all(LineChat::new(MAX), &[stream]).unwrap(),
             [
                 r#"Hello { name: "Dian" }"#,
                 r#"Say { text: "Hello World" }"#,
@@ -249,24 +243,24 @@ mod tests {
     #[test]
     fn split_at_every_byte_decodes_the_same() {
         let stream = "Dian\r\nHello World\n/who\nnaïve 語\r\n/quit\n".as_bytes();
-        let whole = decode_all(LineChat::default(), &[stream]).unwrap();
+        let whole = decode_all(LineChat::new(MAX), &[stream]).unwrap();
         assert_eq!(whole.len(), 5);
         for cut in 0..=stream.len() {
             let (a, b) = stream.split_at(cut);
             assert_eq!(
-                decode_all(LineChat::default(), &[a, b]).unwrap(),
+                decode_all(LineChat::new(MAX), &[a, b]).unwrap(),
                 whole,
                 "cut at {cut}"
             );
         }
         // And byte by byte.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(decode_all(LineChat::default(), &bytes).unwrap(), whole);
+        assert_eq!(decode_all(LineChat::new(MAX), &bytes).unwrap(), whole);
     }
 
     #[test]
     fn invalid_utf8_is_an_error() {
-        let (got, e) = decode_all(LineChat::default(), &[b"Dian\nab\xffc\n"]).unwrap_err();
+        let (got, e) = decode_all(LineChat::new(MAX), &[b"Dian\nab\xffc\n"]).unwrap_err();
         assert_eq!(got, [r#"Hello { name: "Dian" }"#]);
         assert_eq!(e.code(), ErrorCode::BadFrame);
         assert_eq!(e.reason(), "line is not valid UTF-8 (byte 2)");
@@ -289,7 +283,7 @@ mod tests {
     #[test]
     fn errors_encode_as_notices() {
         let mut out = Vec::new();
-        let codec = super::super::ChatCodec::Line(LineChat::default());
+        let codec = super::super::ChatCodec::new(crate::chat::Dialect::Line, MAX);
         codec.encode_error(&DecodeError::bad_frame("line is not valid UTF-8"), &mut out);
         assert_eq!(out, b"* error: line is not valid UTF-8\n");
     }

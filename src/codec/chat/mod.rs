@@ -1,5 +1,5 @@
-//! The chat's three dialects: client bytes in, [`ClientMsg`]s out, and
-//! [`Event`]s in, bytes out.
+//! The chat's three dialects ([`Dialect`]): client bytes in,
+//! [`ClientMsg`]s out, and [`Event`]s in, bytes out.
 //!
 //! - [`line`]: a line per message, for `nc` and telnet users.
 //! - [`header`]: seed 004's fixed-width ASCII length header, wire-compatible
@@ -12,7 +12,7 @@
 //! the connection is beyond repair: send [`ChatCodec::encode_error`], close.
 //!
 //! Encoders take an [`Event`] and append bytes, so a broadcast is encoded
-//! once per [`Encoding`] and the bytes shared by every recipient.
+//! once per [`Dialect`] and the bytes shared by every recipient.
 
 pub mod bincode;
 pub mod header;
@@ -26,11 +26,8 @@ pub use self::bincode::{BincodeChat, BincodeChatDecoder, BincodeServerDecoder, S
 pub use self::header::{HeaderChat, HeaderChatDecoder};
 pub use self::line::{LineChat, LineChatDecoder};
 
+use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
 use crate::codec::FrameError;
-use crate::service::chat::{ClientMsg, ErrorCode, Event};
-
-/// The default longest frame a client may send: 64 KiB.
-pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
 /// Why a client's bytes could not be decoded. The reason is for logs and for
 /// the client; the code says which [`ErrorCode`] the client is sent.
@@ -78,7 +75,9 @@ impl DecodeError {
 impl From<FrameError> for DecodeError {
     fn from(e: FrameError) -> DecodeError {
         match e {
-            FrameError::TooLong { .. } => DecodeError::too_large(e.to_string()),
+            FrameError::TooLong { .. } | FrameError::LengthOverflow { .. } => {
+                DecodeError::too_large(e.to_string())
+            }
             FrameError::BadHeader { .. } | FrameError::Incomplete => {
                 DecodeError::bad_frame(e.to_string())
             }
@@ -94,41 +93,41 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// What decides the bytes an event encodes to. Two codecs with the same
-/// `Encoding` encode every event identically: the runtime encodes a
-/// broadcast once per distinct `Encoding` among its recipients.
+/// A listener's dialect with the longest frame its clients may send:
+/// encodes events and makes one decoder per connection. Two codecs of the
+/// same [`Dialect`] encode every event identically, whatever their
+/// `max_frame`: a room encodes a broadcast once per dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encoding {
-    Line,
-    Header { header_len: usize },
-    Bincode,
-}
-
-/// A listener's dialect, with its settings: encodes events and makes one
-/// decoder per connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChatCodec {
-    Line(LineChat),
-    Header(HeaderChat),
-    Bincode(BincodeChat),
+pub struct ChatCodec {
+    pub dialect: Dialect,
+    /// The longest frame a client may send, in bytes.
+    pub max_frame: usize,
 }
 
 impl ChatCodec {
+    pub fn new(dialect: Dialect, max_frame: usize) -> ChatCodec {
+        ChatCodec { dialect, max_frame }
+    }
+
     /// A decoder for a new connection.
     pub fn decoder(&self) -> ChatDecoder {
-        match self {
-            ChatCodec::Line(c) => ChatDecoder::Line(c.decoder()),
-            ChatCodec::Header(c) => ChatDecoder::Header(c.decoder()),
-            ChatCodec::Bincode(c) => ChatDecoder::Bincode(c.decoder()),
+        match self.dialect {
+            Dialect::Line => ChatDecoder::Line(LineChat::new(self.max_frame).decoder()),
+            Dialect::Header { header_len } => {
+                ChatDecoder::Header(HeaderChat::new(header_len, self.max_frame).decoder())
+            }
+            Dialect::Bincode => ChatDecoder::Bincode(BincodeChat::new(self.max_frame).decoder()),
         }
     }
 
     /// Appends `event`, encoded, to `out`.
     pub fn encode(&self, event: &Event, out: &mut Vec<u8>) {
-        match self {
-            ChatCodec::Line(c) => c.encode(event, out),
-            ChatCodec::Header(c) => c.encode(event, out),
-            ChatCodec::Bincode(c) => c.encode(event, out),
+        match self.dialect {
+            Dialect::Line => LineChat::new(self.max_frame).encode(event, out),
+            Dialect::Header { header_len } => {
+                HeaderChat::new(header_len, self.max_frame).encode(event, out)
+            }
+            Dialect::Bincode => BincodeChat::new(self.max_frame).encode(event, out),
         }
     }
 
@@ -142,39 +141,18 @@ impl ChatCodec {
     /// and for tests. In the text dialects a message that reads `/who` or
     /// `/quit` is that command.
     pub fn encode_client_msg(&self, msg: ClientMsg<'_>, out: &mut Vec<u8>) {
-        match self {
-            ChatCodec::Line(_) => line::encode_client_msg(msg, out),
-            ChatCodec::Header(c) => c.encode_client_msg(msg, out),
-            ChatCodec::Bincode(_) => bincode::encode_client_msg(msg, out),
-        }
-    }
-
-    pub fn encoding(&self) -> Encoding {
-        match self {
-            ChatCodec::Line(_) => Encoding::Line,
-            ChatCodec::Header(c) => Encoding::Header {
-                header_len: c.header_len,
-            },
-            ChatCodec::Bincode(_) => Encoding::Bincode,
-        }
-    }
-
-    /// The longest frame a client may send.
-    pub fn max_frame(&self) -> usize {
-        match self {
-            ChatCodec::Line(c) => c.max_frame,
-            ChatCodec::Header(c) => c.max_frame,
-            ChatCodec::Bincode(c) => c.max_frame,
+        match self.dialect {
+            Dialect::Line => line::encode_client_msg(msg, out),
+            Dialect::Header { header_len } => {
+                HeaderChat::new(header_len, self.max_frame).encode_client_msg(msg, out)
+            }
+            Dialect::Bincode => bincode::encode_client_msg(msg, out),
         }
     }
 
     /// The dialect's name, as the configuration spells it.
     pub fn name(&self) -> &'static str {
-        match self {
-            ChatCodec::Line(_) => "line",
-            ChatCodec::Header(_) => "header",
-            ChatCodec::Bincode(_) => "bincode",
-        }
+        self.dialect.name()
     }
 }
 
@@ -221,12 +199,14 @@ impl ChatDecoder {
 mod tests {
     use super::*;
 
+    const MAX: usize = 64 * 1024;
+
     fn codecs() -> [ChatCodec; 4] {
         [
-            ChatCodec::Line(LineChat::default()),
-            ChatCodec::Header(HeaderChat::default()),
-            ChatCodec::Header(HeaderChat::new(100, DEFAULT_MAX_FRAME)),
-            ChatCodec::Bincode(BincodeChat::default()),
+            ChatCodec::new(Dialect::Line, MAX),
+            ChatCodec::new(Dialect::Header { header_len: 10 }, MAX),
+            ChatCodec::new(Dialect::Header { header_len: 100 }, MAX),
+            ChatCodec::new(Dialect::Bincode, MAX),
         ]
     }
 
@@ -281,9 +261,9 @@ mod tests {
     fn every_dialect_refuses_a_frame_over_max_frame() {
         let long = "x".repeat(100);
         for codec in [
-            ChatCodec::Line(LineChat::new(64)),
-            ChatCodec::Header(HeaderChat::new(10, 64)),
-            ChatCodec::Bincode(BincodeChat::new(64)),
+            ChatCodec::new(Dialect::Line, 64),
+            ChatCodec::new(Dialect::Header { header_len: 10 }, 64),
+            ChatCodec::new(Dialect::Bincode, 64),
         ] {
             let mut stream = Vec::new();
             codec.encode_client_msg(ClientMsg::Hello { name: "Dian" }, &mut stream);
@@ -298,16 +278,9 @@ mod tests {
     }
 
     #[test]
-    fn encodings_group_codecs_that_write_the_same_bytes() {
-        let a = ChatCodec::Header(HeaderChat::new(10, 100));
-        let b = ChatCodec::Header(HeaderChat::new(10, 5000));
-        let c = ChatCodec::Header(HeaderChat::new(100, 100));
-        assert_eq!(a.encoding(), b.encoding());
-        assert_ne!(a.encoding(), c.encoding());
-        assert_ne!(
-            ChatCodec::Line(LineChat::new(1)).encoding(),
-            ChatCodec::Bincode(BincodeChat::new(1)).encoding()
-        );
+    fn codecs_of_one_dialect_write_the_same_bytes_whatever_their_max_frame() {
+        let a = ChatCodec::new(Dialect::Header { header_len: 10 }, 100);
+        let b = ChatCodec::new(Dialect::Header { header_len: 10 }, 5000);
         let event = Event::Message {
             from: "Dian".into(),
             text: "hi".into(),
@@ -316,6 +289,7 @@ mod tests {
         a.encode(&event, &mut x);
         b.encode(&event, &mut y);
         assert_eq!(x, y);
+        assert_eq!(a.dialect, b.dialect);
     }
 
     #[test]

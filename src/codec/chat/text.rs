@@ -1,8 +1,8 @@
 //! What the two text dialects (line, header) share: how a text frame from a
 //! client becomes a message, and how a notice reads.
 
+use crate::chat::{ClientMsg, Event};
 use crate::codec::{Codec, FrameReader};
-use crate::service::chat::{ClientMsg, Event};
 
 use super::DecodeError;
 

@@ -24,8 +24,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::message::{ClientMsg, ErrorCode, Event};
-use super::name::validate_name;
+use crate::chat::{ClientMsg, ErrorCode, Event, validate_name};
 
 /// A connection, as the runtime numbers it. Unique while it is connected.
 pub type ClientId = u64;
@@ -37,12 +36,6 @@ pub struct HubLimits {
     /// [`ErrorCode::RoomFull`]. Clients still choosing a name are bounded by
     /// the server's `max_connections`, not by this.
     pub max_clients: usize,
-}
-
-impl Default for HubLimits {
-    fn default() -> Self {
-        HubLimits { max_clients: 1024 }
-    }
 }
 
 /// Why a client left, as the runtime saw it.
@@ -316,12 +309,6 @@ impl Hub {
     }
 }
 
-impl Default for Hub {
-    fn default() -> Self {
-        Hub::new(HubLimits::default())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +338,7 @@ mod tests {
 
     #[test]
     fn first_client_is_welcomed_and_nobody_else_is_told() {
-        let mut hub = Hub::default();
+        let mut hub = Hub::new(HubLimits { max_clients: 1000 });
         let mut out = Vec::new();
         hub.connect(7, "10.0.0.1:4242");
         assert!(out.is_empty(), "nothing before a name");

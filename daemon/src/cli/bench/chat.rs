@@ -22,7 +22,7 @@ use mio::{Poll, Waker};
 use netlab::client::chat::ChatEventDecoder;
 use netlab::client::{ChatClient, ClientError, Dialect};
 use netlab::codec::HeaderCodec;
-use netlab::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
+use netlab::codec::chat::ChatCodec;
 
 use super::super::{BenchChatArgs, ChatProtocol, exit, fail};
 use super::stats::Window;
@@ -67,7 +67,7 @@ pub(in crate::cli) fn run(args: &BenchChatArgs) -> u8 {
         return exit::USAGE;
     }
     let threads = args.threads.min(args.clients);
-    let dialect = dialect_of(args);
+    let dialect = args.dialect();
     let clients = match connect_all(args, dialect) {
         Ok(clients) => clients,
         Err(err) => return fail(&err),
@@ -140,16 +140,6 @@ fn check(args: &BenchChatArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn dialect_of(args: &BenchChatArgs) -> Dialect {
-    match args.dialect {
-        super::super::ChatDialect::Line => Dialect::Line,
-        super::super::ChatDialect::Header => Dialect::Header {
-            header_len: args.header_len,
-        },
-        super::super::ChatDialect::Bincode => Dialect::Bincode,
-    }
-}
-
 /// Opens every client, one after the other: with `netlab`, each is named
 /// and welcomed before the next connects.
 fn connect_all(args: &BenchChatArgs, dialect: Dialect) -> Result<Vec<Client>, ClientError> {
@@ -160,7 +150,7 @@ fn connect_all(args: &BenchChatArgs, dialect: Dialect) -> Result<Vec<Client>, Cl
                 ChatProtocol::Netlab => {
                     let name = format!("bench{pid}-{index}");
                     let client = ChatClient::connect(args.addr, &name, dialect, args.timeout)?;
-                    let (stream, decoder) = client.into_parts();
+                    let (stream, decoder) = client.into_parts()?;
                     (stream, parser_for(dialect, decoder))
                 }
                 ChatProtocol::Ncat => {
@@ -229,15 +219,8 @@ fn join_ncat(args: &BenchChatArgs) -> Result<(TcpStream, LineBuf), ClientError> 
 fn encoder_of(args: &BenchChatArgs, dialect: Dialect) -> Encoder {
     match (args.protocol, dialect) {
         (ChatProtocol::Ncat, _) => Encoder::Line,
-        (ChatProtocol::Netlab, Dialect::Line) => {
-            Encoder::Dialect(ChatCodec::Line(LineChat::default()))
-        }
-        (ChatProtocol::Netlab, Dialect::Header { header_len }) => {
-            Encoder::Dialect(ChatCodec::Header(HeaderChat::new(header_len, usize::MAX)))
-        }
-        (ChatProtocol::Netlab, Dialect::Bincode) => {
-            Encoder::Dialect(ChatCodec::Bincode(BincodeChat::default()))
-        }
+        // What the generator sends is never refused for its length.
+        (ChatProtocol::Netlab, dialect) => Encoder::Dialect(ChatCodec::new(dialect, usize::MAX)),
     }
 }
 

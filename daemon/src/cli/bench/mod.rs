@@ -11,6 +11,7 @@ mod payload;
 mod report;
 mod stats;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::io;
@@ -57,6 +58,16 @@ pub(super) fn run(args: &BenchEchoArgs) -> u8 {
         let window = start_window(args);
         run_threads(split(sockets, threads), |i, sockets| {
             udp::run(sockets, &payload, window, args.loss_timeout, i as u64)
+        })
+    } else if args.tls.tls {
+        let tls = match tls_for(args) {
+            Ok(tls) => tls,
+            Err(err) => return fail(&err),
+        };
+        let window = start_window(args);
+        let counts: Vec<usize> = (0..args.connections).collect();
+        run_threads(split(counts, threads), |i, conns| {
+            tls::run(args.addr, conns.len(), &tls, &payload, window, i as u64)
         })
     } else {
         let streams = match open_tcp(args) {
@@ -191,6 +202,28 @@ fn open_tcp(args: &BenchEchoArgs) -> Result<Vec<TcpStream>, ClientError> {
             Ok(stream)
         })
         .collect()
+}
+
+/// The generators' TLS, once one echo over it has worked: a server that
+/// refuses it says why here, rather than as errors counted in the report.
+fn tls_for(args: &BenchEchoArgs) -> Result<tls::Tls, ClientError> {
+    let options = args.tls.options(args.timeout)?;
+    let probe = vec![b'x'; args.size];
+    netlab::client::tcp_echo_with(args.addr, &probe, &options, 2 * args.size + 64)?;
+    let client = options.tls.expect("--tls gives TLS options");
+    let mut config = (*client.rustls_config()).clone();
+    let mode = if args.handshakes {
+        // Every handshake a full one, as a new client's.
+        config.resumption = rustls::client::Resumption::disabled();
+        tls::Mode::Handshakes
+    } else {
+        tls::Mode::Requests
+    };
+    Ok(tls::Tls {
+        config: std::sync::Arc::new(config),
+        name: client.server_name_for(args.addr),
+        mode,
+    })
 }
 
 fn open_udp(args: &BenchEchoArgs) -> Result<Vec<UdpSocket>, ClientError> {

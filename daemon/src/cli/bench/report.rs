@@ -27,6 +27,8 @@ pub(super) struct Report {
     pub(super) max_us: f64,
     pub(super) errors: u64,
     pub(super) lost: u64,
+    /// Each round trip was a new connection with a full TLS handshake.
+    pub(super) handshakes: bool,
 }
 
 impl Report {
@@ -42,7 +44,11 @@ impl Report {
         };
         Report {
             addr: args.addr.to_string(),
-            transport: if args.udp { "udp" } else { "tcp" },
+            transport: match (args.udp, args.tls.tls) {
+                (true, _) => "udp",
+                (false, true) => "tls",
+                (false, false) => "tcp",
+            },
             connections: args.connections,
             threads,
             size: args.size,
@@ -61,6 +67,7 @@ impl Report {
             },
             errors: stats.errors,
             lost: stats.lost,
+            handshakes: args.handshakes,
         }
     }
 
@@ -87,6 +94,13 @@ impl Report {
             "  requests    {} ({:.1}/s)",
             self.requests, self.requests_per_s
         );
+        if self.handshakes {
+            let _ = writeln!(
+                out,
+                "  handshakes  {} ({:.1}/s): each request on a new connection, with a full handshake",
+                self.requests, self.requests_per_s
+            );
+        }
         let _ = writeln!(out, "  throughput  {:.3} MB/s each way", self.mb_per_s);
         let _ = writeln!(
             out,
@@ -107,7 +121,7 @@ impl Report {
                 "\"size\":{},\"warmup_s\":{},\"duration_s\":{},\"requests\":{},",
                 "\"requests_per_s\":{:.1},\"mb_per_s_each_way\":{:.3},",
                 "\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},",
-                "\"errors\":{},\"lost\":{}}}"
+                "\"errors\":{},\"lost\":{},\"handshakes_per_s\":{:.1}}}"
             ),
             // A SocketAddr's text has no quote or backslash to escape.
             self.addr,
@@ -126,6 +140,11 @@ impl Report {
             self.max_us,
             self.errors,
             self.lost,
+            if self.handshakes {
+                self.requests_per_s
+            } else {
+                0.0
+            },
         )
     }
 }
@@ -152,6 +171,7 @@ mod tests {
             max_us: 5000.0,
             errors: 0,
             lost: 0,
+            handshakes: false,
         }
     }
 
@@ -165,7 +185,7 @@ mod tests {
              \"size\":64,\"warmup_s\":1,\"duration_s\":10,\"requests\":1000000,\
              \"requests_per_s\":100000.0,\"mb_per_s_each_way\":6.400,\
              \"p50_us\":900.5,\"p99_us\":1500.0,\"p999_us\":2000.2,\"max_us\":5000.0,\
-             \"errors\":0,\"lost\":0}"
+             \"errors\":0,\"lost\":0,\"handshakes_per_s\":0.0}"
         );
     }
 
@@ -177,5 +197,15 @@ mod tests {
         assert!(text.contains("p99.9 2000.2 us"), "{text}");
         assert!(text.contains("10s measured after 1s warmup"), "{text}");
         assert!(!text.contains("lost"), "{text}");
+        assert!(!text.contains("handshakes"), "{text}");
+        let tls = Report {
+            transport: "tls",
+            handshakes: true,
+            ..report()
+        };
+        let text = tls.to_text();
+        assert!(text.contains("over tls"), "{text}");
+        assert!(text.contains("handshakes  1000000 (100000.0/s)"), "{text}");
+        assert!(tls.to_json().ends_with(",\"handshakes_per_s\":100000.0}"));
     }
 }

@@ -13,9 +13,9 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
+use netlab::chat::ClientMsg;
 use netlab::client::chat::{ChatEventDecoder, ChatEventRef};
 use netlab::codec::chat::ChatCodec;
-use netlab::service::chat::ClientMsg;
 
 use super::super::stats::Window;
 use super::payload::{self, Stamp};

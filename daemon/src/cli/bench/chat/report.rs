@@ -56,7 +56,7 @@ impl ChatReport {
             },
             dialect: match args.protocol {
                 ChatProtocol::Ncat => "line",
-                ChatProtocol::Netlab => args.dialect.name(),
+                ChatProtocol::Netlab => args.dialect().name(),
             },
             clients: args.clients,
             senders: args.senders,
