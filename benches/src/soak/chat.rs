@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use netlab::client::Dialect;
+use netlab::chat::{ClientMsg, Dialect};
 use netlab::client::chat::{ChatEventDecoder, ChatEventRef};
-use netlab::codec::chat::{BincodeChat, ChatCodec, HeaderChat, LineChat};
-use netlab::service::chat::ClientMsg;
+use netlab::codec::chat::ChatCodec;
 use slab::Slab;
 
 use crate::pattern;
@@ -141,11 +140,7 @@ struct Load<'a> {
 }
 
 pub fn run(shared: &Shared, room: Room) -> io::Result<()> {
-    let codecs = [
-        ChatCodec::Line(LineChat::new(MAX_FRAME)),
-        ChatCodec::Header(HeaderChat::new(room.header_len, MAX_FRAME)),
-        ChatCodec::Bincode(BincodeChat::new(MAX_FRAME)),
-    ];
+    let codecs = dialects(room.header_len).map(|d| ChatCodec::new(d, MAX_FRAME));
     let mut load = Load {
         shared,
         room,
@@ -246,13 +241,7 @@ impl Load<'_> {
             Token(entry.key()),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let decoder = ChatEventDecoder::new(match dialect {
-            0 => Dialect::Line,
-            1 => Dialect::Header {
-                header_len: self.room.header_len,
-            },
-            _ => Dialect::Bincode,
-        });
+        let decoder = ChatEventDecoder::new(self.codecs[dialect].dialect);
         let lifetime = self.room.members as f64 / self.room.churn_per_s.max(1e-9);
         let talker = uid.is_multiple_of(self.room.talker_one_in);
         entry.insert(Member {
@@ -563,8 +552,17 @@ impl Load<'_> {
     }
 }
 
+/// The room's dialects, in the order of [`Room::addrs`].
+fn dialects(header_len: usize) -> [Dialect; 3] {
+    [
+        Dialect::Line,
+        Dialect::Header { header_len },
+        Dialect::Bincode,
+    ]
+}
+
 fn dialect_name(d: usize) -> &'static str {
-    ["line", "header", "bincode"][d]
+    Dialect::NAMES[d]
 }
 
 /// The uid in a member's name, `m<uid>`.
