@@ -4,6 +4,9 @@
 One panel each for netlabd's RSS, open descriptors, threads and child
 processes over time; the connections the generator held are drawn in grey
 on the descriptors panel (each connection is one descriptor of netlabd's).
+A last panel, not judged, shows the bytes waiting unread in netlabd's TCP
+sockets and in the generator's: when a check fails, the side with bytes
+piling up is the one that was behind.
 
 The rule, on the samples taken in steady state (every pool at its size):
 split them into thirds by time; the first third is warm-up and is not
@@ -48,6 +51,16 @@ METRICS = [
     ("children", "child processes", 1, "", 0.0, 5),
 ]
 MIN_STEADY = 6
+
+# Drawn, not judged: (column, label, unit, column drawn dashed beside it,
+# what the dashed line is). Each judged metric is drawn too.
+PANELS = [
+    ("rss_kib", "RSS", "MiB", None, None),
+    ("fds", "open descriptors", "", "conns", "dashed: connections the generator held"),
+    ("threads", "threads", "", None, None),
+    ("children", "child processes", "", None, None),
+    ("unread_kib", "bytes unread in its TCP sockets", "KiB", "gen_unread_kib", "dashed: unread in the generator's (who is behind)"),
+]
 
 WIDTH = 860
 PANEL = 170
@@ -110,8 +123,8 @@ def polyline(points, colour, width=1.6, dash=None):
 
 
 def svg(rows, title, subtitle):
-    panels = len(METRICS)
-    height = TOP + panels * (PANEL + GAP) + 10
+    panels = [p for p in PANELS if p[0] in rows[0]]
+    height = TOP + len(panels) * (PANEL + GAP) + 10
     t_max = max(r["t_s"] for r in rows) or 1.0
     plot_w = WIDTH - LEFT - RIGHT
     steady = [r for r in rows if r["phase"] == "steady"]
@@ -132,11 +145,12 @@ def svg(rows, title, subtitle):
     if len(steady) >= MIN_STEADY:
         third = len(steady) // 3
         thirds = [steady[third]["t_s"], steady[len(steady) - third]["t_s"]]
-    for i, (column, label, scale, unit, _, _) in enumerate(METRICS):
+    for i, (column, label, unit, beside, beside_label) in enumerate(panels):
         top = TOP + i * (PANEL + GAP)
+        scale = 1 / 1024 if unit == "MiB" else 1
         values = [r[column] * scale for r in rows]
-        conns = column == "fds"
-        high = max(values + ([r["conns"] for r in rows] if conns else [])) * 1.1 or 1.0
+        dashed = [r[beside] * scale for r in loaded] if beside and beside in rows[0] else []
+        high = max(values + dashed) * 1.1 or 1.0
 
         def y_of(v):
             return top + PANEL - PANEL * v / high
@@ -158,13 +172,13 @@ def svg(rows, title, subtitle):
             out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#e3e3e3"/>')
         name = f"{label} ({unit})" if unit else label
         out.append(f'<text x="{LEFT}" y="{top - 6}" font-weight="bold">netlabd {html.escape(name)}</text>')
-        if conns:
-            out.append(polyline([(x_of(r["t_s"]), y_of(r["conns"])) for r in loaded], "#a0aec0", 1.2, "5 3"))
+        if dashed:
+            out.append(polyline([(x_of(r["t_s"]), y_of(v)) for r, v in zip(loaded, dashed)], "#a0aec0", 1.2, "5 3"))
             out.append(
                 f'<text x="{LEFT + plot_w}" y="{top - 6}" text-anchor="end" fill="#718096">'
-                f"dashed: connections the generator held</text>"
+                f"{html.escape(beside_label)}</text>"
             )
-        out.append(polyline([(x_of(r["t_s"]), y_of(r[column] * scale)) for r in rows], "#2b6cb0"))
+        out.append(polyline([(x_of(r["t_s"]), y_of(v)) for r, v in zip(rows, values)], "#2b6cb0"))
         axis_y = top + PANEL + 14
         step = next(s for s in (0.25, 0.5, 1, 2, 5, 10, 15, 30, 60) if t_max / 60 / s <= 8) * 60
         k = 0

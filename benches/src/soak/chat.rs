@@ -40,6 +40,8 @@ const MAX_FRAME: usize = 64 * 1024;
 /// leave is news to everyone still there, and all leaving at once would
 /// be a storm of a million notices, not the soak's steady churn.
 const FINAL_LEAVES_PER_TURN: usize = 10;
+/// The shortest loop turn (see the sleep in `run`).
+const MIN_TURN: Duration = Duration::from_millis(10);
 /// After a failure no member joins for this long, so that a server that
 /// refuses everyone is not met by a storm of connects.
 const BACK_OFF: Duration = Duration::from_millis(100);
@@ -162,7 +164,7 @@ pub fn run(shared: &Shared, room: Room) -> io::Result<()> {
 
 impl Load<'_> {
     fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(4096);
         let mut drain_deadline = None;
         loop {
             match self.poll.poll(&mut events, Some(Duration::from_millis(50))) {
@@ -170,6 +172,7 @@ impl Load<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let turn = Instant::now();
             for event in &events {
                 let key = event.token().0;
                 if let Err(why) = self.on_ready(key) {
@@ -184,6 +187,16 @@ impl Load<'_> {
                     Some(now + self.shared.stall + Duration::from_millis(50) * leaving);
             }
             self.tick(now);
+            let took = turn.elapsed();
+            self.shared.tally.turn_max_ms.raise(took.as_millis() as u64);
+            self.shared
+                .tally
+                .turn_max_ever_ms
+                .raise(took.as_millis() as u64);
+            // Reads gather what arrived over a few ms: one read per several
+            // events, so the generator keeps up with far less CPU than
+            // netlabd spends, and never becomes what is measured.
+            std::thread::sleep(MIN_TURN.saturating_sub(took));
             if let Some(deadline) = drain_deadline {
                 if self.members.is_empty() {
                     return Ok(());

@@ -26,6 +26,8 @@ use crate::{Shared, jitter};
 const MAX_CONNECTING: usize = 200;
 /// How long a UDP reply may take before its datagram counts as lost.
 const UDP_REPLY_WAIT: Duration = Duration::from_secs(5);
+/// The shortest loop turn (see the sleep in `run`).
+const MIN_TURN: Duration = Duration::from_millis(10);
 /// After a failure no connection or flow opens for this long, so that a
 /// server that refuses everyone is not met by a storm of connects.
 const BACK_OFF: Duration = Duration::from_millis(100);
@@ -136,7 +138,7 @@ pub fn run(shared: &Shared, pools: Vec<Pool>, udp: Option<Udp>) -> io::Result<()
 
 impl Load<'_> {
     fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(4096);
         let mut drain_deadline = None;
         loop {
             match self.poll.poll(&mut events, Some(Duration::from_millis(50))) {
@@ -144,6 +146,7 @@ impl Load<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let turn = Instant::now();
             for event in &events {
                 let key = event.token().0;
                 let result = match self.entries.get_mut(key) {
@@ -161,6 +164,16 @@ impl Load<'_> {
                 drain_deadline = Some(now + self.shared.stall);
             }
             self.tick(now);
+            let took = turn.elapsed();
+            self.shared.tally.turn_max_ms.raise(took.as_millis() as u64);
+            self.shared
+                .tally
+                .turn_max_ever_ms
+                .raise(took.as_millis() as u64);
+            // Reads gather what arrived over a few ms: one read per several
+            // events, so the generator keeps up with far less CPU than
+            // netlabd spends, and never becomes what is measured.
+            std::thread::sleep(MIN_TURN.saturating_sub(took));
             if let Some(deadline) = drain_deadline {
                 if self.entries.is_empty() {
                     return Ok(());

@@ -173,7 +173,11 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-const CSV_HEADER: &str = "t_s,phase,rss_kib,fds,threads,children,cpu_s,udp_drops,conns,echo_event,echo_thread,echo_fork,chat_members,udp_flows,echo_bytes_checked,chat_sent,chat_deliveries,udp_checked,udp_lost,reloads,failures";
+/// netlabd's footprint first, then what the generator did, then how the
+/// generator itself fares (its CPU, what waits unread in its sockets, its
+/// longest loop turn since the last sample): when a check fails, these say
+/// whether netlabd or the generator was behind.
+const CSV_HEADER: &str = "t_s,phase,rss_kib,fds,threads,children,cpu_s,udp_drops,unread_kib,conns,echo_event,echo_thread,echo_fork,chat_members,udp_flows,echo_bytes_checked,chat_sent,chat_deliveries,udp_checked,udp_lost,reloads,failures,gen_cpu_s,gen_unread_kib,gen_turn_ms";
 
 struct Csv {
     out: BufWriter<File>,
@@ -182,11 +186,12 @@ struct Csv {
 
 impl Csv {
     fn row(&mut self, shared: &Shared, phase: &str) -> std::io::Result<Footprint> {
-        let f = procfs::footprint(self.pid)?;
+        let f = procfs::footprint(&self.pid.to_string())?;
+        let me = procfs::footprint("self")?;
         let t = &shared.tally;
         writeln!(
             self.out,
-            "{:.1},{phase},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{:.1},{phase},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{}",
             shared.epoch.elapsed().as_secs_f64(),
             f.rss_kib,
             f.fds,
@@ -194,6 +199,7 @@ impl Csv {
             f.children,
             f.cpu_s,
             f.udp_drops,
+            f.unread_kib,
             t.echo_open_total() + t.chat_open.get(),
             t.echo_open[0].get(),
             t.echo_open[1].get(),
@@ -207,6 +213,9 @@ impl Csv {
             t.udp_lost.get(),
             t.reloads.get(),
             t.failures(),
+            me.cpu_s,
+            me.unread_kib,
+            t.turn_max_ms.take(),
         )?;
         self.out.flush()?;
         Ok(f)
@@ -355,7 +364,7 @@ fn soak(args: &Args) -> Result<bool, String> {
                 let conns = t.echo_open_total() + t.chat_open.get();
                 peak_conns = peak_conns.max(conns);
                 eprintln!(
-                    "soak: {:>6.0} s  conns {conns} (echo {}/{}/{}, chat {}, udp {})  rss {} MiB  fds {}  threads {}  children {}  reloads {}  failures {}",
+                    "soak: {:>6.0} s  conns {conns} (echo {}/{}/{}, chat {}, udp {})  rss {} MiB  fds {}  threads {}  children {}  unread {} KiB  reloads {}  failures {}",
                     shared.epoch.elapsed().as_secs_f64(),
                     t.echo_open[0].get(),
                     t.echo_open[1].get(),
@@ -366,6 +375,7 @@ fn soak(args: &Args) -> Result<bool, String> {
                     f.fds,
                     f.threads,
                     f.children,
+                    f.unread_kib,
                     t.reloads.get(),
                     t.failures()
                 );
@@ -404,7 +414,7 @@ fn soak(args: &Args) -> Result<bool, String> {
     }
     let deadline = Instant::now() + secs(args.stall);
     let drained = loop {
-        let f = procfs::footprint(args.pid).map_err(|e| sample_error(args.pid, e))?;
+        let f = procfs::footprint(&args.pid.to_string()).map_err(|e| sample_error(args.pid, e))?;
         let back = f.fds <= idle.fds && f.threads <= idle.threads && f.children == 0;
         if back || Instant::now() >= deadline {
             if !back {
@@ -521,6 +531,12 @@ fn summary(
         "- Reloads: {} (SIGHUP every {} s, each confirmed in netlabd's log and checked: the restarted echo server answers, the added count server answers, the removed one refuses).\n",
         t.reloads.get(),
         args.reload_every
+    );
+    let me = procfs::footprint("self").ok();
+    s += &format!(
+        "- The generator: {:.0} s of CPU in all; its longest loop turn {} ms (a turn is a few ms when it keeps up; seconds mean it was starved, and what it then saw late may be its own lateness).\n",
+        me.map_or(0.0, |m| m.cpu_s),
+        t.turn_max_ever_ms.get()
     );
     let kinds = t.failure_kinds();
     if kinds.is_empty() {

@@ -1,6 +1,8 @@
-//! What netlabd holds, read from /proc: resident memory, open descriptors,
-//! threads, child processes (the fork model's), CPU time, and the
-//! datagrams the kernel dropped because its UDP sockets were full.
+//! What a process holds, read from /proc: resident memory, open
+//! descriptors, threads, child processes (the fork model's), CPU time; the
+//! datagrams the kernel dropped because its UDP sockets were full, and the
+//! bytes waiting unread in its TCP sockets (who is behind: netlabd, or the
+//! generator).
 
 use std::collections::HashSet;
 use std::fs;
@@ -13,12 +15,15 @@ pub struct Footprint {
     pub threads: u64,
     pub children: u64,
     pub cpu_s: f64,
-    /// Datagrams dropped at netlabd's UDP sockets since they were opened:
-    /// the receive buffer was full (the worker did not run in time).
+    /// Datagrams dropped at its UDP sockets since they were opened: the
+    /// receive buffer was full (the worker did not run in time).
     pub udp_drops: u64,
+    /// Bytes received by its TCP sockets and not yet read.
+    pub unread_kib: u64,
 }
 
-pub fn footprint(pid: u32) -> io::Result<Footprint> {
+/// `pid`'s footprint; `/proc/self` with "self".
+pub fn footprint(pid: &str) -> io::Result<Footprint> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> io::Result<u64> {
         status
@@ -27,7 +32,32 @@ pub fn footprint(pid: u32) -> io::Result<Footprint> {
             .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .ok_or_else(|| io::Error::other(format!("/proc/{pid}/status has no {name}")))
     };
-    // Each descriptor's target, "socket:[INODE]" for a socket.
+    let (fds, sockets) = descriptors(pid)?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields = after_command(&stat)
+        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: unreadable")))?;
+    // Fields 14 and 15 (utime, stime), counted from 1 with the command as 2.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let table = |name: &str| format!("/proc/{pid}/net/{name}");
+    Ok(Footprint {
+        rss_kib: field("VmRSS:")?,
+        fds,
+        threads: field("Threads:")?,
+        children: if pid == "self" { 0 } else { children_of(pid) },
+        cpu_s: ticks as f64 / hz,
+        udp_drops: udp_drops(&table("udp"), &sockets) + udp_drops(&table("udp6"), &sockets),
+        unread_kib: (tcp_unread(&table("tcp"), &sockets) + tcp_unread(&table("tcp6"), &sockets))
+            / 1024,
+    })
+}
+
+/// How many descriptors `pid` has open, and the inodes of its sockets
+/// (each descriptor's target reads "socket:[INODE]" for a socket).
+fn descriptors(pid: &str) -> io::Result<(u64, HashSet<u64>)> {
     let mut fds = 0;
     let mut sockets = HashSet::new();
     for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
@@ -43,26 +73,28 @@ pub fn footprint(pid: u32) -> io::Result<Footprint> {
             sockets.insert(inode);
         }
     }
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields = after_command(&stat)
-        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: unreadable")))?;
-    // Fields 14 and 15 (utime, stime), counted from 1 with the command as 2.
-    let ticks: u64 = fields
-        .get(11..13)
-        .map_or(0, |t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    // SAFETY: sysconf reads a constant of the system.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(Footprint {
-        rss_kib: field("VmRSS:")?,
-        fds,
-        threads: field("Threads:")?,
-        children: children_of(pid),
-        cpu_s: ticks as f64 / hz,
-        udp_drops: ["udp", "udp6"]
-            .iter()
-            .map(|table| udp_drops(&format!("/proc/{pid}/net/{table}"), &sockets))
-            .sum(),
-    })
+    Ok((fds, sockets))
+}
+
+/// The bytes received and not yet read by the sockets of `inodes` in a
+/// /proc/net/tcp table (the queues column is "TX:RX" in hex; the inode is
+/// the tenth column).
+fn tcp_unread(table: &str, inodes: &HashSet<u64>) -> u64 {
+    let Ok(text) = fs::read_to_string(table) else {
+        return 0;
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let inode: u64 = cols.get(9)?.parse().ok()?;
+            if !inodes.contains(&inode) {
+                return None;
+            }
+            let (_, rx) = cols.get(4)?.split_once(':')?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+        .sum()
 }
 
 /// The drops counted for the sockets of `inodes` in a /proc/net/udp table
@@ -94,11 +126,11 @@ fn after_command(stat: &str) -> Option<Vec<&str>> {
 
 /// How many processes have `pid` as their parent. /proc lists processes,
 /// not threads, so netlabd's own threads are not among them.
-fn children_of(pid: u32) -> u64 {
+fn children_of(pid: &str) -> u64 {
     let Ok(dir) = fs::read_dir("/proc") else {
         return 0;
     };
-    let parent = pid.to_string();
+    let parent = pid;
     dir.filter_map(Result::ok)
         .filter(|e| {
             e.file_name()
@@ -110,7 +142,7 @@ fn children_of(pid: u32) -> u64 {
                 .ok()
                 .as_deref()
                 .and_then(after_command)
-                .is_some_and(|f| f.get(1) == Some(&parent.as_str()))
+                .is_some_and(|f| f.get(1) == Some(&parent))
         })
         .count() as u64
 }
@@ -121,14 +153,14 @@ mod tests {
 
     #[test]
     fn reads_this_process_and_finds_a_child() {
-        let me = std::process::id();
-        let before = footprint(me).unwrap();
+        let me = std::process::id().to_string();
+        let before = footprint(&me).unwrap();
         assert!(before.rss_kib > 0 && before.fds >= 3 && before.threads >= 1);
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()
             .unwrap();
-        let during = footprint(me).unwrap();
+        let during = footprint(&me).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(during.children >= 1, "{during:?}");
@@ -147,6 +179,25 @@ mod tests {
         let ours = HashSet::from([111]);
         assert_eq!(udp_drops(dir.to_str().unwrap(), &ours), 5);
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn unread_bytes_are_seen_in_our_socket_until_read() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(&[7; 4096]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while footprint("self").unwrap().unread_kib < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "4 KiB never showed as unread"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        server.read_exact(&mut [0; 4096]).unwrap();
+        assert!(footprint("self").unwrap().unread_kib < 4);
     }
 
     #[test]

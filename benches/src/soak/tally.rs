@@ -24,6 +24,14 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Raises it to `n` if it is lower.
+    pub fn raise(&self, n: u64) {
+        self.0.fetch_max(n, Ordering::Relaxed);
+    }
+    /// Reads it and sets it to 0.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
 }
 
 /// The TCP echo pools, in the order of [`Tally::echo_open`].
@@ -60,6 +68,12 @@ pub struct Tally {
     pub chat_notices: Counter,
     pub chat_rosters: Counter,
     pub reloads: Counter,
+    /// The longest turn of a load thread's loop since the last sample, in
+    /// ms: long turns mean the generator is behind (starved of CPU), and
+    /// what it then reports late is not netlabd's lateness.
+    pub turn_max_ms: Counter,
+    /// The longest turn over the whole run.
+    pub turn_max_ever_ms: Counter,
     failures: Failures,
 }
 
