@@ -297,6 +297,8 @@ GEN_ARGS=(--pid "$NETLABD_PID" --log "$LOG" --config "$WORK/netlabd.toml"
 GEN_ARGS+=($SOAK_ARGS)
 echo "soak: $HELD connections for $MINUTES min, generator on CPU $CLIENT_CPU" >&2
 GEN_STATUS=0
+# Made first, so that tail finds it however the two start.
+: >"$WORK/generator.log"
 "${PIN_CLIENT[@]}" "$BIN/netlab-soak" "${GEN_ARGS[@]}" 2>"$WORK/generator.log" &
 GEN_PID=$!
 # The generator's progress, as it goes (it is also kept for the summary).
