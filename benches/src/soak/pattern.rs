@@ -50,6 +50,31 @@ pub fn chat_text(uid: u64, seq: u64) -> String {
     text
 }
 
+/// Whether `text` is exactly `chat_text(uid, seq)`, checked without
+/// building it (the generator checks every delivery).
+pub fn is_chat_text(uid: u64, seq: u64, text: &str) -> bool {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,-";
+    let len = 8 + (hash(uid, seq) % 192) as usize;
+    // "UID:SEQ:" written on the stack: two u64s take at most 42 bytes.
+    let mut head = [0u8; 48];
+    let end = {
+        let mut cursor = std::io::Cursor::new(&mut head[..]);
+        if std::io::Write::write_fmt(&mut cursor, format_args!("{uid}:{seq}:")).is_err() {
+            return false;
+        }
+        cursor.position() as usize
+    };
+    let head = &head[..end];
+    let Some(body) = text.as_bytes().strip_prefix(head) else {
+        return false;
+    };
+    body.len() == len
+        && body.iter().enumerate().all(|(i, &c)| {
+            let h = byte(uid ^ (seq << 24), i as u64);
+            ALPHABET[h as usize % ALPHABET.len()] == c
+        })
+}
+
 /// Reads a text `chat_text` wrote back: (uid, seq), if it is one.
 pub fn parse_chat_text(text: &str) -> Option<(u64, u64)> {
     let mut parts = text.splitn(3, ':');
@@ -83,6 +108,13 @@ mod tests {
             assert_eq!(parse_chat_text(&text), Some((42, seq)));
             assert!(text.bytes().all(|b| (b' '..=b'~').contains(&b)), "{text}");
             assert_eq!(text, chat_text(42, seq));
+            assert!(is_chat_text(42, seq, &text));
+            assert!(!is_chat_text(42, seq + 1, &text));
+            assert!(!is_chat_text(42, seq, &text[..text.len() - 1]));
+            let mut wrong = text.clone().into_bytes();
+            let last = wrong.len() - 1;
+            wrong[last] = if wrong[last] == b'a' { b'b' } else { b'a' };
+            assert!(!is_chat_text(42, seq, std::str::from_utf8(&wrong).unwrap()));
         }
         assert_ne!(chat_text(1, 0), chat_text(2, 0));
         assert_eq!(parse_chat_text("hello"), None);

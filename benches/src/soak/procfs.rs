@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Footprint {
@@ -95,6 +96,62 @@ fn tcp_unread(table: &str, inodes: &HashSet<u64>) -> u64 {
             u64::from_str_radix(rx, 16).ok()
         })
         .sum()
+}
+
+/// Both ends of the TCP connection from `local` to `peer`, as the kernel
+/// holds them: for each, bytes it has not read and bytes not yet
+/// acknowledged by the other. Says who is behind when a reply is late:
+/// bytes unread at netlabd's end mean netlabd did not read them.
+pub fn both_ends(local: SocketAddr, peer: SocketAddr) -> String {
+    let ours = tcp_queues(local, peer);
+    let theirs = tcp_queues(peer, local);
+    let show = |q: Option<(u64, u64)>| {
+        q.map_or("gone".to_owned(), |(tx, rx)| {
+            format!("{rx} B unread, {tx} B unacknowledged")
+        })
+    };
+    format!("our end {}; netlabd's end {}", show(ours), show(theirs))
+}
+
+/// (tx_queue, rx_queue) of the socket from `local` to `peer`.
+fn tcp_queues(local: SocketAddr, peer: SocketAddr) -> Option<(u64, u64)> {
+    let table = if local.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let (want_local, want_peer) = (proc_addr(local), proc_addr(peer));
+    let text = fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(1) != Some(&want_local.as_str()) || cols.get(2) != Some(&want_peer.as_str()) {
+            return None;
+        }
+        let (tx, rx) = cols.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+/// An address as /proc/net/tcp writes it: the address's 32-bit words each
+/// in the machine's byte order, in hex, then the port.
+fn proc_addr(addr: SocketAddr) -> String {
+    let words: Vec<[u8; 4]> = match addr {
+        SocketAddr::V4(a) => vec![a.ip().octets()],
+        SocketAddr::V6(a) => a
+            .ip()
+            .octets()
+            .chunks(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect(),
+    };
+    let mut out = String::new();
+    for w in words {
+        out += &format!("{:08X}", u32::from_ne_bytes(w));
+    }
+    out + &format!(":{:04X}", addr.port())
 }
 
 /// The drops counted for the sockets of `inodes` in a /proc/net/udp table
@@ -198,6 +255,27 @@ mod tests {
         }
         server.read_exact(&mut [0; 4096]).unwrap();
         assert!(footprint("self").unwrap().unread_kib < 4);
+    }
+
+    #[test]
+    fn both_ends_of_a_connection_are_found() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        client.write_all(&[1; 100]).unwrap();
+        let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let said = both_ends(local, peer);
+            if said
+                == "our end 0 B unread, 0 B unacknowledged; netlabd's end 100 B unread, 0 B unacknowledged"
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{said}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     #[test]
