@@ -317,7 +317,7 @@ impl Load<'_> {
                         format!(
                             "{}: no welcome within {stall:?} ({})",
                             m.ledger.name,
-                            ends(&m.stream)
+                            ends(&m.stream, self.shared.netlabd)
                         ),
                     ));
                 }
@@ -330,7 +330,7 @@ impl Load<'_> {
                         format!(
                             "{} left ({how:?}) and the server did not close within {stall:?} ({})",
                             m.ledger.name,
-                            ends(&m.stream)
+                            ends(&m.stream, self.shared.netlabd)
                         ),
                     ));
                 }
@@ -345,7 +345,7 @@ impl Load<'_> {
                         format!(
                             "{}: no answer to /who within {stall:?} ({})",
                             m.ledger.name,
-                            ends(&m.stream)
+                            ends(&m.stream, self.shared.netlabd)
                         ),
                     ));
                 }
@@ -602,10 +602,19 @@ fn dialect_name(d: usize) -> &'static str {
 /// What the kernel holds at both ends of a member's connection, for the
 /// first few late replies: reading the kernel's table of every socket is
 /// too dear to do for a storm of them.
-fn ends(stream: &TcpStream) -> String {
+/// The first and the twentieth also tell what netlabd's room thread is
+/// doing then.
+fn ends(stream: &TcpStream, netlabd: u32) -> String {
     static LOOKED_UP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    if LOOKED_UP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 20 {
+    let n = LOOKED_UP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n >= 20 {
         return "sockets not looked up: 20 were".to_owned();
+    }
+    if n == 0 || n == 19 {
+        eprint!(
+            "soak: netlabd's room thread now:\n{}",
+            crate::procfs::threads_report(netlabd, "chat-room")
+        );
     }
     match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => crate::procfs::both_ends(local, peer),
@@ -752,6 +761,7 @@ mod tests {
     fn shared() -> Shared {
         Shared {
             epoch: Instant::now(),
+            netlabd: 0,
             tally: Tally::default(),
             stall: Duration::from_secs(1),
             stop: AtomicBool::new(false),

@@ -139,6 +139,8 @@ struct Args {
 /// What the load threads and the sampler share.
 pub struct Shared {
     pub epoch: Instant,
+    /// netlabd's process id.
+    pub netlabd: u32,
     pub tally: Tally,
     pub stall: Duration,
     stop: AtomicBool,
@@ -238,6 +240,7 @@ fn main() -> ExitCode {
 fn soak(args: &Args) -> Result<bool, String> {
     let shared = Shared {
         epoch: Instant::now(),
+        netlabd: args.pid,
         tally: Tally::default(),
         stall: secs(args.stall),
         stop: AtomicBool::new(false),

@@ -98,6 +98,48 @@ fn tcp_unread(table: &str, inodes: &HashSet<u64>) -> u64 {
         .sum()
 }
 
+/// What netlabd's threads named `prefix`... are doing: scheduler state,
+/// CPU time so far, the system call they are in, and their kernel stack.
+/// Told once a reply is late, it says whether the thread is stuck, busy or
+/// waiting for events.
+pub fn threads_report(pid: u32, prefix: &str) -> String {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("netlabd (pid {pid}) has no /proc/{pid}/task");
+    };
+    let mut out = String::new();
+    for task in tasks.filter_map(Result::ok) {
+        let dir = task.path();
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let comm = read("comm");
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        let stat = read("stat");
+        let fields = after_command(&stat).unwrap_or_default();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map_or(0, |t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+        let stack: Vec<String> = read("stack")
+            .lines()
+            .take(6)
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_owned())
+            .collect();
+        out += &format!(
+            "thread {} ({}): state {}, {} ticks of CPU, in system call {}, stack {}\n",
+            comm.trim_end(),
+            task.file_name().to_string_lossy(),
+            fields.first().unwrap_or(&"?"),
+            ticks,
+            read("syscall").split_whitespace().next().unwrap_or("?"),
+            stack.join(" < ")
+        );
+    }
+    if out.is_empty() {
+        out = format!("netlabd (pid {pid}) has no thread named {prefix}...\n");
+    }
+    out
+}
+
 /// Both ends of the TCP connection from `local` to `peer`, as the kernel
 /// holds them: for each, bytes it has not read and bytes not yet
 /// acknowledged by the other. Says who is behind when a reply is late:
@@ -276,6 +318,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{said}");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn threads_are_found_by_name() {
+        let me = std::process::id();
+        let report = threads_report(me, "");
+        assert!(report.contains("state "), "{report}");
+        assert!(threads_report(me, "no-such-thread").contains("has no thread named"));
     }
 
     #[test]
