@@ -9,13 +9,13 @@
 #     at random and checking every byte that comes back;
 #   - 100 each to a thread-model and a fork-model echo server;
 #   - a chat room of 2,000 members over its three dialects (line, header
-#     with header_len 10, bincode): a tenth of them talk, everyone checks
-#     every message (text, each sender's order, nothing missing), asks who
-#     is online now and then;
+#     with header_len 10, bincode): a tenth of them talk, 10 messages a
+#     second in all, everyone checks every message (text, each sender's
+#     order, nothing missing) and asks who is online every 4 minutes or so;
 #   - 64 UDP echo flows;
 #   - churn: echo connections close and reopen (40/s event, 2/s thread and
 #     fork; four in five close cleanly and must get every byte back first,
-#     one in five resets), chat members leave and join (5/s, by Bye,
+#     one in five resets), chat members leave and join (3/s, by Bye,
 #     half-close or reset), a UDP flow a second;
 #   - a reload every 30 s: the configuration alternates between two
 #     variants that differ only in a `flip` echo server (changed, so
