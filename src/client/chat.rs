@@ -825,6 +825,7 @@ mod tests {
     /// sender shares it, and a send meeting a full buffer on a non-blocking
     /// socket would fail halfway through a frame.
     #[test]
+    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
     fn a_zero_timeout_recv_leaves_the_shared_socket_blocking() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -24,9 +24,9 @@ impl HeaderCodec {
         }
     }
 
-    /// Reads a header: digits, then spaces to its end. Python's `int()` as the
-    /// seed's server uses it also strips leading blanks, so those are allowed;
-    /// signs, embedded blanks and anything else are not.
+    /// Reads a header: digits, then spaces to its end. The seed's server
+    /// reads it with `int(header.strip())`, so ASCII white space on either
+    /// side is allowed; signs, embedded blanks and anything else are not.
     fn parse_header(&self, header: &[u8]) -> Result<usize, FrameError> {
         let bad = || FrameError::BadHeader {
             header: String::from_utf8_lossy(header).into_owned(),
@@ -60,8 +60,13 @@ impl HeaderCodec {
 impl Codec for HeaderCodec {
     fn decode(&self, buf: &[u8]) -> Result<Frame, FrameError> {
         if buf.len() < self.header_len {
-            // Reject a header that is already wrong before the rest arrives.
-            if buf.iter().any(|&b| !(b.is_ascii_digit() || b == b' ')) {
+            // Reject a header that is already wrong before the rest arrives:
+            // one with a byte no header may hold. White space is one it may,
+            // as parse_header trims it (the seed reads `int(h.strip())`).
+            if buf
+                .iter()
+                .any(|&b| !(b.is_ascii_digit() || b.is_ascii_whitespace()))
+            {
                 return Err(FrameError::BadHeader {
                     header: String::from_utf8_lossy(buf).into_owned(),
                 });
@@ -272,6 +277,30 @@ mod tests {
         );
         assert!(codec().encode(&[0; 101], &mut out).is_err());
         assert!(out.is_empty());
+    }
+
+    /// A header the whole of which is accepted (white space around the
+    /// digits, as Python's `strip()` takes it) is not refused when it
+    /// arrives in pieces. Found by the `header` fuzz target.
+    #[test]
+    fn a_header_with_white_space_is_accepted_however_it_arrives() {
+        let stream = b"\t5\r\n      hello";
+        assert_eq!(
+            codec().decode(stream),
+            Ok(Frame {
+                payload: 10..15,
+                len: 15
+            })
+        );
+        for cut in 0..=stream.len() {
+            let mut reader = FrameReader::new(codec());
+            reader.extend(&stream[..cut]);
+            let first = reader.next_frame().map(|f| f.map(<[u8]>::to_vec));
+            reader.extend(&stream[cut..]);
+            let second = reader.next_frame().map(|f| f.map(<[u8]>::to_vec));
+            let got = first.and_then(|a| Ok(a.or(second?)));
+            assert_eq!(got, Ok(Some(b"hello".to_vec())), "cut at {cut}");
+        }
     }
 
     #[test]

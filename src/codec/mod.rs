@@ -34,6 +34,10 @@ pub enum FrameError {
     Incomplete,
     /// The frame's payload is longer than the codec allows.
     TooLong { len: usize, max: usize },
+    /// A line went on past the codec's maximum. How long it is the codec
+    /// cannot tell without reading on, which it does not: a length would
+    /// depend on how much happened to be read.
+    LineTooLong { max: usize },
     /// A length header whose number does not fit in `usize`: more bytes
     /// than any buffer on this machine could hold, whatever the maximum.
     LengthOverflow { digits: usize, max: usize },
@@ -57,6 +61,9 @@ impl fmt::Display for FrameError {
                     f,
                     "frame of {len} bytes is longer than the maximum of {max}"
                 )
+            }
+            FrameError::LineTooLong { max } => {
+                write!(f, "line longer than the maximum of {max} bytes")
             }
             FrameError::LengthOverflow { digits, max } => write!(
                 f,

@@ -358,6 +358,56 @@ mod tests {
         }
     }
 
+    /// The raw-pointer paths of encoding and decoding, for Miri (which
+    /// runs this crate's pure tests; the C tests cover the same from C):
+    /// nothing is written outside the caller's buffer or through a NULL
+    /// out-parameter, and a frame handed out points into the decoder.
+    #[test]
+    fn pointers_are_written_only_within_what_the_caller_gave() {
+        let header = netlab_dialect::NETLAB_DIALECT_HEADER as c_int;
+        let mut len = 0usize;
+        // SAFETY: a NULL payload and buffer, each with length 0.
+        let status =
+            unsafe { netlab_frame_encode(header, 0, ptr::null(), 0, ptr::null_mut(), 0, &mut len) };
+        assert_eq!(status, netlab_status::NETLAB_ERR_BUFFER_TOO_SMALL);
+        assert_eq!(len, 10);
+        let mut out = [0xaa_u8; 13];
+        for (cap, want) in [
+            (11, netlab_status::NETLAB_ERR_BUFFER_TOO_SMALL),
+            (12, netlab_status::NETLAB_OK),
+        ] {
+            // SAFETY: the payload has 2 bytes; `out` has at least `cap`.
+            let status = unsafe {
+                netlab_frame_encode(
+                    header,
+                    0,
+                    b"hi".as_ptr(),
+                    2,
+                    out.as_mut_ptr(),
+                    cap,
+                    &mut len,
+                )
+            };
+            assert_eq!((status, len), (want, 12), "cap {cap}");
+        }
+        assert_eq!(&out, b"2         hi\xaa");
+
+        let mut d = Decoder::new(netlab_dialect::NETLAB_DIALECT_LINE, 0, 0);
+        d.feed(b"one\ntwo\n");
+        let (mut frame, mut found) = (ptr::null(), false);
+        // SAFETY: a live handle; NULL for frame_len, which must be refused
+        // before anything is written.
+        let status = unsafe { netlab_decoder_next(d.0, &mut frame, ptr::null_mut(), &mut found) };
+        assert_eq!(status, netlab_status::NETLAB_ERR_NULL);
+        assert!(frame.is_null() && !found);
+        assert_eq!(d.next(), Ok(Some(b"one".to_vec())));
+        assert_eq!(d.next(), Ok(Some(b"two".to_vec())));
+        // SAFETY: NULL bytes with length 0 are allowed.
+        let status = unsafe { netlab_decoder_feed(d.0, ptr::null(), 0) };
+        assert_eq!(status, netlab_status::NETLAB_OK);
+        assert_eq!(d.next(), Ok(None));
+    }
+
     #[test]
     fn a_size_max_max_frame_decodes_lines() {
         let mut d = Decoder::new(netlab_dialect::NETLAB_DIALECT_LINE, 0, usize::MAX);

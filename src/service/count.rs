@@ -115,9 +115,16 @@ impl CountSession {
                 out.push(b'\n');
             }
             Reader::Header(r) => {
-                // A count never has more digits than the message it counts had
-                // bytes in its header's range, so this cannot fail.
-                let _ = r.codec().encode(digits.as_bytes(), out);
+                // max_frame bounds what is accepted, not replies: the reply
+                // to an empty message is "0", one byte over a max_frame of 0.
+                // Only the width then applies, and a count never has more
+                // digits than the length of the message it counts, which fit
+                // the header: so this cannot fail.
+                let replies = HeaderCodec {
+                    max_frame: usize::MAX,
+                    ..*r.codec()
+                };
+                let _ = replies.encode(digits.as_bytes(), out);
             }
             Reader::Chunk => out.extend_from_slice(digits.as_bytes()),
         }
@@ -126,7 +133,9 @@ impl CountSession {
 
 fn frame_error(e: FrameError, out: &mut Vec<u8>, text_reply: bool) -> ProtocolError {
     let reason = match &e {
-        FrameError::TooLong { max, .. } => format!("message longer than {max} bytes"),
+        FrameError::TooLong { max, .. } | FrameError::LineTooLong { max } => {
+            format!("message longer than {max} bytes")
+        }
         other => other.to_string(),
     };
     if text_reply {
@@ -283,6 +292,22 @@ mod tests {
         assert!(r.unwrap_err().reason.contains("middle of a frame"));
         let (_, r) = run(svc, &[b"99999999  "]);
         assert!(r.unwrap_err().reason.contains("longer than 65536"));
+    }
+
+    /// Every message gets its reply, also when the reply is longer than
+    /// any message accepted: with max_frame 0, only empty messages are,
+    /// and the reply to one, "0", was dropped as over max_frame. Found by
+    /// the `count` fuzz target.
+    #[test]
+    fn header_replies_are_not_held_to_max_frame() {
+        let svc = CountService {
+            framing: CountFraming::Header { header_len: 10 },
+            max_frame: 0,
+            ..line(CountUnit::Bytes)
+        };
+        let (out, r) = run(svc, &[b"0         0         "]);
+        r.unwrap();
+        assert_eq!(out, b"1         01         0");
     }
 
     #[test]

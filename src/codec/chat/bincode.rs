@@ -2,7 +2,8 @@
 //! enum encoded with bincode 2's serde support and
 //! [`bincode::config::standard()`]: little-endian, variable-length integers
 //! (values below 251 take one byte), the variant's index as a varint, strings
-//! as a varint length and UTF-8 bytes, and no limit beyond the frame's.
+//! as a varint length and UTF-8 bytes. Decoding reads no more than the
+//! frame, which is at most `max_frame` bytes (see [`DECODE_CONFIG`]).
 //!
 //! Client to server: [`ClientMsg`] (`Hello{name}`, `Say{text}`, `Who`,
 //! `Bye`). Server to client: [`ServerMsg`]. Variant order and field types
@@ -26,6 +27,31 @@ use super::DecodeError;
 /// The bincode configuration of the wire format. Changing it changes the
 /// wire format.
 const CONFIG: Configuration = config::standard();
+
+/// [`CONFIG`] with bincode's byte limit, for decoding.
+///
+/// How many bytes a payload may hold is `max_frame`, known at run time, and
+/// it is enforced before bincode runs: the 4-byte prefix is checked against
+/// `max_frame` before the payload is buffered, and bincode decodes from a
+/// slice of exactly that payload, so it reads nothing past it. bincode's
+/// own limit cannot be `max_frame`: it is a compile-time constant, and it
+/// counts what decoding claims, each integer at its full width (a one-byte
+/// varint for a u64 claims 8), not bytes read. So it is [`DECODE_LIMIT`],
+/// the most that decoding the largest frame the prefix can announce can
+/// claim: it never refuses a frame that fits, and refuses a length inside a
+/// frame that claims more than any frame could hold, by bincode's own count
+/// and before looking at the bytes. (Nothing is allocated from such a length
+/// either way: strings borrow from the frame, and a roster's list grows one
+/// decoded name at a time.) A limit leaves the bytes on the wire as they are.
+const DECODE_CONFIG: Configuration<
+    ::bincode::config::LittleEndian,
+    ::bincode::config::Varint,
+    ::bincode::config::Limit<DECODE_LIMIT>,
+> = CONFIG.with_limit::<DECODE_LIMIT>();
+
+/// The largest payload a prefix can announce, times the most one byte of it
+/// can claim (8: a one-byte varint decoding to a u64).
+const DECODE_LIMIT: usize = (u32::MAX as usize).saturating_mul(8);
 
 /// The length prefix's size.
 pub const LENGTH_PREFIX_LEN: usize = 4;
@@ -268,7 +294,7 @@ impl Writer for VecWriter<'_> {
 
 /// Decodes one whole payload, all of it.
 fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
-    let (value, used) = ::bincode::serde::borrow_decode_from_slice(payload, CONFIG)
+    let (value, used) = ::bincode::serde::borrow_decode_from_slice(payload, DECODE_CONFIG)
         .map_err(|e| DecodeError::bad_frame(describe(&e)))?;
     if used != payload.len() {
         let extra = payload.len() - used;
@@ -420,6 +446,14 @@ mod tests {
         let mut f = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
         f.extend_from_slice(payload);
         f
+    }
+
+    /// A `Say` frame whose text claims `len` bytes, and holds one.
+    fn say_claiming(len: usize) -> Vec<u8> {
+        let mut payload = vec![1, 253];
+        payload.extend_from_slice(&(len as u64).to_le_bytes());
+        payload.push(b'x');
+        frame(&payload)
     }
 
     /// `parts` concatenated: tags and integers as bytes, strings as bytes.
@@ -695,10 +729,21 @@ mod tests {
                 frame(&[0, 5, b'a']),
                 "undecodable bincode frame: it ends inside a value",
             ),
-            // ... by far: refused without allocating for it.
+            // ... by far, more than any frame holds: refused by bincode's
+            // own limit, without allocating for it.
             (
                 frame(&[1, 253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+                "undecodable bincode frame: a length in it is more than any frame holds",
+            ),
+            // The limit is exactly the most any frame can claim: the variant
+            // (a u32, 4) and the length (a u64, 8), then the string.
+            (
+                say_claiming(DECODE_LIMIT - 12),
                 "undecodable bincode frame: it ends inside a value",
+            ),
+            (
+                say_claiming(DECODE_LIMIT - 11),
+                "undecodable bincode frame: a length in it is more than any frame holds",
             ),
             (
                 frame(&[1, 2, b'a', 0xff]),

@@ -80,9 +80,9 @@ impl DecodeError {
 impl From<FrameError> for DecodeError {
     fn from(e: FrameError) -> DecodeError {
         match e {
-            FrameError::TooLong { .. } | FrameError::LengthOverflow { .. } => {
-                DecodeError::too_large(e.to_string())
-            }
+            FrameError::TooLong { .. }
+            | FrameError::LineTooLong { .. }
+            | FrameError::LengthOverflow { .. } => DecodeError::too_large(e.to_string()),
             FrameError::BadHeader { .. } | FrameError::Incomplete => {
                 DecodeError::bad_frame(e.to_string())
             }
