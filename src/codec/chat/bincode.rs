@@ -321,7 +321,7 @@ fn describe(e: &::bincode::error::DecodeError) -> String {
             )
         }
         E::OutsideUsizeRange(n) => format!("a length of {n} is larger than memory can hold"),
-        E::LimitExceeded => "it claims more bytes than the frame holds".to_owned(),
+        E::LimitExceeded => "a length in it is more than any frame holds".to_owned(),
         E::InvalidBooleanValue(b) => format!("{b} is not a boolean (0 or 1)"),
         E::InvalidCharEncoding(_) => "a character is not valid UTF-8".to_owned(),
         E::UnexpectedVariant {
