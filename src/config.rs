@@ -82,6 +82,27 @@ pub mod defaults {
     /// Sources whose rate is tracked at once (the least recently seen
     /// beyond it are forgotten).
     pub const RATE_SOURCES: usize = 65_536;
+    /// How long a chat cluster's node may stay silent before the others
+    /// announce its members as gone, and how long a name claim outlives
+    /// the node that stopped refreshing it.
+    pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+    /// The shortest `presence_ttl`: heartbeats go out every quarter of it.
+    pub const MIN_PRESENCE_TTL: Duration = Duration::from_secs(1);
+    /// A chat cluster's node name when none is given: the host's name and
+    /// this process's id, unique among the processes of a cluster.
+    pub fn cluster_node() -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname(2) writes at most `len` bytes into `buf`.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+        let host = if rc == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            String::new()
+        };
+        let host = if host.is_empty() { "netlabd" } else { &host };
+        format!("{host}-{}", std::process::id())
+    }
     /// A chat room's reactors. One keeps every event of the room in one
     /// order (a name freed by a disconnect is free for the very next
     /// hello) at the least cost per delivery; more spread a big room's
@@ -289,6 +310,18 @@ struct RawServer {
     login_timeout: Option<Spanned<String>>,
     message_rate: Option<Spanned<String>>,
     message_burst: Option<Spanned<usize>>,
+    cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `cluster = { redis = "redis://127.0.0.1:6379", room = "lobby", node = "a", presence_ttl = "15s" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    redis: Spanned<String>,
+    room: Spanned<String>,
+    node: Option<Spanned<String>>,
+    presence_ttl: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
 }
 
 /// A `listen` entry: `"127.0.0.1:7"` or `{ addr = "...", dialect = "...", header_len = N }`.
@@ -423,6 +456,54 @@ pub struct ChatConfig {
     pub login_timeout: Duration,
     /// Messages each client may send: the rate and the burst above it.
     pub message_rate: Option<(Rate, u32)>,
+    /// The room spans every server with the same Redis and room.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A chat room shared across netlabd processes through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub redis: RedisUrl,
+    /// The room's name in Redis: servers with the same Redis and room
+    /// share one room.
+    pub room: String,
+    /// This server's name among the room's nodes, shown to the others
+    /// ("bob joined on NODE").
+    pub node: String,
+    pub presence_ttl: Duration,
+    /// Certificates (PEM) to trust for `rediss://` instead of the system's.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// A Redis URL as written (it was parsed when the configuration was
+/// checked); shown without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL as written, password included: for connecting only.
+    pub fn as_secret_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match redis::parse_redis_url(&self.0) {
+            Some(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                f.write_str(url.as_str())
+            }
+            Some(url) => f.write_str(url.as_str()),
+            None => f.write_str("(not a Redis URL)"),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
 }
 
 /// Equal when they listen alike, wherever they stand in the file: a
@@ -1017,6 +1098,7 @@ impl Ctx<'_> {
                 "login_timeout",
                 "services other than chat",
             );
+            self.not_for(&raw.cluster, "cluster", "services other than chat");
         }
         let access = AccessList {
             allow: self.nets(raw.allow.as_deref().unwrap_or_default()),
@@ -1136,6 +1218,7 @@ impl Ctx<'_> {
                         )
                         .unwrap_or(defaults::LOGIN_TIMEOUT),
                     message_rate: self.message_rate(&raw),
+                    cluster: raw.cluster.as_ref().and_then(|c| self.cluster(c.get_ref())),
                 })
             }
         };
@@ -1301,6 +1384,106 @@ impl Ctx<'_> {
         let burst = self.burst(&raw.message_burst, "message_burst");
         let rate = rate?;
         Some((rate, burst.unwrap_or_else(|| defaults::burst(rate))))
+    }
+
+    /// A chat server's `cluster` table. The URL is parsed now, by the
+    /// crate that will connect with it, so a bad one is an error here with
+    /// its place in the file, not a log line once the server runs.
+    fn cluster(&mut self, raw: &RawCluster) -> Option<ClusterConfig> {
+        let before = self.errors.len();
+        let written = raw.redis.get_ref();
+        let expected = "expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... for TLS, or unix:///PATH";
+        // Not shown when it does not parse: it may hold a password.
+        let tls = match url::Url::parse(written) {
+            Err(e) => {
+                self.error(
+                    raw.redis.span(),
+                    format!("redis is not a URL ({e}); {expected}"),
+                );
+                None
+            }
+            Ok(url) if redis::parse_redis_url(written).is_none() => {
+                self.error(
+                    raw.redis.span(),
+                    format!(
+                        "redis URL scheme {:?} is not one of Redis's; {expected}",
+                        url.scheme()
+                    ),
+                );
+                None
+            }
+            Ok(url) => match redis::IntoConnectionInfo::into_connection_info(url) {
+                Ok(info) => Some(matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })),
+                Err(e) => {
+                    self.error(
+                        raw.redis.span(),
+                        format!(
+                            "{} is not a usable Redis URL ({e}); {expected}",
+                            RedisUrl(written.clone())
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        for (value, key) in [(Some(&raw.room), "room"), (raw.node.as_ref(), "node")] {
+            let Some(v) = value else { continue };
+            let text = v.get_ref();
+            if text.is_empty()
+                || text.chars().count() > 64
+                || text.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                self.error(
+                    v.span(),
+                    format!(
+                        "{key} must be 1 to 64 characters, without spaces or control characters"
+                    ),
+                );
+            }
+        }
+        let presence_ttl = match &raw.presence_ttl {
+            None => defaults::PRESENCE_TTL,
+            Some(v) => match self.duration(v) {
+                Some(d) if d < defaults::MIN_PRESENCE_TTL => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "presence_ttl must be at least {}: heartbeats go out every quarter of it",
+                            humantime::format_duration(defaults::MIN_PRESENCE_TTL)
+                        ),
+                    );
+                    defaults::PRESENCE_TTL
+                }
+                Some(d) => d,
+                None => defaults::PRESENCE_TTL,
+            },
+        };
+        let ca = raw.ca.as_ref().map(|c| {
+            if tls == Some(false) {
+                self.error(
+                    c.span(),
+                    "ca applies to rediss:// (TLS) URLs only; this one is plain",
+                );
+            }
+            let path = self.path(c);
+            if let Err(e) = crate::tls::roots(&path) {
+                self.error(c.span(), e.to_string());
+            }
+            path
+        });
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(ClusterConfig {
+            redis: RedisUrl(written.clone()),
+            room: raw.room.get_ref().clone(),
+            node: raw
+                .node
+                .as_ref()
+                .map_or_else(defaults::cluster_node, |n| n.get_ref().clone()),
+            presence_ttl,
+            ca,
+        })
     }
 
     /// A header width: at least one digit, at most the codec's maximum.

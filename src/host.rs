@@ -14,7 +14,7 @@ use crate::server::{
     BoundServer, Hosted, QueueLimits, RoomLimits, RoomRuntime, RunningServer, ServerError,
 };
 use crate::service::StreamService;
-use crate::service::chat::{ChatRoom, HubLimits, MessageRate};
+use crate::service::chat::{ChatRoom, HubLimits, MessageRate, Uplink};
 use crate::tls::TlsServer;
 
 /// Starts `bound` serving what its configuration says, with counters of
@@ -61,7 +61,7 @@ pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result
                 .iter()
                 .map(|d| ChatCodec::new(d.clone(), chat.max_frame))
                 .collect();
-            let room = ChatRoom::with(
+            let mut room = ChatRoom::with(
                 &config.name,
                 &codecs,
                 HubLimits {
@@ -71,9 +71,24 @@ pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result
                     .map(|(rate, burst)| MessageRate { rate, burst }),
                 metrics.clone(),
             );
-            // The room's inbox is for events from other threads; a room
-            // on its own has none to hand it.
-            let (runtime, _inbox) = RoomRuntime::new(
+            // In a cluster, the room holds its end of the bridge to Redis
+            // (whose threads stop when the room is dropped, with its
+            // runtime), and the bridge hands news to the room's inbox.
+            metrics
+                .chat
+                .cluster
+                .clustered
+                .store(chat.cluster.is_some(), std::sync::atomic::Ordering::Relaxed);
+            let bridge = match &chat.cluster {
+                Some(cluster) => {
+                    let (bridge, end) =
+                        crate::cluster::bridge(cluster, &config.name, metrics.clone())?;
+                    room = room.with_cluster(Uplink::new(Box::new(end)));
+                    Some(bridge)
+                }
+                None => None,
+            };
+            let (runtime, inbox) = RoomRuntime::new(
                 room,
                 RoomLimits {
                     queue: QueueLimits {
@@ -84,6 +99,9 @@ pub fn hosted(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> io::Result
                     workers: config.workers,
                 },
             )?;
+            if let Some(bridge) = bridge {
+                bridge.start(Box::new(move |news| inbox.send(news)))?;
+            }
             Hosted::Room(runtime)
         }
     })

@@ -70,16 +70,27 @@ fn invalid_fixtures_give_their_errors() {
 /// shown there is accepted, together, as written.
 #[test]
 fn the_readme_configuration_example_loads() {
+    readme_example_loads("## Configuration");
+}
+
+/// So is the cluster's.
+#[test]
+fn the_readme_cluster_example_loads() {
+    readme_example_loads("## A room across machines");
+}
+
+/// The first TOML block after the heading `section` loads.
+fn readme_example_loads(section: &str) {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
     let after = readme
-        .split_once("## Configuration")
-        .expect("a Configuration section")
+        .split_once(section)
+        .unwrap_or_else(|| panic!("a section {section:?}"))
         .1;
     let block = after
         .split_once("```toml\n")
         .and_then(|(_, rest)| rest.split_once("```"))
-        .expect("a toml block in the Configuration section")
+        .unwrap_or_else(|| panic!("a toml block in the section {section:?}"))
         .0;
     if let Err(errors) = Config::parse(block, "README.md") {
         panic!("the README's example is refused:\n{errors}");

@@ -140,7 +140,7 @@ listen = ["127.0.0.1:0"]
     let _ = garbage.read_to_end(&mut sink);
 
     // A chat client that never reads, dropped while another floods.
-    slow_reader_dropped(room);
+    slow_reader_dropped(room, metrics);
 
     // 2 datagrams answered.
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -171,7 +171,7 @@ listen = ["127.0.0.1:0"]
 
 /// Joins `reader` with a tiny receive buffer and never reads; `writer`
 /// sends 8 MB; the reader is dropped.
-fn slow_reader_dropped(room: SocketAddr) {
+fn slow_reader_dropped(room: SocketAddr, metrics: SocketAddr) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&room.into()).unwrap();
@@ -194,10 +194,18 @@ fn slow_reader_dropped(room: SocketAddr) {
         }
         writer
     });
-    // The server reads the writer whatever the reader does: the flood
-    // ends, and by then the reader, which read nothing, is dropped; its
-    // connection ends (what it had unread may be cut short by a reset).
+    // The server reads the writer whatever the reader does, and drops the
+    // reader, which read nothing. The flood ends as soon as the kernel
+    // holds it, maybe long before the server has read it all (on a busy
+    // machine): the reader starts reading only once it is dropped, or it
+    // would be a reader like any other. Its connection ends (what it had
+    // unread may be cut short by a reset).
     let writer = flood.join().unwrap();
+    wait_sample(
+        metrics,
+        "netlab_chat_slow_readers_dropped_total{server=\"room\"}",
+        1.0,
+    );
     reader
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

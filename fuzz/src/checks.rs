@@ -1321,10 +1321,12 @@ impl ArbEvent {
                 name: name(n)?,
                 addr: addr.as_str().into(),
                 online: *online,
+                node: None,
             },
             ArbEvent::Left { name: n, online } => Event::Left {
                 name: name(n)?,
                 online: *online,
+                node: None,
             },
             ArbEvent::Roster { names } => Event::Roster {
                 names: names.iter().map(|n| name(n)).collect::<Option<_>>()?,
@@ -1380,13 +1382,16 @@ fn expected_event(event: &Event, codec: &ChatCodec) -> Option<ChatEvent> {
             name: owned(name),
             online: *online,
         },
-        Event::Left { name, online } => ChatEvent::Left {
+        Event::Left { name, online, .. } => ChatEvent::Left {
             name: owned(name),
             online: *online,
         },
         Event::Roster { names } => ChatEvent::Roster {
             names: names.iter().map(|n| owned(n)).collect(),
         },
+        // The room's own news (a cluster's link), never generated here:
+        // its texts are the room's, not a client's.
+        Event::Notice { text } => ChatEvent::Notice { text: owned(text) },
         Event::Error { code, reason } => ChatEvent::Error {
             code: (!text_dialect).then_some(*code),
             reason: match codec.dialect {

@@ -115,14 +115,20 @@ pub enum Event {
     },
     /// A message from another client.
     Message { from: Arc<str>, text: Arc<str> },
-    /// Someone joined; `online` counts them.
+    /// Someone joined; `online` counts them. `node` is the cluster node
+    /// they joined on, when it is not this one.
     Joined {
         name: Arc<str>,
         addr: Arc<str>,
         online: u32,
+        node: Option<Arc<str>>,
     },
-    /// Someone left; `online` no longer counts them.
-    Left { name: Arc<str>, online: u32 },
+    /// Someone left; `online` no longer counts them. `node` as for `Joined`.
+    Left {
+        name: Arc<str>,
+        online: u32,
+        node: Option<Arc<str>>,
+    },
     /// Everyone online, sorted by name.
     Roster { names: Vec<Arc<str>> },
     /// Something was refused or went wrong.
@@ -130,6 +136,9 @@ pub enum Event {
         code: ErrorCode,
         reason: Cow<'static, str>,
     },
+    /// News about the room itself rather than its members (the link to
+    /// the other nodes of a cluster went down, or came back).
+    Notice { text: Arc<str> },
 }
 
 impl Event {

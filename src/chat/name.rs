@@ -24,7 +24,20 @@ pub enum NameError {
     /// Zero-width and bidirectional formatting characters, which make a
     /// name look like another or reorder the text shown after it.
     Invisible,
+    /// A name that makes the text dialects' notices read as others: one
+    /// that begins as a notice does (`error: x` joining would read as an
+    /// error), holds the roster's separator `, ` (one name read as two),
+    /// or ` joined on ` / ` left on ` (a leave read as a join).
+    ReadsAsNotice,
 }
+
+/// What a name may not begin with: the text dialects' notices that are
+/// not about a member.
+const NOTICE_PREFIXES: [&str; 3] = ["error: ", "welcome ", "online ("];
+
+/// What a name may not hold: the roster's separator, and the words of a
+/// join or leave on another node.
+const NOTICE_INFIXES: [&str; 3] = [", ", " joined on ", " left on "];
 
 impl NameError {
     /// The reason as a client is told it.
@@ -37,6 +50,9 @@ impl NameError {
             NameError::Reserved => "name is reserved",
             NameError::Bracket => "name contains ']'",
             NameError::Invisible => "name contains an invisible or text-direction character",
+            NameError::ReadsAsNotice => {
+                "name reads as a notice of the room: it may not begin with 'error: ', 'welcome ' or 'online (', nor contain ', ', ' joined on ' or ' left on '"
+            }
         }
     }
 }
@@ -51,7 +67,7 @@ impl std::error::Error for NameError {}
 
 /// Checks a name: 1 to [`MAX_NAME_CHARS`] characters, no control characters,
 /// no `]`, no invisible or direction-changing characters, no white space at
-/// either end, not the notice sender `*`.
+/// either end, not the notice sender `*`, nothing that reads as a notice.
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -74,6 +90,11 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
     if name == NOTICE_NAME {
         return Err(NameError::Reserved);
+    }
+    if NOTICE_PREFIXES.iter().any(|p| name.starts_with(p))
+        || NOTICE_INFIXES.iter().any(|i| name.contains(i))
+    {
+        return Err(NameError::ReadsAsNotice);
     }
     Ok(())
 }
@@ -147,5 +168,25 @@ mod tests {
             assert_eq!(validate_name(name), Err(NameError::Invisible), "{name:?}");
         }
         assert_eq!(validate_name("[ok"), Ok(()));
+        // "* error: x joined (3 online)" would read as an error; a roster
+        // "* online (2): a, b, c" as three names; "* a joined on b left
+        // (2 online)" as a join.
+        for name in [
+            "error: x",
+            "welcome back, 9 online;",
+            "online (2): a",
+            "a, b",
+            "a joined on b",
+            "a left on b",
+        ] {
+            assert_eq!(
+                validate_name(name),
+                Err(NameError::ReadsAsNotice),
+                "{name:?}"
+            );
+        }
+        for name in ["error:x", "welcomer", "a,b", "joined on", "Ayu joined"] {
+            assert_eq!(validate_name(name), Ok(()), "{name:?}");
+        }
     }
 }

@@ -337,6 +337,7 @@ fn from_server_msg(msg: ServerMsg<'_>) -> ChatEventRef<'_> {
             code: ErrorCode::from_code(code),
             reason,
         },
+        ServerMsg::Notice { text } => ChatEventRef::Notice { text },
     }
 }
 
@@ -387,18 +388,23 @@ fn parse_known_notice(text: &str) -> Option<ChatEventRef<'_>> {
         };
         return Some(ChatEventRef::Roster { names });
     }
-    let head = text.strip_suffix(" online)")?;
-    if let Some((name, online)) = head.rsplit_once(" joined (") {
-        return Some(ChatEventRef::Joined {
-            name,
-            online: online.parse().ok()?,
-        });
+    // `NAME joined (N online)`, or `NAME joined on NODE (N online)` for a
+    // member of another node of a cluster (the node is not kept).
+    let (head, online) = text.strip_suffix(" online)")?.rsplit_once(" (")?;
+    let online = online.parse().ok()?;
+    for (verb, remote) in [(" joined", " joined on "), (" left", " left on ")] {
+        let name = head
+            .strip_suffix(verb)
+            .or_else(|| head.rsplit_once(remote).map(|(name, _node)| name));
+        if let Some(name) = name {
+            return Some(if verb == " joined" {
+                ChatEventRef::Joined { name, online }
+            } else {
+                ChatEventRef::Left { name, online }
+            });
+        }
     }
-    let (name, online) = head.rsplit_once(" left (")?;
-    Some(ChatEventRef::Left {
-        name,
-        online: online.parse().ok()?,
-    })
+    None
 }
 
 /// The sending half of a chat connection.
@@ -706,16 +712,33 @@ mod tests {
                 name: s("Ayu joined (x"),
                 addr: s("10.0.0.9:1"),
                 online: 3,
+                node: None,
             },
             Event::Left {
                 name: s("Ayu"),
                 online: 2,
+                node: None,
+            },
+            // Members of another node of a cluster.
+            Event::Joined {
+                name: s("Bo left on x"),
+                addr: s("10.0.0.9:2 on node (b)"),
+                online: 3,
+                node: Some(s("node (b)")),
+            },
+            Event::Left {
+                name: s("Bo"),
+                online: 2,
+                node: Some(s("node-b")),
             },
             Event::Roster {
                 names: vec![s("Dian"), s("Rafi")],
             },
             Event::Roster { names: vec![] },
             Event::error(ErrorCode::NameTaken, "name is taken"),
+            Event::Notice {
+                text: s("the link to the cluster is down"),
+            },
         ]
     }
 
@@ -750,6 +773,14 @@ mod tests {
                 name: "Ayu".into(),
                 online: 2,
             },
+            ChatEvent::Joined {
+                name: "Bo left on x".into(),
+                online: 3,
+            },
+            ChatEvent::Left {
+                name: "Bo".into(),
+                online: 2,
+            },
             ChatEvent::Roster {
                 names: vec!["Dian".into(), "Rafi".into()],
             },
@@ -757,6 +788,9 @@ mod tests {
             ChatEvent::Error {
                 code: binc.then_some(ErrorCode::NameTaken),
                 reason: "name is taken".into(),
+            },
+            ChatEvent::Notice {
+                text: "the link to the cluster is down".into(),
             },
         ]
     }

@@ -329,3 +329,78 @@ fn handshake_timeout_needs_a_tls_listener_or_proxy_protocol() {
     .unwrap();
     assert_eq!(c.servers[0].handshake_timeout, Duration::from_secs(5));
 }
+
+fn chat_cluster(table: &str) -> ChatConfig {
+    let text = format!(
+        "[[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [\"127.0.0.1:0\"]\ncluster = {table}\n"
+    );
+    match Config::parse(&text, "t.toml")
+        .unwrap()
+        .servers
+        .remove(0)
+        .service
+    {
+        ServiceConfig::Chat(chat) => chat,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cluster_defaults_and_the_password_kept_out_of_sight() {
+    let chat = chat_cluster(r#"{ redis = "redis://:s3cret@127.0.0.1:6379", room = "lobby" }"#);
+    let cluster = chat.cluster.expect("cluster");
+    assert_eq!(cluster.room, "lobby");
+    assert_eq!(cluster.presence_ttl, defaults::PRESENCE_TTL);
+    assert_eq!(cluster.node, defaults::cluster_node());
+    assert!(cluster.node.ends_with(&format!("-{}", std::process::id())));
+    // The password is there to connect with, and nowhere else.
+    assert_eq!(
+        cluster.redis.as_secret_str(),
+        "redis://:s3cret@127.0.0.1:6379"
+    );
+    assert_eq!(cluster.redis.to_string(), "redis://:***@127.0.0.1:6379");
+    assert!(!format!("{cluster:?}").contains("s3cret"));
+    // Without a password, the URL as the crate reads it.
+    let plain = chat_cluster(r#"{ redis = "redis://127.0.0.1", room = "r" }"#);
+    assert_eq!(
+        plain.cluster.unwrap().redis.to_string(),
+        "redis://127.0.0.1"
+    );
+    assert_eq!(
+        chat_cluster("{ redis = \"redis://127.0.0.1\", room = \"r\" }")
+            .cluster
+            .unwrap()
+            .ca,
+        None
+    );
+}
+
+#[test]
+fn changing_the_cluster_changes_the_server() {
+    let a = chat_cluster(r#"{ redis = "redis://127.0.0.1", room = "r", node = "a" }"#);
+    let same = chat_cluster(r#"{ node = "a", room = "r", redis = "redis://127.0.0.1" }"#);
+    let other_room = chat_cluster(r#"{ redis = "redis://127.0.0.1", room = "s", node = "a" }"#);
+    let other_ttl = chat_cluster(
+        r#"{ redis = "redis://127.0.0.1", room = "r", node = "a", presence_ttl = "3s" }"#,
+    );
+    assert_eq!(a, same);
+    assert_ne!(a, other_room);
+    assert_ne!(a, other_ttl);
+    let mut none = a.clone();
+    none.cluster = None;
+    assert_ne!(a, none);
+}
+
+#[test]
+fn cluster_ca_is_for_tls_urls_and_must_hold_certificates() {
+    let e = errors(
+        "[[server]]\nname = \"c\"\nservice = \"chat\"\nlisten = [\"127.0.0.1:0\"]\ncluster = { redis = \"redis://127.0.0.1\", room = \"r\", ca = \"/nonexistent/ca.pem\" }\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("ca applies to rediss:// (TLS) URLs only"),
+        "{e:?}"
+    );
+    assert!(e[1].contains("/nonexistent/ca.pem"), "{e:?}");
+    assert!(e[1].starts_with("t.toml:5:"), "{e:?}");
+}

@@ -323,6 +323,56 @@ impl Collector for Scrape {
         ] {
             family(&mut encoder, name, help, kind, &series)?;
         }
+        let clustered: Vec<_> = chats
+            .iter()
+            .filter(|s| s.chat.cluster.clustered.load(Ordering::Relaxed))
+            .collect();
+        let per_cluster = |f: &dyn Fn(&super::ClusterMetrics) -> Value| -> Vec<(Labels, Value)> {
+            clustered
+                .iter()
+                .map(|s| (vec![("server", s.name.clone())], f(&s.chat.cluster)))
+                .collect()
+        };
+        for (name, help, kind, series) in [
+            (
+                "netlab_chat_cluster_link_up",
+                "1 while the room's link to Redis (its other nodes) is up, 0 while it is down.",
+                MetricType::Gauge,
+                per_cluster(&|c| Value::Int(c.link_up.load(Ordering::Relaxed))),
+            ),
+            (
+                "netlab_chat_cluster_reconnects",
+                "Times the room's link to Redis came back after it went down.",
+                MetricType::Counter,
+                per_cluster(&|c| count(&c.reconnects)),
+            ),
+            (
+                "netlab_chat_cluster_events_published",
+                "Joins, messages and leaves of this node published to the other nodes.",
+                MetricType::Counter,
+                per_cluster(&|c| count(&c.published)),
+            ),
+            (
+                "netlab_chat_cluster_events_unpublished",
+                "Events of this node not published because the link was down (at most once).",
+                MetricType::Counter,
+                per_cluster(&|c| count(&c.unpublished)),
+            ),
+            (
+                "netlab_chat_cluster_events_missed",
+                "Events of other nodes that never arrived (gaps in their numbering).",
+                MetricType::Counter,
+                per_cluster(&|c| count(&c.missed)),
+            ),
+            (
+                "netlab_chat_cluster_messages_dropped",
+                "Messages not sent to the other nodes because Redis was behind the room.",
+                MetricType::Counter,
+                per_cluster(&|c| count(&c.dropped)),
+            ),
+        ] {
+            family(&mut encoder, name, help, kind, &series)?;
+        }
 
         let daemon = self.0.daemon();
         let reloads: Vec<(Labels, Value)> = [

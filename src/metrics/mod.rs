@@ -17,7 +17,7 @@ mod encode;
 mod process;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -203,6 +203,27 @@ pub struct ChatMetrics {
     pub messages_refused: AtomicU64,
     /// Clients disconnected after too many refused messages in a row.
     pub rate_disconnects: AtomicU64,
+    /// Its bridge to the other nodes, when clustered.
+    pub cluster: ClusterMetrics,
+}
+
+/// What a clustered chat room's bridge to Redis counts.
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// Whether the room is clustered (its families are shown only then).
+    pub clustered: AtomicBool,
+    /// 1 while the link to Redis is up, 0 while it is down.
+    pub link_up: AtomicI64,
+    /// Times the link came back after it went down.
+    pub reconnects: AtomicU64,
+    /// Events of this node published (joins, messages, leaves).
+    pub published: AtomicU64,
+    /// Events of this node not published: the link was down.
+    pub unpublished: AtomicU64,
+    /// Events of other nodes that never arrived (gaps in their numbers).
+    pub missed: AtomicU64,
+    /// Messages the room dropped because Redis was behind it.
+    pub dropped: AtomicU64,
 }
 
 /// The service a server runs, for which of its families apply.

@@ -124,6 +124,8 @@ pub enum Got {
         code: Option<u16>,
         reason: String,
     },
+    /// News about the room itself (a cluster's link).
+    Notice(String),
 }
 
 impl Got {
@@ -490,6 +492,7 @@ impl Client {
                         },
                         None,
                     ),
+                    ServerMsg::Notice { text } => (Got::Notice(text.to_owned()), None),
                 };
                 if addr.is_some() {
                     self.last_addr = addr;

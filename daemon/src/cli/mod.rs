@@ -271,9 +271,11 @@ pub enum BenchTarget {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchChatArgs {
-    /// Server address: HOST:PORT of a chat listener.
-    #[arg(value_parser = parse_addr)]
-    pub addr: SocketAddr,
+    /// Server addresses: HOST:PORT of chat listeners. The senders join the
+    /// first; the other clients are dealt to all of them in turn (nodes of
+    /// one clustered room, or listeners of one server).
+    #[arg(value_parser = parse_addr, required = true, num_args = 1..)]
+    pub addrs: Vec<SocketAddr>,
     /// Clients in the room, senders included.
     #[arg(long, short = 'c', default_value_t = 100)]
     pub clients: usize,
@@ -321,6 +323,27 @@ pub struct BenchChatArgs {
 }
 
 impl BenchChatArgs {
+    /// Where client `index` joins: senders on the first address, the
+    /// others dealt to every address in turn.
+    pub fn addr_of(&self, index: usize) -> SocketAddr {
+        let n = self.addrs.len().max(1);
+        let slot = if index < self.senders {
+            0
+        } else {
+            (index - self.senders) % n
+        };
+        self.addrs[slot.min(self.addrs.len().saturating_sub(1))]
+    }
+
+    /// The addresses as one word: `a,b`.
+    pub fn addrs_text(&self) -> String {
+        self.addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn dialect(&self) -> Dialect {
         Dialect::named(&self.dialect, self.header_len).unwrap_or(defaults::DIALECT)
     }
@@ -460,6 +483,33 @@ mod tests {
         assert_eq!(args.threads, 2);
         assert!(args.udp);
         assert_eq!(args.warmup, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bench_chat_deals_readers_over_its_addresses_and_senders_to_the_first() {
+        let cli = Cli::try_parse_from([
+            "netlab",
+            "bench",
+            "chat",
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            "127.0.0.1:3",
+            "--clients",
+            "8",
+            "--senders",
+            "2",
+        ])
+        .unwrap();
+        let Command::Bench {
+            target: BenchTarget::Chat(args),
+        } = cli.command
+        else {
+            panic!("not a bench chat");
+        };
+        let ports: Vec<u16> = (0..8).map(|i| args.addr_of(i).port()).collect();
+        assert_eq!(ports, [1, 1, 1, 2, 3, 1, 2, 3]);
+        assert_eq!(args.addrs_text(), "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3");
+        assert!(Cli::try_parse_from(["netlab", "bench", "chat"]).is_err());
     }
 
     #[test]

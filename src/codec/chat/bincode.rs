@@ -166,6 +166,11 @@ pub enum ServerMsg<'a> {
         code: u16,
         reason: &'a str,
     },
+    /// News about the room itself (a cluster's link down or back). Added
+    /// after the others, so the earlier variants keep their numbers.
+    Notice {
+        text: &'a str,
+    },
 }
 
 impl<'a> ServerMsg<'a> {
@@ -180,12 +185,16 @@ impl<'a> ServerMsg<'a> {
                 online: *online,
             },
             Event::Message { from, text } => ServerMsg::Message { from, text },
-            Event::Joined { name, addr, online } => ServerMsg::Joined {
+            // A member of another node: its `addr` says which (the hub
+            // writes "ADDR on NODE"); `Left` has no field for it.
+            Event::Joined {
+                name, addr, online, ..
+            } => ServerMsg::Joined {
                 name,
                 addr,
                 online: *online,
             },
-            Event::Left { name, online } => ServerMsg::Left {
+            Event::Left { name, online, .. } => ServerMsg::Left {
                 name,
                 online: *online,
             },
@@ -196,6 +205,7 @@ impl<'a> ServerMsg<'a> {
                 code: code.code(),
                 reason,
             },
+            Event::Notice { text } => ServerMsg::Notice { text },
         }
     }
 }
@@ -311,7 +321,7 @@ fn describe(e: &::bincode::error::DecodeError) -> String {
             )
         }
         E::OutsideUsizeRange(n) => format!("a length of {n} is larger than memory can hold"),
-        E::LimitExceeded => "it claims more bytes than the frame holds".to_owned(),
+        E::LimitExceeded => "a length in it is more than any frame holds".to_owned(),
         E::InvalidBooleanValue(b) => format!("{b} is not a boolean (0 or 1)"),
         E::InvalidCharEncoding(_) => "a character is not valid UTF-8".to_owned(),
         E::UnexpectedVariant {
@@ -554,6 +564,7 @@ mod tests {
                     name: s("Ayu"),
                     addr: s("10.0.0.9:1"),
                     online: 3,
+                    node: None,
                 },
                 ServerMsg::Joined {
                     name: "Ayu",
@@ -566,6 +577,7 @@ mod tests {
                 Event::Left {
                     name: s("Ayu"),
                     online: 2,
+                    node: None,
                 },
                 ServerMsg::Left {
                     name: "Ayu",
@@ -581,6 +593,11 @@ mod tests {
                     names: vec!["Dian", "Rafi"],
                 },
                 cat(&[&[0, 0, 0, 12, 4, 2, 4], b"Dian", &[4], b"Rafi"]),
+            ),
+            (
+                Event::Notice { text: s("link up") },
+                ServerMsg::Notice { text: "link up" },
+                cat(&[&[0, 0, 0, 9, 6, 7], b"link up"]),
             ),
             (
                 Event::Roster { names: vec![] },
@@ -658,7 +675,7 @@ mod tests {
             .flat_map(|(_, _, b)| b)
             .collect();
         let whole = decode_server(&stream).unwrap();
-        assert_eq!(whole.len(), 9);
+        assert_eq!(whole.len(), 10);
         let mut decoder = BincodeServerDecoder::new(4096);
         let mut got = Vec::new();
         for byte in stream.chunks(1) {
@@ -716,7 +733,7 @@ mod tests {
             // own limit, without allocating for it.
             (
                 frame(&[1, 253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]),
-                "undecodable bincode frame: it claims more bytes than the frame holds",
+                "undecodable bincode frame: a length in it is more than any frame holds",
             ),
             // The limit is exactly the most any frame can claim: the variant
             // (a u32, 4) and the length (a u64, 8), then the string.
@@ -726,7 +743,7 @@ mod tests {
             ),
             (
                 say_claiming(DECODE_LIMIT - 11),
-                "undecodable bincode frame: it claims more bytes than the frame holds",
+                "undecodable bincode frame: a length in it is more than any frame holds",
             ),
             (
                 frame(&[1, 2, b'a', 0xff]),

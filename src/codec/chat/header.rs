@@ -184,6 +184,7 @@ mod tests {
                     name: s("Ayu"),
                     addr: s("x"),
                     online: 3,
+                    node: None,
                 },
                 "Ayu joined (3 online)",
             ),
@@ -191,9 +192,19 @@ mod tests {
                 Event::Left {
                     name: s("Ayu"),
                     online: 2,
+                    node: None,
                 },
                 "Ayu left (2 online)",
             ),
+            (
+                Event::Left {
+                    name: s("Ayu"),
+                    online: 2,
+                    node: Some(s("node-b")),
+                },
+                "Ayu left on node-b (2 online)",
+            ),
+            (Event::Notice { text: s("news") }, "news"),
             (
                 Event::Roster {
                     names: vec![s("Dian"), s("Rafi")],

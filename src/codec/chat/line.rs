@@ -173,16 +173,41 @@ mod tests {
             encode(Event::Joined {
                 name: s("Ayu"),
                 addr: s("10.0.0.9:1"),
-                online: 3
+                online: 3,
+                node: None,
             }),
             "* Ayu joined (3 online)\n"
         );
         assert_eq!(
             encode(Event::Left {
                 name: s("Ayu"),
-                online: 2
+                online: 2,
+                node: None,
             }),
             "* Ayu left (2 online)\n"
+        );
+        assert_eq!(
+            encode(Event::Joined {
+                name: s("Bo"),
+                addr: s("10.0.0.9:2 on node-b"),
+                online: 4,
+                node: Some(s("node-b")),
+            }),
+            "* Bo joined on node-b (4 online)\n"
+        );
+        assert_eq!(
+            encode(Event::Left {
+                name: s("Bo"),
+                online: 3,
+                node: Some(s("node-b")),
+            }),
+            "* Bo left on node-b (3 online)\n"
+        );
+        assert_eq!(
+            encode(Event::Notice {
+                text: s("the link to the cluster is back")
+            }),
+            "* the link to the cluster is back\n"
         );
         assert_eq!(
             encode(Event::Roster {

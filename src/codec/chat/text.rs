@@ -80,17 +80,11 @@ pub(super) fn push_notice(event: &Event, out: &mut Vec<u8>) {
             push_decimal(out, u64::from(*online));
             out.extend_from_slice(b" online; /who lists them, /quit leaves");
         }
-        Event::Joined { name, online, .. } => {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b" joined (");
-            push_decimal(out, u64::from(*online));
-            out.extend_from_slice(b" online)");
-        }
-        Event::Left { name, online } => {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b" left (");
-            push_decimal(out, u64::from(*online));
-            out.extend_from_slice(b" online)");
+        Event::Joined {
+            name, online, node, ..
+        } => push_coming_or_going(name, b" joined", node.as_deref(), *online, out),
+        Event::Left { name, online, node } => {
+            push_coming_or_going(name, b" left", node.as_deref(), *online, out);
         }
         Event::Roster { names } => {
             out.extend_from_slice(b"online (");
@@ -110,7 +104,28 @@ pub(super) fn push_notice(event: &Event, out: &mut Vec<u8>) {
             out.extend_from_slice(b": ");
             out.extend_from_slice(text.as_bytes());
         }
+        Event::Notice { text } => out.extend_from_slice(text.as_bytes()),
     }
+}
+
+/// `Dian joined (2 online)`, or `Dian left on node-b (1 online)` for a
+/// member of another node of a cluster.
+fn push_coming_or_going(
+    name: &str,
+    verb: &[u8],
+    node: Option<&str>,
+    online: u32,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(verb);
+    if let Some(node) = node {
+        out.extend_from_slice(b" on ");
+        out.extend_from_slice(node.as_bytes());
+    }
+    out.extend_from_slice(b" (");
+    push_decimal(out, u64::from(online));
+    out.extend_from_slice(b" online)");
 }
 
 /// Appends `n` in decimal ASCII, without allocating.

@@ -20,10 +20,23 @@
 //!   [`Hub::leave`] with the reason, and gets no `Close` back.
 //! - Ids the hub does not know (never connected, or already gone) are
 //!   ignored by every input.
+//!
+//! # In a cluster
+//!
+//! A hub made with [`Hub::with_cluster`] is one node of a room that spans
+//! processes. It sends [`Output::Cluster`] messages for the bridge to carry
+//! and takes the bridge's news through [`Hub::remote`]. A name must be free
+//! on every node: [`Hub::hello`] leaves the client pending, asks with a
+//! [`ToCluster::Claim`], and [`Hub::remote`] welcomes or refuses it when the
+//! answer comes ([`Hub::is_pending`] tells the runtime to hold the client's
+//! later messages until then). While the link is down, names are decided
+//! here, and the bridge claims them once it is back. Rosters and `online`
+//! count every node's members; broadcasts reach this node's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::cluster::{Claim, FromCluster, ToCluster};
 use crate::chat::{ClientMsg, ErrorCode, Event, validate_name};
 
 /// A connection, as the runtime numbers it. Unique while it is connected.
@@ -79,13 +92,51 @@ pub enum Output {
     },
     /// Flush what is queued for this client, then close its connection.
     Close(ClientId),
+    /// For the other nodes of the cluster (a clustered hub only).
+    Cluster(ToCluster),
 }
 
 #[derive(Debug)]
 struct Client {
     addr: Arc<str>,
     name: Option<Arc<str>>,
+    /// The name asked for, while the cluster is asked whether it is free.
+    pending: Option<Arc<str>>,
 }
+
+/// The link to the other nodes, as the hub last heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not heard of yet: names are claimed (the bridge answers once it
+    /// knows), and nobody has been told anything.
+    Starting,
+    Up,
+    Down,
+}
+
+/// What a clustered hub knows of the other nodes.
+#[derive(Debug)]
+struct Cluster {
+    link: Link,
+    /// Names asked for by pending clients: held here meanwhile, so that two
+    /// clients of this node do not both get one.
+    pending: HashMap<Arc<str>, ClientId>,
+    /// Each other node's members: name to address.
+    nodes: HashMap<Arc<str>, HashMap<Arc<str>, Arc<str>>>,
+    /// Members of every other node, counted.
+    remote: usize,
+}
+
+impl Cluster {
+    fn has_remote(&self, name: &str) -> bool {
+        self.nodes.values().any(|m| m.contains_key(name))
+    }
+}
+
+/// What clients are told when the link to the other nodes goes down, and
+/// when it is back.
+pub const LINK_DOWN: &str = "cluster link down: chat continues on this node only";
+pub const LINK_UP: &str = "cluster link back: chat reaches every node again";
 
 /// One chat room.
 #[derive(Debug)]
@@ -94,6 +145,7 @@ pub struct Hub {
     clients: HashMap<ClientId, Client>,
     /// Named clients by name: the uniqueness check, and the room's members.
     names: HashMap<Arc<str>, ClientId>,
+    cluster: Option<Cluster>,
 }
 
 impl Hub {
@@ -102,7 +154,23 @@ impl Hub {
             limits,
             clients: HashMap::new(),
             names: HashMap::new(),
+            cluster: None,
         }
+    }
+
+    /// This hub as one node of a cluster: see the module's docs.
+    pub fn with_cluster(mut self) -> Hub {
+        self.cluster = Some(Cluster {
+            link: Link::Starting,
+            pending: HashMap::new(),
+            nodes: HashMap::new(),
+            remote: 0,
+        });
+        self
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
     }
 
     pub fn limits(&self) -> HubLimits {
@@ -116,6 +184,7 @@ impl Hub {
         self.clients.entry(id).or_insert_with(|| Client {
             addr: addr.into(),
             name: None,
+            pending: None,
         });
     }
 
@@ -135,39 +204,79 @@ impl Hub {
     /// the others, and `true`. Refused because the room is full, the name is
     /// invalid or taken: an error to it, then `Close`. A second name for a
     /// named client is refused with [`ErrorCode::AlreadyNamed`] and the client
-    /// stays.
+    /// stays. In a cluster whose link is not down, a name free here is
+    /// claimed first: the client is pending ([`Hub::is_pending`]) until
+    /// [`FromCluster::Claimed`] answers, and this returns `false`.
     pub fn hello(&mut self, id: ClientId, name: &str, out: &mut Vec<Output>) -> bool {
         let Some(client) = self.clients.get(&id) else {
             return false;
         };
-        if client.name.is_some() {
+        if client.name.is_some() || client.pending.is_some() {
             out.push(Output::To(
                 id,
                 Event::error(ErrorCode::AlreadyNamed, "you already have a name"),
             ));
             return false;
         }
-        let refusal = if self.names.len() >= self.limits.max_clients {
+        let pending = self.cluster.as_ref().map_or(0, |c| c.pending.len());
+        let refusal = if self.names.len() + pending >= self.limits.max_clients {
             Some((ErrorCode::RoomFull, "the room is full"))
         } else if let Err(e) = validate_name(name) {
             Some((ErrorCode::NameInvalid, e.reason()))
-        } else if self.names.contains_key(name) {
+        } else if self.is_taken(name) {
             Some((ErrorCode::NameTaken, "name is taken"))
         } else {
             None
         };
         if let Some((code, reason)) = refusal {
-            self.clients.remove(&id);
-            out.push(Output::To(id, Event::error(code, reason)));
-            out.push(Output::Close(id));
+            self.refuse(id, code, reason, out);
             return false;
         }
-
         let name: Arc<str> = Arc::from(name);
-        let addr = client.addr.clone();
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.name = Some(name.clone());
+        if let Some(cluster) = &mut self.cluster
+            && cluster.link != Link::Down
+        {
+            cluster.pending.insert(name.clone(), id);
+            if let Some(client) = self.clients.get_mut(&id) {
+                client.pending = Some(name.clone());
+            }
+            out.push(Output::Cluster(ToCluster::Claim { client: id, name }));
+            return false;
         }
+        self.welcome(id, name, out);
+        true
+    }
+
+    /// Whether `name` is held by a member of any node, or asked for by a
+    /// pending client of this one.
+    fn is_taken(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.pending.contains_key(name) || c.has_remote(name))
+    }
+
+    /// An error to the client, then `Close`; the hub forgets it.
+    fn refuse(
+        &mut self,
+        id: ClientId,
+        code: ErrorCode,
+        reason: &'static str,
+        out: &mut Vec<Output>,
+    ) {
+        self.clients.remove(&id);
+        out.push(Output::To(id, Event::error(code, reason)));
+        out.push(Output::Close(id));
+    }
+
+    /// The name is the client's: it is welcomed, and the others told.
+    fn welcome(&mut self, id: ClientId, name: Arc<str>, out: &mut Vec<Output>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.name = Some(name.clone());
+        let addr = client.addr.clone();
         self.names.insert(name.clone(), id);
         let online = self.online();
         out.push(Output::To(
@@ -182,10 +291,26 @@ impl Hub {
         if self.names.len() > 1 {
             out.push(Output::Broadcast {
                 except: Some(id),
-                event: Event::Joined { name, addr, online },
+                event: Event::Joined {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    online,
+                    node: None,
+                },
             });
         }
-        true
+        if let Some(cluster) = &self.cluster {
+            if cluster.link == Link::Down {
+                // Told once, like those who were here when it went down.
+                out.push(Output::To(
+                    id,
+                    Event::Notice {
+                        text: LINK_DOWN.into(),
+                    },
+                ));
+            }
+            out.push(Output::Cluster(ToCluster::Joined { name, addr }));
+        }
     }
 
     /// A message for every other named client. An empty message says
@@ -195,16 +320,25 @@ impl Hub {
         let Some(from) = self.named_or_refuse(id, out) else {
             return;
         };
-        // Alone in the room, or nothing to say: nothing to encode.
-        if text.is_empty() || self.names.len() < 2 {
+        if text.is_empty() {
+            return;
+        }
+        let text: Arc<str> = Arc::from(text);
+        // The other nodes are told whether or not anyone is known to be
+        // there: a member may be joining there right now.
+        if self.cluster.is_some() {
+            out.push(Output::Cluster(ToCluster::Said {
+                from: from.clone(),
+                text: text.clone(),
+            }));
+        }
+        // Alone on this node: nothing to encode.
+        if self.names.len() < 2 {
             return;
         }
         out.push(Output::Broadcast {
             except: Some(id),
-            event: Event::Message {
-                from,
-                text: Arc::from(text),
-            },
+            event: Event::Message { from, text },
         });
     }
 
@@ -214,6 +348,9 @@ impl Hub {
             return;
         }
         let mut names: Vec<Arc<str>> = self.names.keys().cloned().collect();
+        if let Some(cluster) = &self.cluster {
+            names.extend(cluster.nodes.values().flat_map(|m| m.keys().cloned()));
+        }
         names.sort_unstable();
         out.push(Output::To(id, Event::Roster { names }));
     }
@@ -225,14 +362,28 @@ impl Hub {
         let Some(client) = self.clients.remove(&id) else {
             return;
         };
+        if let Some(name) = client.pending
+            && let Some(cluster) = &mut self.cluster
+        {
+            cluster.pending.remove(&name);
+            // Its claim may be granted already, or about to be.
+            out.push(Output::Cluster(ToCluster::Release { name }));
+        }
         if let Some(name) = client.name {
             self.names.remove(&name);
             if !self.names.is_empty() {
                 let online = self.online();
                 out.push(Output::Broadcast {
                     except: Some(id),
-                    event: Event::Left { name, online },
+                    event: Event::Left {
+                        name: name.clone(),
+                        online,
+                        node: None,
+                    },
                 });
+            }
+            if self.cluster.is_some() {
+                out.push(Output::Cluster(ToCluster::Left { name }));
             }
         }
         if reason == LeaveReason::Quit {
@@ -259,6 +410,204 @@ impl Hub {
         out.extend(ids.iter().map(|&(id, _)| Output::Close(id)));
         self.clients.clear();
         self.names.clear();
+        if let Some(cluster) = &mut self.cluster {
+            // The bridge, stopping with the server, releases this node's
+            // names and tells the others that it is gone.
+            cluster.pending.clear();
+        }
+    }
+
+    /// News from the other nodes of the cluster (see [`FromCluster`]).
+    /// Ignored by a hub that is not clustered.
+    pub fn remote(&mut self, news: FromCluster, out: &mut Vec<Output>) {
+        if self.cluster.is_none() {
+            return;
+        }
+        match news {
+            FromCluster::Link { up } => self.link(up, out),
+            FromCluster::Claimed {
+                client,
+                name,
+                claim,
+            } => self.claimed(client, &name, claim, out),
+            FromCluster::Joined { node, name, addr } => {
+                self.remote_joined(&node, name, addr, true, out);
+            }
+            FromCluster::Said { from, text, .. } => {
+                if !self.names.is_empty() {
+                    out.push(Output::Broadcast {
+                        except: None,
+                        event: Event::Message { from, text },
+                    });
+                }
+            }
+            FromCluster::Left { node, name } => self.remote_left(&node, &name, out),
+            FromCluster::Members {
+                node,
+                members,
+                quiet,
+            } => self.remote_members(&node, members, quiet, out),
+            FromCluster::Gone { node } => {
+                let mut names: Vec<Arc<str>> = self
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.nodes.get(&node))
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                names.sort_unstable();
+                for name in names {
+                    self.remote_left(&node, &name, out);
+                }
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.nodes.remove(&node);
+                }
+            }
+        }
+    }
+
+    /// The link went down or came back: members are told once each way.
+    fn link(&mut self, up: bool, out: &mut Vec<Output>) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let (now, text) = if up {
+            (Link::Up, LINK_UP)
+        } else {
+            (Link::Down, LINK_DOWN)
+        };
+        let was = std::mem::replace(&mut cluster.link, now);
+        // Starting -> up is how every start goes: nothing to tell.
+        let tell = was != now && !(was == Link::Starting && up);
+        if tell && !self.names.is_empty() {
+            out.push(Output::Broadcast {
+                except: None,
+                event: Event::Notice { text: text.into() },
+            });
+        }
+    }
+
+    /// The cluster's answer for a pending client: welcomed or refused. An
+    /// answer for a client gone since is dropped (its name was released
+    /// when it left).
+    fn claimed(&mut self, id: ClientId, name: &Arc<str>, claim: Claim, out: &mut Vec<Output>) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if client.pending.as_ref() != Some(name) {
+            return;
+        }
+        client.pending = None;
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.pending.remove(name);
+        let taken = match claim {
+            Claim::Taken { .. } => true,
+            // Decided here: a member of another node may have it by now.
+            Claim::Undecided => cluster.has_remote(name),
+            Claim::Granted => false,
+        };
+        if taken {
+            self.refuse(id, ErrorCode::NameTaken, "name is taken", out);
+        } else {
+            self.welcome(id, name.clone(), out);
+        }
+    }
+
+    /// A member of `node` joined; this node's members are told, unless
+    /// `tell` is false or it was known already.
+    fn remote_joined(
+        &mut self,
+        node: &Arc<str>,
+        name: Arc<str>,
+        addr: Arc<str>,
+        tell: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let members = cluster.nodes.entry(node.clone()).or_default();
+        if members.contains_key(&name) {
+            return;
+        }
+        members.insert(name.clone(), addr.clone());
+        cluster.remote += 1;
+        if tell && !self.names.is_empty() {
+            let online = self.online();
+            out.push(Output::Broadcast {
+                except: None,
+                event: Event::Joined {
+                    name,
+                    addr: format!("{addr} on {node}").into(),
+                    online,
+                    node: Some(node.clone()),
+                },
+            });
+        }
+    }
+
+    /// A member of `node` left; this node's members are told, if it was
+    /// known.
+    fn remote_left(&mut self, node: &Arc<str>, name: &Arc<str>, out: &mut Vec<Output>) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let Some(members) = cluster.nodes.get_mut(node) else {
+            return;
+        };
+        if members.remove(name).is_none() {
+            return;
+        }
+        cluster.remote -= 1;
+        if !self.names.is_empty() {
+            let online = self.online();
+            out.push(Output::Broadcast {
+                except: None,
+                event: Event::Left {
+                    name: name.clone(),
+                    online,
+                    node: Some(node.clone()),
+                },
+            });
+        }
+    }
+
+    /// `node`'s whole membership: what differs from what this hub knew is
+    /// announced as joins and leaves (sorted by name), unless `quiet` and
+    /// the node is new here.
+    fn remote_members(
+        &mut self,
+        node: &Arc<str>,
+        members: Vec<(Arc<str>, Arc<str>)>,
+        quiet: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let tell = !quiet || cluster.nodes.contains_key(node);
+        let now: HashMap<Arc<str>, Arc<str>> = members.into_iter().collect();
+        let mut gone: Vec<Arc<str>> = cluster
+            .nodes
+            .get(node)
+            .map(|known| {
+                known
+                    .keys()
+                    .filter(|n| !now.contains_key(*n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        gone.sort_unstable();
+        for name in gone {
+            self.remote_left(node, &name, out);
+        }
+        let mut new: Vec<(Arc<str>, Arc<str>)> = now.into_iter().collect();
+        new.sort_unstable();
+        for (name, addr) in new {
+            self.remote_joined(node, name, addr, tell, out);
+        }
     }
 
     /// Named clients: a broadcast's recipients (before `except`).
@@ -276,14 +625,21 @@ impl Hub {
         self.clients.get(&id).and_then(|c| c.name.as_ref())
     }
 
+    /// Whether `id` waits for the cluster to say whether its name is free:
+    /// what it sends meanwhile is to be held, not handled.
+    pub fn is_pending(&self, id: ClientId) -> bool {
+        self.clients.get(&id).is_some_and(|c| c.pending.is_some())
+    }
+
     /// Whether `id` is connected (named or not).
     pub fn is_connected(&self, id: ClientId) -> bool {
         self.clients.contains_key(&id)
     }
 
-    /// Named clients.
+    /// Named clients, of every node of a cluster.
     pub fn online(&self) -> u32 {
-        u32::try_from(self.names.len()).unwrap_or(u32::MAX)
+        let remote = self.cluster.as_ref().map_or(0, |c| c.remote);
+        u32::try_from(self.names.len() + remote).unwrap_or(u32::MAX)
     }
 
     /// Connected clients, named or not.
@@ -299,11 +655,12 @@ impl Hub {
         if let Some(name) = &client.name {
             return Some(name.clone());
         }
-        self.clients.remove(&id);
+        // A pending client's name is released as it goes.
         out.push(Output::To(
             id,
             Event::error(ErrorCode::NotNamed, "send your name first"),
         ));
+        self.leave(id, LeaveReason::Error, out);
         out.push(Output::Close(id));
         None
     }
@@ -383,7 +740,8 @@ mod tests {
                     event: Event::Joined {
                         name: s("Rafi"),
                         addr: s(&addr(2)),
-                        online: 2
+                        online: 2,
+                        node: None,
                     }
                 },
             ]
@@ -450,7 +808,8 @@ mod tests {
                 except: Some(2),
                 event: Event::Left {
                     name: s("Rafi"),
-                    online: 2
+                    online: 2,
+                    node: None,
                 }
             }]
         );
@@ -473,7 +832,8 @@ mod tests {
                     except: Some(1),
                     event: Event::Left {
                         name: s("Dian"),
-                        online: 1
+                        online: 1,
+                        node: None,
                     }
                 },
                 Output::Close(1),
@@ -510,7 +870,8 @@ mod tests {
                 except: Some(2),
                 event: Event::Left {
                     name: s("Rafi"),
-                    online: 1
+                    online: 1,
+                    node: None,
                 }
             }]
         );
@@ -720,7 +1081,8 @@ mod tests {
                     event: Event::Joined {
                         name: s("Rafi"),
                         addr: s("b:2"),
-                        online: 2
+                        online: 2,
+                        node: None,
                     }
                 },
                 Output::Broadcast {
@@ -741,11 +1103,509 @@ mod tests {
                     except: Some(2),
                     event: Event::Left {
                         name: s("Rafi"),
-                        online: 1
+                        online: 1,
+                        node: None,
                     }
                 },
                 Output::Close(2),
             ]
         );
+    }
+
+    // ---- In a cluster ----------------------------------------------------
+
+    /// A clustered hub whose link is up, with clients 1.. named (their
+    /// claims granted), outputs discarded.
+    fn clustered(names: &[&str]) -> Hub {
+        let mut hub = Hub::new(HubLimits { max_clients: 8 }).with_cluster();
+        let mut out = Vec::new();
+        hub.remote(FromCluster::Link { up: true }, &mut out);
+        for (id, name) in (1..).zip(names) {
+            hub.connect(id, addr(id));
+            assert!(!hub.hello(id, name, &mut out));
+            hub.remote(granted(id, name), &mut out);
+            assert!(hub.is_named(id), "{name}");
+        }
+        hub
+    }
+
+    fn granted(client: ClientId, name: &str) -> FromCluster {
+        FromCluster::Claimed {
+            client,
+            name: s(name),
+            claim: Claim::Granted,
+        }
+    }
+
+    fn joined_on(node: &str, name: &str) -> FromCluster {
+        FromCluster::Joined {
+            node: s(node),
+            name: s(name),
+            addr: s("10.0.0.2:7"),
+        }
+    }
+
+    fn notice(text: &str) -> Event {
+        Event::Notice { text: s(text) }
+    }
+
+    #[test]
+    fn a_clustered_name_is_pending_until_the_cluster_grants_it() {
+        let mut hub = clustered(&["Dian"]);
+        let mut out = Vec::new();
+        hub.connect(2, addr(2));
+        assert!(!hub.hello(2, "Rafi", &mut out));
+        assert_eq!(
+            out,
+            [Output::Cluster(ToCluster::Claim {
+                client: 2,
+                name: s("Rafi")
+            })]
+        );
+        assert!(hub.is_pending(2) && !hub.is_named(2));
+        // Held meanwhile: another client of this node cannot have it.
+        out.clear();
+        hub.connect(3, addr(3));
+        assert!(!hub.hello(3, "Rafi", &mut out));
+        assert_eq!(
+            out,
+            [
+                err(3, ErrorCode::NameTaken, "name is taken"),
+                Output::Close(3)
+            ]
+        );
+        // Nor can the pending client ask twice.
+        out.clear();
+        assert!(!hub.hello(2, "Other", &mut out));
+        assert_eq!(
+            out,
+            [err(2, ErrorCode::AlreadyNamed, "you already have a name")]
+        );
+        out.clear();
+        hub.remote(granted(2, "Rafi"), &mut out);
+        assert_eq!(
+            out,
+            [
+                Output::To(
+                    2,
+                    Event::Welcome {
+                        id: 2,
+                        name: s("Rafi"),
+                        addr: s(&addr(2)),
+                        online: 2
+                    }
+                ),
+                Output::Broadcast {
+                    except: Some(2),
+                    event: Event::Joined {
+                        name: s("Rafi"),
+                        addr: s(&addr(2)),
+                        online: 2,
+                        node: None,
+                    }
+                },
+                Output::Cluster(ToCluster::Joined {
+                    name: s("Rafi"),
+                    addr: s(&addr(2))
+                }),
+            ]
+        );
+        assert!(!hub.is_pending(2));
+    }
+
+    #[test]
+    fn a_name_held_on_another_node_is_refused_exactly_like_a_local_one() {
+        let local = {
+            let mut hub = clustered(&["Dian"]);
+            let mut out = Vec::new();
+            hub.connect(2, addr(2));
+            hub.hello(2, "Dian", &mut out);
+            out
+        };
+        // Claimed on another node, not yet known here: Redis says so.
+        let mut hub = clustered(&[]);
+        let mut out = Vec::new();
+        hub.connect(2, addr(2));
+        hub.hello(2, "Dian", &mut out);
+        out.clear();
+        hub.remote(
+            FromCluster::Claimed {
+                client: 2,
+                name: s("Dian"),
+                claim: Claim::Taken { node: s("node-b") },
+            },
+            &mut out,
+        );
+        assert_eq!(out, local);
+        assert!(!hub.is_connected(2));
+        // Known here already: refused at once, without asking.
+        let mut hub = clustered(&[]);
+        hub.remote(joined_on("node-b", "Dian"), &mut Vec::new());
+        let mut out = Vec::new();
+        hub.connect(2, addr(2));
+        hub.hello(2, "Dian", &mut out);
+        assert_eq!(out, local);
+        // Free again once its owner left.
+        hub.remote(
+            FromCluster::Left {
+                node: s("node-b"),
+                name: s("Dian"),
+            },
+            &mut Vec::new(),
+        );
+        let mut out = Vec::new();
+        hub.connect(3, addr(3));
+        hub.hello(3, "Dian", &mut out);
+        assert_eq!(
+            out,
+            [Output::Cluster(ToCluster::Claim {
+                client: 3,
+                name: s("Dian")
+            })]
+        );
+    }
+
+    #[test]
+    fn a_pending_client_that_goes_releases_its_name_and_its_answer_is_dropped() {
+        for how in ["leave", "talk"] {
+            let mut hub = clustered(&["Dian"]);
+            let mut out = Vec::new();
+            hub.connect(2, addr(2));
+            hub.hello(2, "Rafi", &mut out);
+            out.clear();
+            if how == "leave" {
+                hub.leave(2, LeaveReason::Disconnected, &mut out);
+                assert_eq!(
+                    out,
+                    [Output::Cluster(ToCluster::Release { name: s("Rafi") })]
+                );
+            } else {
+                // A runtime that does not hold its messages: a protocol error.
+                hub.say(2, "hi", &mut out);
+                assert_eq!(
+                    out,
+                    [
+                        err(2, ErrorCode::NotNamed, "send your name first"),
+                        Output::Cluster(ToCluster::Release { name: s("Rafi") }),
+                        Output::Close(2),
+                    ]
+                );
+            }
+            out.clear();
+            hub.remote(granted(2, "Rafi"), &mut out);
+            assert!(out.is_empty(), "{out:?}");
+            // And the name is free here again.
+            hub.connect(3, addr(3));
+            hub.hello(3, "Rafi", &mut out);
+            assert_eq!(
+                out,
+                [Output::Cluster(ToCluster::Claim {
+                    client: 3,
+                    name: s("Rafi")
+                })]
+            );
+        }
+    }
+
+    #[test]
+    fn while_the_link_is_down_names_are_decided_here_and_newcomers_are_told() {
+        let mut hub = clustered(&["Dian"]);
+        let mut out = Vec::new();
+        hub.remote(FromCluster::Link { up: false }, &mut out);
+        out.clear();
+        hub.connect(2, addr(2));
+        assert!(hub.hello(2, "Rafi", &mut out));
+        assert_eq!(
+            out,
+            [
+                Output::To(
+                    2,
+                    Event::Welcome {
+                        id: 2,
+                        name: s("Rafi"),
+                        addr: s(&addr(2)),
+                        online: 2
+                    }
+                ),
+                Output::Broadcast {
+                    except: Some(2),
+                    event: Event::Joined {
+                        name: s("Rafi"),
+                        addr: s(&addr(2)),
+                        online: 2,
+                        node: None,
+                    }
+                },
+                Output::To(2, notice(LINK_DOWN)),
+                Output::Cluster(ToCluster::Joined {
+                    name: s("Rafi"),
+                    addr: s(&addr(2))
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_undecided_claim_is_granted_unless_another_node_has_the_name_by_now() {
+        let undecided = |client, name: &str| FromCluster::Claimed {
+            client,
+            name: s(name),
+            claim: Claim::Undecided,
+        };
+        let mut hub = clustered(&[]);
+        let mut out = Vec::new();
+        hub.connect(1, addr(1));
+        hub.connect(2, addr(2));
+        hub.hello(1, "Dian", &mut out);
+        hub.hello(2, "Rafi", &mut out);
+        hub.remote(joined_on("node-b", "Rafi"), &mut out);
+        out.clear();
+        hub.remote(undecided(1, "Dian"), &mut out);
+        assert!(hub.is_named(1));
+        out.clear();
+        hub.remote(undecided(2, "Rafi"), &mut out);
+        assert_eq!(
+            out,
+            [
+                err(2, ErrorCode::NameTaken, "name is taken"),
+                Output::Close(2)
+            ]
+        );
+    }
+
+    #[test]
+    fn members_of_other_nodes_are_counted_listed_and_said_to_be_there() {
+        let mut hub = clustered(&["Dian"]);
+        let mut out = Vec::new();
+        hub.remote(joined_on("node-b", "rafi"), &mut out);
+        assert_eq!(
+            out,
+            [Output::Broadcast {
+                except: None,
+                event: Event::Joined {
+                    name: s("rafi"),
+                    addr: s("10.0.0.2:7 on node-b"),
+                    online: 2,
+                    node: Some(s("node-b")),
+                }
+            }]
+        );
+        // Twice is once.
+        out.clear();
+        hub.remote(joined_on("node-b", "rafi"), &mut out);
+        hub.remote(joined_on("node-c", "Ayu"), &mut out);
+        out.clear();
+        hub.who(1, &mut out);
+        assert_eq!(
+            out,
+            [Output::To(
+                1,
+                Event::Roster {
+                    names: vec![s("Ayu"), s("Dian"), s("rafi")]
+                }
+            )]
+        );
+        assert_eq!(hub.online(), 3);
+        // Their messages reach every member here; nobody here is excepted.
+        out.clear();
+        hub.remote(
+            FromCluster::Said {
+                node: s("node-b"),
+                from: s("rafi"),
+                text: s("hi"),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            [Output::Broadcast {
+                except: None,
+                event: Event::Message {
+                    from: s("rafi"),
+                    text: s("hi")
+                }
+            }]
+        );
+        out.clear();
+        hub.remote(
+            FromCluster::Left {
+                node: s("node-b"),
+                name: s("rafi"),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            [Output::Broadcast {
+                except: None,
+                event: Event::Left {
+                    name: s("rafi"),
+                    online: 2,
+                    node: Some(s("node-b")),
+                }
+            }]
+        );
+        // A leave not known is no news.
+        out.clear();
+        hub.remote(
+            FromCluster::Left {
+                node: s("node-b"),
+                name: s("rafi"),
+            },
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn news_from_other_nodes_with_nobody_here_encodes_nothing() {
+        let mut hub = clustered(&[]);
+        let mut out = Vec::new();
+        hub.remote(joined_on("node-b", "rafi"), &mut out);
+        hub.remote(
+            FromCluster::Said {
+                node: s("node-b"),
+                from: s("rafi"),
+                text: s("hi"),
+            },
+            &mut out,
+        );
+        hub.remote(FromCluster::Link { up: false }, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(hub.online(), 1);
+    }
+
+    #[test]
+    fn this_nodes_members_are_told_to_the_others_even_alone() {
+        let mut hub = clustered(&["Dian"]);
+        let mut out = Vec::new();
+        hub.say(1, "anyone?", &mut out);
+        hub.say(1, "", &mut out);
+        hub.handle(1, ClientMsg::Bye, &mut out);
+        assert_eq!(
+            out,
+            [
+                Output::Cluster(ToCluster::Said {
+                    from: s("Dian"),
+                    text: s("anyone?")
+                }),
+                Output::Cluster(ToCluster::Left { name: s("Dian") }),
+                Output::Close(1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_node_gone_takes_its_members_with_it() {
+        let mut hub = clustered(&["Dian"]);
+        let mut out = Vec::new();
+        hub.remote(joined_on("node-b", "rafi"), &mut out);
+        hub.remote(joined_on("node-b", "Ayu"), &mut out);
+        hub.remote(joined_on("node-c", "Bo"), &mut out);
+        out.clear();
+        hub.remote(FromCluster::Gone { node: s("node-b") }, &mut out);
+        let left = |name: &str, online| Output::Broadcast {
+            except: None,
+            event: Event::Left {
+                name: s(name),
+                online,
+                node: Some(s("node-b")),
+            },
+        };
+        assert_eq!(out, [left("Ayu", 3), left("rafi", 2)]);
+        assert_eq!(hub.online(), 2);
+        out.clear();
+        hub.remote(FromCluster::Gone { node: s("node-b") }, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_nodes_membership_makes_up_for_what_was_missed() {
+        let members = |names: &[&str], quiet| FromCluster::Members {
+            node: s("node-b"),
+            members: names.iter().map(|n| (s(n), s("10.0.0.2:7"))).collect(),
+            quiet,
+        };
+        // A node first heard of with members already: added quietly.
+        let mut hub = clustered(&["Dian"]);
+        let mut out = Vec::new();
+        hub.remote(members(&["rafi", "Ayu"], true), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(hub.online(), 3);
+        // Later: what changed is told, leaves first.
+        hub.remote(members(&["rafi", "Bo"], true), &mut out);
+        assert_eq!(
+            out,
+            [
+                Output::Broadcast {
+                    except: None,
+                    event: Event::Left {
+                        name: s("Ayu"),
+                        online: 2,
+                        node: Some(s("node-b")),
+                    }
+                },
+                Output::Broadcast {
+                    except: None,
+                    event: Event::Joined {
+                        name: s("Bo"),
+                        addr: s("10.0.0.2:7 on node-b"),
+                        online: 3,
+                        node: Some(s("node-b")),
+                    }
+                },
+            ]
+        );
+        // The same again is no news.
+        out.clear();
+        hub.remote(members(&["Bo", "rafi"], false), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn members_are_told_once_that_the_link_went_down_and_once_that_it_is_back() {
+        let mut hub = Hub::new(HubLimits { max_clients: 8 }).with_cluster();
+        let mut out = Vec::new();
+        hub.connect(1, addr(1));
+        hub.hello(1, "Dian", &mut out);
+        hub.remote(
+            FromCluster::Claimed {
+                client: 1,
+                name: s("Dian"),
+                claim: Claim::Undecided,
+            },
+            &mut out,
+        );
+        out.clear();
+        // The first news of the link is that it is up: nothing to tell.
+        hub.remote(FromCluster::Link { up: true }, &mut out);
+        assert!(out.is_empty());
+        for up in [false, false, true, true, false, true] {
+            hub.remote(FromCluster::Link { up }, &mut out);
+        }
+        let told = |text| Output::Broadcast {
+            except: None,
+            event: notice(text),
+        };
+        assert_eq!(
+            out,
+            [
+                told(LINK_DOWN),
+                told(LINK_UP),
+                told(LINK_DOWN),
+                told(LINK_UP)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hub_on_its_own_ignores_cluster_news() {
+        let mut hub = room(&["Dian"]);
+        let mut out = Vec::new();
+        hub.remote(joined_on("node-b", "rafi"), &mut out);
+        hub.remote(FromCluster::Link { up: false }, &mut out);
+        hub.say(1, "hi", &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(hub.online(), 1);
     }
 }

@@ -8,8 +8,10 @@
 //! dialects in `crate::codec::chat` turn client bytes into [`ClientMsg`](crate::chat::ClientMsg)s and
 //! [`Event`](crate::chat::Event)s into bytes.
 
+pub mod cluster;
 pub mod hub;
 pub mod room;
 
+pub use cluster::{Bridge, Claim, FromCluster, ToCluster, Uplink};
 pub use hub::{ClientId, Hub, HubLimits, LeaveReason, Output};
 pub use room::{ChatRoom, MessageRate};

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Hub, HubLimits, LeaveReason, Output};
+use super::{FromCluster, Hub, HubLimits, LeaveReason, Output, Uplink};
 use crate::chat::{ClientMsg, Dialect, ErrorCode, Event};
-use crate::codec::chat::{ChatCodec, ChatDecoder, Decoded, Keepalive};
+use crate::codec::chat::{ChatCodec, ChatDecoder, DecodeError, Decoded, Keepalive};
 use crate::metrics::{self, ServerMetrics};
 use crate::rate::{Limit, Rate, TokenBucket};
 use crate::service::room::{ConnId, Disconnect, Outbox, RoomService};
@@ -62,6 +62,8 @@ pub struct ChatRoom {
     /// A dialect's last words or ping, before they go in the outbox.
     scratch: Vec<u8>,
     expired: Vec<ConnId>,
+    /// To the other nodes, in a cluster.
+    uplink: Option<Uplink>,
 }
 
 impl ChatRoom {
@@ -122,6 +124,7 @@ impl ChatRoom {
             keepalive_every,
             scratch: Vec::new(),
             expired: Vec::new(),
+            uplink: None,
         }
     }
 
@@ -181,6 +184,87 @@ impl ChatRoom {
         Ok(false)
     }
 
+    /// This room as one node of a cluster, telling the others through
+    /// `uplink` and hearing from them through [`RoomService::remote`].
+    /// Before any connection: the room starts empty.
+    pub fn with_cluster(mut self, uplink: Uplink) -> ChatRoom {
+        self.hub = Hub::new(self.hub.limits()).with_cluster();
+        self.uplink = Some(uplink);
+        self
+    }
+
+    /// Handles what `conn` sent that is buffered and whole, unless it waits
+    /// for the cluster to accept its name: then its messages stay buffered
+    /// (up to twice its longest frame) until the answer comes.
+    fn decode(&mut self, conn: ConnId, out: &mut Outbox) {
+        let now = Instant::now();
+        while !self.hub.is_pending(conn) {
+            // What the messages before caused goes first, so the client
+            // hears its replies in the order it asked.
+            self.route(out);
+            let Some(client) = self.clients.get_mut(&conn) else {
+                return;
+            };
+            match client.decoder.next_decoded() {
+                Ok(Some(Decoded::Msg(msg))) => match Self::within_rate(
+                    &mut client.bucket,
+                    &mut client.refused_in_row,
+                    conn,
+                    &msg,
+                    self.message_rate.as_ref(),
+                    now,
+                    &self.metrics.chat,
+                    &mut self.outputs,
+                ) {
+                    Ok(true) => self.hub.handle(conn, msg, &mut self.outputs),
+                    Ok(false) => {}
+                    Err(()) => {
+                        log::debug!(
+                            "server {}: closing {}: too many messages over the message rate",
+                            self.server,
+                            client.peer
+                        );
+                        self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
+                        self.outputs.push(Output::Close(conn));
+                        return;
+                    }
+                },
+                Ok(Some(Decoded::Reply(bytes))) => out.to(conn, |b| b.extend_from_slice(bytes)),
+                Ok(Some(Decoded::Close)) => {
+                    self.hub
+                        .leave(conn, LeaveReason::Disconnected, &mut self.outputs);
+                    self.outputs.push(Output::Close(conn));
+                    return;
+                }
+                Ok(None) => return,
+                Err(e) => return self.refuse_bytes(conn, &e),
+            }
+        }
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        let held = client.decoder.pending().len();
+        let limit = self.groups[client.group].0.max_frame.saturating_mul(2);
+        if held > limit {
+            let e = DecodeError::too_large(format!(
+                "more than {limit} bytes sent before the name was accepted"
+            ));
+            self.refuse_bytes(conn, &e);
+        }
+    }
+
+    /// `conn` sent something it may not: it is told, leaves, and is closed.
+    fn refuse_bytes(&mut self, conn: ConnId, e: &DecodeError) {
+        if let Some(client) = self.clients.get(&conn) {
+            log::debug!("server {}: closing {}: {e}", self.server, client.peer);
+        }
+        // Queued behind what the frames before it caused, so the client
+        // hears its replies in the order it asked.
+        self.outputs.push(Output::To(conn, e.to_event()));
+        self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
+        self.outputs.push(Output::Close(conn));
+    }
+
     /// Tells `conn` why it times out, has it leave the room, and closes it.
     fn time_out(&mut self, conn: ConnId, why: &'static str, out: &mut Outbox) {
         self.outputs
@@ -191,8 +275,23 @@ impl ChatRoom {
         self.dispatch(out);
     }
 
-    /// Turns the hub's outputs into bytes for the runtime.
+    /// Turns the hub's outputs into bytes for the runtime, sends what the
+    /// other nodes must hear, and updates the members gauge.
     fn dispatch(&mut self, out: &mut Outbox) {
+        self.route(out);
+        self.send_uplink();
+        // Who is in the room is the hub's to say: a client that left is
+        // no member, though its connection may still be closing.
+        self.metrics
+            .chat
+            .members
+            .store(i64::from(self.hub.online()), Ordering::Relaxed);
+    }
+
+    /// The hub's outputs so far, as bytes for the runtime; what goes to
+    /// the cluster waits in the uplink, so that all one input caused
+    /// leaves as one batch (see [`ChatRoom::send_uplink`]).
+    fn route(&mut self, out: &mut Outbox) {
         for output in self.outputs.drain(..) {
             match output {
                 Output::To(id, event) => {
@@ -234,26 +333,54 @@ impl ChatRoom {
                     }
                     out.close(id);
                 }
+                Output::Cluster(msg) => {
+                    if let Some(uplink) = &mut self.uplink {
+                        uplink.push(msg);
+                    }
+                }
             }
         }
-        // Who is in the room is the hub's to say: a client that left is
-        // no member, though its connection may still be closing.
-        self.metrics
-            .chat
-            .members
-            .store(i64::from(self.hub.online()), Ordering::Relaxed);
+    }
+
+    /// Hands the bridge what the other nodes must hear, as one batch.
+    fn send_uplink(&mut self) {
+        if let Some(uplink) = &mut self.uplink {
+            let before = uplink.dropped();
+            let dropped = uplink.send();
+            if dropped > 0 {
+                metrics::add(&self.metrics.chat.cluster.dropped, dropped);
+                // The first, then at every power of two: a backlog
+                // towards Redis does not flood the log.
+                let after = uplink.dropped();
+                if (before + 1..=after).any(u64::is_power_of_two) {
+                    log::warn!(
+                        "server {}: Redis is behind; {after} message(s) not sent to the other nodes",
+                        self.server
+                    );
+                }
+            }
+        }
     }
 }
 
 impl RoomService for ChatRoom {
-    /// Events from elsewhere (another node of the room) for every member.
-    type Remote = Event;
+    /// News from the other nodes of a cluster, as much as came at once:
+    /// dispatched together, so that a burst reaches each member in one
+    /// write.
+    type Remote = Vec<FromCluster>;
 
-    fn remote(&mut self, event: Event, out: &mut Outbox) {
-        self.outputs.push(Output::Broadcast {
-            except: None,
-            event,
-        });
+    fn remote(&mut self, news: Vec<FromCluster>, out: &mut Outbox) {
+        for news in news {
+            let answered = match &news {
+                FromCluster::Claimed { client, .. } => Some(*client),
+                _ => None,
+            };
+            self.hub.remote(news, &mut self.outputs);
+            // A client welcomed now may have said more meanwhile.
+            if let Some(conn) = answered {
+                self.decode(conn, out);
+            }
+        }
         self.dispatch(out);
     }
 
@@ -281,56 +408,7 @@ impl RoomService for ChatRoom {
             return;
         };
         client.decoder.extend(bytes);
-        let now = Instant::now();
-        loop {
-            // What the messages before caused goes first, so the client
-            // hears its replies in the order it asked.
-            self.dispatch(out);
-            let Some(client) = self.clients.get_mut(&conn) else {
-                return;
-            };
-            match client.decoder.next_decoded() {
-                Ok(Some(Decoded::Msg(msg))) => {
-                    match Self::within_rate(
-                        &mut client.bucket,
-                        &mut client.refused_in_row,
-                        conn,
-                        &msg,
-                        self.message_rate.as_ref(),
-                        now,
-                        &self.metrics.chat,
-                        &mut self.outputs,
-                    ) {
-                        Ok(true) => self.hub.handle(conn, msg, &mut self.outputs),
-                        Ok(false) => {}
-                        Err(()) => {
-                            log::debug!(
-                                "server {}: closing {}: too many messages over the message rate",
-                                self.server,
-                                client.peer
-                            );
-                            self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
-                            self.outputs.push(Output::Close(conn));
-                            break;
-                        }
-                    }
-                }
-                Ok(Some(Decoded::Reply(bytes))) => out.to(conn, |b| b.extend_from_slice(bytes)),
-                Ok(Some(Decoded::Close)) => {
-                    self.hub
-                        .leave(conn, LeaveReason::Disconnected, &mut self.outputs);
-                    self.outputs.push(Output::Close(conn));
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    log::debug!("server {}: closing {}: {e}", self.server, client.peer);
-                    self.outputs.push(Output::To(conn, e.to_event()));
-                    self.hub.leave(conn, LeaveReason::Error, &mut self.outputs);
-                    self.outputs.push(Output::Close(conn));
-                    break;
-                }
-            }
-        }
+        self.decode(conn, out);
         self.dispatch(out);
     }
 
@@ -774,5 +852,97 @@ mod tests {
             assert!(sent_to(&out, 2).is_empty());
         }
         assert_eq!(out.sends.last(), Some(&Send::Close(1)));
+    }
+
+    /// What a clustered room handed its bridge.
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<crate::service::chat::ToCluster>>>);
+
+    impl crate::service::chat::Bridge for Sink {
+        fn offer(
+            &mut self,
+            msgs: Vec<crate::service::chat::ToCluster>,
+        ) -> Result<(), Vec<crate::service::chat::ToCluster>> {
+            self.0.lock().unwrap().extend(msgs);
+            Ok(())
+        }
+    }
+
+    /// A nc user types its name and a message before the cluster has said
+    /// whether the name is free: the message waits, and goes out after the
+    /// welcome, in order.
+    #[test]
+    fn what_a_pending_client_says_waits_for_its_welcome() {
+        use crate::service::chat::{Claim, ToCluster};
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let line = ChatCodec::new(Dialect::Line, 1 << 16);
+        let mut r = room(line).with_cluster(Uplink::new(Box::new(Sink(sent.clone()))));
+        let mut out = Outbox::default();
+        r.remote(vec![FromCluster::Link { up: true }], &mut out);
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"bob\nhello\n/who\n", &mut out);
+        assert!(out.sends.is_empty(), "{:?}", out.sends);
+        assert_eq!(
+            *sent.lock().unwrap(),
+            [ToCluster::Claim {
+                client: 1,
+                name: "bob".into()
+            }]
+        );
+        r.remote(
+            vec![
+                FromCluster::Joined {
+                    node: "node-b".into(),
+                    name: "ayu".into(),
+                    addr: "10.0.0.2:7".into(),
+                },
+                FromCluster::Claimed {
+                    client: 1,
+                    name: "bob".into(),
+                    claim: Claim::Granted,
+                },
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&sent_to(&out, 1)),
+            "* welcome bob, 2 online; /who lists them, /quit leaves\n\
+             * online (2): ayu, bob\n"
+        );
+        assert_eq!(
+            sent.lock().unwrap()[1..],
+            [
+                ToCluster::Joined {
+                    name: "bob".into(),
+                    addr: "127.0.0.1:5000".into()
+                },
+                ToCluster::Said {
+                    from: "bob".into(),
+                    text: "hello".into()
+                }
+            ]
+        );
+    }
+
+    /// A pending client may not pile up bytes without bound meanwhile.
+    #[test]
+    fn a_pending_client_that_floods_is_closed() {
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let line = ChatCodec::new(Dialect::Line, 100);
+        let mut r = room(line).with_cluster(Uplink::new(Box::new(Sink(sent.clone()))));
+        let mut out = Outbox::default();
+        r.connected(1, 0, "127.0.0.1:5000", &mut out);
+        r.received(1, b"bob\n", &mut out);
+        for _ in 0..20 {
+            r.received(1, b"0123456789\n", &mut out);
+        }
+        assert!(
+            String::from_utf8_lossy(&sent_to(&out, 1))
+                .contains("more than 200 bytes sent before the name was accepted")
+        );
+        assert_eq!(out.sends.last(), Some(&Send::Close(1)));
+        assert_eq!(
+            sent.lock().unwrap().last(),
+            Some(&crate::service::chat::ToCluster::Release { name: "bob".into() })
+        );
     }
 }

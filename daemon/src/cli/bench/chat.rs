@@ -13,7 +13,7 @@ mod payload;
 mod report;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -79,7 +79,7 @@ pub(in crate::cli) fn run(args: &BenchChatArgs) -> u8 {
     let stats = match run_threads(args, threads, dialect, clients) {
         Ok(stats) => stats,
         Err(e) => {
-            eprintln!("netlab: bench chat {}: {e}", args.addr);
+            eprintln!("netlab: bench chat {}: {e}", args.addrs_text());
             return exit::IO;
         }
     };
@@ -145,7 +145,8 @@ fn check(args: &BenchChatArgs) -> Result<(), String> {
 }
 
 /// Opens every client, one after the other: with `netlab`, each is named
-/// and welcomed before the next connects.
+/// and welcomed before the next connects. The senders join the first
+/// address, the others each address in turn.
 fn connect_all(args: &BenchChatArgs, dialect: &Dialect) -> Result<Vec<Client>, ClientError> {
     let pid = std::process::id();
     (0..args.clients)
@@ -153,18 +154,22 @@ fn connect_all(args: &BenchChatArgs, dialect: &Dialect) -> Result<Vec<Client>, C
             let (stream, parser) = match args.protocol {
                 ChatProtocol::Netlab if matches!(dialect, Dialect::WebSocket(_)) => {
                     let name = format!("bench{pid}-{index}");
-                    let (stream, frames) = join_websocket(args, &name)?;
+                    let (stream, frames) = join_websocket(args, args.addr_of(index), &name)?;
                     (stream, Parser::WebSocket(frames))
                 }
                 ChatProtocol::Netlab => {
                     let name = format!("bench{pid}-{index}");
-                    let client =
-                        ChatClient::connect(args.addr, &name, dialect.clone(), args.timeout)?;
+                    let client = ChatClient::connect(
+                        args.addr_of(index),
+                        &name,
+                        dialect.clone(),
+                        args.timeout,
+                    )?;
                     let (stream, decoder) = client.into_parts()?;
                     (stream, parser_for(dialect, decoder))
                 }
                 ChatProtocol::Ncat => {
-                    let (stream, lines) = join_ncat(args)?;
+                    let (stream, lines) = join_ncat(args, args.addr_of(index))?;
                     (stream, Parser::Lines(lines))
                 }
             };
@@ -197,8 +202,7 @@ fn parser_for(dialect: &Dialect, decoder: ChatEventDecoder) -> Parser {
 /// to it every message sent from now on. Without this, messages sent while
 /// ncat is still accepting would never reach the latecomers, and their
 /// senders' windows would never open again.
-fn join_ncat(args: &BenchChatArgs) -> Result<(TcpStream, LineBuf), ClientError> {
-    let addr = args.addr;
+fn join_ncat(args: &BenchChatArgs, addr: SocketAddr) -> Result<(TcpStream, LineBuf), ClientError> {
     let io_error = |what: &str, e| ClientError::from_io(format!("{what} {addr}"), e, args.timeout);
     let mut stream =
         TcpStream::connect_timeout(&addr, args.timeout).map_err(|e| io_error("connect", e))?;
@@ -229,9 +233,12 @@ fn join_ncat(args: &BenchChatArgs) -> Result<(TcpStream, LineBuf), ClientError> 
 /// Upgrades to a WebSocket at `/ws` (the room's listener of the websocket
 /// dialect, or a peer that speaks it) and joins as `name`; the frames that
 /// came behind the welcome are kept.
-fn join_websocket(args: &BenchChatArgs, name: &str) -> Result<(TcpStream, WsBuf), ClientError> {
+fn join_websocket(
+    args: &BenchChatArgs,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<(TcpStream, WsBuf), ClientError> {
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-    let addr = args.addr;
     let io_error = |what: &str, e| ClientError::from_io(format!("{what} {addr}"), e, args.timeout);
     let refused = |why: String| ClientError::Closed {
         context: format!("join {addr} over WebSocket: {why}"),

@@ -39,8 +39,10 @@ impl<'a> From<ClientMsg<'a>> for WireClientMsg<'a> {
 
 /// Server to client, as a client reads it: `welcome` (`id`, `addr`,
 /// `online`), `message` (`from`, `text`), `joined` (`name`, `addr`,
-/// `online`), `left` (`name`, `online`), `roster` (`names`), `error`
-/// (`code`, `reason`), the fields in that order. `id` may pass 2^53, which
+/// `online`, and `node` when they joined on another node of a cluster),
+/// `left` (`name`, `online`, `node` likewise), `roster` (`names`), `error`
+/// (`code`, `reason`), `notice` (`text`: news of the room itself, such as
+/// its link to the cluster), the fields in that order. `id` may pass 2^53, which
 /// a browser's numbers do not hold exactly; it names the connection in logs
 /// only. An error `code` is an [`ErrorCode`](crate::chat::ErrorCode) number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,11 +66,15 @@ pub enum ServerJson<'a> {
         #[serde(borrow)]
         addr: Cow<'a, str>,
         online: u32,
+        #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+        node: Option<Cow<'a, str>>,
     },
     Left {
         #[serde(borrow)]
         name: Cow<'a, str>,
         online: u32,
+        #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+        node: Option<Cow<'a, str>>,
     },
     Roster {
         #[serde(borrow)]
@@ -78,6 +84,10 @@ pub enum ServerJson<'a> {
         code: u16,
         #[serde(borrow)]
         reason: Cow<'a, str>,
+    },
+    Notice {
+        #[serde(borrow)]
+        text: Cow<'a, str>,
     },
 }
 
@@ -95,14 +105,24 @@ impl<'a> From<&'a Event> for ServerJson<'a> {
                 from: Cow::Borrowed(from),
                 text: Cow::Borrowed(text),
             },
-            Event::Joined { name, addr, online } => ServerJson::Joined {
+            Event::Joined {
+                name,
+                addr,
+                online,
+                node,
+            } => ServerJson::Joined {
                 name: Cow::Borrowed(name),
                 addr: Cow::Borrowed(addr),
                 online: *online,
+                node: node.as_deref().map(Cow::Borrowed),
             },
-            Event::Left { name, online } => ServerJson::Left {
+            Event::Left { name, online, node } => ServerJson::Left {
                 name: Cow::Borrowed(name),
                 online: *online,
+                node: node.as_deref().map(Cow::Borrowed),
+            },
+            Event::Notice { text } => ServerJson::Notice {
+                text: Cow::Borrowed(text),
             },
             Event::Roster { names } => ServerJson::Roster {
                 names: names.iter().map(|n| Cow::Borrowed(&**n)).collect(),

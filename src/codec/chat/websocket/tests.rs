@@ -341,6 +341,7 @@ fn server_messages_golden_json() {
                 name: s("Ayu"),
                 addr: s("[::1]:1"),
                 online: 3,
+                node: None,
             },
             r#"{"type":"joined","name":"Ayu","addr":"[::1]:1","online":3}"#,
         ),
@@ -348,8 +349,33 @@ fn server_messages_golden_json() {
             Event::Left {
                 name: s("Ayu"),
                 online: 2,
+                node: None,
             },
             r#"{"type":"left","name":"Ayu","online":2}"#,
+        ),
+        // Members of other nodes of a cluster, and news of the link.
+        (
+            Event::Joined {
+                name: s("Bo"),
+                addr: s("10.0.0.9:2 on node-b"),
+                online: 4,
+                node: Some(s("node-b")),
+            },
+            r#"{"type":"joined","name":"Bo","addr":"10.0.0.9:2 on node-b","online":4,"node":"node-b"}"#,
+        ),
+        (
+            Event::Left {
+                name: s("Bo"),
+                online: 3,
+                node: Some(s("node-b")),
+            },
+            r#"{"type":"left","name":"Bo","online":3,"node":"node-b"}"#,
+        ),
+        (
+            Event::Notice {
+                text: s("the link to the cluster is down"),
+            },
+            r#"{"type":"notice","text":"the link to the cluster is down"}"#,
         ),
         (
             Event::Roster {

@@ -49,7 +49,7 @@ impl ChatReport {
             }
         };
         ChatReport {
-            addr: args.addr.to_string(),
+            addr: args.addrs_text(),
             protocol: match args.protocol {
                 ChatProtocol::Netlab => "netlab",
                 ChatProtocol::Ncat => "ncat",
@@ -131,7 +131,7 @@ impl ChatReport {
                 "\"p999_us\":{:.1},\"max_us\":{:.1},\"lost\":{},\"out_of_order\":{},",
                 "\"malformed\":{},\"errors\":{}}}"
             ),
-            // A SocketAddr's text has no quote or backslash to escape.
+            // Socket addresses and commas: no quote or backslash to escape.
             self.addr,
             self.protocol,
             self.dialect,
