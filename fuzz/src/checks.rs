@@ -14,6 +14,7 @@
 
 use std::fmt::Debug;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use netlab::client::chat::ChatEventDecoder;
@@ -24,7 +25,7 @@ use netlab::codec::chat::{
 use netlab::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
 use netlab::config::{Config, ConfigErrors, ServerConfig};
 // The chat's vocabulary. Should it move, this is the line to change.
-use netlab::chat::{ClientMsg, ErrorCode, Event, validate_name};
+use netlab::chat::{ClientMsg, ErrorCode, Event, WebSocketSettings, validate_name};
 use netlab::service::{CountFraming, CountService, CountUnit, Session};
 
 /// A check: returns if the input shows nothing wrong, panics otherwise.
@@ -38,6 +39,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("chat_line", chat_line),
     ("chat_header", chat_header),
     ("chat_bincode", chat_bincode),
+    ("chat_websocket", chat_websocket),
     ("client_line", client_line),
     ("client_header", client_header),
     ("client_bincode", client_bincode),
@@ -132,6 +134,89 @@ pub fn chat_bincode(data: &[u8]) {
         want.end = chat_end(&framed.end, framed.rest);
     }
     check_chat(input, &got, &want, max);
+}
+
+/// A request that upgrades to the websocket dialect: a browser's, from the
+/// page's own origin.
+const WS_UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\n\
+Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Origin: http://127.0.0.1:8080\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// The chat's websocket dialect, client to server: the HTTP request, then
+/// RFC 6455 frames of JSON. First bytes: `max_frame`; flags (bit 0: the
+/// input follows a valid upgrade request, so that frames are reached at
+/// once; the rest: which `allowed_origins`); then how to cut the input into
+/// reads ([`Settings::reads`]). Never a panic; any cutting decodes as the
+/// whole does; a text is within `max_frame`; the first reply is an HTTP
+/// response and every later one a server's control frame (unmasked);
+/// nothing comes after `Close`; an error is said in words; the goodbye and
+/// the keepalive never panic, whatever state the stream ended in.
+pub fn chat_websocket(data: &[u8]) {
+    let mut settings = Settings(data);
+    let max = settings.limit();
+    let flags = settings.byte();
+    let allowed_origins = match (flags >> 1) % 3 {
+        0 => Vec::new(),
+        1 => vec!["*".to_owned()],
+        _ => vec!["https://chat.example.org".to_owned()],
+    };
+    let codec = ChatCodec::new(
+        Dialect::websocket(WebSocketSettings {
+            allowed_origins,
+            ping_interval: Some(Duration::from_secs(30)),
+        }),
+        max,
+    );
+    let (mut reads, input) = settings.reads();
+    let mut stream = Vec::new();
+    if flags & 1 == 1 {
+        stream.extend_from_slice(WS_UPGRADE);
+        reads.insert(0, WS_UPGRADE);
+    }
+    stream.extend_from_slice(input);
+    same_in_any_reads(|| WsDecoder(codec.decoder()), &reads, &stream);
+
+    let mut decoder = codec.decoder();
+    decoder.extend(&stream);
+    let mut replies = 0;
+    let mut closed = false;
+    let error = loop {
+        match decoder.next_decoded() {
+            Ok(Some(decoded)) => {
+                assert!(!closed, "{decoded:?} after Close: {stream:?}");
+                match decoded {
+                    Decoded::Msg(ClientMsg::Hello { name: text } | ClientMsg::Say { text }) => {
+                        assert!(text.len() <= max, "{text:?} is over {max} bytes");
+                    }
+                    Decoded::Msg(_) => {}
+                    Decoded::Reply(bytes) => {
+                        if replies == 0 {
+                            assert!(bytes.starts_with(b"HTTP/1.1 "), "first reply {bytes:?}");
+                        } else {
+                            let [head, len, ..] = bytes else {
+                                panic!("reply {bytes:?} is no frame");
+                            };
+                            assert!(
+                                matches!(head, 0x88..=0x8a),
+                                "reply {bytes:?}: not a whole close, ping or pong"
+                            );
+                            assert_eq!(len & 0x80, 0, "reply {bytes:?} is masked");
+                        }
+                        replies += 1;
+                    }
+                    Decoded::Close => closed = true,
+                }
+            }
+            Ok(None) => break None,
+            Err(e) => {
+                assert!(!e.reason().trim().is_empty(), "{e:?}");
+                break Some(e);
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let _ = decoder.keepalive(Instant::now() + Duration::from_secs(3600), &mut out);
+    decoder.goodbye(error.as_ref().map(|e| (e.code(), e.reason())), &mut out);
 }
 
 /// netlab's chat client reading a line-dialect server: each line is one
@@ -692,6 +777,41 @@ impl Stream for ChatDecoder {
     }
     fn pending(&self) -> &[u8] {
         ChatDecoder::pending(self)
+    }
+    fn error_text(error: &DecodeError) -> String {
+        format!("{}: {}", error.code(), error.reason())
+    }
+}
+
+/// The websocket dialect's decoder, whose own replies and close are items
+/// too: they must not depend on how the bytes were cut either.
+struct WsDecoder(ChatDecoder);
+
+/// What a websocket client's bytes came to, owned.
+#[derive(Debug, PartialEq)]
+enum WsItem {
+    Msg(Msg),
+    Reply(Vec<u8>),
+    Close,
+}
+
+impl Stream for WsDecoder {
+    type Item = WsItem;
+    type Error = DecodeError;
+    fn extend(&mut self, bytes: &[u8]) {
+        self.0.extend(bytes);
+    }
+    fn next_item(&mut self) -> Result<Option<WsItem>, DecodeError> {
+        self.0.next_decoded().map(|decoded| {
+            decoded.map(|d| match d {
+                Decoded::Msg(msg) => WsItem::Msg(Msg::from(msg)),
+                Decoded::Reply(bytes) => WsItem::Reply(bytes.to_vec()),
+                Decoded::Close => WsItem::Close,
+            })
+        })
+    }
+    fn pending(&self) -> &[u8] {
+        self.0.pending()
     }
     fn error_text(error: &DecodeError) -> String {
         format!("{}: {}", error.code(), error.reason())
