@@ -13,7 +13,9 @@
 #
 # Settings (environment): CLIENTS (101: 1 sender, 100 readers), INFLIGHT
 # (96), SIZE (64), DURATION (10), WARMUP (1), ROUNDS (3), SERVERS ("netlabd
-# ncat"; "baseline" adds NETLABD_BASELINE, an older netlabd binary).
+# netlabd-nagle ncat"; "netlabd-nagle" is netlabd with tcp_nodelay = false,
+# Nagle's algorithm on as ncat leaves it; "baseline" adds NETLABD_BASELINE,
+# an older netlabd binary).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +27,7 @@ SIZE=${SIZE:-64}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-3}
-SERVERS=${SERVERS:-netlabd ncat}
+SERVERS=${SERVERS:-netlabd netlabd-nagle ncat}
 RESULTS=$ROOT/benches/results/room-cpu.md
 NAME=run-room-cpu
 # shellcheck source=benches/common.sh
@@ -65,7 +67,7 @@ flood() {
 }
 
 run_netlabd() {
-    local key=${1:-netlabd} binary=${2:-$BIN/netlabd} port config
+    local key=${1:-netlabd} binary=${2:-$BIN/netlabd} extra=${3:-} port config
     port=$(free_port)
     config=$WORK/netlabd.toml
     cat >"$config" <<CONF
@@ -73,13 +75,14 @@ run_netlabd() {
 name = "chat"
 service = "chat"
 listen = [{ addr = "127.0.0.1:$port", dialect = "line" }]
+$extra
 CONF
     taskset -c "$SERVER_CPU" "$binary" --config "$config" 2>"$WORK/$key.log" &
     SERVER_PID=$!
     wait_for_port "127.0.0.1:$port" || { cat "$WORK/$key.log" >&2; return 1; }
     flood "$port" line "$WORK/$key.$ROUND.json"
     stop_server
-    [ "$ROUND" -eq 1 ] && COMMANDS+=("taskset -c $SERVER_CPU $binary --config netlabd.toml  # chat, listen = [{ addr = \"127.0.0.1:$port\", dialect = \"line\" }]")
+    [ "$ROUND" -eq 1 ] && COMMANDS+=("taskset -c $SERVER_CPU $binary --config netlabd.toml  # chat, listen = [{ addr = \"127.0.0.1:$port\", dialect = \"line\" }] $extra")
     return 0
 }
 
@@ -127,11 +130,12 @@ for ROUND in $(seq "$ROUNDS"); do
     for server in $SERVERS; do
         case $server in
             netlabd) run_netlabd ;;
+            netlabd-nagle) run_netlabd netlabd-nagle "$BIN/netlabd" "tcp_nodelay = false" ;;
             baseline)
                 [ -x "${NETLABD_BASELINE:-}" ] || { echo "$NAME: baseline needs NETLABD_BASELINE" >&2; exit 2; }
                 run_netlabd baseline "$NETLABD_BASELINE" ;;
             ncat) run_ncat ;;
-            *) echo "$NAME: unknown server $server (netlabd, baseline, ncat)" >&2; exit 2 ;;
+            *) echo "$NAME: unknown server $server (netlabd, netlabd-nagle, baseline, ncat)" >&2; exit 2 ;;
         esac
     done
 done
@@ -140,6 +144,7 @@ ROWS=()
 for server in $SERVERS; do
     case $server in
         netlabd) ROWS+=("$(row "netlabd (line)" netlabd)") ;;
+        netlabd-nagle) ROWS+=("$(row "netlabd (line), tcp_nodelay = false" netlabd-nagle)") ;;
         baseline) ROWS+=("$(row "netlabd baseline" baseline)") ;;
         ncat) ROWS+=("$(row "ncat --chat" ncat)") ;;
     esac
@@ -160,6 +165,10 @@ REPORT=$WORK/report.md
     if [ -s "$WORK/netlabd.best" ] && [ -s "$WORK/ncat.best" ]; then
         awk -v n="$(cat "$WORK/netlabd.best")" -v c="$(cat "$WORK/ncat.best")" \
             'BEGIN { printf "netlabd / ncat, server CPU per delivery: %.2f (target: at most 1.00)\n\n", n / c }'
+    fi
+    if [ -s "$WORK/netlabd-nagle.best" ] && [ -s "$WORK/ncat.best" ]; then
+        awk -v n="$(cat "$WORK/netlabd-nagle.best")" -v c="$(cat "$WORK/ncat.best")" \
+            'BEGIN { printf "netlabd with tcp_nodelay = false (Nagle, as ncat) / ncat: %.2f\n\n", n / c }'
     fi
     print_commands
 } >"$REPORT"

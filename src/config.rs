@@ -69,6 +69,9 @@ pub mod defaults {
     pub const QUEUE_FRAMES: usize = 16 * 1024;
     /// How long a TLS client has to finish its handshake.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `TCP_NODELAY` on accepted connections: each write leaves at once,
+    /// for latency, rather than wait for the ACK of what is in flight.
+    pub const TCP_NODELAY: bool = true;
     /// How long a chat connection may stay without a name: without a bound,
     /// silent connections would hold the room's connection slots forever.
     pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -295,6 +298,7 @@ struct RawServer {
     rate_sources: Option<Spanned<usize>>,
     proxy_protocol: Option<Spanned<bool>>,
     proxy_from: Option<Spanned<Vec<Spanned<String>>>>,
+    tcp_nodelay: Option<Spanned<bool>>,
     // echo
     tag: Option<Spanned<Tag>>,
     drop_source_ports: Option<Spanned<Vec<u16>>>,
@@ -620,6 +624,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     pub rate: Option<RateConfig>,
     pub proxy: Option<ProxyConfig>,
+    /// Whether accepted connections get `TCP_NODELAY` (TCP only).
+    pub tcp_nodelay: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1062,7 +1068,12 @@ impl Ctx<'_> {
             self.not_for(&raw.per_source, "per_source", "UDP servers");
             self.not_for(&raw.idle_timeout, "idle_timeout", "UDP servers");
             self.not_for(&raw.max_connections, "max_connections", "UDP servers");
+            self.not_for(&raw.tcp_nodelay, "tcp_nodelay", "UDP servers");
         }
+        let tcp_nodelay = raw
+            .tcp_nodelay
+            .as_ref()
+            .map_or(defaults::TCP_NODELAY, |t| *t.get_ref());
         // It bounds a TLS handshake and a PROXY header: on a server with
         // neither, it would be a setting that silently does nothing.
         let any_tls = raw
@@ -1242,6 +1253,7 @@ impl Ctx<'_> {
             handshake_timeout,
             rate,
             proxy,
+            tcp_nodelay,
         })
     }
 

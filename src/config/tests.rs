@@ -404,3 +404,25 @@ fn cluster_ca_is_for_tls_urls_and_must_hold_certificates() {
     assert!(e[1].contains("/nonexistent/ca.pem"), "{e:?}");
     assert!(e[1].starts_with("t.toml:5:"), "{e:?}");
 }
+
+#[test]
+fn tcp_nodelay_defaults_on_and_is_refused_for_udp() {
+    let echo = |extra: &str| {
+        Config::parse(
+            &format!(
+                "[[server]]\nname = \"e\"\nservice = \"echo\"\nlisten = [\"127.0.0.1:0\"]\n{extra}"
+            ),
+            "t.toml",
+        )
+    };
+    assert!(echo("").unwrap().servers[0].tcp_nodelay);
+    assert!(!echo("tcp_nodelay = false\n").unwrap().servers[0].tcp_nodelay);
+    let e = errors(
+        "[[server]]\nname = \"u\"\nservice = \"echo\"\ntransport = \"udp\"\nlisten = [\"127.0.0.1:0\"]\ntcp_nodelay = false\n",
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("t.toml:6:15: tcp_nodelay does not apply to UDP servers")),
+        "{e:#?}"
+    );
+}

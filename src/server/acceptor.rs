@@ -171,6 +171,7 @@ impl Acceptor {
                                 log::warn!("server {}: {peer}: {e}", shared.name);
                                 continue;
                             }
+                            let _ = stream.set_nodelay(shared.tcp_nodelay);
                             handler.accept(stream, peer, kind, meter);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -217,6 +218,7 @@ impl Acceptor {
                     log::warn!("server {}: {client}: {e}", shared.name);
                     return;
                 }
+                let _ = stream.set_nodelay(shared.tcp_nodelay);
                 handler.accept(
                     stream,
                     client,

@@ -161,7 +161,6 @@ pub(super) fn serve(
     {
         return Ending::Io(e);
     }
-    let _ = socket.set_nodelay(true);
     loop {
         let n = match stream.read(buf) {
             Ok(n) => n,

@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     pub proxy: Option<ProxyConfig>,
     /// How long a TLS handshake, or a PROXY header, may take.
     pub handshake_timeout: Duration,
+    /// `TCP_NODELAY` on every connection accepted.
+    pub tcp_nodelay: bool,
     stopping: AtomicBool,
     deadline: Mutex<Option<Instant>>,
     /// Lasting accept failures and refused connections, each logged once
@@ -153,6 +155,7 @@ impl Shared {
             rates: config.rate.as_ref().map(SourceRates::new),
             proxy: config.proxy.clone(),
             handshake_timeout: config.handshake_timeout,
+            tcp_nodelay: config.tcp_nodelay,
             stopping: AtomicBool::new(false),
             deadline: Mutex::new(None),
             accept_warned: LogEvery::new(ACCEPT_WARN_EVERY),
@@ -268,7 +271,7 @@ impl Shared {
     }
 
     /// The next connection waiting on a non-blocking listener that the
-    /// access list and limits admit, set for low latency; with
+    /// access list and limits admit, with `tcp_nodelay` as configured; with
     /// `proxy_protocol`, the next from a trusted balancer, to be admitted
     /// once its header is read.
     pub fn accept_admitted(
@@ -287,11 +290,11 @@ impl Shared {
                 Ok((stream, peer)) => {
                     if self.proxy.is_some() {
                         if self.proxy_trusted(peer, on) {
-                            let _ = stream.set_nodelay(true);
+                            let _ = stream.set_nodelay(self.tcp_nodelay);
                             return Accepted::Proxied(stream, peer);
                         }
                     } else if let Some(permit) = self.admit(peer, on, worker) {
-                        let _ = stream.set_nodelay(true);
+                        let _ = stream.set_nodelay(self.tcp_nodelay);
                         return Accepted::Conn(stream, peer, permit);
                     }
                 }

@@ -718,3 +718,51 @@ per_model!(
     idle_timeout,
     idle_timeout_spares_a_client_taking_its_echo,
 );
+
+/// `TCP_NODELAY` of the server's end of `client`, found among this
+/// process's descriptors (the server runs in it): the socket whose local
+/// address is the client's peer and whose peer is the client.
+fn server_side_nodelay(client: &std::net::TcpStream) -> bool {
+    use std::os::fd::BorrowedFd;
+    let (ours, theirs) = (client.peer_addr().unwrap(), client.local_addr().unwrap());
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: borrowed only while this loop looks at it; a descriptor
+        // closed meanwhile makes the calls below fail, not misbehave.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&fd);
+        let (Ok(local), Ok(peer)) = (socket.local_addr(), socket.peer_addr()) else {
+            continue;
+        };
+        if local.as_socket() == Some(ours) && peer.as_socket() == Some(theirs) {
+            return socket.tcp_nodelay().unwrap();
+        }
+    }
+    panic!("no socket of this process serves {theirs}");
+}
+
+/// `tcp_nodelay` reaches the server's end of every connection, in every
+/// model that runs in this process: on by default, for latency; off when
+/// asked (Nagle's algorithm, as ncat and xinetd leave it).
+#[test]
+fn tcp_nodelay_is_set_as_configured() {
+    for model in [Model::Event, Model::Thread] {
+        for (extra, want) in [
+            ("", true),
+            ("tcp_nodelay = true", true),
+            ("tcp_nodelay = false", false),
+        ] {
+            let server = tcp_server("nodelay", "echo", model, extra);
+            let mut client = connect(addr(&server));
+            echo_round_trip(&mut client, b"hello");
+            assert_eq!(
+                server_side_nodelay(&client),
+                want,
+                "{} model, {extra:?}",
+                model.name()
+            );
+        }
+    }
+}
