@@ -12,7 +12,11 @@
  * dialect wants) or "none" (ncat --chat). Prints one JSON line with
  * deliveries_per_s and sent_per_s over the DURATION seconds after WARMUP,
  * and server_cpu_s, the CPU time (user + system) process SERVER_PID spent
- * in that same window, read from /proc (0 as SERVER_PID: not measured).
+ * in that same window, read from /proc (0 as SERVER_PID: not measured),
+ * and generator_cpu_s, its own in that window: on loopback part of what one
+ * side sends is processed in the other's system calls (a segment that
+ * waited for an ACK leaves in the receiver's), so the sum is what a relay
+ * costs the machine.
  * Connecting every client and letting the join notices settle comes before
  * the warm-up, however long a server takes to accept them all.
  *
@@ -26,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +70,13 @@ static double cpu_seconds(long pid) {
         exit(1);
     }
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds (user + system) this process has used. */
+static double own_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static void die(const char *what) {
@@ -191,7 +203,7 @@ int main(int argc, char **argv) {
     message[size - 1] = '\n';
 
     unsigned long long sent = 0, sent_at_start = 0, seen_at_start = 0;
-    double cpu_at_start = 0;
+    double cpu_at_start = 0, own_at_start = 0;
     double start = now();
     double measure_from = start + warmup, measure_to = measure_from + duration;
     int measuring = 0;
@@ -202,6 +214,7 @@ int main(int argc, char **argv) {
             sent_at_start = sent;
             for (int i = 0; i < nreaders; i++) seen_at_start += readers[i].seen;
             cpu_at_start = cpu_seconds(server_pid);
+            own_at_start = own_cpu_seconds();
         }
         if (t >= measure_to) break;
         /* One message per write while the first reader is within INFLIGHT. */
@@ -230,11 +243,12 @@ int main(int argc, char **argv) {
         }
     }
     double cpu = cpu_seconds(server_pid) - cpu_at_start;
+    double own = own_cpu_seconds() - own_at_start;
     unsigned long long seen = 0;
     for (int i = 0; i < nreaders; i++) seen += readers[i].seen;
-    printf("{\"deliveries_per_s\":%.1f,\"sent_per_s\":%.1f,\"server_cpu_s\":%.3f,\"readers\":%d,"
-           "\"inflight\":%ld,\"size\":%d}\n",
-           (double)(seen - seen_at_start) / duration, (double)(sent - sent_at_start) / duration, cpu, nreaders,
-           inflight, size);
+    printf("{\"deliveries_per_s\":%.1f,\"sent_per_s\":%.1f,\"server_cpu_s\":%.3f,\"generator_cpu_s\":%.3f,"
+           "\"readers\":%d,\"inflight\":%ld,\"size\":%d}\n",
+           (double)(seen - seen_at_start) / duration, (double)(sent - sent_at_start) / duration, cpu, own,
+           nreaders, inflight, size);
     return 0;
 }
