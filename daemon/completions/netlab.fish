@@ -54,7 +54,7 @@ complete -c netlab -n "__fish_netlab_using_subcommand count" -l servername -d 'W
 complete -c netlab -n "__fish_netlab_using_subcommand count" -l tls -d 'Connect with TLS (the server\'s listener has `tls`)'
 complete -c netlab -n "__fish_netlab_using_subcommand count" -s h -l help -d 'Print help'
 complete -c netlab -n "__fish_netlab_using_subcommand chat" -s n -l name -d 'The name to join as: 1 to 32 characters, unique in the room' -r
-complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect: line (a line per message), header (a fixed-width ASCII length header, seed 004\'s) or bincode (websocket listeners are for browsers: open their page, http://HOST:PORT/)' -r -f -a "line\t''
+complete -c netlab -n "__fish_netlab_using_subcommand chat" -l dialect -d 'The listener\'s dialect: line (a line per message), header (a fixed-width ASCII length header, seed 004\'s), bincode, or websocket (the client upgrades at /ws, as the listener\'s page at http://HOST:PORT/ does in a browser)' -r -f -a "line\t''
 header\t''
 bincode\t''
 websocket\t''"

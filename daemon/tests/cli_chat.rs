@@ -34,6 +34,7 @@ struct Netlabd {
     header: SocketAddr,
     bincode: SocketAddr,
     header100: SocketAddr,
+    websocket: SocketAddr,
 }
 
 struct TempDir(std::path::PathBuf);
@@ -61,7 +62,8 @@ service = "chat"
 listen = [ { addr = "127.0.0.1:0", dialect = "line" },
            { addr = "127.0.0.1:0", dialect = "header", header_len = 10 },
            { addr = "127.0.0.1:0", dialect = "bincode" },
-           { addr = "127.0.0.1:0", dialect = "header", header_len = 100 } ]
+           { addr = "127.0.0.1:0", dialect = "header", header_len = 100 },
+           { addr = "127.0.0.1:0", dialect = "websocket" } ]
 "#,
     )
     .expect("write config");
@@ -89,7 +91,7 @@ listen = [ { addr = "127.0.0.1:0", dialect = "line" },
         }
     });
     let mut addrs = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         addrs.push(
             rx.recv_timeout(STEP)
                 .expect("netlabd announces its listeners"),
@@ -102,6 +104,7 @@ listen = [ { addr = "127.0.0.1:0", dialect = "line" },
         header: addrs[1],
         bincode: addrs[2],
         header100: addrs[3],
+        websocket: addrs[4],
     }
 }
 
@@ -416,6 +419,33 @@ fn netlab_chat_quits_on_slash_quit_in_the_bincode_dialect() {
 }
 
 #[test]
+fn netlab_chat_speaks_the_websocket_dialect() {
+    let server = netlabd();
+    let mut ayu = ChatClient::connect(server.line, "Ayu", Dialect::Line, STEP).unwrap();
+    let addr = server.websocket.to_string();
+    let mut cli = netlab_chat(&["chat", &addr, "--name", "Web", "--dialect", "websocket"]);
+    cli.expect_line("joined");
+    expect_event(
+        &mut ayu,
+        |e| matches!(e, ChatEvent::Joined { name, .. } if name == "Web"),
+    );
+    cli.type_line("hello from \"the\" web");
+    expect_event(
+        &mut ayu,
+        |e| matches!(e, ChatEvent::Message { from, text } if from == "Web" && text == "hello from \"the\" web"),
+    );
+    ayu.send("hi, web").unwrap();
+    cli.expect_line("[Ayu] hi, web");
+    cli.type_line("/quit");
+    expect_event(
+        &mut ayu,
+        |e| matches!(e, ChatEvent::Left { name, .. } if name == "Web"),
+    );
+    let (status, stderr) = cli.finish();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
 fn netlab_chat_exits_non_zero_when_the_name_is_taken() {
     let server = netlabd();
     let _ayu = ChatClient::connect(server.line, "Ayu", Dialect::Line, STEP).unwrap();
@@ -513,6 +543,7 @@ fn bench_chat_measures_deliveries_in_every_dialect() {
         (server.header, "header", "10"),
         (server.bincode, "bincode", "10"),
         (server.header100, "header", "100"),
+        (server.websocket, "websocket", "10"),
     ] {
         let addr = addr.to_string();
         let (code, out, stderr) = bench(&[

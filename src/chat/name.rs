@@ -29,6 +29,10 @@ pub enum NameError {
     /// error), holds the roster's separator `, ` (one name read as two),
     /// or ` joined on ` / ` left on ` (a leave read as a join).
     ReadsAsNotice,
+    /// An HTTP request line (`GET / HTTP/1.1`): a browser, or a WebSocket
+    /// client, at a listener of a text dialect, whose first line is taken
+    /// for a name.
+    HttpRequest,
 }
 
 /// What a name may not begin with: the text dialects' notices that are
@@ -52,6 +56,9 @@ impl NameError {
             NameError::Invisible => "name contains an invisible or text-direction character",
             NameError::ReadsAsNotice => {
                 "name reads as a notice of the room: it may not begin with 'error: ', 'welcome ' or 'online (', nor contain ', ', ' joined on ' or ' left on '"
+            }
+            NameError::HttpRequest => {
+                "name is an HTTP request: this listener speaks a chat dialect, not HTTP (browsers and WebSocket clients need a listener with dialect = \"websocket\")"
             }
         }
     }
@@ -96,7 +103,24 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     {
         return Err(NameError::ReadsAsNotice);
     }
+    if is_http_request_line(name) {
+        return Err(NameError::HttpRequest);
+    }
     Ok(())
+}
+
+/// `METHOD TARGET HTTP/x`: a method in capitals, then the target, then the
+/// version.
+fn is_http_request_line(name: &str) -> bool {
+    let mut words = name.split(' ');
+    matches!(
+        (words.next(), words.next(), words.next(), words.next()),
+        (Some(method), Some(target), Some(version), None)
+            if !method.is_empty()
+                && method.bytes().all(|b| b.is_ascii_uppercase())
+                && !target.is_empty()
+                && version.starts_with("HTTP/")
+    )
 }
 
 /// Zero-width characters, direction marks, embeddings, overrides and
@@ -186,6 +210,22 @@ mod tests {
             );
         }
         for name in ["error:x", "welcomer", "a,b", "joined on", "Ayu joined"] {
+            assert_eq!(validate_name(name), Ok(()), "{name:?}");
+        }
+    }
+
+    /// What a browser or a WebSocket client sends first is not a name.
+    #[test]
+    fn http_request_lines_are_not_names() {
+        for name in ["GET / HTTP/1.1", "GET /ws HTTP/1.1", "POST /x?y=1 HTTP/1.0"] {
+            assert_eq!(validate_name(name), Err(NameError::HttpRequest), "{name:?}");
+        }
+        for name in [
+            "GET HTTP/1.1",
+            "get / HTTP/1.1",
+            "GET / http",
+            "Ayu GET / HTTP/1.1",
+        ] {
             assert_eq!(validate_name(name), Ok(()), "{name:?}");
         }
     }

@@ -1,4 +1,4 @@
-//! The chat client: joins a room under a name in any of the three dialects,
+//! The chat client: joins a room under a name in any of the four dialects,
 //! sends messages, and receives the room's events one at a time, each wait
 //! bounded by a timeout. Blocking and simple on purpose: the C ABI wraps it
 //! one call per step ("receive one event within 200 ms").
@@ -22,6 +22,8 @@
 //! The text dialects (line, header) send notices as text; [`ChatEventDecoder`]
 //! parses the formats netlabd writes (`Ayu joined (3 online)`, ...) back
 //! into events, and passes any other notice on as [`ChatEvent::Notice`].
+//! In the websocket dialect the client first asks for the upgrade at `/ws`,
+//! as a browser does, then reads events as JSON and answers pings.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -32,6 +34,8 @@ use super::tcp::check_timeout;
 use super::{ClientError, ClientOptions, error};
 pub use crate::chat::Dialect;
 use crate::chat::{ClientMsg, ErrorCode, validate_name};
+use crate::codec::chat::websocket::frame::{self, FromServer, close};
+use crate::codec::chat::websocket::{self, ServerJson};
 use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
 use crate::codec::{Codec, FrameError, HeaderCodec, LineCodec};
 
@@ -40,6 +44,8 @@ const MAX_SERVER_FRAME: usize = 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long [`ChatClient::quit`] waits for the server to close after `Bye`.
 const QUIT_LINGER: Duration = Duration::from_millis(500);
+/// The longest answer to a WebSocket upgrade taken (netlabd's is 200 bytes).
+const MAX_UPGRADE_ANSWER: usize = 16 * 1024;
 
 /// The codec that encodes what a client of `dialect` sends (a client sends
 /// frames of any length the server takes; `max_frame` only bounds decoding).
@@ -59,9 +65,6 @@ fn check_dialect(dialect: &Dialect) -> Result<(), ClientError> {
                 HeaderCodec::MAX_HEADER_LEN
             )))
         }
-        Dialect::WebSocket(_) => Err(ClientError::invalid(
-            "the websocket dialect is for browsers (its page is at the listener's /); connect with line, header or bincode",
-        )),
         _ => Ok(()),
     }
 }
@@ -156,6 +159,35 @@ pub enum ChatEventRef<'a> {
     },
 }
 
+impl ChatEvent {
+    /// The event with its strings borrowed from it.
+    pub fn as_event_ref(&self) -> ChatEventRef<'_> {
+        match self {
+            ChatEvent::Welcome { online, addr } => ChatEventRef::Welcome {
+                online: *online,
+                addr: addr.as_deref(),
+            },
+            ChatEvent::Message { from, text } => ChatEventRef::Message { from, text },
+            ChatEvent::Joined { name, online } => ChatEventRef::Joined {
+                name,
+                online: *online,
+            },
+            ChatEvent::Left { name, online } => ChatEventRef::Left {
+                name,
+                online: *online,
+            },
+            ChatEvent::Roster { names } => ChatEventRef::Roster {
+                names: names.iter().map(String::as_str).collect(),
+            },
+            ChatEvent::Error { code, reason } => ChatEventRef::Error {
+                code: *code,
+                reason,
+            },
+            ChatEvent::Notice { text } => ChatEventRef::Notice { text },
+        }
+    }
+}
+
 impl ChatEventRef<'_> {
     pub fn to_owned_event(&self) -> ChatEvent {
         match self {
@@ -223,9 +255,93 @@ enum DecoderKind {
     Line(LineCodec, InBuf),
     Header(HeaderCodec, InBuf),
     Bincode(BincodeServerDecoder),
-    /// A dialect this decoder does not read (websocket, whose clients are
-    /// browsers): every event is an error that says so.
-    Unsupported(&'static str),
+    WebSocket(WebSocketEvents),
+}
+
+/// The websocket dialect's events as a client reads them, after the
+/// upgrade: text frames of JSON, and pings it owes a pong.
+#[derive(Debug, Default)]
+struct WebSocketEvents {
+    buf: InBuf,
+    /// The last event decoded, owned: JSON strings may hold escapes.
+    event: Option<ChatEvent>,
+    /// Frames owed to the server: pongs, the echo of its close.
+    replies: Vec<u8>,
+    /// The server sent its close frame.
+    closed: bool,
+}
+
+impl WebSocketEvents {
+    fn next_event(&mut self) -> Result<Option<ChatEventRef<'_>>, String> {
+        loop {
+            let pending = &self.buf.bytes[self.buf.start..];
+            let found = frame::next_from_server(pending, MAX_SERVER_FRAME)
+                .map_err(|r| format!("{} (WebSocket status {})", r.reason, r.code))?;
+            let Some((found, len)) = found else {
+                return Ok(None);
+            };
+            match found {
+                FromServer::Text(text) => {
+                    let event = event_of_json(text)?;
+                    self.buf.start += len;
+                    return Ok(Some(self.event.insert(event).as_event_ref()));
+                }
+                FromServer::Ping(payload) => websocket::encode_client_frame(
+                    &mut self.replies,
+                    websocket::Control::Pong,
+                    payload,
+                ),
+                FromServer::Pong => {}
+                FromServer::Close(status) => {
+                    if !std::mem::replace(&mut self.closed, true) {
+                        // RFC 6455 5.5.1: the close is answered with one.
+                        let code = status.map_or(close::NORMAL, |(code, _)| code);
+                        websocket::encode_client_frame(
+                            &mut self.replies,
+                            websocket::Control::Close,
+                            &code.to_be_bytes(),
+                        );
+                    }
+                }
+            }
+            self.buf.start += len;
+        }
+    }
+}
+
+/// An event of the websocket dialect, from its JSON.
+fn event_of_json(text: &str) -> Result<ChatEvent, String> {
+    let json: ServerJson<'_> = serde_json::from_str(text).map_err(|e| {
+        format!("a text message is not an event of the websocket dialect ({e}): {text:.80}")
+    })?;
+    Ok(match json {
+        ServerJson::Welcome { addr, online, .. } => ChatEvent::Welcome {
+            online,
+            addr: Some(addr.into_owned()),
+        },
+        ServerJson::Message { from, text } => ChatEvent::Message {
+            from: from.into_owned(),
+            text: text.into_owned(),
+        },
+        ServerJson::Joined { name, online, .. } => ChatEvent::Joined {
+            name: name.into_owned(),
+            online,
+        },
+        ServerJson::Left { name, online, .. } => ChatEvent::Left {
+            name: name.into_owned(),
+            online,
+        },
+        ServerJson::Roster { names } => ChatEvent::Roster {
+            names: names.into_iter().map(|n| n.into_owned()).collect(),
+        },
+        ServerJson::Error { code, reason } => ChatEvent::Error {
+            code: ErrorCode::from_code(code),
+            reason: reason.into_owned(),
+        },
+        ServerJson::Notice { text } => ChatEvent::Notice {
+            text: text.into_owned(),
+        },
+    })
 }
 
 impl ChatEventDecoder {
@@ -237,7 +353,7 @@ impl ChatEventDecoder {
                 InBuf::default(),
             ),
             Dialect::Bincode => DecoderKind::Bincode(BincodeServerDecoder::new(MAX_SERVER_FRAME)),
-            Dialect::WebSocket(_) => DecoderKind::Unsupported("websocket"),
+            Dialect::WebSocket(_) => DecoderKind::WebSocket(WebSocketEvents::default()),
         };
         ChatEventDecoder { kind }
     }
@@ -247,7 +363,7 @@ impl ChatEventDecoder {
         match &mut self.kind {
             DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => buf.extend(bytes),
             DecoderKind::Bincode(d) => d.extend(bytes),
-            DecoderKind::Unsupported(_) => {}
+            DecoderKind::WebSocket(w) => w.buf.extend(bytes),
         }
     }
 
@@ -256,7 +372,17 @@ impl ChatEventDecoder {
         match &self.kind {
             DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => &buf.bytes[buf.start..],
             DecoderKind::Bincode(d) => d.pending(),
-            DecoderKind::Unsupported(_) => &[],
+            DecoderKind::WebSocket(w) => &w.buf.bytes[w.buf.start..],
+        }
+    }
+
+    /// Frames the client owes the server for what was decoded (in the
+    /// websocket dialect: a pong for each ping, the echo of a close), to be
+    /// written before the next wait; empty in the other dialects.
+    pub fn take_replies(&mut self) -> Vec<u8> {
+        match &mut self.kind {
+            DecoderKind::WebSocket(w) => std::mem::take(&mut w.replies),
+            _ => Vec::new(),
         }
     }
 
@@ -296,9 +422,7 @@ impl ChatEventDecoder {
                 let msg = decoder.next_msg().map_err(|e| e.to_string())?;
                 Ok(msg.map(from_server_msg))
             }
-            DecoderKind::Unsupported(name) => Err(format!(
-                "netlab's chat client does not read the {name} dialect"
-            )),
+            DecoderKind::WebSocket(events) => events.next_event(),
         }
     }
 }
@@ -407,6 +531,97 @@ fn parse_known_notice(text: &str) -> Option<ChatEventRef<'_>> {
     None
 }
 
+/// Asks the server for a WebSocket at its socket path, as a browser does
+/// (RFC 6455 4.1), and checks the answer; returns what came behind it.
+fn upgrade(link: &Link, timeout: Duration) -> Result<Vec<u8>, ClientError> {
+    let peer = link.peer();
+    let context = || format!("upgrade to a WebSocket at {peer}");
+    let key = tungstenite::handshake::client::generate_key();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {peer}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        websocket::SOCKET_PATH
+    );
+    link.write_all(request.as_bytes(), timeout)?;
+    let deadline = crate::deadline::after(timeout);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if got.len() > MAX_UPGRADE_ANSWER {
+            return Err(ClientError::Protocol {
+                context: context(),
+                detail: format!("the answer's head is longer than {MAX_UPGRADE_ANSWER} bytes"),
+            });
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match link.read_within(&mut buf, left)? {
+            Got::Data(n) => got.extend_from_slice(&buf[..n]),
+            Got::End => {
+                let first = String::from_utf8_lossy(&got);
+                let first = first.lines().next().unwrap_or_default();
+                return Err(ClientError::Protocol {
+                    context: context(),
+                    detail: if first.is_empty() {
+                        "the server closed the connection without an answer (is this a websocket listener?)".into()
+                    } else {
+                        format!("the server closed the connection after {first:?}")
+                    },
+                });
+            }
+            Got::Nothing => {
+                return Err(ClientError::Timeout {
+                    context: format!("{}: no answer", context()),
+                    waited: timeout,
+                    tries: 1,
+                });
+            }
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut answer = httparse::Response::new(&mut headers);
+    let parsed = answer.parse(&got[..end]);
+    let refused = |detail: String| ClientError::Protocol {
+        context: context(),
+        detail,
+    };
+    if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
+        let first = String::from_utf8_lossy(&got[..end]);
+        return Err(refused(format!(
+            "the answer is not HTTP: {:?}",
+            first.lines().next().unwrap_or_default()
+        )));
+    }
+    if answer.code != Some(101) {
+        // netlabd says why in the body of its refusals.
+        let body = String::from_utf8_lossy(&got[end..]);
+        let why = body
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        return Err(refused(format!(
+            "refused: {} {}{}{}",
+            answer.code.unwrap_or_default(),
+            answer.reason.unwrap_or_default(),
+            if why.is_empty() { "" } else { ": " },
+            why.trim()
+        )));
+    }
+    let accept = answer
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|h| h.value);
+    if accept != Some(websocket::accept_key(&key).as_bytes()) {
+        return Err(refused(
+            "the server's Sec-WebSocket-Accept does not answer this client's key".into(),
+        ));
+    }
+    Ok(got.split_off(end))
+}
+
 /// The sending half of a chat connection.
 #[derive(Debug)]
 pub struct ChatSender {
@@ -451,6 +666,8 @@ pub struct ChatReceiver {
     decoder: ChatEventDecoder,
     buf: Vec<u8>,
     closed: bool,
+    /// How long writing what the decoder owes the server may wait.
+    timeout: Duration,
 }
 
 impl ChatReceiver {
@@ -479,13 +696,21 @@ impl ChatReceiver {
     }
 
     fn decoded(&mut self) -> Result<Option<ChatEvent>, ClientError> {
-        match self.decoder.next_event() {
-            Ok(event) => Ok(event.map(|e| e.to_owned_event())),
-            Err(detail) => Err(ClientError::Protocol {
-                context: format!("read from {}", self.link.peer()),
-                detail,
-            }),
+        let event = match self.decoder.next_event() {
+            Ok(event) => event.map(|e| e.to_owned_event()),
+            Err(detail) => {
+                return Err(ClientError::Protocol {
+                    context: format!("read from {}", self.link.peer()),
+                    detail,
+                });
+            }
+        };
+        let replies = self.decoder.take_replies();
+        if !replies.is_empty() && !self.closed {
+            // The server may be gone already: its close comes next.
+            let _ = self.link.write_all(&replies, self.timeout);
         }
+        Ok(event)
     }
 }
 
@@ -541,12 +766,17 @@ impl ChatClient {
                 decoder: ChatEventDecoder::new(dialect.clone()),
                 buf: vec![0; READ_CHUNK],
                 closed: false,
+                timeout,
             },
             name: name.to_owned(),
             dialect,
             online: 0,
             addr: None,
         };
+        if let Dialect::WebSocket(_) = client.dialect {
+            let behind = upgrade(&client.receiver.link, timeout)?;
+            client.receiver.decoder.extend(&behind);
+        }
         client.sender.write_msg(ClientMsg::Hello { name })?;
         client.await_welcome(timeout)?;
         Ok(client)
@@ -743,7 +973,8 @@ mod tests {
     }
 
     fn expected(dialect: Dialect) -> Vec<ChatEvent> {
-        let binc = dialect == Dialect::Bincode;
+        // The dialects whose events are structured, not text.
+        let binc = matches!(dialect, Dialect::Bincode | Dialect::WebSocket(_));
         vec![
             ChatEvent::Welcome {
                 online: 2,
@@ -837,6 +1068,7 @@ mod tests {
             decoder: ChatEventDecoder::new(Dialect::Line),
             buf: vec![0; READ_CHUNK],
             closed: false,
+            timeout: Duration::from_secs(5),
         };
         assert!(matches!(receiver.recv(Duration::ZERO), Ok(None)));
         // SAFETY: F_GETFL on a descriptor the test owns.
@@ -855,6 +1087,7 @@ mod tests {
             Dialect::Header { header_len: 10 },
             Dialect::Header { header_len: 100 },
             Dialect::Bincode,
+            Dialect::named("websocket", 0).unwrap(),
         ] {
             let stream = server_bytes(dialect.clone());
             let want = expected(dialect.clone());
@@ -958,7 +1191,96 @@ mod tests {
             let err = check_dialect(&Dialect::Header { header_len }).unwrap_err();
             assert_eq!(err.kind(), crate::client::ErrorKind::Invalid, "{err}");
         }
-        let err = check_dialect(&Dialect::named("websocket", 0).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("for browsers"), "{err}");
+        assert!(check_dialect(&Dialect::named("websocket", 0).unwrap()).is_ok());
+    }
+
+    /// A ping is owed a pong with its payload, and a close the echo of its
+    /// status, both masked as a client's frames must be; neither is an
+    /// event. JSON escapes come out unescaped.
+    #[test]
+    fn websocket_pings_and_closes_are_answered_and_escapes_read() {
+        use crate::codec::chat::websocket::Control;
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        let mut stream = Vec::new();
+        frame::push(&mut stream, OpCode::Control(Control::Ping), b"netlab");
+        frame::push(
+            &mut stream,
+            OpCode::Data(Data::Text),
+            br#"{"type":"message","from":"R\"afi","text":"a\nb \u00e9"}"#,
+        );
+        frame::push_close(&mut stream, 4001, "name is taken");
+        let mut decoder = ChatEventDecoder::new(Dialect::named("websocket", 0).unwrap());
+        decoder.extend(&stream);
+        let event = decoder.next_event().unwrap().map(|e| e.to_owned_event());
+        assert_eq!(
+            event,
+            Some(ChatEvent::Message {
+                from: "R\"afi".into(),
+                text: "a\nb \u{e9}".into()
+            })
+        );
+        let mut pong = Vec::new();
+        websocket::encode_client_frame(&mut pong, Control::Pong, b"netlab");
+        assert_eq!(decoder.take_replies(), pong);
+        assert_eq!(decoder.next_event().unwrap(), None);
+        let mut echo = Vec::new();
+        websocket::encode_client_frame(&mut echo, Control::Close, &4001u16.to_be_bytes());
+        assert_eq!(decoder.take_replies(), echo);
+        assert!(decoder.pending().is_empty());
+        assert!(decoder.take_replies().is_empty());
+    }
+
+    /// What a client cannot take from a server is an error that says what.
+    #[test]
+    fn bad_websocket_frames_are_errors_in_words() {
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        let websocket = || ChatEventDecoder::new(Dialect::named("websocket", 0).unwrap());
+        let cases: [(Vec<u8>, &str); 5] = [
+            (
+                {
+                    let mut b = Vec::new();
+                    frame::push(&mut b, OpCode::Data(Data::Text), b"{\"type\":\"dance\"}");
+                    b
+                },
+                "not an event of the websocket dialect",
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    frame::push(&mut b, OpCode::Data(Data::Binary), b"\x00");
+                    b
+                },
+                "binary message",
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    frame::push_masked(&mut b, OpCode::Data(Data::Text), true, b"{}", [1, 2, 3, 4]);
+                    b
+                },
+                "must not be masked",
+            ),
+            (
+                {
+                    let mut b = Vec::new();
+                    frame::push_masked(&mut b, OpCode::Data(Data::Text), false, b"{}", [0; 4]);
+                    b[1] &= 0x7f;
+                    b.truncate(b.len() - 2 - 4);
+                    b.extend_from_slice(b"{}");
+                    b
+                },
+                "in fragments",
+            ),
+            (
+                vec![0x81, 127, 0, 0, 0, 0, 0x10, 0, 0, 0],
+                "longer than the maximum",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let mut decoder = websocket();
+            decoder.extend(&bytes);
+            let err = decoder.next_event().unwrap_err();
+            assert!(err.contains(want), "{bytes:?}: {err}");
+        }
     }
 }

@@ -27,6 +27,9 @@ use super::{ClientError, ClientOptions};
 #[derive(Clone, Debug)]
 pub(crate) struct Link {
     inner: Arc<Inner>,
+    /// Held while bytes are written, so that what two threads write (a
+    /// message, and the pong the receiving half owes) never interleaves.
+    writing: Arc<Mutex<()>>,
     peer: SocketAddr,
 }
 
@@ -79,6 +82,7 @@ impl Link {
         };
         Ok(Link {
             inner: Arc::new(inner),
+            writing: Arc::default(),
             peer,
         })
     }
@@ -100,6 +104,7 @@ impl Link {
     /// Writes all of `bytes`; each wait for the socket gives up after
     /// `timeout` without progress.
     pub fn write_all(&self, bytes: &[u8], timeout: Duration) -> Result<(), ClientError> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         match &*self.inner {
             Inner::Plain(socket) => {
                 let mut socket = socket;

@@ -620,3 +620,77 @@ fn websocket_clients_on_two_reactors_share_the_room_and_its_keepalive() {
         );
     }
 }
+
+/// netlab's own client speaks the dialect too: it asks for the upgrade,
+/// talks with a line client both ways (text with quotes and accents, which
+/// JSON escapes), reads the roster, stays through the server's keepalive
+/// because it answers the pings as it reads (a client that does not is
+/// closed within two intervals, as above), and leaves with a notice. Where
+/// it cannot join, it says why in words.
+#[test]
+fn netlabs_own_client_joins_over_websocket_and_answers_the_keepalive() {
+    use netlab::client::{ChatClient, ChatEvent};
+    let server = start(
+        "name = \"ws\"\nservice = \"chat\"\nlisten = [{ addr = \"127.0.0.1:0\", dialect = \"line\" }, { addr = \"127.0.0.1:0\", dialect = \"websocket\", ping_interval = \"200ms\" }]\n",
+    );
+    let (line_addr, ws_addr) = (server.local_addrs()[0], server.local_addrs()[1]);
+    let mut web = ChatClient::connect(ws_addr, "Web", websocket(), IO_TIMEOUT).unwrap();
+    assert_eq!(web.online_at_welcome(), 1);
+    assert_eq!(web.seen_as(), Some("127.0.0.1".parse().unwrap()));
+    let mut nc = ChatClient::connect(line_addr, "Nc", Dialect::Line, IO_TIMEOUT).unwrap();
+    let next = |c: &mut ChatClient| c.recv(IO_TIMEOUT).unwrap().expect("an event in time");
+    assert_eq!(
+        next(&mut web),
+        ChatEvent::Joined {
+            name: "Nc".into(),
+            online: 2
+        }
+    );
+    nc.send("héllo \"web\" \\ o/").unwrap();
+    assert_eq!(
+        next(&mut web),
+        ChatEvent::Message {
+            from: "Nc".into(),
+            text: "héllo \"web\" \\ o/".into()
+        }
+    );
+    web.send("hi from the web").unwrap();
+    assert_eq!(
+        next(&mut nc),
+        ChatEvent::Message {
+            from: "Web".into(),
+            text: "hi from the web".into()
+        }
+    );
+
+    // Four ping intervals of silence from the client's side, reading only.
+    let until = Instant::now() + Duration::from_millis(800);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        assert_eq!(web.recv(left).unwrap(), None);
+    }
+    web.who().unwrap();
+    assert_eq!(
+        next(&mut web),
+        ChatEvent::Roster {
+            names: vec!["Nc".into(), "Web".into()]
+        }
+    );
+
+    // A name taken is refused with the server's reason; a listener of a
+    // text dialect gives no upgrade, and takes no request line for a name.
+    let taken = ChatClient::connect(ws_addr, "Nc", websocket(), IO_TIMEOUT).unwrap_err();
+    assert!(taken.to_string().contains("taken"), "{taken}");
+    let wrong = ChatClient::connect(line_addr, "Other", websocket(), IO_TIMEOUT).unwrap_err();
+    let wrong = wrong.to_string();
+    assert!(wrong.contains("upgrade to a WebSocket"), "{wrong}");
+    assert!(wrong.contains("not HTTP"), "{wrong}");
+
+    web.quit().unwrap();
+    assert_eq!(
+        next(&mut nc),
+        ChatEvent::Left {
+            name: "Web".into(),
+            online: 1
+        }
+    );
+}

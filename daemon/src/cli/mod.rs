@@ -227,8 +227,9 @@ pub struct ChatArgs {
     #[arg(long, short = 'n')]
     pub name: String,
     /// The listener's dialect: line (a line per message), header (a
-    /// fixed-width ASCII length header, seed 004's) or bincode (websocket
-    /// listeners are for browsers: open their page, http://HOST:PORT/).
+    /// fixed-width ASCII length header, seed 004's), bincode, or websocket
+    /// (the client upgrades at /ws, as the listener's page at
+    /// http://HOST:PORT/ does in a browser).
     #[arg(long, default_value = "line", value_parser = PossibleValuesParser::new(Dialect::NAMES))]
     pub dialect: String,
     /// Width of the length header, for --dialect header (the seed uses 100).

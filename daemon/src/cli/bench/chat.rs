@@ -12,18 +12,17 @@ mod generator;
 mod payload;
 mod report;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use mio::{Poll, Waker};
-use netlab::chat::ClientMsg;
 use netlab::client::chat::ChatEventDecoder;
 use netlab::client::{ChatClient, ClientError, Dialect};
 use netlab::codec::HeaderCodec;
-use netlab::codec::chat::{ChatCodec, websocket};
+use netlab::codec::chat::ChatCodec;
 
 use super::super::{BenchChatArgs, ChatProtocol, exit, fail};
 use super::stats::Window;
@@ -152,11 +151,6 @@ fn connect_all(args: &BenchChatArgs, dialect: &Dialect) -> Result<Vec<Client>, C
     (0..args.clients)
         .map(|index| {
             let (stream, parser) = match args.protocol {
-                ChatProtocol::Netlab if matches!(dialect, Dialect::WebSocket(_)) => {
-                    let name = format!("bench{pid}-{index}");
-                    let (stream, frames) = join_websocket(args, args.addr_of(index), &name)?;
-                    (stream, Parser::WebSocket(frames))
-                }
                 ChatProtocol::Netlab => {
                     let name = format!("bench{pid}-{index}");
                     let client = ChatClient::connect(
@@ -183,15 +177,21 @@ fn connect_all(args: &BenchChatArgs, dialect: &Dialect) -> Result<Vec<Client>, C
 }
 
 /// The line dialect is read as raw lines, the stamp at the end of each
-/// (as for ncat): decoding each line into an event would cost the generator
-/// more than the server spends relaying it. The other dialects need their
-/// decoders to find where a message ends.
+/// (as for ncat), and the websocket dialect as raw frames, the stamp at the
+/// end of each message's JSON: decoding each into an event would cost the
+/// generator more than the server spends relaying it. The other dialects
+/// need their decoders to find where a message ends.
 fn parser_for(dialect: &Dialect, decoder: ChatEventDecoder) -> Parser {
     match dialect {
         Dialect::Line => {
             let mut lines = LineBuf::default();
             lines.extend(decoder.pending());
             Parser::Lines(lines)
+        }
+        Dialect::WebSocket(_) => {
+            let mut frames = WsBuf::default();
+            frames.extend(decoder.pending());
+            Parser::WebSocket(frames)
         }
         _ => Parser::Events(decoder),
     }
@@ -228,90 +228,6 @@ fn join_ncat(args: &BenchChatArgs, addr: SocketAddr) -> Result<(TcpStream, LineB
     let mut lines = LineBuf::default();
     lines.extend(&first);
     Ok((stream, lines))
-}
-
-/// Upgrades to a WebSocket at `/ws` (the room's listener of the websocket
-/// dialect, or a peer that speaks it) and joins as `name`; the frames that
-/// came behind the welcome are kept.
-fn join_websocket(
-    args: &BenchChatArgs,
-    addr: SocketAddr,
-    name: &str,
-) -> Result<(TcpStream, WsBuf), ClientError> {
-    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-    let io_error = |what: &str, e| ClientError::from_io(format!("{what} {addr}"), e, args.timeout);
-    let refused = |why: String| ClientError::Closed {
-        context: format!("join {addr} over WebSocket: {why}"),
-    };
-    let mut stream =
-        TcpStream::connect_timeout(&addr, args.timeout).map_err(|e| io_error("connect", e))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| io_error("set up", e))?;
-    stream
-        .set_read_timeout(Some(args.timeout))
-        .map_err(|e| io_error("set up", e))?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        websocket::SOCKET_PATH
-    )
-    .into_bytes();
-    stream
-        .write_all(&request)
-        .map_err(|e| io_error("write to", e))?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut read = |stream: &mut TcpStream, got: &mut Vec<u8>| match stream.read(&mut buf) {
-        Ok(0) => Err(refused("the server closed the connection".into())),
-        Ok(n) => {
-            got.extend_from_slice(&buf[..n]);
-            Ok(())
-        }
-        Err(e) => Err(io_error("wait for the welcome of", e)),
-    };
-    let end = loop {
-        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        read(&mut stream, &mut got)?;
-    };
-    let head = String::from_utf8_lossy(&got[..end]).into_owned();
-    let accept = format!("sec-websocket-accept: {}", websocket::accept_key(KEY));
-    if !head.starts_with("HTTP/1.1 101 ")
-        || !head
-            .to_ascii_lowercase()
-            .contains(&accept.to_ascii_lowercase())
-    {
-        return Err(refused(format!(
-            "no upgrade: {}",
-            head.lines().next().unwrap_or_default()
-        )));
-    }
-    // Only now: RFC 6455 has a client wait for the upgrade before it sends
-    // a frame (and tungstenite's server refuses one that does not).
-    let mut hello = Vec::new();
-    websocket::encode_client_msg(ClientMsg::Hello { name }, &mut hello);
-    stream
-        .write_all(&hello)
-        .map_err(|e| io_error("write to", e))?;
-    let mut frames = WsBuf::default();
-    frames.extend(&got[end..]);
-    loop {
-        match frames.next_frame().map_err(refused)? {
-            Some((1, payload)) if payload.starts_with(br#"{"type":"welcome""#) => break,
-            Some((1, payload)) if payload.starts_with(br#"{"type":"error""#) => {
-                return Err(refused(String::from_utf8_lossy(payload).into_owned()));
-            }
-            Some(_) => {}
-            None => {
-                let mut more = Vec::new();
-                read(&mut stream, &mut more)?;
-                frames.extend(&more);
-            }
-        }
-    }
-    Ok((stream, frames))
 }
 
 fn encoder_of(args: &BenchChatArgs, dialect: Dialect) -> Encoder {

@@ -1,5 +1,6 @@
 //! RFC 6455 frames: a client's, found at the start of a buffer (checked,
-//! unmasked in place, fragments put together), and the server's, written.
+//! unmasked in place, fragments put together), and the server's, written;
+//! and for netlab's own client, a server's frame found.
 //! tungstenite parses and formats the header; what a
 //! frame may be (masked, no reserved bits, control frames short and whole,
 //! text only, no longer than the listener's `max_frame`) is checked here,
@@ -166,6 +167,74 @@ pub fn next<'a>(
         };
         Ok(Some((incoming, at)))
     }
+}
+
+/// What a server's frame came to, as a client reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromServer<'a> {
+    /// A whole text message, UTF-8 checked.
+    Text(&'a str),
+    Ping(&'a [u8]),
+    Pong,
+    /// The server closes, with its status code and reason if it gave one.
+    Close(Option<(u16, &'a str)>),
+}
+
+/// Finds the next whole server frame at the start of `buf`: what it came to
+/// and how many bytes it took; `Ok(None)` when more bytes are needed. A
+/// server's frames are unmasked; a text message longer than `max_message`,
+/// a binary one or one in fragments (netlabd sends each event whole) is an
+/// error that says so.
+pub fn next_from_server(
+    buf: &[u8],
+    max_message: usize,
+) -> Result<Option<(FromServer<'_>, usize)>, Refusal> {
+    let Some((header, len, header_len)) = parse_header(buf)? else {
+        return Ok(None);
+    };
+    if header.mask.is_some() {
+        return Err(Refusal::protocol("a server's frames must not be masked"));
+    }
+    if header.rsv1 || header.rsv2 || header.rsv3 {
+        return Err(Refusal::protocol(
+            "a reserved bit is set, and no extension was agreed",
+        ));
+    }
+    let limit = match header.opcode {
+        OpCode::Control(_) => MAX_CONTROL,
+        _ => max_message,
+    };
+    if len > limit as u64 {
+        return Err(Refusal::new(
+            close::TOO_BIG,
+            format!("a frame of {len} bytes is longer than the maximum of {limit}"),
+        ));
+    }
+    if !header.is_final || header.opcode == OpCode::Data(Data::Continue) {
+        return Err(Refusal::new(
+            close::UNSUPPORTED_DATA,
+            "a message in fragments: netlab's client takes each event in one frame",
+        ));
+    }
+    // At most `limit`, checked above.
+    let end = header_len + len as usize;
+    let Some(payload) = buf.get(header_len..end) else {
+        return Ok(None);
+    };
+    let frame = match header.opcode {
+        OpCode::Data(Data::Text) => FromServer::Text(utf8(payload)?),
+        OpCode::Data(_) => {
+            return Err(Refusal::new(
+                close::UNSUPPORTED_DATA,
+                "a binary message: the chat speaks JSON as text",
+            ));
+        }
+        OpCode::Control(Control::Ping) => FromServer::Ping(payload),
+        OpCode::Control(Control::Close) => FromServer::Close(close_payload(payload)?),
+        // Pong; reserved opcodes were refused with the header.
+        OpCode::Control(_) => FromServer::Pong,
+    };
+    Ok(Some((frame, end)))
 }
 
 /// A frame's header at the start of `buf`: the header, the payload's

@@ -19,7 +19,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+pub use tungstenite::protocol::frame::coding::Control;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use self::frame::{Fragments, Incoming, Refusal, close};
 use self::http::Answer;
@@ -32,7 +33,8 @@ pub use self::json::ServerJson;
 
 /// The mask of [`encode_client_msg`]'s frames. RFC 6455 asks browsers for
 /// unpredictable masks, against proxies that a page's script could poison;
-/// this encoder serves tests and the load generator, not pages.
+/// this encoder serves netlab's own client, tests and the load generator,
+/// whose payloads no page's script chooses.
 pub const CLIENT_MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// The websocket dialect's settings.
@@ -79,6 +81,12 @@ pub fn encode_client_msg(msg: ClientMsg<'_>, out: &mut Vec<u8>) {
     let mut text = Vec::new();
     json::write_client_msg(msg, &mut text);
     frame::push_masked(out, OpCode::Data(Data::Text), true, &text, CLIENT_MASK);
+}
+
+/// Appends a control frame as a client sends it, masked: a pong (its
+/// payload the ping's) or a close (its payload the status code).
+pub fn encode_client_frame(out: &mut Vec<u8>, control: Control, payload: &[u8]) {
+    frame::push_masked(out, OpCode::Control(control), true, payload, CLIENT_MASK);
 }
 
 /// The `Sec-WebSocket-Accept` a server answers `Sec-WebSocket-Key` with,
