@@ -25,8 +25,8 @@ pub enum NameError {
     /// name look like another or reorder the text shown after it.
     Invisible,
     /// A name that makes the text dialects' notices read as others: one
-    /// that begins as a notice does (`error: x` joining would read as an
-    /// error), holds the roster's separator `, ` (one name read as two),
+    /// that begins as a notice does, followed by the notice's space
+    /// (`error: x` or `error:` joining would read as an error), holds the roster's separator `, ` (one name read as two),
     /// or ` joined on ` / ` left on ` (a leave read as a join).
     ReadsAsNotice,
     /// An HTTP request line (`GET / HTTP/1.1`): a browser, or a WebSocket
@@ -98,7 +98,11 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name == NOTICE_NAME {
         return Err(NameError::Reserved);
     }
-    if NOTICE_PREFIXES.iter().any(|p| name.starts_with(p))
+    // A notice about a member puts a space after the name (`error: joined
+    // (3 online)`): the name with that space must not begin as one either.
+    if NOTICE_PREFIXES
+        .iter()
+        .any(|p| name.starts_with(p) || p.strip_suffix(' ') == Some(name))
         || NOTICE_INFIXES.iter().any(|i| name.contains(i))
     {
         return Err(NameError::ReadsAsNotice);
@@ -195,8 +199,11 @@ mod tests {
         // "* error: x joined (3 online)" would read as an error; a roster
         // "* online (2): a, b, c" as three names; "* a joined on b left
         // (2 online)" as a join.
+        // "* error: joined (3 online)" too, the name being "error:".
         for name in [
             "error: x",
+            "error:",
+            "welcome",
             "welcome back, 9 online;",
             "online (2): a",
             "a, b",
