@@ -84,7 +84,7 @@ typedef enum {
   NETLAB_COUNT_FRAMING_CHUNK = 2,
 } netlab_count_framing;
 
-// A chat dialect, and so a framing.
+// A chat dialect, and so a framing (but for the websocket dialect).
 typedef enum {
   // A frame is a line: the payload, then '\n' (a '\r' before it is
   // dropped when decoding).
@@ -95,6 +95,11 @@ typedef enum {
   // A 4-byte big-endian length, then the payload (the bincode dialect's
   // framing; the payload is one bincode-encoded message).
   NETLAB_DIALECT_BINCODE = 2,
+  // RFC 6455 WebSocket after an HTTP upgrade at `/ws`, one JSON object
+  // per text message, as the listener's page speaks it in a browser.
+  // For `netlab_chat_connect` only: its frames need the upgrade and a
+  // client's masks, so the framing functions refuse it.
+  NETLAB_DIALECT_WEBSOCKET = 3,
 } netlab_dialect;
 
 // What kind of event `netlab_chat_recv` returned.
@@ -202,7 +207,9 @@ extern "C" {
 // dialect is `dialect` (a `netlab_dialect` value; `header_len` is used by
 // `NETLAB_DIALECT_HEADER` only, 0 meaning 10, at most 1024, and must match the
 // listener's), and joins the room as `name`. Returns once the room has
-// welcomed the name.
+// welcomed the name. With `NETLAB_DIALECT_WEBSOCKET` the client first asks
+// for the upgrade at `/ws`, and later answers the server's pings whenever
+// it receives.
 //
 // A name the room refuses (taken, invalid) gives `NETLAB_ERR_PROTOCOL`
 // with the room's reason; no welcome within `timeout_ms` milliseconds

@@ -1,4 +1,4 @@
-/* Chat between two handles, in every dialect and across dialects: join
+/* Chat between two handles, in every dialect (websocket too) and across dialects: join
  * notices, messages, the roster, a taken name, a silent room, leaving; and
  * one handle sending from one thread while another thread receives. */
 #include <threads.h>
@@ -7,8 +7,10 @@
 #include "check.h"
 
 static netlab_server *room;
-static char addrs[3][64]; /* line, header, bincode */
-static const int dialects[3] = {NETLAB_DIALECT_LINE, NETLAB_DIALECT_HEADER, NETLAB_DIALECT_BINCODE};
+#define DIALECTS 4
+static char addrs[DIALECTS][64]; /* line, header, bincode, websocket */
+static const int dialects[DIALECTS] = {NETLAB_DIALECT_LINE, NETLAB_DIALECT_HEADER, NETLAB_DIALECT_BINCODE,
+                                       NETLAB_DIALECT_WEBSOCKET};
 
 static netlab_chat *join(int which, const char *name) {
     netlab_chat *chat = NULL;
@@ -31,8 +33,8 @@ static bool recv_kind(netlab_chat *chat, int kind, netlab_chat_event *event) {
 }
 
 static void two_handles_talk_in_every_pair_of_dialects(void) {
-    for (int a = 0; a < 3; a++) {
-        for (int b = 0; b < 3; b++) {
+    for (int a = 0; a < DIALECTS; a++) {
+        for (int b = 0; b < DIALECTS; b++) {
             netlab_chat *ayu = join(a, "Ayu");
             netlab_chat *rafi = join(b, "Rafi");
             if (!ayu || !rafi) {
@@ -261,9 +263,10 @@ int main(void) {
     room = start("name = \"chat\"\nservice = \"chat\"\n"
                  "listen = [{ addr = \"127.0.0.1:0\", dialect = \"line\" },\n"
                  "          { addr = \"127.0.0.1:0\", dialect = \"header\" },\n"
-                 "          { addr = \"127.0.0.1:0\", dialect = \"bincode\" }]\n");
+                 "          { addr = \"127.0.0.1:0\", dialect = \"bincode\" },\n"
+                 "          { addr = \"127.0.0.1:0\", dialect = \"websocket\" }]\n");
     if (!room) FINISH();
-    for (int i = 0; i < 3; i++) address_of(room, (size_t)i, addrs[i], sizeof addrs[i]);
+    for (int i = 0; i < DIALECTS; i++) address_of(room, (size_t)i, addrs[i], sizeof addrs[i]);
     RUN(two_handles_talk_in_every_pair_of_dialects);
     RUN(the_roster_lists_everyone);
     RUN(a_taken_name_is_refused_with_the_reason);

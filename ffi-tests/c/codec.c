@@ -25,8 +25,14 @@ static void encode_reports_the_size_needed(void) {
     CHECK(len == 12);
     CHECK_STATUS(netlab_frame_encode(NETLAB_DIALECT_LINE, 0, (const uint8_t *)"a\nb", 3, out, sizeof out, &len),
                  NETLAB_ERR_INVALID);
-    CHECK_STATUS(netlab_frame_encode(3, 0, (const uint8_t *)"a", 1, out, sizeof out, &len), NETLAB_ERR_INVALID);
-    CHECK_MESSAGE("dialect 3");
+    CHECK_STATUS(netlab_frame_encode(7, 0, (const uint8_t *)"a", 1, out, sizeof out, &len), NETLAB_ERR_INVALID);
+    CHECK_MESSAGE("dialect 7");
+    CHECK_STATUS(netlab_frame_encode(NETLAB_DIALECT_WEBSOCKET, 0, (const uint8_t *)"a", 1, out, sizeof out, &len),
+                 NETLAB_ERR_INVALID);
+    CHECK_MESSAGE("not a framing");
+    netlab_decoder *decoder = NULL;
+    CHECK_STATUS(netlab_decoder_new(NETLAB_DIALECT_WEBSOCKET, 0, 0, &decoder), NETLAB_ERR_INVALID);
+    CHECK(decoder == NULL);
     CHECK_STATUS(netlab_frame_encode(NETLAB_DIALECT_HEADER, 1, (const uint8_t *)"0123456789", 10, out, sizeof out, &len),
                  NETLAB_ERR_INVALID);
 }

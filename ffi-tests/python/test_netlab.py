@@ -339,6 +339,14 @@ class CodecTests(unittest.TestCase):
         self.assertEqual(netlab.encode_frame("bincode", b"hi"), b"\0\0\0\2hi")
         self.assertEqual(len(netlab.encode_frame("bincode", b"x" * 5000)), 5004)
 
+    def test_websocket_is_a_dialect_not_a_framing(self):
+        for call in (lambda: netlab.encode_frame("websocket", b"hi"),
+                     lambda: netlab.Decoder(netlab.Dialect.WEBSOCKET)):
+            with self.assertRaises(NetlabError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, Status.ERR_INVALID)
+            self.assertIn("not a framing", cm.exception.message)
+
     def test_round_trips_split_anywhere(self):
         payloads = [b"first", b"", b"third, a longer one", bytes(range(10)) * 30]
         for dialect in ("line", "header", "bincode"):
@@ -599,8 +607,9 @@ class TextArgumentTests(unittest.TestCase):
 
 CHAT = config("chat", listen='[{ addr = "127.0.0.1:0", dialect = "line" }, '
                              '{ addr = "127.0.0.1:0", dialect = "header" }, '
-                             '{ addr = "127.0.0.1:0", dialect = "bincode" }]')
-DIALECTS = ("line", "header", "bincode")
+                             '{ addr = "127.0.0.1:0", dialect = "bincode" }, '
+                             '{ addr = "127.0.0.1:0", dialect = "websocket" }]')
+DIALECTS = ("line", "header", "bincode", "websocket")
 
 
 class ChatTests(unittest.TestCase):

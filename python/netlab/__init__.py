@@ -41,7 +41,8 @@ Address = Union[str, bytes, Tuple[str, int]]
 Data = Union[bytes, bytearray, memoryview, str]
 #: Text for a C string: a str sent as UTF-8, or bytes; no NUL inside.
 Text = Union[str, bytes]
-#: A chat dialect: a Dialect, its value, or its name ("line", "header", "bincode").
+#: A chat dialect: a Dialect, its value, or its name ("line", "header", "bincode",
+#: "websocket").
 DialectLike = Union["Dialect", int, str]
 #: A file's path.
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -92,10 +93,12 @@ class NetlabError(Exception):
 
 
 class Dialect(enum.IntEnum):
-    """netlab_dialect: a chat dialect, and so a framing."""
+    """netlab_dialect: a chat dialect, and so a framing (but for WEBSOCKET,
+    which only Chat speaks: its frames need the HTTP upgrade)."""
     LINE = 0
     HEADER = 1
     BINCODE = 2
+    WEBSOCKET = 3
 
 
 _COUNT_FRAMINGS = {"line": 0, "header": 1, "chunk": 2}
@@ -172,7 +175,7 @@ def _dialect(dialect: DialectLike) -> int:
             return Dialect[dialect.upper()]
         except KeyError:
             raise NetlabError(Status.ERR_INVALID,
-                              "dialect %r is not line, header or bincode" % dialect) from None
+                              "dialect %r is not line, header, bincode or websocket" % dialect) from None
     return int(dialect)
 
 

@@ -10,6 +10,7 @@ use super::{
     Error, addr_arg, guard, guard_void, header_len_arg, millis, netlab_client_options,
     netlab_dialect, netlab_status, out_arg, str_arg,
 };
+use crate::chat::WebSocketSettings;
 use crate::client::{ChatClient, ChatEvent, ChatReceiver, ChatSender, Dialect};
 
 /// What kind of event `netlab_chat_recv` returned.
@@ -125,7 +126,9 @@ fn c_string(text: &str) -> CString {
 /// dialect is `dialect` (a `netlab_dialect` value; `header_len` is used by
 /// `NETLAB_DIALECT_HEADER` only, 0 meaning 10, at most 1024, and must match the
 /// listener's), and joins the room as `name`. Returns once the room has
-/// welcomed the name.
+/// welcomed the name. With `NETLAB_DIALECT_WEBSOCKET` the client first asks
+/// for the upgrade at `/ws`, and later answers the server's pings whenever
+/// it receives.
 ///
 /// A name the room refuses (taken, invalid) gives `NETLAB_ERR_PROTOCOL`
 /// with the room's reason; no welcome within `timeout_ms` milliseconds
@@ -189,6 +192,9 @@ pub unsafe extern "C" fn netlab_chat_connect_with(
                 header_len: header_len_arg(header_len)?,
             },
             netlab_dialect::NETLAB_DIALECT_BINCODE => Dialect::Bincode,
+            netlab_dialect::NETLAB_DIALECT_WEBSOCKET => {
+                Dialect::websocket(WebSocketSettings::default())
+            }
         };
         let options = netlab_client_options::with_timeout(options, millis(timeout_ms));
         let client = ChatClient::connect_with(addr, name, dialect, &options)?;

@@ -11,7 +11,7 @@ use crate::codec::chat::bincode::LengthPrefixCodec;
 use crate::codec::{Codec, FrameError, FrameReader, HeaderCodec, LineCodec};
 use crate::config::defaults;
 
-/// A chat dialect, and so a framing.
+/// A chat dialect, and so a framing (but for the websocket dialect).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum netlab_dialect {
@@ -24,6 +24,11 @@ pub enum netlab_dialect {
     /// A 4-byte big-endian length, then the payload (the bincode dialect's
     /// framing; the payload is one bincode-encoded message).
     NETLAB_DIALECT_BINCODE = 2,
+    /// RFC 6455 WebSocket after an HTTP upgrade at `/ws`, one JSON object
+    /// per text message, as the listener's page speaks it in a browser.
+    /// For `netlab_chat_connect` only: its frames need the upgrade and a
+    /// client's masks, so the framing functions refuse it.
+    NETLAB_DIALECT_WEBSOCKET = 3,
 }
 
 pub(crate) fn dialect_arg(dialect: c_int) -> Result<netlab_dialect, Error> {
@@ -31,10 +36,18 @@ pub(crate) fn dialect_arg(dialect: c_int) -> Result<netlab_dialect, Error> {
         0 => Ok(netlab_dialect::NETLAB_DIALECT_LINE),
         1 => Ok(netlab_dialect::NETLAB_DIALECT_HEADER),
         2 => Ok(netlab_dialect::NETLAB_DIALECT_BINCODE),
+        3 => Ok(netlab_dialect::NETLAB_DIALECT_WEBSOCKET),
         other => Err(Error::invalid(format!(
-            "dialect {other} is not a netlab_dialect (0 line, 1 header, 2 bincode)"
+            "dialect {other} is not a netlab_dialect (0 line, 1 header, 2 bincode, 3 websocket)"
         ))),
     }
+}
+
+/// The framing functions' refusal of the websocket dialect.
+fn not_a_framing() -> Error {
+    Error::invalid(
+        "NETLAB_DIALECT_WEBSOCKET is a chat dialect, not a framing: its frames need the HTTP upgrade and a client's masks (netlab_chat_connect speaks it)",
+    )
 }
 
 fn or_default(value: usize, default: usize) -> usize {
@@ -104,6 +117,7 @@ pub unsafe extern "C" fn netlab_frame_encode(
                 max_frame: usize::MAX,
             }
             .encode(payload, &mut frame),
+            netlab_dialect::NETLAB_DIALECT_WEBSOCKET => return Err(not_a_framing()),
         };
         encoded.map_err(|e| Error::invalid(format!("cannot frame the payload: {e}")))?;
         // SAFETY: forwarded from the caller.
@@ -168,6 +182,7 @@ pub unsafe extern "C" fn netlab_decoder_new(
             netlab_dialect::NETLAB_DIALECT_BINCODE => {
                 Reader::Bincode(FrameReader::new(LengthPrefixCodec { max_frame }))
             }
+            netlab_dialect::NETLAB_DIALECT_WEBSOCKET => return Err(not_a_framing()),
         };
         out.write(Box::into_raw(Box::new(netlab_decoder {
             reader,
