@@ -99,11 +99,10 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Reserved);
     }
     // A notice about a member puts a space after the name (`error: joined
-    // (3 online)`): the name with that space must not begin as one either.
-    if NOTICE_PREFIXES
-        .iter()
-        .any(|p| name.starts_with(p) || p.strip_suffix(' ') == Some(name))
-        || NOTICE_INFIXES.iter().any(|i| name.contains(i))
+    // (3 online)`, `a joined on left (2 online)`): the name is checked with it.
+    let spaced = format!("{name} ");
+    if NOTICE_PREFIXES.iter().any(|p| spaced.starts_with(p))
+        || NOTICE_INFIXES.iter().any(|i| spaced.contains(i))
     {
         return Err(NameError::ReadsAsNotice);
     }
@@ -199,7 +198,8 @@ mod tests {
         // "* error: x joined (3 online)" would read as an error; a roster
         // "* online (2): a, b, c" as three names; "* a joined on b left
         // (2 online)" as a join.
-        // "* error: joined (3 online)" too, the name being "error:".
+        // "* error: joined (3 online)" too, the name being "error:", and
+        // "* M joined on left (2 online)", the name being "M joined on".
         for name in [
             "error: x",
             "error:",
@@ -209,6 +209,8 @@ mod tests {
             "a, b",
             "a joined on b",
             "a left on b",
+            "M joined on",
+            "M left on",
         ] {
             assert_eq!(
                 validate_name(name),
