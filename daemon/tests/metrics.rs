@@ -614,3 +614,95 @@ fn a_slow_scraper_and_a_megabyte_of_headers_do_not_disturb_serving() {
     daemon.signal(libc::SIGTERM);
     assert!(daemon.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// The fork model's children count what they move in memory shared with
+/// netlabd, which folds it into the listener's counters: bytes (and the
+/// count service's requests) show as they do for the other models, while
+/// a connection is open (its child still serving) and after it closed.
+#[test]
+fn the_fork_models_children_count_bytes_and_requests() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "netlabd.toml",
+        r#"
+[daemon]
+metrics = "127.0.0.1:0"
+
+[[server]]
+name = "forked"
+service = "echo"
+model = "fork"
+listen = ["127.0.0.1:0", "127.0.0.1:0"]
+
+[[server]]
+name = "counted"
+service = "count"
+model = "fork"
+listen = ["127.0.0.1:0"]
+"#,
+    );
+    let mut cmd = Command::new(NETLABD);
+    cmd.arg("--config").arg(&path);
+    let (mut daemon, bound) = Daemon::spawn(cmd, dir, 3);
+    let metrics = daemon.metrics_addr();
+    let echo: Vec<SocketAddr> = bound
+        .iter()
+        .filter(|(n, _)| n == "forked")
+        .map(|(_, a)| *a)
+        .collect();
+    let (first, second, counted) = (echo[0], echo[1], at(&bound, "counted"));
+    let series = |family: &str, server: &str, l: SocketAddr| {
+        format!("netlab_{family}{{server=\"{server}\",listener=\"{l}\"}}")
+    };
+    let connect = |to: SocketAddr| {
+        let c = TcpStream::connect(to).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c
+    };
+
+    let mut open = connect(first);
+    assert!(echoes(&mut open, &[b'a'; 1000]));
+    wait_sample(
+        metrics,
+        &series("received_bytes_total", "forked", first),
+        1000.0,
+    );
+    wait_sample(
+        metrics,
+        &series("sent_bytes_total", "forked", first),
+        1000.0,
+    );
+    for _ in 0..2 {
+        assert!(echoes(&mut connect(first), b"hello"));
+    }
+    assert!(echoes(&mut connect(second), b"on the second listener"));
+    wait_sample(
+        metrics,
+        &series("received_bytes_total", "forked", first),
+        1010.0,
+    );
+    wait_sample(
+        metrics,
+        &series("sent_bytes_total", "forked", first),
+        1010.0,
+    );
+    wait_sample(
+        metrics,
+        &series("received_bytes_total", "forked", second),
+        22.0,
+    );
+
+    let mut c = connect(counted);
+    c.write_all(b"xyz\nhello\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "3\n5\n");
+    wait_sample(metrics, &series("requests_total", "counted", counted), 2.0);
+    wait_sample(
+        metrics,
+        &series("sent_bytes_total", "counted", counted),
+        4.0,
+    );
+    drop(open);
+}

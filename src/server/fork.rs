@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use super::acceptor::{AcceptHandler, Acceptor};
 use super::blocking::{self, HandshakeFailure, Stream};
 use super::conn::ConnKind;
 use super::{Listener, Permit, Runtime, StreamCtx};
-use crate::metrics::{self, ListenerMetrics};
+use crate::metrics::{self, ListenerMetrics, Shard};
 use crate::service::Worker;
 
 /// How often exited children are looked for while any are running.
@@ -37,7 +38,109 @@ const REAP_TICK: Duration = Duration::from_millis(20);
 
 pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<Listener>) -> io::Result<Runtime> {
     let name = format!("{}-fork", ctx.shared.name);
-    Acceptor::spawn(name, listeners, move |acceptor| run(ctx, acceptor))
+    // Made before any child is: each inherits the mapping.
+    let counters = if ctx.shared.metrics.live() {
+        Some(ChildCounters::new(listeners.len())?)
+    } else {
+        None
+    };
+    Acceptor::spawn(name, listeners, move |acceptor| {
+        run(ctx, acceptor, counters)
+    })
+}
+
+/// What the children count (bytes, requests), one [`Shard`] per listener
+/// in memory shared with them (`MAP_SHARED`): a child adds to it as it
+/// serves, and the parent folds what was added into the listener's own
+/// counters every tick.
+struct ChildCounters {
+    base: NonNull<Shard>,
+    len: usize,
+    /// Which listener's counters each shard is, by order of first use.
+    meters: Vec<Arc<ListenerMetrics>>,
+    /// What was folded already, per shard: received, sent, requests.
+    folded: Vec<[u64; 3]>,
+}
+
+// SAFETY: the mapping holds only atomics, and is unmapped once, on drop.
+unsafe impl Send for ChildCounters {}
+
+impl ChildCounters {
+    fn new(len: usize) -> io::Result<ChildCounters> {
+        let len = len.max(1);
+        let bytes = len * std::mem::size_of::<Shard>();
+        // SAFETY: a new anonymous mapping, used only as `len` Shards below.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // The mapping is zeroed and page-aligned: `len` Shards whose atomics
+        // are all 0.
+        let base = NonNull::new(at.cast::<Shard>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(ChildCounters {
+            base,
+            len,
+            meters: Vec::with_capacity(len),
+            folded: Vec::with_capacity(len),
+        })
+    }
+
+    fn shard(&self, i: usize) -> &Shard {
+        assert!(i < self.len);
+        // SAFETY: within the mapping, which lives as long as `self`.
+        unsafe { &*self.base.as_ptr().add(i) }
+    }
+
+    /// The shard of `meter`'s listener, if one is left for it.
+    fn shard_of(&mut self, meter: &Arc<ListenerMetrics>) -> Option<usize> {
+        if let Some(i) = self.meters.iter().position(|m| Arc::ptr_eq(m, meter)) {
+            return Some(i);
+        }
+        (self.meters.len() < self.len).then(|| {
+            self.meters.push(meter.clone());
+            self.folded.push([0; 3]);
+            self.meters.len() - 1
+        })
+    }
+
+    /// Adds what the children counted since the last fold to each
+    /// listener's counters.
+    fn fold(&mut self) {
+        for i in 0..self.meters.len() {
+            let shard = self.shard(i);
+            let now = [
+                shard.bytes_received.load(Ordering::Relaxed),
+                shard.bytes_sent.load(Ordering::Relaxed),
+                shard.requests.load(Ordering::Relaxed),
+            ];
+            let into = self.meters[i].shard(0);
+            let before = std::mem::replace(&mut self.folded[i], now);
+            metrics::add(&into.bytes_received, now[0].wrapping_sub(before[0]));
+            metrics::add(&into.bytes_sent, now[1].wrapping_sub(before[1]));
+            metrics::add(&into.requests, now[2].wrapping_sub(before[2]));
+        }
+    }
+}
+
+impl Drop for ChildCounters {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer referenced.
+        unsafe {
+            libc::munmap(
+                self.base.as_ptr().cast(),
+                self.len * std::mem::size_of::<Shard>(),
+            );
+        }
+    }
 }
 
 /// A child serving one connection.
@@ -46,8 +149,8 @@ struct Child {
     peer: SocketAddr,
     /// Its connection began with a TLS handshake (done in the child).
     tls: bool,
-    /// Its listener's counters. Bytes and requests are the child's, in
-    /// its own memory: the fork model counts connections only.
+    /// Its listener's counters (bytes and requests come through
+    /// [`ChildCounters`]).
     meter: Arc<ListenerMetrics>,
 }
 
@@ -75,6 +178,8 @@ struct Forker {
     // allocates as little as it can.
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// With metrics on.
+    counters: Option<ChildCounters>,
 }
 
 impl AcceptHandler for Forker {
@@ -91,13 +196,23 @@ impl AcceptHandler for Forker {
             return;
         };
         let parent = getpid();
+        let shard = self.counters.as_mut().and_then(|c| c.shard_of(meter));
         // SAFETY: the child runs only `serve_child`, which makes system
         // calls on the connection and exits with `_exit`; glibc's fork
         // handlers keep malloc usable in the child for the one small
         // allocation the session's tag may need.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                serve_child(ctx, parent, stream, kind, &mut self.buf, &mut self.out)
+                let counters = self.counters.as_ref().zip(shard).map(|(c, i)| c.shard(i));
+                serve_child(
+                    ctx,
+                    parent,
+                    stream,
+                    kind,
+                    counters,
+                    &mut self.buf,
+                    &mut self.out,
+                )
             }
             Ok(ForkResult::Parent { child }) => {
                 log::debug!(
@@ -125,20 +240,27 @@ impl AcceptHandler for Forker {
 
     fn tick(&mut self) {
         reap(&mut self.children, &self.ctx, false);
+        if let Some(counters) = &mut self.counters {
+            counters.fold();
+        }
     }
 }
 
-fn run(ctx: StreamCtx, mut acceptor: Acceptor) {
+fn run(ctx: StreamCtx, mut acceptor: Acceptor, counters: Option<ChildCounters>) {
     let shared = ctx.shared.clone();
     let mut forker = Forker {
         ctx,
         children: HashMap::new(),
         buf: vec![0u8; 16 * 1024],
         out: Vec::with_capacity(16 * 1024),
+        counters,
     };
     acceptor.run(&shared, REAP_TICK, &mut forker);
     let Forker {
-        ctx, mut children, ..
+        ctx,
+        mut children,
+        mut counters,
+        ..
     } = forker;
 
     // Not accepting any more: let the children finish within the grace.
@@ -156,6 +278,10 @@ fn run(ctx: StreamCtx, mut acceptor: Acceptor) {
             let _ = signal::kill(*pid, Signal::SIGKILL);
         }
         reap(&mut children, &ctx, true);
+    }
+    // What the last children counted.
+    if let Some(counters) = &mut counters {
+        counters.fold();
     }
 }
 
@@ -222,6 +348,7 @@ fn serve_child(
     parent: Pid,
     stream: TcpStream,
     kind: &ConnKind,
+    counters: Option<&Shard>,
     buf: &mut [u8],
     out: &mut Vec<u8>,
 ) -> ! {
@@ -257,7 +384,7 @@ fn serve_child(
                     ctx.config.limits.idle_timeout,
                     buf,
                     out,
-                    None,
+                    counters,
                 );
                 drop(stream);
                 match ending {
