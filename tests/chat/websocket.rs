@@ -557,6 +557,26 @@ fn wss_through_the_listeners_tls() {
     );
     send(&mut dian, json!({"type": "say", "text": "wss"}));
     nc.expect_bytes(b"[Dian] wss\n");
+
+    // netlab's own client, over the same TLS listener.
+    let options = netlab::client::ClientOptions::new(IO_TIMEOUT).with_tls(
+        netlab::client::TlsClient::new(&netlab::tls::ClientFiles {
+            ca: Some(pki.ca.clone()),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let mut own =
+        netlab::client::ChatClient::connect_with(addr, "Own", websocket(), &options).unwrap();
+    assert_eq!(own.online_at_welcome(), 3);
+    nc.say("to everyone");
+    assert_eq!(
+        own.recv(IO_TIMEOUT).unwrap(),
+        Some(netlab::client::ChatEvent::Message {
+            from: "nc".into(),
+            text: "to everyone".into()
+        })
+    );
 }
 
 /// On a room of two reactors, browsers on either one hear each other and
