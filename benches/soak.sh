@@ -22,7 +22,10 @@
 #     restarted on its port) and a `probe` count server (added, removed);
 #     the servers under load are the same in both and must not notice;
 #   - netlabd's RSS, open descriptors, threads and child processes sampled
-#     every 10 s into a CSV.
+#     every 10 s into a CSV;
+#   - netlabd's /metrics endpoint on, as an operator runs it: at the end
+#     its byte counters must show every echo server's traffic (the fork
+#     model's counted by its children).
 # At the end every connection closes cleanly and is checked whole, and
 # netlabd, back on its first configuration, must hold exactly the
 # descriptors, threads and children (none) it held before the load.
@@ -151,7 +154,7 @@ cargo build --release --quiet -p netlab-daemon --bin netlabd -p netlab-benches -
 read -r -a PORTS < <(python3 - <<'PY'
 import socket
 held, ports = [], []
-while len(ports) < 9:
+while len(ports) < 10:
     t = socket.socket(); t.bind(("127.0.0.1", 0)); port = t.getsockname()[1]
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -168,7 +171,7 @@ try:
 except OSError:
     print(0)')
 P_ECHO=${PORTS[0]} P_THREAD=${PORTS[1]} P_FORK=${PORTS[2]} P_LINE=${PORTS[3]} P_HEADER=${PORTS[4]}
-P_BINCODE=${PORTS[5]} P_UDP=${PORTS[6]} P_FLIP=${PORTS[7]} P_PROBE=${PORTS[8]}
+P_BINCODE=${PORTS[5]} P_UDP=${PORTS[6]} P_FLIP=${PORTS[7]} P_PROBE=${PORTS[8]} P_METRICS=${PORTS[9]}
 ECHO_LISTEN="\"127.0.0.1:$P_ECHO\""
 ECHO_ARGS=(--echo "127.0.0.1:$P_ECHO")
 if [ "$HAVE_V6" = 1 ]; then
@@ -182,6 +185,7 @@ base_config() {
 [daemon]
 log = "stderr"
 shutdown_grace = "5s"
+metrics = "127.0.0.1:$P_METRICS"
 
 [[server]]
 name = "echo-event"
@@ -309,6 +313,30 @@ GEN_PID=""
 wait "$TAIL_PID" 2>/dev/null || true
 TAIL_PID=""
 
+# What an operator's Prometheus would have seen: the bytes each server
+# moved, by its own counters (the fork model's through its children's
+# shared memory).
+METRICS_STATUS=0
+python3 - "127.0.0.1:$P_METRICS" >"$WORK/metrics.md" <<'PY' || METRICS_STATUS=$?
+import re, sys, urllib.request
+body = urllib.request.urlopen("http://%s/metrics" % sys.argv[1], timeout=10).read().decode()
+totals = {}
+for line in body.splitlines():
+    m = re.match(r'netlab_(received|sent)_bytes_total\{server="([^"]+)",[^}]*\} (\S+)$', line)
+    if m:
+        key = (m.group(2), m.group(1))
+        totals[key] = totals.get(key, 0) + float(m.group(3))
+print("| server | received (MB) | sent (MB) |")
+print("| --- | ---: | ---: |")
+for server in sorted({s for s, _ in totals}):
+    print("| %s | %.1f | %.1f |" % (server, totals.get((server, "received"), 0) / 1e6,
+                                   totals.get((server, "sent"), 0) / 1e6))
+missing = [s for s in ("echo-event", "echo-thread", "echo-fork") if not totals.get((s, "sent"))]
+if missing:
+    print("\nno bytes counted for: %s" % ", ".join(missing))
+    sys.exit(1)
+PY
+
 # netlabd must stop cleanly (if it is still there).
 kill -TERM "$NETLABD_PID" 2>/dev/null || true
 NETLABD_STATUS=0
@@ -318,6 +346,7 @@ NETLABD_PID=""
 VERDICTS=()
 [ "$GEN_STATUS" -eq 0 ] || VERDICTS+=("the generator's checks failed (exit $GEN_STATUS): see its failures above")
 [ "$NETLABD_STATUS" -eq 0 ] || VERDICTS+=("netlabd's exit status was $NETLABD_STATUS, not 0 (a clean stop on SIGTERM)")
+[ "$METRICS_STATUS" -eq 0 ] || VERDICTS+=("/metrics did not show every echo server's bytes (exit $METRICS_STATUS)")
 # Unexpected log lines: every WARN and ERROR (see the top of this file).
 grep -E '^[^ ]+ (WARN|ERROR) ' "$LOG" >"$WORK/unexpected.log" || true
 UNEXPECTED=$(wc -l <"$WORK/unexpected.log")
@@ -346,6 +375,10 @@ REPORT=$WORK/report.md
     cat "$WORK/summary.md" 2>/dev/null || echo "(the generator wrote no summary)"
     echo
     cat "$WORK/judge.md"
+    echo
+    echo "netlabd's own counters at the end (\`/metrics\`, bytes since start, reloads included):"
+    echo
+    cat "$WORK/metrics.md" 2>/dev/null || echo "(no scrape)"
     echo
     if [ "$UNEXPECTED" -eq 0 ]; then
         echo "netlabd's log: no WARN or ERROR line in $(wc -l <"$LOG") lines; stopped with status $NETLABD_STATUS."
