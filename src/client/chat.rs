@@ -34,7 +34,7 @@ use super::tcp::check_timeout;
 use super::{ClientError, ClientOptions, error};
 pub use crate::chat::Dialect;
 use crate::chat::{ClientMsg, ErrorCode, validate_name};
-use crate::codec::chat::websocket::frame::{self, FromServer, close};
+use crate::codec::chat::websocket::frame::{self, Incoming, close};
 use crate::codec::chat::websocket::{self, ServerJson};
 use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
 use crate::codec::{Codec, FrameError, HeaderCodec, LineCodec};
@@ -281,18 +281,19 @@ impl WebSocketEvents {
                 return Ok(None);
             };
             match found {
-                FromServer::Text(text) => {
+                Incoming::Text(text) => {
                     let event = event_of_json(text)?;
                     self.buf.start += len;
                     return Ok(Some(self.event.insert(event).as_event_ref()));
                 }
-                FromServer::Ping(payload) => websocket::encode_client_frame(
+                Incoming::Ping(payload) => websocket::encode_client_frame(
                     &mut self.replies,
                     websocket::Control::Pong,
                     payload,
                 ),
-                FromServer::Pong => {}
-                FromServer::Close(status) => {
+                // A server's fragments are refused by next_from_server.
+                Incoming::Pong | Incoming::Fragment => {}
+                Incoming::Close(status) => {
                     if !std::mem::replace(&mut self.closed, true) {
                         // RFC 6455 5.5.1: the close is answered with one.
                         let code = status.map_or(close::NORMAL, |(code, _)| code);

@@ -48,14 +48,15 @@ impl Refusal {
     }
 }
 
-/// What a client's frames came to, borrowed from the buffer.
+/// What a frame came to, borrowed from the buffer: a client's, as the
+/// server reads it, or the server's, as netlab's client reads it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming<'a> {
     /// A whole text message, UTF-8 checked.
     Text(&'a str),
     Ping(&'a [u8]),
     Pong,
-    /// The client closes, with its status code and reason if it gave one.
+    /// The peer closes, with its status code and reason if it gave one.
     Close(Option<(u16, &'a str)>),
     /// A fragment of a message was taken: nothing to act on yet.
     Fragment,
@@ -169,26 +170,16 @@ pub fn next<'a>(
     }
 }
 
-/// What a server's frame came to, as a client reads it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FromServer<'a> {
-    /// A whole text message, UTF-8 checked.
-    Text(&'a str),
-    Ping(&'a [u8]),
-    Pong,
-    /// The server closes, with its status code and reason if it gave one.
-    Close(Option<(u16, &'a str)>),
-}
-
-/// Finds the next whole server frame at the start of `buf`: what it came to
-/// and how many bytes it took; `Ok(None)` when more bytes are needed. A
-/// server's frames are unmasked; a text message longer than `max_message`,
-/// a binary one or one in fragments (netlabd sends each event whole) is an
-/// error that says so.
+/// Finds the next whole server frame at the start of `buf`, as a client
+/// reads it: what it came to (never a [`Incoming::Fragment`]) and how many
+/// bytes it took; `Ok(None)` when more bytes are needed. A server's frames
+/// are unmasked; a text message longer than `max_message`, a binary one or
+/// one in fragments (netlabd sends each event whole) is an error that says
+/// so.
 pub fn next_from_server(
     buf: &[u8],
     max_message: usize,
-) -> Result<Option<(FromServer<'_>, usize)>, Refusal> {
+) -> Result<Option<(Incoming<'_>, usize)>, Refusal> {
     let Some((header, len, header_len)) = parse_header(buf)? else {
         return Ok(None);
     };
@@ -222,17 +213,17 @@ pub fn next_from_server(
         return Ok(None);
     };
     let frame = match header.opcode {
-        OpCode::Data(Data::Text) => FromServer::Text(utf8(payload)?),
+        OpCode::Data(Data::Text) => Incoming::Text(utf8(payload)?),
         OpCode::Data(_) => {
             return Err(Refusal::new(
                 close::UNSUPPORTED_DATA,
                 "a binary message: the chat speaks JSON as text",
             ));
         }
-        OpCode::Control(Control::Ping) => FromServer::Ping(payload),
-        OpCode::Control(Control::Close) => FromServer::Close(close_payload(payload)?),
+        OpCode::Control(Control::Ping) => Incoming::Ping(payload),
+        OpCode::Control(Control::Close) => Incoming::Close(close_payload(payload)?),
         // Pong; reserved opcodes were refused with the header.
-        OpCode::Control(_) => FromServer::Pong,
+        OpCode::Control(_) => Incoming::Pong,
     };
     Ok(Some((frame, end)))
 }
