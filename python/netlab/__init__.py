@@ -424,7 +424,8 @@ def count(addr: Address, data: Data, framing: str = "line", header_len: int = 0,
 
 
 def encode_frame(dialect: DialectLike, payload: Data, header_len: int = 0) -> bytes:
-    """`payload` framed in `dialect` ("line", "header", "bincode" or a Dialect)."""
+    """`payload` framed in `dialect` ("line", "header", "bincode" or a Dialect;
+    not "websocket", whose frames need the upgrade)."""
     d, payload = _dialect(dialect), _bytes(payload, "payload")
     return _into_buffer(
         lambda buf, cap, n: lib.netlab_frame_encode(d, _size(header_len, "header_len"),
@@ -520,7 +521,9 @@ class Chat(_Handle):
             event = chat.recv(timeout=1.0)   # a ChatEvent, or None
 
     In the "header" dialect, `header_len` must be the listener's (0 means
-    10; seed 004 uses 100; at most 1024).
+    10; seed 004 uses 100; at most 1024). In the "websocket" dialect the
+    client upgrades at /ws, as the listener's page does in a browser, and
+    answers the server's pings whenever it receives.
 
     Sending (send, who) and receiving (recv) have a lock each, as the C
     handle has: one thread may wait in recv() while another sends, and the
