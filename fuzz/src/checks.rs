@@ -1265,6 +1265,8 @@ fn wire_server_msg(payload: &[u8]) -> Option<String> {
             code: w.u16()?,
             reason: w.str()?,
         },
+        // The room's own news (a cluster's link), since the cluster.
+        6 => ServerMsg::Notice { text: w.str()? },
         _ => return None,
     };
     w.all(format!("{msg:?}"))
@@ -1305,11 +1307,17 @@ fn notice_says(event: &ChatEvent, text: &str) -> bool {
                     None => false,
                 }
         }
+        // `NAME joined (N online)`, or `NAME joined on NODE (N online)` for a
+        // member of another node of a cluster.
         ChatEvent::Joined { name, .. } => {
-            text.starts_with(&format!("{name} joined (")) && text.ends_with(" online)")
+            (text.starts_with(&format!("{name} joined ("))
+                || text.starts_with(&format!("{name} joined on ")))
+                && text.ends_with(" online)")
         }
         ChatEvent::Left { name, .. } => {
-            text.starts_with(&format!("{name} left (")) && text.ends_with(" online)")
+            (text.starts_with(&format!("{name} left ("))
+                || text.starts_with(&format!("{name} left on ")))
+                && text.ends_with(" online)")
         }
         ChatEvent::Notice { text: t } => t == text,
         _ => false,
