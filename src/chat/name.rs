@@ -24,10 +24,11 @@ pub enum NameError {
     /// Zero-width and bidirectional formatting characters, which make a
     /// name look like another or reorder the text shown after it.
     Invisible,
-    /// A name that makes the text dialects' notices read as others: one
-    /// that begins as a notice does, followed by the notice's space
-    /// (`error: x` or `error:` joining would read as an error), holds the roster's separator `, ` (one name read as two),
-    /// or ` joined on ` / ` left on ` (a leave read as a join).
+    /// A name that makes the text dialects' notices read as others, with
+    /// the space a notice puts after it: one that begins as a notice does
+    /// (`error: x` or `error:` joining would read as an error), holds the
+    /// roster's separator `, ` (one name read as two), or ` joined on ` /
+    /// ` left on ` (a leave read as a join).
     ReadsAsNotice,
     /// An HTTP request line (`GET / HTTP/1.1`): a browser, or a WebSocket
     /// client, at a listener of a text dialect, whose first line is taken

@@ -40,7 +40,9 @@ pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<Listener>) -> io::Result<Runt
     let name = format!("{}-fork", ctx.shared.name);
     // Made before any child is: each inherits the mapping.
     let counters = if ctx.shared.metrics.live() {
-        Some(ChildCounters::new(listeners.len())?)
+        Some(ChildCounters::new(
+            listeners.iter().map(|l| l.metrics.clone()).collect(),
+        )?)
     } else {
         None
     };
@@ -55,8 +57,7 @@ pub(super) fn spawn(ctx: StreamCtx, listeners: Vec<Listener>) -> io::Result<Runt
 /// counters every tick.
 struct ChildCounters {
     base: NonNull<Shard>,
-    len: usize,
-    /// Which listener's counters each shard is, by order of first use.
+    /// Each listener's counters, in the order of the shards.
     meters: Vec<Arc<ListenerMetrics>>,
     /// What was folded already, per shard: received, sent, requests.
     folded: Vec<[u64; 3]>,
@@ -66,10 +67,10 @@ struct ChildCounters {
 unsafe impl Send for ChildCounters {}
 
 impl ChildCounters {
-    fn new(len: usize) -> io::Result<ChildCounters> {
-        let len = len.max(1);
-        let bytes = len * std::mem::size_of::<Shard>();
-        // SAFETY: a new anonymous mapping, used only as `len` Shards below.
+    fn new(meters: Vec<Arc<ListenerMetrics>>) -> io::Result<ChildCounters> {
+        // One shard at least: a mapping cannot be empty.
+        let bytes = meters.len().max(1) * std::mem::size_of::<Shard>();
+        // SAFETY: a new anonymous mapping, used only as Shards below.
         let at = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -83,33 +84,26 @@ impl ChildCounters {
         if at == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        // The mapping is zeroed and page-aligned: `len` Shards whose atomics
-        // are all 0.
+        // The mapping is zeroed and page-aligned: Shards whose atomics are
+        // all 0.
         let base = NonNull::new(at.cast::<Shard>()).ok_or_else(io::Error::last_os_error)?;
         Ok(ChildCounters {
             base,
-            len,
-            meters: Vec::with_capacity(len),
-            folded: Vec::with_capacity(len),
+            folded: vec![[0; 3]; meters.len()],
+            meters,
         })
     }
 
     fn shard(&self, i: usize) -> &Shard {
-        assert!(i < self.len);
+        assert!(i < self.meters.len());
         // SAFETY: within the mapping, which lives as long as `self`.
         unsafe { &*self.base.as_ptr().add(i) }
     }
 
-    /// The shard of `meter`'s listener, if one is left for it.
-    fn shard_of(&mut self, meter: &Arc<ListenerMetrics>) -> Option<usize> {
-        if let Some(i) = self.meters.iter().position(|m| Arc::ptr_eq(m, meter)) {
-            return Some(i);
-        }
-        (self.meters.len() < self.len).then(|| {
-            self.meters.push(meter.clone());
-            self.folded.push([0; 3]);
-            self.meters.len() - 1
-        })
+    /// The shard of `meter`'s listener.
+    fn shard_of(&self, meter: &Arc<ListenerMetrics>) -> Option<&Shard> {
+        let i = self.meters.iter().position(|m| Arc::ptr_eq(m, meter))?;
+        Some(self.shard(i))
     }
 
     /// Adds what the children counted since the last fold to each
@@ -137,7 +131,7 @@ impl Drop for ChildCounters {
         unsafe {
             libc::munmap(
                 self.base.as_ptr().cast(),
-                self.len * std::mem::size_of::<Shard>(),
+                self.meters.len().max(1) * std::mem::size_of::<Shard>(),
             );
         }
     }
@@ -196,14 +190,13 @@ impl AcceptHandler for Forker {
             return;
         };
         let parent = getpid();
-        let shard = self.counters.as_mut().and_then(|c| c.shard_of(meter));
         // SAFETY: the child runs only `serve_child`, which makes system
         // calls on the connection and exits with `_exit`; glibc's fork
         // handlers keep malloc usable in the child for the one small
         // allocation the session's tag may need.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                let counters = self.counters.as_ref().zip(shard).map(|(c, i)| c.shard(i));
+                let counters = self.counters.as_ref().and_then(|c| c.shard_of(meter));
                 serve_child(
                     ctx,
                     parent,
