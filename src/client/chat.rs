@@ -263,7 +263,8 @@ enum DecoderKind {
 #[derive(Debug, Default)]
 struct WebSocketEvents {
     buf: InBuf,
-    /// The last event decoded, owned: JSON strings may hold escapes.
+    /// The last event [`WebSocketEvents::next_event`] lent out, owned:
+    /// JSON strings may hold escapes, so they cannot borrow the buffer.
     event: Option<ChatEvent>,
     /// Frames owed to the server: pongs, the echo of its close.
     replies: Vec<u8>,
@@ -273,6 +274,14 @@ struct WebSocketEvents {
 
 impl WebSocketEvents {
     fn next_event(&mut self) -> Result<Option<ChatEventRef<'_>>, String> {
+        let event = self.next_owned()?;
+        self.event = event;
+        Ok(self.event.as_ref().map(ChatEvent::as_event_ref))
+    }
+
+    /// The next event, owned as JSON's escapes make it, for callers that
+    /// keep it (no copy of a copy).
+    fn next_owned(&mut self) -> Result<Option<ChatEvent>, String> {
         loop {
             let pending = &self.buf.bytes[self.buf.start..];
             let found = frame::next_from_server(pending, MAX_SERVER_FRAME)
@@ -284,7 +293,7 @@ impl WebSocketEvents {
                 Incoming::Text(text) => {
                     let event = event_of_json(text)?;
                     self.buf.start += len;
-                    return Ok(Some(self.event.insert(event).as_event_ref()));
+                    return Ok(Some(event));
                 }
                 Incoming::Ping(payload) => websocket::encode_client_frame(
                     &mut self.replies,
@@ -374,6 +383,14 @@ impl ChatEventDecoder {
             DecoderKind::Line(_, buf) | DecoderKind::Header(_, buf) => &buf.bytes[buf.start..],
             DecoderKind::Bincode(d) => d.pending(),
             DecoderKind::WebSocket(w) => &w.buf.bytes[w.buf.start..],
+        }
+    }
+
+    /// [`ChatEventDecoder::next_event`], owned.
+    pub fn next_owned_event(&mut self) -> Result<Option<ChatEvent>, String> {
+        match &mut self.kind {
+            DecoderKind::WebSocket(events) => events.next_owned(),
+            _ => Ok(self.next_event()?.map(|e| e.to_owned_event())),
         }
     }
 
@@ -697,8 +714,8 @@ impl ChatReceiver {
     }
 
     fn decoded(&mut self) -> Result<Option<ChatEvent>, ClientError> {
-        let event = match self.decoder.next_event() {
-            Ok(event) => event.map(|e| e.to_owned_event()),
+        let event = match self.decoder.next_owned_event() {
+            Ok(event) => event,
             Err(detail) => {
                 return Err(ClientError::Protocol {
                     context: format!("read from {}", self.link.peer()),
