@@ -13,7 +13,10 @@ split them into thirds by time; the first third is warm-up and is not
 judged; the median of the last third may exceed the median of the second
 third by at most the metric's tolerance:
 
-    RSS       5% of the second third's median (and at least 4 MiB)
+    RSS       5% of the second third's median (and at least 4 MiB); the
+              same for each of its parts, anonymous (heap and stacks)
+              and file-backed (the binary's pages, which rise a little
+              as code first run is paged in)
     fds       0.5% of the second third's median (and at least 16)
     threads   5
     children  5
@@ -46,6 +49,9 @@ import sys
 METRICS = [
     # column, label, scale (display), unit, relative tolerance, absolute floor
     ("rss_kib", "RSS", 1 / 1024, "MiB", 0.05, 4 * 1024),
+    # RSS's parts, by the same rule: which one rises says what grows.
+    ("rss_anon_kib", "RSS, anonymous (heap, stacks)", 1 / 1024, "MiB", 0.05, 4 * 1024),
+    ("rss_file_kib", "RSS, file-backed (the binary's pages)", 1 / 1024, "MiB", 0.05, 4 * 1024),
     ("fds", "open descriptors", 1, "", 0.005, 16),
     ("threads", "threads", 1, "", 0.0, 5),
     ("children", "child processes", 1, "", 0.0, 5),
@@ -56,6 +62,7 @@ MIN_STEADY = 6
 # what the dashed line is). Each judged metric is drawn too.
 PANELS = [
     ("rss_kib", "RSS", "MiB", None, None),
+    ("rss_anon_kib", "RSS, anonymous: heap and stacks", "MiB", "rss_file_kib", "dashed: file-backed, the binary's pages"),
     ("fds", "open descriptors", "", "conns", "dashed: connections the generator held"),
     ("threads", "threads", "", None, None),
     ("children", "child processes", "", None, None),
@@ -100,6 +107,8 @@ def judge(rows):
     ]
     ok = True
     for column, label, scale, unit, rel, floor in METRICS:
+        if column not in steady[0]:
+            continue  # a CSV from before the column was sampled
         b = statistics.median(r[column] for r in second)
         c = statistics.median(r[column] for r in last)
         allowed = max(b * rel, floor)

@@ -186,7 +186,7 @@ fn secs(s: f64) -> Duration {
 /// generator itself fares (its CPU, what waits unread in its sockets, its
 /// longest loop turn since the last sample): when a check fails, these say
 /// whether netlabd or the generator was behind.
-const CSV_HEADER: &str = "t_s,phase,rss_kib,fds,threads,children,cpu_s,udp_drops,unread_kib,conns,echo_event,echo_thread,echo_fork,chat_members,udp_flows,echo_bytes_checked,chat_sent,chat_deliveries,udp_checked,udp_lost,reloads,failures,gen_cpu_s,gen_unread_kib,gen_turn_ms";
+const CSV_HEADER: &str = "t_s,phase,rss_kib,rss_anon_kib,rss_file_kib,rss_shmem_kib,fds,threads,children,cpu_s,udp_drops,unread_kib,conns,echo_event,echo_thread,echo_fork,chat_members,udp_flows,echo_bytes_checked,chat_sent,chat_deliveries,udp_checked,udp_lost,reloads,failures,gen_cpu_s,gen_unread_kib,gen_turn_ms";
 
 struct Csv {
     out: BufWriter<File>,
@@ -200,9 +200,12 @@ impl Csv {
         let t = &shared.tally;
         writeln!(
             self.out,
-            "{:.1},{phase},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{}",
+            "{:.1},{phase},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{}",
             shared.epoch.elapsed().as_secs_f64(),
             f.rss_kib,
+            f.rss_anon_kib,
+            f.rss_file_kib,
+            f.rss_shmem_kib,
             f.fds,
             f.threads,
             f.children,

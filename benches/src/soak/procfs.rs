@@ -12,6 +12,12 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy)]
 pub struct Footprint {
     pub rss_kib: u64,
+    /// RSS's parts: heap and stacks; pages of mapped files (the binary's
+    /// code, paged in as new paths run); shared memory (the fork model's
+    /// counters). A slow rise in one says what grows.
+    pub rss_anon_kib: u64,
+    pub rss_file_kib: u64,
+    pub rss_shmem_kib: u64,
     pub fds: u64,
     pub threads: u64,
     pub children: u64,
@@ -46,6 +52,9 @@ pub fn footprint(pid: &str) -> io::Result<Footprint> {
     let table = |name: &str| format!("/proc/{pid}/net/{name}");
     Ok(Footprint {
         rss_kib: field("VmRSS:")?,
+        rss_anon_kib: field("RssAnon:")?,
+        rss_file_kib: field("RssFile:")?,
+        rss_shmem_kib: field("RssShmem:")?,
         fds,
         threads: field("Threads:")?,
         children: if pid == "self" { 0 } else { children_of(pid) },
@@ -255,6 +264,11 @@ mod tests {
         let me = std::process::id().to_string();
         let before = footprint(&me).unwrap();
         assert!(before.rss_kib > 0 && before.fds >= 3 && before.threads >= 1);
+        assert_eq!(
+            before.rss_anon_kib + before.rss_file_kib + before.rss_shmem_kib,
+            before.rss_kib,
+            "{before:?}"
+        );
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()
