@@ -40,9 +40,12 @@ pub enum NameError {
 /// not about a member.
 const NOTICE_PREFIXES: [&str; 3] = ["error: ", "welcome ", "online ("];
 
-/// What a name may not hold: the roster's separator, and the words of a
-/// join or leave on another node.
-const NOTICE_INFIXES: [&str; 3] = [", ", " joined on ", " left on "];
+/// What a name may not hold: the words of a join or leave on another node.
+const NOTICE_INFIXES: [&str; 2] = [" joined on ", " left on "];
+
+/// Nor the roster's separator. A name may end in a comma: `a,, b` still
+/// splits into `a,` and `b`.
+const ROSTER_SEPARATOR: &str = ", ";
 
 impl NameError {
     /// The reason as a client is told it.
@@ -104,6 +107,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     let spaced = format!("{name} ");
     if NOTICE_PREFIXES.iter().any(|p| spaced.starts_with(p))
         || NOTICE_INFIXES.iter().any(|i| spaced.contains(i))
+        || name.contains(ROSTER_SEPARATOR)
     {
         return Err(NameError::ReadsAsNotice);
     }
@@ -219,7 +223,16 @@ mod tests {
                 "{name:?}"
             );
         }
-        for name in ["error:x", "welcomer", "a,b", "joined on", "Ayu joined"] {
+        // A roster "* online (2): a,, b" still splits into "a," and "b".
+        for name in [
+            "error:x",
+            "welcomer",
+            "a,b",
+            "a,",
+            "Dian,",
+            "joined on",
+            "Ayu joined",
+        ] {
             assert_eq!(validate_name(name), Ok(()), "{name:?}");
         }
     }
