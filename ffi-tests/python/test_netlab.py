@@ -12,6 +12,7 @@ pointing at the source tree.
 
 import gc
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +23,12 @@ import unittest
 
 import netlab
 from netlab import NetlabError, Status, _lib
+
+# A shell that starts the suite in the background (`cargo test &` in a
+# script) hands it SIGINT ignored, and Python then installs no handler of
+# its own: the Ctrl-C tests would wait out their calls' timeouts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEEDS = os.path.join(ROOT, "daemon", "tests", "seeds")
@@ -268,7 +275,6 @@ class ClientTests(unittest.TestCase):
 
     def test_ctrl_c_interrupts_every_blocking_call_promptly(self):
         import _thread
-        import signal
         silent_tcp = socket.socket()
         silent_tcp.bind(("127.0.0.1", 0))
         silent_tcp.listen(8)
