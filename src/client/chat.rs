@@ -34,7 +34,7 @@ use super::tcp::check_timeout;
 use super::{ClientError, ClientOptions, error};
 pub use crate::chat::Dialect;
 use crate::chat::{ClientMsg, ErrorCode, validate_name};
-use crate::codec::chat::websocket::frame::{self, Incoming, close};
+use crate::codec::chat::websocket::frame::{self, Fragments, Incoming, close};
 use crate::codec::chat::websocket::{self, ServerJson};
 use crate::codec::chat::{BincodeServerDecoder, ChatCodec, ServerMsg};
 use crate::codec::{Codec, FrameError, HeaderCodec, LineCodec};
@@ -46,6 +46,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const QUIT_LINGER: Duration = Duration::from_millis(500);
 /// The longest answer to a WebSocket upgrade taken (netlabd's is 200 bytes).
 const MAX_UPGRADE_ANSWER: usize = 16 * 1024;
+/// And the most header fields it may have.
+const MAX_UPGRADE_HEADERS: usize = 32;
 
 /// The codec that encodes what a client of `dialect` sends (a client sends
 /// frames of any length the server takes; `max_frame` only bounds decoding).
@@ -73,7 +75,7 @@ fn check_dialect(dialect: &Dialect) -> Result<(), ClientError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
     /// The name was accepted. `addr` is this client's address as the server
-    /// sees it (bincode only; the text dialects do not send it).
+    /// sees it (bincode and websocket; the text dialects do not send it).
     Welcome { online: u32, addr: Option<String> },
     /// A message from someone else.
     Message { from: String, text: String },
@@ -84,7 +86,7 @@ pub enum ChatEvent {
     /// Who is online (the answer to [`ChatClient::who`]).
     Roster { names: Vec<String> },
     /// Something was refused or went wrong; the server may close next.
-    /// `code` is known in the bincode dialect only.
+    /// `code` is known in the bincode and websocket dialects.
     Error {
         code: Option<ErrorCode>,
         reason: String,
@@ -266,6 +268,8 @@ struct WebSocketEvents {
     /// The last event [`WebSocketEvents::next_event`] lent out, owned:
     /// JSON strings may hold escapes, so they cannot borrow the buffer.
     event: Option<ChatEvent>,
+    /// A text message whose fragments are still coming.
+    fragments: Fragments,
     /// Frames owed to the server: pongs, the echo of its close.
     replies: Vec<u8>,
     /// The server sent its close frame.
@@ -284,7 +288,7 @@ impl WebSocketEvents {
     fn next_owned(&mut self) -> Result<Option<ChatEvent>, String> {
         loop {
             let pending = &self.buf.bytes[self.buf.start..];
-            let found = frame::next_from_server(pending, MAX_SERVER_FRAME)
+            let found = frame::next_from_server(pending, &mut self.fragments, MAX_SERVER_FRAME)
                 .map_err(|r| format!("{} (WebSocket status {})", r.reason, r.code))?;
             let Some((found, len)) = found else {
                 return Ok(None);
@@ -299,8 +303,9 @@ impl WebSocketEvents {
                     &mut self.replies,
                     websocket::Control::Pong,
                     payload,
+                    rand::random(),
                 ),
-                // A server's fragments are refused by next_from_server.
+                // A fragment is kept until its message is whole.
                 Incoming::Pong | Incoming::Fragment => {}
                 Incoming::Close(status) => {
                     if !std::mem::replace(&mut self.closed, true) {
@@ -310,6 +315,7 @@ impl WebSocketEvents {
                             &mut self.replies,
                             websocket::Control::Close,
                             &code.to_be_bytes(),
+                            rand::random(),
                         );
                     }
                 }
@@ -598,19 +604,27 @@ fn upgrade(link: &Link, timeout: Duration) -> Result<Vec<u8>, ClientError> {
             }
         }
     };
-    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_UPGRADE_HEADERS];
     let mut answer = httparse::Response::new(&mut headers);
     let parsed = answer.parse(&got[..end]);
     let refused = |detail: String| ClientError::Protocol {
         context: context(),
         detail,
     };
-    if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
-        let first = String::from_utf8_lossy(&got[..end]);
-        return Err(refused(format!(
-            "the answer is not HTTP: {:?}",
-            first.lines().next().unwrap_or_default()
-        )));
+    match parsed {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(refused(format!(
+                "the answer has more than {MAX_UPGRADE_HEADERS} header fields"
+            )));
+        }
+        _ => {
+            let first = String::from_utf8_lossy(&got[..end]);
+            return Err(refused(format!(
+                "the answer is not HTTP: {:?}",
+                first.lines().next().unwrap_or_default()
+            )));
+        }
     }
     if answer.code != Some(101) {
         // netlabd says why in the body of its refusals.
@@ -627,15 +641,39 @@ fn upgrade(link: &Link, timeout: Duration) -> Result<Vec<u8>, ClientError> {
             why.trim()
         )));
     }
-    let accept = answer
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
-        .map(|h| h.value);
-    if accept != Some(websocket::accept_key(&key).as_bytes()) {
+    let header = |name: &str| {
+        answer
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    // RFC 6455 4.1: the client fails the connection unless the answer
+    // upgrades to websocket, answers its key, and agrees to no extension
+    // or subprotocol it did not ask for.
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(refused(
+            "the answer does not upgrade the connection to websocket (it needs \"Upgrade: websocket\" and \"Connection: Upgrade\")".into(),
+        ));
+    }
+    if header("sec-websocket-accept") != Some(websocket::accept_key(&key).as_bytes()) {
         return Err(refused(
             "the server's Sec-WebSocket-Accept does not answer this client's key".into(),
         ));
+    }
+    for unasked in ["sec-websocket-extensions", "sec-websocket-protocol"] {
+        if let Some(value) = header(unasked) {
+            return Err(refused(format!(
+                "the server agreed to {unasked}: {:?}, which this client did not ask for",
+                String::from_utf8_lossy(value)
+            )));
+        }
     }
     Ok(got.split_off(end))
 }
@@ -662,9 +700,21 @@ impl ChatSender {
         self.write_msg(ClientMsg::Who)
     }
 
-    /// Says goodbye and stops writing; the server then closes.
+    /// Says goodbye and stops writing; the server then closes. In the
+    /// websocket dialect a close frame follows the goodbye (RFC 6455 7.1.2).
     pub fn bye(&mut self) -> Result<(), ClientError> {
-        self.write_msg(ClientMsg::Bye)?;
+        self.out.clear();
+        self.codec
+            .encode_client_msg_masked(ClientMsg::Bye, rand::random(), &mut self.out);
+        if matches!(self.codec.dialect, Dialect::WebSocket(_)) {
+            websocket::encode_client_frame(
+                &mut self.out,
+                websocket::Control::Close,
+                &close::NORMAL.to_be_bytes(),
+                rand::random(),
+            );
+        }
+        self.link.write_all(&self.out, self.timeout)?;
         // The server may already have closed (it does after an error).
         let _ = self.link.finish_writing(self.timeout);
         Ok(())
@@ -672,7 +722,9 @@ impl ChatSender {
 
     fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
         self.out.clear();
-        self.codec.encode_client_msg(msg, &mut self.out);
+        // A fresh mask per frame: the text is the caller's (RFC 6455 5.3).
+        self.codec
+            .encode_client_msg_masked(msg, rand::random(), &mut self.out);
         self.link.write_all(&self.out, self.timeout)
     }
 }
@@ -684,8 +736,6 @@ pub struct ChatReceiver {
     decoder: ChatEventDecoder,
     buf: Vec<u8>,
     closed: bool,
-    /// How long writing what the decoder owes the server may wait.
-    timeout: Duration,
 }
 
 impl ChatReceiver {
@@ -695,6 +745,11 @@ impl ChatReceiver {
     /// error is [`ClientError::Closed`].
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<ChatEvent>, ClientError> {
         let deadline = crate::deadline::after(timeout);
+        if !self.closed {
+            // What an earlier pong left when the socket was full. A broken
+            // connection shows as the end of what is read.
+            let _ = self.link.write_pending();
+        }
         loop {
             if let Some(event) = self.decoded()? {
                 return Ok(Some(event));
@@ -725,8 +780,10 @@ impl ChatReceiver {
         };
         let replies = self.decoder.take_replies();
         if !replies.is_empty() && !self.closed {
-            // The server may be gone already: its close comes next.
-            let _ = self.link.write_all(&replies, self.timeout);
+            // Without waiting, whoever else is writing: what the socket
+            // does not take now goes before the next bytes written. The
+            // server may be gone already: its close comes next.
+            let _ = self.link.write_now(&replies);
         }
         Ok(event)
     }
@@ -784,7 +841,6 @@ impl ChatClient {
                 decoder: ChatEventDecoder::new(dialect.clone()),
                 buf: vec![0; READ_CHUNK],
                 closed: false,
-                timeout,
             },
             name: name.to_owned(),
             dialect,
@@ -897,7 +953,8 @@ impl ChatClient {
     }
 
     /// This client's address as the server sees it: the server's word in
-    /// the bincode dialect, the local socket's address otherwise.
+    /// the bincode and websocket dialects, the local socket's address
+    /// otherwise.
     pub fn seen_as(&self) -> Option<IpAddr> {
         self.addr
             .as_deref()
@@ -1073,6 +1130,148 @@ mod tests {
     /// Polling for events (a zero timeout) leaves the socket blocking: the
     /// sender shares it, and a send meeting a full buffer on a non-blocking
     /// socket would fail halfway through a frame.
+    /// The answer to the upgrade is checked as RFC 6455 4.1 asks: it must
+    /// upgrade to websocket, answer the key, and agree to nothing the client
+    /// did not ask for; bytes behind a good answer are kept.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
+    fn upgrade_answers_are_checked() {
+        use std::io::{Read, Write};
+        // (answer's header lines after the status, given the right accept
+        // key; what the error must say, or None for success)
+        type Headers = fn(&str) -> String;
+        let cases: [(Headers, Option<&str>); 5] = [
+            (
+                |k| {
+                    format!(
+                        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {k}\r\n"
+                    )
+                },
+                None,
+            ),
+            (
+                |_| {
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n"
+                        .into()
+                },
+                Some("Sec-WebSocket-Accept does not answer"),
+            ),
+            (
+                |k| format!("Connection: Upgrade\r\nSec-WebSocket-Accept: {k}\r\n"),
+                Some("does not upgrade the connection to websocket"),
+            ),
+            (
+                |k| {
+                    format!(
+                        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {k}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"
+                    )
+                },
+                Some("sec-websocket-extensions"),
+            ),
+            (
+                |k| {
+                    format!(
+                        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {k}\r\n{}",
+                        "X-Pad: 1\r\n".repeat(40)
+                    )
+                },
+                Some("more than 32 header fields"),
+            ),
+        ];
+        for (headers, expected) in cases {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0);
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let request = String::from_utf8(request).unwrap();
+                let key = request
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap();
+                let answer = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\n{}\r\nbehind",
+                    headers(&websocket::accept_key(key))
+                );
+                s.write_all(answer.as_bytes()).unwrap();
+            });
+            let link = Link::open(addr, &ClientOptions::new(Duration::from_secs(5))).unwrap();
+            let got = upgrade(&link, Duration::from_secs(5));
+            server.join().unwrap();
+            match expected {
+                None => {
+                    let mut behind = got.unwrap();
+                    // "behind" may still be on its way.
+                    let mut buf = [0u8; 16];
+                    while behind.len() < 6 {
+                        let n = link.read_some(&mut buf, Duration::from_secs(5)).unwrap();
+                        assert!(n > 0);
+                        behind.extend_from_slice(&buf[..n]);
+                    }
+                    assert_eq!(behind, b"behind");
+                }
+                Some(words) => {
+                    let err = got.unwrap_err().to_string();
+                    assert!(err.contains(words), "{err:?} does not say {words:?}");
+                }
+            }
+        }
+    }
+
+    /// Each websocket frame the sender writes has a mask of its own (RFC
+    /// 6455 5.3: the text is the caller's), and a goodbye is followed by a
+    /// close frame (7.1.2) before the end of the stream.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
+    fn websocket_frames_have_fresh_masks_and_bye_closes() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let link = Link::open(addr, &ClientOptions::new(Duration::from_secs(5))).unwrap();
+        let (mut server_side, _) = listener.accept().unwrap();
+        let dialect = Dialect::named("websocket", 0).unwrap();
+        let mut sender = ChatSender {
+            link,
+            codec: client_codec(dialect),
+            timeout: Duration::from_secs(5),
+            out: Vec::new(),
+        };
+        for _ in 0..8 {
+            sender.send("same text").unwrap();
+        }
+        sender.bye().unwrap();
+        let mut stream = Vec::new();
+        server_side.read_to_end(&mut stream).unwrap();
+        let (mut masks, mut frames) = (std::collections::HashSet::new(), Vec::new());
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            // Short frames: FIN and opcode, mask bit and length, mask, payload.
+            let len = usize::from(rest[1] & 0x7f);
+            assert!(len < 126 && rest[1] & 0x80 != 0, "{rest:?}");
+            let mask = [rest[2], rest[3], rest[4], rest[5]];
+            let mut payload = rest[6..6 + len].to_vec();
+            frame::apply_mask(&mut payload, mask);
+            masks.insert(mask);
+            frames.push((rest[0], payload));
+            rest = &rest[6 + len..];
+        }
+        assert_eq!(frames.len(), 10, "{frames:?}");
+        assert!(masks.len() >= 9, "masks repeat: {masks:?}");
+        let text = br#"{"type":"say","text":"same text"}"#;
+        assert!(
+            frames[..8].iter().all(|f| *f == (0x81, text.to_vec())),
+            "{frames:?}"
+        );
+        assert_eq!(frames[8], (0x81, br#"{"type":"bye"}"#.to_vec()));
+        assert_eq!(frames[9], (0x88, close::NORMAL.to_be_bytes().to_vec()));
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
     fn a_zero_timeout_recv_leaves_the_shared_socket_blocking() {
@@ -1086,7 +1285,6 @@ mod tests {
             decoder: ChatEventDecoder::new(Dialect::Line),
             buf: vec![0; READ_CHUNK],
             closed: false,
-            timeout: Duration::from_secs(5),
         };
         assert!(matches!(receiver.recv(Duration::ZERO), Ok(None)));
         // SAFETY: F_GETFL on a descriptor the test owns.
@@ -1237,15 +1435,58 @@ mod tests {
                 text: "a\nb \u{e9}".into()
             })
         );
-        let mut pong = Vec::new();
-        websocket::encode_client_frame(&mut pong, Control::Pong, b"netlab");
-        assert_eq!(decoder.take_replies(), pong);
+        // A short frame as a client sends it: FIN and opcode, the mask bit
+        // and length, the mask, the masked payload.
+        let unmasked = |frame: Vec<u8>| -> (u8, Vec<u8>) {
+            assert_eq!(usize::from(frame[1] & 0x7f), frame.len() - 6, "{frame:?}");
+            assert_eq!(frame[1] & 0x80, 0x80, "a client's frame is masked");
+            let mut payload = frame[6..].to_vec();
+            frame::apply_mask(&mut payload, [frame[2], frame[3], frame[4], frame[5]]);
+            (frame[0], payload)
+        };
+        assert_eq!(unmasked(decoder.take_replies()), (0x8a, b"netlab".to_vec()));
         assert_eq!(decoder.next_event().unwrap(), None);
-        let mut echo = Vec::new();
-        websocket::encode_client_frame(&mut echo, Control::Close, &4001u16.to_be_bytes());
-        assert_eq!(decoder.take_replies(), echo);
+        assert_eq!(
+            unmasked(decoder.take_replies()),
+            (0x88, 4001u16.to_be_bytes().to_vec())
+        );
         assert!(decoder.pending().is_empty());
         assert!(decoder.take_replies().is_empty());
+    }
+
+    /// A text message in fragments (a proxy may split what netlabd sends
+    /// whole) is put together, with a ping answered between them.
+    #[test]
+    fn websocket_fragments_make_one_event() {
+        use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+        let json = br#"{"type":"message","from":"Rafi","text":"in three parts"}"#;
+        let mut stream = Vec::new();
+        let parts = [&json[..10], &json[10..30], &json[30..]];
+        for (i, part) in parts.iter().enumerate() {
+            let opcode = if i == 0 { Data::Text } else { Data::Continue };
+            let at = stream.len();
+            frame::push(&mut stream, OpCode::Data(opcode), part);
+            if i < parts.len() - 1 {
+                stream[at] &= 0x7f; // not the last: FIN off
+                frame::push(&mut stream, OpCode::Control(Control::Ping), b"p");
+            }
+        }
+        let mut decoder = ChatEventDecoder::new(Dialect::named("websocket", 0).unwrap());
+        for byte in &stream {
+            decoder.extend(std::slice::from_ref(byte));
+            if let Some(event) = decoder.next_event().unwrap().map(|e| e.to_owned_event()) {
+                assert_eq!(
+                    event,
+                    ChatEvent::Message {
+                        from: "Rafi".into(),
+                        text: "in three parts".into()
+                    }
+                );
+                assert_eq!(decoder.take_replies().len(), 2 * (6 + 1), "two pongs");
+                return;
+            }
+        }
+        panic!("no event from {stream:?}");
     }
 
     /// What a client cannot take from a server is an error that says what.
@@ -1253,7 +1494,7 @@ mod tests {
     fn bad_websocket_frames_are_errors_in_words() {
         use tungstenite::protocol::frame::coding::{Data, OpCode};
         let websocket = || ChatEventDecoder::new(Dialect::named("websocket", 0).unwrap());
-        let cases: [(Vec<u8>, &str); 5] = [
+        let cases: [(Vec<u8>, &str); 6] = [
             (
                 {
                     let mut b = Vec::new();
@@ -1281,13 +1522,22 @@ mod tests {
             (
                 {
                     let mut b = Vec::new();
-                    frame::push_masked(&mut b, OpCode::Data(Data::Text), false, b"{}", [0; 4]);
-                    b[1] &= 0x7f;
-                    b.truncate(b.len() - 2 - 4);
-                    b.extend_from_slice(b"{}");
+                    frame::push(&mut b, OpCode::Data(Data::Continue), b"{}");
                     b
                 },
-                "in fragments",
+                "a continuation frame with no message begun",
+            ),
+            (
+                {
+                    // Two fragments, each half the maximum and a byte.
+                    let mut b = Vec::new();
+                    let half = vec![b' '; MAX_SERVER_FRAME / 2 + 1];
+                    frame::push(&mut b, OpCode::Data(Data::Text), &half);
+                    b[0] &= 0x7f;
+                    frame::push(&mut b, OpCode::Data(Data::Continue), &half);
+                    b
+                },
+                "longer than the maximum",
             ),
             (
                 vec![0x81, 127, 0, 0, 0, 0, 0x10, 0, 0, 0],

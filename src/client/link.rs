@@ -3,9 +3,13 @@
 //! and reader. Every wait is bounded by the caller's timeout, in slices
 //! that ask the thread's interrupt check.
 //!
-//! Over TLS the session is one, behind a lock that no thread holds while
-//! it waits: socket I/O is never blocking under it (`MSG_DONTWAIT`), and
-//! the waiting is done by `poll` outside.
+//! No lock is held while a thread waits: socket I/O under a lock never
+//! blocks (`MSG_DONTWAIT`), and the waiting is done by `poll` outside. Over
+//! TLS the session is one, behind its lock. What is written goes whole, in
+//! order: bytes that did not fit stay in the link's outbox, ahead of
+//! anything written after them, so a pong the receiving half owes never
+//! lands inside a message the sending half is writing, and never waits for
+//! it.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -27,10 +31,19 @@ use super::{ClientError, ClientOptions};
 #[derive(Clone, Debug)]
 pub(crate) struct Link {
     inner: Arc<Inner>,
-    /// Held while bytes are written, so that what two threads write (a
-    /// message, and the pong the receiving half owes) never interleaves.
-    writing: Arc<Mutex<()>>,
+    /// Plain connections' bytes written but not yet taken by the socket.
+    outbox: Arc<Mutex<Outbox>>,
     peer: SocketAddr,
+}
+
+/// The stream's bytes that the socket has not taken yet, in order.
+#[derive(Debug, Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    /// Every byte ever given to the link, and every byte the socket took:
+    /// a writer is done when `sent` reaches where its bytes ended.
+    given: u64,
+    sent: u64,
 }
 
 #[derive(Debug)]
@@ -82,7 +95,7 @@ impl Link {
         };
         Ok(Link {
             inner: Arc::new(inner),
-            writing: Arc::default(),
+            outbox: Arc::default(),
             peer,
         })
     }
@@ -101,30 +114,114 @@ impl Link {
         matches!(&*self.inner, Inner::Tls { .. })
     }
 
-    /// Writes all of `bytes`; each wait for the socket gives up after
-    /// `timeout` without progress.
+    /// Writes all of `bytes`, after whatever was given before them; each
+    /// wait for the socket gives up after `timeout` without progress.
     pub fn write_all(&self, bytes: &[u8], timeout: Duration) -> Result<(), ClientError> {
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let end = self.give(bytes)?;
+        self.flush_until(end, timeout)
+    }
+
+    /// Gives `bytes` to the stream without waiting: what the socket takes
+    /// now goes, the rest follows with the next write or
+    /// [`Link::write_pending`]. For what a reader owes the server (a pong)
+    /// while another thread may be writing.
+    pub fn write_now(&self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.give(bytes).map(|_| ())
+    }
+
+    /// Sends, without waiting, what earlier writes left behind.
+    pub fn write_pending(&self) -> Result<(), ClientError> {
+        self.give(&[]).map(|_| ())
+    }
+
+    /// Appends `bytes` to the stream and sends what the socket takes now;
+    /// where they end, for [`Link::flush_until`].
+    fn give(&self, bytes: &[u8]) -> Result<u64, ClientError> {
+        let context = || format!("write to {}", self.peer);
         match &*self.inner {
             Inner::Plain(socket) => {
-                let mut socket = socket;
-                tcp::write_all_to(&mut socket, self.peer, timeout, bytes)
+                let mut out = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+                out.given += bytes.len() as u64;
+                let end = out.given;
+                let mut bytes = bytes;
+                if out.bytes.is_empty() {
+                    // The usual case: nothing waits ahead, no copy.
+                    let n = send_now(socket, bytes).map_err(|e| self.io("write to", e, ZERO))?;
+                    out.sent += n as u64;
+                    bytes = &bytes[n..];
+                } else {
+                    out.send_some(socket)
+                        .map_err(|e| self.io("write to", e, ZERO))?;
+                }
+                out.bytes.extend_from_slice(bytes);
+                if !bytes.is_empty() {
+                    out.send_some(socket)
+                        .map_err(|e| self.io("write to", e, ZERO))?;
+                }
+                Ok(end)
             }
             Inner::Tls {
                 socket, session, ..
             } => {
-                lock(session)
+                let mut session = lock(session);
+                session
                     .writer()
                     .write_all(bytes)
-                    .map_err(|e| self.io("write to", e, timeout))?;
-                self.flush_tls(socket, session, timeout)
+                    .map_err(|e| ClientError::from_io(context(), e, ZERO))?;
+                while session.wants_write() {
+                    match session.write_tls(&mut DontWait(socket)) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(self.io("write to", e, ZERO)),
+                    }
+                }
+                // The session keeps order itself; its buffer empty is done.
+                Ok(0)
             }
+        }
+    }
+
+    /// Waits until the stream's bytes up to `end` are sent (over TLS:
+    /// everything the session holds), giving up after `timeout` without
+    /// progress.
+    fn flush_until(&self, end: u64, timeout: Duration) -> Result<(), ClientError> {
+        let socket = match &*self.inner {
+            Inner::Tls {
+                socket, session, ..
+            } => return self.flush_tls(socket, session, timeout),
+            Inner::Plain(socket) => socket,
+        };
+        let mut wait = Wait::new(timeout);
+        loop {
+            {
+                let mut out = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+                let before = out.sent;
+                out.send_some(socket)
+                    .map_err(|e| self.io("write to", e, timeout))?;
+                if out.sent >= end {
+                    return Ok(());
+                }
+                if out.sent > before {
+                    wait.progressed();
+                }
+            }
+            let left = wait.left();
+            if left.is_zero() {
+                return Err(ClientError::from_io(
+                    format!("write to {}", self.peer),
+                    io::ErrorKind::TimedOut.into(),
+                    timeout,
+                ));
+            }
+            self.wait_for(socket, PollFlags::POLLOUT, left, "write to", timeout)?;
         }
     }
 
     /// Ends this side: TLS says close_notify, then the FIN goes. The peer
     /// reads the end and can still answer.
     pub fn finish_writing(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.write_all(&[], timeout)?;
         if let Inner::Tls {
             socket, session, ..
         } = &*self.inner
@@ -352,6 +449,34 @@ impl Link {
     }
 }
 
+/// What "no wait" reports as its timeout in an error.
+const ZERO: Duration = Duration::ZERO;
+
+impl Outbox {
+    /// Sends from the front what the socket takes now.
+    fn send_some(&mut self, socket: &TcpStream) -> io::Result<()> {
+        let n = send_now(socket, &self.bytes)?;
+        self.bytes.drain(..n);
+        self.sent += n as u64;
+        Ok(())
+    }
+}
+
+/// How much of `bytes` the socket takes now (0 when it is full).
+fn send_now(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match DontWait(socket).write(&bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 fn lock(session: &Mutex<ClientConnection>) -> MutexGuard<'_, ClientConnection> {
     session.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -474,4 +599,88 @@ fn handshake(
         }
     }
     Ok(session)
+}
+
+#[cfg(test)]
+#[cfg_attr(miri, ignore = "opens sockets")]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A writer stalled on a peer that does not read holds no lock while it
+    /// waits: a pong given meanwhile returns at once, and goes out whole
+    /// behind the writer's message, not inside it.
+    #[test]
+    fn bytes_given_while_a_writer_waits_do_not_wait_and_follow_it_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let link = Link::open(
+            listener.local_addr().unwrap(),
+            &ClientOptions::new(Duration::from_secs(30)),
+        )
+        .unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        // More than both sockets' buffers hold: the writer must wait.
+        let message: Vec<u8> = (0..32 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (link, message, done) = (link.clone(), message.clone(), done.clone());
+            std::thread::spawn(move || {
+                link.write_all(&message, Duration::from_secs(30)).unwrap();
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        // Until the writer's bytes fill the socket and it waits.
+        while link.outbox.lock().unwrap().bytes.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        link.write_now(b"PONG").unwrap();
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "the writer finished before the peer read anything"
+        );
+        let mut got = Vec::new();
+        let mut buf = vec![0; 1 << 16];
+        while got.len() < message.len() + 4 {
+            let n = server.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended at {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        writer.join().unwrap();
+        assert!(
+            got[..message.len()] == message[..],
+            "the message came apart"
+        );
+        assert_eq!(&got[message.len()..], b"PONG");
+    }
+
+    /// What the socket could not take when it was given goes before the
+    /// next bytes, by whichever call comes next.
+    #[test]
+    fn what_was_left_goes_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let link = Link::open(
+            listener.local_addr().unwrap(),
+            &ClientOptions::new(Duration::from_secs(30)),
+        )
+        .unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 241) as u8).collect();
+        link.write_now(&big).unwrap();
+        assert!(
+            !link.outbox.lock().unwrap().bytes.is_empty(),
+            "the socket took 16 MiB at once"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).unwrap();
+            got
+        });
+        link.write_all(b"after", Duration::from_secs(30)).unwrap();
+        link.finish_writing(Duration::from_secs(30)).unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), big.len() + 5);
+        assert!(got[..big.len()] == big[..]);
+        assert_eq!(&got[big.len()..], b"after");
+    }
 }

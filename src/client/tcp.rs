@@ -3,7 +3,7 @@
 //! [`interrupt`](super::interrupt)), and each turning its failure into a
 //! [`ClientError`] that names the peer: connecting, writing, the wait.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -105,33 +105,6 @@ fn poll_writable(socket: &Socket, wait: Duration) -> io::Result<bool> {
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
     let n = poll(&mut fds, PollTimeout::from(ms)).map_err(io::Error::from)?;
     Ok(n > 0)
-}
-
-pub(crate) fn write_all_to(
-    stream: &mut impl Write,
-    peer: SocketAddr,
-    timeout: Duration,
-    mut bytes: &[u8],
-) -> Result<(), ClientError> {
-    let context = || format!("write to {peer}");
-    let mut wait = Wait::new(timeout);
-    while !bytes.is_empty() {
-        match stream.write(bytes) {
-            Ok(0) => {
-                return Err(ClientError::from_io(
-                    context(),
-                    io::ErrorKind::WriteZero.into(),
-                    timeout,
-                ));
-            }
-            Ok(n) => {
-                bytes = &bytes[n..];
-                wait.progressed();
-            }
-            Err(e) => wait.after(e, context)?,
-        }
-    }
-    Ok(())
 }
 
 /// A zero timeout means "never" to some socket calls and "fail now" to

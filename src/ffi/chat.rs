@@ -62,8 +62,12 @@ pub struct netlab_chat_event {
 /// The sending side (`netlab_chat_send`, `netlab_chat_who`) and the
 /// receiving side (`netlab_chat_recv`) have a lock each: a send may be
 /// called from one thread while `netlab_chat_recv` runs in another, and
-/// neither waits for the other. Calls on the same side from several
-/// threads are safe too, and take turns. Since an event's strings last only
+/// neither waits for the other. (In the websocket dialect
+/// `netlab_chat_recv` answers the server's pings; a pong the socket cannot
+/// take at once, behind a send that waits for a slow server, goes out
+/// after that send's bytes, by whichever call comes next.) Calls on the
+/// same side from several threads are safe too, and take turns. Since an
+/// event's strings last only
 /// until the next `netlab_chat_recv`, receive on one thread at a time.
 /// `netlab_chat_free` must not run while any other call on the handle
 /// runs, nor be followed by one.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use netlab::config::ServerConfig;
 use netlab::server::{BoundServer, RunningServer};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// How long any single blocking socket operation may take before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,14 +167,14 @@ pub fn rng(test: &str) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
-pub fn random_bytes(rng: &mut impl Rng, n: usize) -> Vec<u8> {
+pub fn random_bytes(rng: &mut impl RngExt, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     rng.fill(&mut v[..]);
     v
 }
 
 /// Writes `data` in random-sized pieces.
-pub fn write_randomly(s: &mut TcpStream, data: &[u8], rng: &mut impl Rng, max_piece: usize) {
+pub fn write_randomly(s: &mut TcpStream, data: &[u8], rng: &mut impl RngExt, max_piece: usize) {
     let mut at = 0;
     while at < data.len() {
         let n = rng.random_range(1..=max_piece).min(data.len() - at);
@@ -187,7 +187,7 @@ pub fn write_randomly(s: &mut TcpStream, data: &[u8], rng: &mut impl Rng, max_pi
 /// Reads to EOF in random-sized reads.
 pub fn read_randomly(
     s: &mut TcpStream,
-    rng: &mut impl Rng,
+    rng: &mut impl RngExt,
     max_piece: usize,
     expect_len: usize,
 ) -> Vec<u8> {

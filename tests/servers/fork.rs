@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use rand::RngExt;
 
 use crate::common::*;
 
@@ -21,7 +21,7 @@ fn describe(children: &[Child]) -> String {
 }
 
 /// One client: a random message echoed, then EOF.
-fn one_client(at: std::net::SocketAddr, rng: &mut impl Rng, i: usize) {
+fn one_client(at: std::net::SocketAddr, rng: &mut impl RngExt, i: usize) {
     let mut msg = format!("connection {i} ").into_bytes();
     let n = rng.random_range(1..=2048);
     msg.extend(random_bytes(rng, n));

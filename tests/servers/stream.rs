@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::common::*;
 
@@ -162,7 +162,7 @@ fn echo_half_close(model: Model) {
 // ---- count -----------------------------------------------------------------
 
 /// A random line: ASCII and multi-byte characters, no '\n' or '\r'.
-fn random_text(rng: &mut impl Rng, max_chars: usize) -> String {
+fn random_text(rng: &mut impl RngExt, max_chars: usize) -> String {
     const ALPHABET: &[char] = &[
         'a', 'z', ' ', '0', '~', '\t', 'é', 'ö', 'ß', '€', '中', '𝄞', '🦀', '\u{7f}',
     ];

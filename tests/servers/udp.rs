@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use netlab::server::RunningServer;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::common::*;
 
@@ -94,7 +94,7 @@ fn exchange_datagrams(
 }
 
 /// Random-sized payloads totalling `total` bytes.
-fn random_payloads(rng: &mut impl Rng, total: usize, max: usize) -> Vec<Vec<u8>> {
+fn random_payloads(rng: &mut impl RngExt, total: usize, max: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut sum = 0;
     while sum < total {

@@ -162,18 +162,25 @@ impl ChatCodec {
         self.encode(&error.to_event(), out);
     }
 
-    /// Appends what a client of this dialect sends for `msg`: for clients,
-    /// and for tests. In the text dialects a message that reads `/who` or
-    /// `/quit` is that command; websocket frames are masked with
-    /// [`websocket::CLIENT_MASK`], after the upgrade.
+    /// Appends what a client of this dialect sends for `msg`, for tests and
+    /// load generators: websocket frames are masked with the fixed
+    /// [`websocket::CLIENT_MASK`] (after the upgrade). In the text dialects
+    /// a message that reads `/who` or `/quit` is that command.
     pub fn encode_client_msg(&self, msg: ClientMsg<'_>, out: &mut Vec<u8>) {
+        self.encode_client_msg_masked(msg, websocket::CLIENT_MASK, out);
+    }
+
+    /// [`ChatCodec::encode_client_msg`] with `mask` for a websocket frame,
+    /// as a client whose text others chose must send it: a fresh random
+    /// mask for each frame (RFC 6455 5.3).
+    pub fn encode_client_msg_masked(&self, msg: ClientMsg<'_>, mask: [u8; 4], out: &mut Vec<u8>) {
         match &self.dialect {
             Dialect::Line => line::encode_client_msg(msg, out),
             Dialect::Header { header_len } => {
                 HeaderChat::new(*header_len, self.max_frame).encode_client_msg(msg, out)
             }
             Dialect::Bincode => bincode::encode_client_msg(msg, out),
-            Dialect::WebSocket(_) => websocket::encode_client_msg(msg, out),
+            Dialect::WebSocket(_) => websocket::encode_client_msg(msg, mask, out),
         }
     }
 

@@ -700,7 +700,11 @@ mod tests {
 
     fn ws(msg: ClientMsg<'_>) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::codec::chat::websocket::encode_client_msg(msg, &mut out);
+        crate::codec::chat::websocket::encode_client_msg(
+            msg,
+            crate::codec::chat::websocket::CLIENT_MASK,
+            &mut out,
+        );
         out
     }
 

@@ -171,15 +171,20 @@ pub fn next<'a>(
 }
 
 /// Finds the next whole server frame at the start of `buf`, as a client
-/// reads it: what it came to (never a [`Incoming::Fragment`]) and how many
-/// bytes it took; `Ok(None)` when more bytes are needed. A server's frames
-/// are unmasked; a text message longer than `max_message`, a binary one or
-/// one in fragments (netlabd sends each event whole) is an error that says
-/// so.
-pub fn next_from_server(
-    buf: &[u8],
+/// reads it: what it came to and how many bytes it took; `Ok(None)` when
+/// more bytes are needed. A server's frames are unmasked. Text messages in
+/// fragments (netlabd sends each event whole, a proxy may not) are put
+/// together in `fragments`, their length checked against `max_message`
+/// from each header; a binary message is an error that says so.
+pub fn next_from_server<'a>(
+    buf: &'a [u8],
+    fragments: &'a mut Fragments,
     max_message: usize,
-) -> Result<Option<(Incoming<'_>, usize)>, Refusal> {
+) -> Result<Option<(Incoming<'a>, usize)>, Refusal> {
+    if fragments.taken {
+        fragments.message.clear();
+        fragments.taken = false;
+    }
     let Some((header, len, header_len)) = parse_header(buf)? else {
         return Ok(None);
     };
@@ -191,35 +196,57 @@ pub fn next_from_server(
             "a reserved bit is set, and no extension was agreed",
         ));
     }
-    let limit = match header.opcode {
-        OpCode::Control(_) => MAX_CONTROL,
-        _ => max_message,
-    };
-    if len > limit as u64 {
-        return Err(Refusal::new(
-            close::TOO_BIG,
-            format!("a frame of {len} bytes is longer than the maximum of {limit}"),
-        ));
+    let control = matches!(header.opcode, OpCode::Control(_));
+    if control && (!header.is_final || len > MAX_CONTROL as u64) {
+        return Err(Refusal::protocol(format!(
+            "a control frame must be whole and at most {MAX_CONTROL} bytes"
+        )));
     }
-    if !header.is_final || header.opcode == OpCode::Data(Data::Continue) {
-        return Err(Refusal::new(
-            close::UNSUPPORTED_DATA,
-            "a message in fragments: netlab's client takes each event in one frame",
-        ));
-    }
-    // At most `limit`, checked above.
-    let end = header_len + len as usize;
-    let Some(payload) = buf.get(header_len..end) else {
-        return Ok(None);
-    };
-    let frame = match header.opcode {
-        OpCode::Data(Data::Text) => Incoming::Text(utf8(payload)?),
-        OpCode::Data(_) => {
+    match header.opcode {
+        OpCode::Data(Data::Binary) => {
             return Err(Refusal::new(
                 close::UNSUPPORTED_DATA,
                 "a binary message: the chat speaks JSON as text",
             ));
         }
+        OpCode::Data(Data::Text) if fragments.open => {
+            return Err(Refusal::protocol(
+                "a message began before the one before it ended",
+            ));
+        }
+        OpCode::Data(Data::Continue) if !fragments.open => {
+            return Err(Refusal::protocol(
+                "a continuation frame with no message begun",
+            ));
+        }
+        _ => {}
+    }
+    if !control {
+        let total = len.saturating_add(fragments.message.len() as u64);
+        if total > max_message as u64 {
+            return Err(Refusal::new(
+                close::TOO_BIG,
+                format!("a message of {total} bytes is longer than the maximum of {max_message}"),
+            ));
+        }
+    }
+    // At most max_message (or 125), checked above.
+    let end = header_len + len as usize;
+    let Some(payload) = buf.get(header_len..end) else {
+        return Ok(None);
+    };
+    let whole_text = header.opcode == OpCode::Data(Data::Text) && header.is_final;
+    if !control && !whole_text {
+        fragments.message.extend_from_slice(payload);
+        fragments.open = !header.is_final;
+        if header.is_final {
+            fragments.taken = true;
+            return Ok(Some((Incoming::Text(utf8(&fragments.message)?), end)));
+        }
+        return Ok(Some((Incoming::Fragment, end)));
+    }
+    let frame = match header.opcode {
+        OpCode::Data(_) => Incoming::Text(utf8(payload)?),
         OpCode::Control(Control::Ping) => Incoming::Ping(payload),
         OpCode::Control(Control::Close) => Incoming::Close(close_payload(payload)?),
         // Pong; reserved opcodes were refused with the header.

@@ -31,10 +31,11 @@ use crate::chat::{ClientMsg, ErrorCode, Event, WebSocketSettings};
 pub use self::http::{PAGE, SOCKET_PATH};
 pub use self::json::ServerJson;
 
-/// The mask of [`encode_client_msg`]'s frames. RFC 6455 asks browsers for
-/// unpredictable masks, against proxies that a page's script could poison;
-/// this encoder serves netlab's own client, tests and the load generator,
-/// whose payloads no page's script chooses.
+/// A fixed mask, for frames whose every byte their sender chose itself:
+/// tests and load generators ([`super::ChatCodec::encode_client_msg`]).
+/// RFC 6455 5.3 wants a fresh, unpredictable mask for each frame of a
+/// client that sends what others chose (a proxy cache could otherwise be
+/// poisoned through it): netlab's chat client draws one per frame.
 pub const CLIENT_MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// The websocket dialect's settings.
@@ -76,17 +77,18 @@ impl WebSocketChat {
     }
 }
 
-/// Appends what a client sends for `msg`: a masked text frame of JSON.
-pub fn encode_client_msg(msg: ClientMsg<'_>, out: &mut Vec<u8>) {
+/// Appends what a client sends for `msg`: a text frame of JSON, masked
+/// with `mask`.
+pub fn encode_client_msg(msg: ClientMsg<'_>, mask: [u8; 4], out: &mut Vec<u8>) {
     let mut text = Vec::new();
     json::write_client_msg(msg, &mut text);
-    frame::push_masked(out, OpCode::Data(Data::Text), true, &text, CLIENT_MASK);
+    frame::push_masked(out, OpCode::Data(Data::Text), true, &text, mask);
 }
 
-/// Appends a control frame as a client sends it, masked: a pong (its
-/// payload the ping's) or a close (its payload the status code).
-pub fn encode_client_frame(out: &mut Vec<u8>, control: Control, payload: &[u8]) {
-    frame::push_masked(out, OpCode::Control(control), true, payload, CLIENT_MASK);
+/// Appends a control frame as a client sends it, masked with `mask`: a
+/// pong (its payload the ping's) or a close (its payload the status code).
+pub fn encode_client_frame(out: &mut Vec<u8>, control: Control, payload: &[u8], mask: [u8; 4]) {
+    frame::push_masked(out, OpCode::Control(control), true, payload, mask);
 }
 
 /// The `Sec-WebSocket-Accept` a server answers `Sec-WebSocket-Key` with,

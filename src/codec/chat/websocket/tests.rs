@@ -82,7 +82,7 @@ fn upgraded() -> WebSocketChatDecoder {
 
 fn client(msg: ClientMsg<'_>) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_client_msg(msg, &mut out);
+    encode_client_msg(msg, CLIENT_MASK, &mut out);
     out
 }
 
