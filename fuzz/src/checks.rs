@@ -43,6 +43,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("client_line", client_line),
     ("client_header", client_header),
     ("client_bincode", client_bincode),
+    ("client_websocket", client_websocket),
     ("split", split),
     ("roundtrip_client", roundtrip_client),
     ("roundtrip_event", roundtrip_event),
@@ -354,13 +355,166 @@ pub fn client_bincode(data: &[u8]) {
     assert_eq!(got.items.len(), n, "{got:?}");
 }
 
+/// What a client made of a server's frame, netlab's or tungstenite's.
+#[derive(Debug, PartialEq, Eq)]
+enum ServerFrame {
+    Text(String),
+    Binary,
+    Ping(Vec<u8>),
+    Pong,
+    Close,
+}
+
+/// How reading a server's stream ended.
+#[derive(Debug)]
+enum FramesEnd {
+    /// The input ended: more bytes are needed.
+    Waiting,
+    Failed(String),
+}
+
+/// netlab's chat client reading a websocket server's frames
+/// (`frame::next_from_server`, fragments put together), against
+/// tungstenite's `WebSocket` in the client role reading the same bytes:
+/// the same texts, pings and pongs, in order, up to a close. Where netlab
+/// stops with an error, tungstenite must too, or be still waiting (netlab
+/// checks each header before its payload arrives), or have taken a binary
+/// message (which the chat refuses) or a close whose status may not be
+/// sent (tungstenite turns it into 1002; netlab refuses it). Where
+/// tungstenite fails, netlab must too, but for a fragment's UTF-8, which
+/// tungstenite refuses as it comes and netlab once the message is whole:
+/// until then netlab may still wait or take control frames.
+pub fn client_websocket(data: &[u8]) {
+    use netlab::codec::chat::websocket::frame::{self, Fragments, Incoming};
+    let (mut ours, mut fragments, mut at) = (Vec::new(), Fragments::default(), 0);
+    let ours_end = loop {
+        match frame::next_from_server(&data[at..], &mut fragments, CLIENT_MAX_FRAME) {
+            Ok(None) => break FramesEnd::Waiting,
+            Err(refusal) => break FramesEnd::Failed(refusal.reason.to_string()),
+            Ok(Some((incoming, len))) => {
+                at += len;
+                ours.push(match incoming {
+                    Incoming::Text(text) => ServerFrame::Text(text.to_owned()),
+                    Incoming::Ping(payload) => ServerFrame::Ping(payload.to_vec()),
+                    Incoming::Pong => ServerFrame::Pong,
+                    Incoming::Close(_) => ServerFrame::Close,
+                    Incoming::Fragment => continue,
+                });
+            }
+        }
+    };
+    let (theirs, theirs_end) = tungstenite_reads(data);
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(
+            a, b,
+            "frame {i}: netlab {ours:?} {ours_end:?}, tungstenite {theirs:?} {theirs_end:?}"
+        );
+        if *a == ServerFrame::Close {
+            return;
+        }
+    }
+    let both = format!("netlab {ours:?} {ours_end:?}, tungstenite {theirs:?} {theirs_end:?}");
+    match ours.len().cmp(&theirs.len()) {
+        std::cmp::Ordering::Equal => match (&ours_end, &theirs_end) {
+            (FramesEnd::Waiting, FramesEnd::Waiting) | (FramesEnd::Failed(_), _) => {}
+            (FramesEnd::Waiting, FramesEnd::Failed(e)) => {
+                assert!(e.contains("UTF-8"), "{both}");
+            }
+        },
+        std::cmp::Ordering::Less => {
+            let FramesEnd::Failed(e) = &ours_end else {
+                panic!("netlab waits where tungstenite read more: {both}");
+            };
+            let control = |f: &&ServerFrame| {
+                matches!(
+                    f,
+                    ServerFrame::Ping(_) | ServerFrame::Pong | ServerFrame::Close
+                )
+            };
+            match &theirs[ours.len()] {
+                ServerFrame::Close if e.contains("may not be sent") => {}
+                // netlab refuses a binary message by its first frame;
+                // tungstenite hands it out whole, after the control frames
+                // between its fragments.
+                _ if e.contains("binary") => assert!(
+                    theirs[ours.len()..]
+                        .iter()
+                        .find(|f| !control(f))
+                        .is_none_or(|f| *f == ServerFrame::Binary),
+                    "{both}"
+                ),
+                _ => panic!("netlab failed where tungstenite read on: {both}"),
+            }
+        }
+        // tungstenite checks a fragmented text's UTF-8 as each fragment
+        // comes, netlab when the message is whole (RFC 6455 8.1 allows
+        // both): until then netlab may take control frames, never a text.
+        std::cmp::Ordering::Greater => assert!(
+            matches!(&theirs_end, FramesEnd::Failed(e) if e.contains("UTF-8"))
+                && ours[theirs.len()..].iter().all(|f| matches!(
+                    f,
+                    ServerFrame::Ping(_) | ServerFrame::Pong | ServerFrame::Close
+                )),
+            "netlab read more than tungstenite: {both}"
+        ),
+    }
+}
+
+/// What tungstenite's client makes of `data` as a server's stream, at
+/// netlab's client's limits.
+fn tungstenite_reads(data: &[u8]) -> (Vec<ServerFrame>, FramesEnd) {
+    use tungstenite::protocol::{Message, Role, WebSocket, WebSocketConfig};
+    /// The server's bytes to read; what the client writes (pongs) is dropped.
+    struct Replay<'a>(&'a [u8]);
+    impl std::io::Read for Replay<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::io::Read::read(&mut self.0, buf)
+        }
+    }
+    impl std::io::Write for Replay<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(CLIENT_MAX_FRAME))
+        .max_frame_size(Some(CLIENT_MAX_FRAME));
+    let mut socket = WebSocket::from_raw_socket(Replay(data), Role::Client, Some(config));
+    let mut frames = Vec::new();
+    loop {
+        match socket.read() {
+            Ok(Message::Text(text)) => frames.push(ServerFrame::Text(text.as_str().to_owned())),
+            Ok(Message::Binary(_)) => frames.push(ServerFrame::Binary),
+            Ok(Message::Ping(payload)) => frames.push(ServerFrame::Ping(payload.to_vec())),
+            Ok(Message::Pong(_)) => frames.push(ServerFrame::Pong),
+            Ok(Message::Close(_)) => {
+                frames.push(ServerFrame::Close);
+                return (frames, FramesEnd::Waiting);
+            }
+            Ok(Message::Frame(_)) => {
+                unreachable!("tungstenite hands out raw frames only when writing")
+            }
+            Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => return (frames, FramesEnd::Waiting),
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return (frames, FramesEnd::Waiting);
+            }
+            Err(e) => return (frames, FramesEnd::Failed(e.to_string())),
+        }
+    }
+}
+
 /// Any cutting of the input into reads decodes as the whole does: the same
 /// messages, then the same wait (the same bytes pending) or the same error.
 /// Also one byte per read. First bytes: which decoder, its settings, then
 /// how to cut (see [`Settings::reads`]).
 pub fn split(data: &[u8]) {
     let mut settings = Settings(data);
-    let which = settings.byte() % 9;
+    let which = settings.byte() % 10;
     let header_len = settings.header_len();
     let max = settings.limit();
     let (reads, stream) = settings.reads();
@@ -393,7 +547,13 @@ pub fn split(data: &[u8]) {
             stream,
         ),
         7 => same_in_any_reads(|| ChatEventDecoder::new(Dialect::Bincode), &reads, stream),
-        _ => same_in_any_reads(|| BincodeServerDecoder::new(max), &reads, stream),
+        8 => same_in_any_reads(|| BincodeServerDecoder::new(max), &reads, stream),
+        // The websocket client's frames, fragments put together, pings owed.
+        _ => same_in_any_reads(
+            || ChatEventDecoder::new(Dialect::named("websocket", 0).unwrap()),
+            &reads,
+            stream,
+        ),
     }
 }
 
