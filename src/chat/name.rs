@@ -103,11 +103,17 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Reserved);
     }
     // A notice about a member puts a space after the name (`error: joined
-    // (3 online)`, `a joined on left (2 online)`): the name is checked with it.
-    let spaced = format!("{name} ");
+    // (3 online)`, `a joined on left (2 online)`): the name is checked with
+    // it. Any white space counts as a space: `error:\u{a0}x` reads the same.
+    let spaced: String = name
+        .chars()
+        .chain([' '])
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    let plain = &spaced[..spaced.len() - 1];
     if NOTICE_PREFIXES.iter().any(|p| spaced.starts_with(p))
         || NOTICE_INFIXES.iter().any(|i| spaced.contains(i))
-        || name.contains(ROSTER_SEPARATOR)
+        || plain.contains(ROSTER_SEPARATOR)
     {
         return Err(NameError::ReadsAsNotice);
     }
@@ -216,6 +222,9 @@ mod tests {
             "a left on b",
             "M joined on",
             "M left on",
+            "error:\u{a0}x",
+            "a,\u{2003}b",
+            "a\u{a0}joined on b",
         ] {
             assert_eq!(
                 validate_name(name),
