@@ -602,7 +602,6 @@ fn handshake(
 }
 
 #[cfg(test)]
-#[cfg_attr(miri, ignore = "opens sockets")]
 mod tests {
     use super::*;
     use std::net::TcpListener;
@@ -612,6 +611,7 @@ mod tests {
     /// waits: a pong given meanwhile returns at once, and goes out whole
     /// behind the writer's message, not inside it.
     #[test]
+    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
     fn bytes_given_while_a_writer_waits_do_not_wait_and_follow_it_whole() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let link = Link::open(
@@ -657,6 +657,7 @@ mod tests {
     /// What the socket could not take when it was given goes before the
     /// next bytes, by whichever call comes next.
     #[test]
+    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
     fn what_was_left_goes_first() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let link = Link::open(
