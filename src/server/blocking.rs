@@ -176,7 +176,6 @@ pub(super) fn serve(
         };
         if let Some(c) = counters {
             metrics::add(&c.bytes_received, n as u64);
-            metrics::add(&c.bytes_sent, out.len() as u64);
             metrics::add(&c.requests, session.take_answered());
         }
         if let Err(e) = stream.write_all(out).and_then(|()| stream.flush()) {
@@ -185,6 +184,10 @@ pub(super) fn serve(
             } else {
                 Ending::Io(e)
             };
+        }
+        // Counted once written: a write that failed sent an unknown part.
+        if let Some(c) = counters {
+            metrics::add(&c.bytes_sent, out.len() as u64);
         }
         if let Err(e) = result {
             stream.finish();
