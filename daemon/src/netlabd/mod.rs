@@ -257,18 +257,13 @@ pub fn run(options: &Options) -> ExitCode {
             Some(Request::Stop(name)) => break name,
             Some(Request::Reload) => {
                 notifier.reloading();
-                let ok = reload(
+                reload(
                     &source,
                     &mut supervisor,
                     &mut daemon_config,
                     options.daemonize,
+                    registry.as_ref(),
                 );
-                if let Some(r) = &registry {
-                    r.daemon().reloaded(ok);
-                    if ok {
-                        r.daemon().config_loaded();
-                    }
-                }
                 notifier.ready(&supervisor.status());
             }
             None => {}
@@ -294,16 +289,28 @@ pub fn run(options: &Options) -> ExitCode {
 
 /// SIGHUP: all or nothing; whatever goes wrong is logged and the daemon
 /// keeps serving what it served. Whether the new configuration is in force.
+/// The reload is counted in `registry` before its outcome is logged, so
+/// whoever reads the log line finds it counted.
 fn reload(
     source: &Source,
     supervisor: &mut Supervisor,
     daemon: &mut DaemonConfig,
     daemonized: bool,
+    registry: Option<&Registry>,
 ) -> bool {
+    let counted = |ok: bool| {
+        if let Some(r) = registry {
+            r.daemon().reloaded(ok);
+            if ok {
+                r.daemon().config_loaded();
+            }
+        }
+    };
     log::info!("SIGHUP: reloading the configuration");
     let config = match source.load() {
         Ok(c) => c,
         Err(errors) => {
+            counted(false);
             log::error!(
                 "reload refused, nothing changed; the configuration has {} error(s):",
                 errors.0.len()
@@ -331,10 +338,12 @@ fn reload(
             let metrics = (daemon.metrics, daemon.metrics_at.clone());
             *daemon = config.daemon;
             (daemon.metrics, daemon.metrics_at) = metrics;
+            counted(true);
             log::info!("reloaded: {changes}");
             true
         }
         Err(e) => {
+            counted(false);
             log::error!("reload refused, nothing changed: {e}");
             false
         }
