@@ -206,15 +206,7 @@ impl Link {
                     wait.progressed();
                 }
             }
-            let left = wait.left();
-            if left.is_zero() {
-                return Err(ClientError::from_io(
-                    format!("write to {}", self.peer),
-                    io::ErrorKind::TimedOut.into(),
-                    timeout,
-                ));
-            }
-            self.wait_for(socket, PollFlags::POLLOUT, left, "write to", timeout)?;
+            self.wait_writable(socket, &wait, timeout)?;
         }
     }
 
@@ -405,16 +397,27 @@ impl Link {
                     return Ok(());
                 }
             }
-            let left = wait.left();
-            if left.is_zero() {
-                return Err(ClientError::from_io(
-                    format!("write to {}", self.peer),
-                    io::ErrorKind::TimedOut.into(),
-                    timeout,
-                ));
-            }
-            self.wait_for(socket, PollFlags::POLLOUT, left, "write to", timeout)?;
+            self.wait_writable(socket, &wait, timeout)?;
         }
+    }
+
+    /// Waits until `socket` takes more, or fails when the write's `wait`
+    /// is over without progress.
+    fn wait_writable(
+        &self,
+        socket: &TcpStream,
+        wait: &Wait,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let left = wait.left();
+        if left.is_zero() {
+            return Err(ClientError::from_io(
+                format!("write to {}", self.peer),
+                io::ErrorKind::TimedOut.into(),
+                timeout,
+            ));
+        }
+        self.wait_for(socket, PollFlags::POLLOUT, left, "write to", timeout)
     }
 
     /// Waits, without any lock, until `socket` is ready for `what` or a
@@ -607,19 +610,24 @@ mod tests {
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A writer stalled on a peer that does not read holds no lock while it
-    /// waits: a pong given meanwhile returns at once, and goes out whole
-    /// behind the writer's message, not inside it.
-    #[test]
-    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
-    fn bytes_given_while_a_writer_waits_do_not_wait_and_follow_it_whole() {
+    /// A plain link to a loopback listener, and the server's end of it.
+    fn linked() -> (Link, std::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let link = Link::open(
             listener.local_addr().unwrap(),
             &ClientOptions::new(Duration::from_secs(30)),
         )
         .unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        (link, listener.accept().unwrap().0)
+    }
+
+    /// A writer stalled on a peer that does not read holds no lock while it
+    /// waits: a pong given meanwhile returns at once, and goes out whole
+    /// behind the writer's message, not inside it.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
+    fn bytes_given_while_a_writer_waits_do_not_wait_and_follow_it_whole() {
+        let (link, mut server) = linked();
         // More than both sockets' buffers hold: the writer must wait.
         let message: Vec<u8> = (0..32 << 20).map(|i: u32| (i % 251) as u8).collect();
         let done = Arc::new(AtomicBool::new(false));
@@ -659,13 +667,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
     fn what_was_left_goes_first() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let link = Link::open(
-            listener.local_addr().unwrap(),
-            &ClientOptions::new(Duration::from_secs(30)),
-        )
-        .unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        let (link, mut server) = linked();
         let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 241) as u8).collect();
         link.write_now(&big).unwrap();
         assert!(

@@ -95,48 +95,13 @@ pub fn next<'a>(
         let Some(mask) = header.mask else {
             return Err(Refusal::protocol("a client's frames must be masked"));
         };
-        if header.rsv1 || header.rsv2 || header.rsv3 {
-            return Err(Refusal::protocol(
-                "a reserved bit is set, and no extension was agreed",
-            ));
-        }
-        let control = matches!(header.opcode, OpCode::Control(_));
-        if control && (!header.is_final || len > MAX_CONTROL as u64) {
-            return Err(Refusal::protocol(format!(
-                "a control frame must be whole and at most {MAX_CONTROL} bytes"
-            )));
-        }
-        match header.opcode {
-            OpCode::Data(Data::Binary) => {
-                return Err(Refusal::new(
-                    close::UNSUPPORTED_DATA,
-                    "binary messages are not accepted: send JSON as text",
-                ));
-            }
-            OpCode::Data(Data::Text) if fragments.open => {
-                return Err(Refusal::protocol(
-                    "a message began before the one before it ended",
-                ));
-            }
-            OpCode::Data(Data::Continue) if !fragments.open => {
-                return Err(Refusal::protocol(
-                    "a continuation frame with no message begun",
-                ));
-            }
-            _ => {}
-        }
-        if !control {
-            let so_far = fragments.message.len() as u64;
-            if len.saturating_add(so_far) > max_message as u64 {
-                return Err(Refusal::new(
-                    close::TOO_BIG,
-                    format!(
-                        "message of {} bytes is longer than the maximum of {max_message}",
-                        len.saturating_add(so_far)
-                    ),
-                ));
-            }
-        }
+        check_header(
+            &header,
+            len,
+            fragments,
+            max_message,
+            "binary messages are not accepted: send JSON as text",
+        )?;
         // Checked against max_message (or 125) above, so it fits.
         let len = len as usize;
         let start = header_len;
@@ -146,17 +111,11 @@ pub fn next<'a>(
         let end = start + len;
         apply_mask(&mut buf[start..end], mask);
         let at = end;
-        let whole_text = header.opcode == OpCode::Data(Data::Text) && header.is_final;
-        if let OpCode::Data(_) = header.opcode
-            && !whole_text
-        {
-            fragments.message.extend_from_slice(&buf[start..end]);
-            fragments.open = !header.is_final;
-            if header.is_final {
-                fragments.taken = true;
-                return Ok(Some((Incoming::Text(utf8(&fragments.message)?), at)));
-            }
-            return Ok(Some((Incoming::Fragment, at)));
+        if is_fragment(&header) {
+            return Ok(Some((
+                fragments.take(&buf[start..end], header.is_final)?,
+                at,
+            )));
         }
         let payload = &buf[start..end];
         let incoming = match header.opcode {
@@ -191,6 +150,42 @@ pub fn next_from_server<'a>(
     if header.mask.is_some() {
         return Err(Refusal::protocol("a server's frames must not be masked"));
     }
+    check_header(
+        &header,
+        len,
+        fragments,
+        max_message,
+        "a binary message: the chat speaks JSON as text",
+    )?;
+    // At most max_message (or 125), checked above.
+    let end = header_len + len as usize;
+    let Some(payload) = buf.get(header_len..end) else {
+        return Ok(None);
+    };
+    if is_fragment(&header) {
+        return Ok(Some((fragments.take(payload, header.is_final)?, end)));
+    }
+    let frame = match header.opcode {
+        OpCode::Data(_) => Incoming::Text(utf8(payload)?),
+        OpCode::Control(Control::Ping) => Incoming::Ping(payload),
+        OpCode::Control(Control::Close) => Incoming::Close(close_payload(payload)?),
+        // Pong; reserved opcodes were refused with the header.
+        OpCode::Control(_) => Incoming::Pong,
+    };
+    Ok(Some((frame, end)))
+}
+
+/// What every frame must be before its payload is read, whichever side
+/// reads it: no reserved bit, a control frame whole and short, no binary
+/// message (`binary` says so in the reader's words), fragments in order,
+/// a message within `max_message` with its fragments counted together.
+fn check_header(
+    header: &FrameHeader,
+    len: u64,
+    fragments: &Fragments,
+    max_message: usize,
+    binary: &'static str,
+) -> Result<(), Refusal> {
     if header.rsv1 || header.rsv2 || header.rsv3 {
         return Err(Refusal::protocol(
             "a reserved bit is set, and no extension was agreed",
@@ -203,56 +198,46 @@ pub fn next_from_server<'a>(
         )));
     }
     match header.opcode {
-        OpCode::Data(Data::Binary) => {
-            return Err(Refusal::new(
-                close::UNSUPPORTED_DATA,
-                "a binary message: the chat speaks JSON as text",
-            ));
+        OpCode::Data(Data::Binary) => Err(Refusal::new(close::UNSUPPORTED_DATA, binary)),
+        OpCode::Data(Data::Text) if fragments.open => Err(Refusal::protocol(
+            "a message began before the one before it ended",
+        )),
+        OpCode::Data(Data::Continue) if !fragments.open => Err(Refusal::protocol(
+            "a continuation frame with no message begun",
+        )),
+        OpCode::Data(_) => {
+            let total = len.saturating_add(fragments.message.len() as u64);
+            if total > max_message as u64 {
+                return Err(Refusal::new(
+                    close::TOO_BIG,
+                    format!("message of {total} bytes is longer than the maximum of {max_message}"),
+                ));
+            }
+            Ok(())
         }
-        OpCode::Data(Data::Text) if fragments.open => {
-            return Err(Refusal::protocol(
-                "a message began before the one before it ended",
-            ));
-        }
-        OpCode::Data(Data::Continue) if !fragments.open => {
-            return Err(Refusal::protocol(
-                "a continuation frame with no message begun",
-            ));
-        }
-        _ => {}
+        OpCode::Control(_) => Ok(()),
     }
-    if !control {
-        let total = len.saturating_add(fragments.message.len() as u64);
-        if total > max_message as u64 {
-            return Err(Refusal::new(
-                close::TOO_BIG,
-                format!("a message of {total} bytes is longer than the maximum of {max_message}"),
-            ));
+}
+
+/// A data frame that is not a whole text message on its own: a part of
+/// one, for [`Fragments::take`].
+fn is_fragment(header: &FrameHeader) -> bool {
+    matches!(header.opcode, OpCode::Data(_))
+        && !(header.opcode == OpCode::Data(Data::Text) && header.is_final)
+}
+
+impl Fragments {
+    /// Takes a fragment's payload: the whole message once its last
+    /// fragment came, UTF-8 checked.
+    fn take(&mut self, payload: &[u8], is_final: bool) -> Result<Incoming<'_>, Refusal> {
+        self.message.extend_from_slice(payload);
+        self.open = !is_final;
+        if !is_final {
+            return Ok(Incoming::Fragment);
         }
+        self.taken = true;
+        Ok(Incoming::Text(utf8(&self.message)?))
     }
-    // At most max_message (or 125), checked above.
-    let end = header_len + len as usize;
-    let Some(payload) = buf.get(header_len..end) else {
-        return Ok(None);
-    };
-    let whole_text = header.opcode == OpCode::Data(Data::Text) && header.is_final;
-    if !control && !whole_text {
-        fragments.message.extend_from_slice(payload);
-        fragments.open = !header.is_final;
-        if header.is_final {
-            fragments.taken = true;
-            return Ok(Some((Incoming::Text(utf8(&fragments.message)?), end)));
-        }
-        return Ok(Some((Incoming::Fragment, end)));
-    }
-    let frame = match header.opcode {
-        OpCode::Data(_) => Incoming::Text(utf8(payload)?),
-        OpCode::Control(Control::Ping) => Incoming::Ping(payload),
-        OpCode::Control(Control::Close) => Incoming::Close(close_payload(payload)?),
-        // Pong; reserved opcodes were refused with the header.
-        OpCode::Control(_) => Incoming::Pong,
-    };
-    Ok(Some((frame, end)))
 }
 
 /// A frame's header at the start of `buf`: the header, the payload's
