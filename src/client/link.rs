@@ -40,9 +40,8 @@ pub(crate) struct Link {
 #[derive(Debug, Default)]
 struct Outbox {
     bytes: Vec<u8>,
-    /// Every byte ever given to the link, and every byte the socket took:
-    /// a writer is done when `sent` reaches where its bytes ended.
-    given: u64,
+    /// Every byte the socket took: a writer is done when this reaches
+    /// where its bytes ended (`sent` + `bytes.len()` once they were given).
     sent: u64,
 }
 
@@ -137,45 +136,27 @@ impl Link {
     /// Appends `bytes` to the stream and sends what the socket takes now;
     /// where they end, for [`Link::flush_until`].
     fn give(&self, bytes: &[u8]) -> Result<u64, ClientError> {
-        let context = || format!("write to {}", self.peer);
+        let failed = |e| self.io("write to", e, ZERO);
         match &*self.inner {
             Inner::Plain(socket) => {
                 let mut out = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
-                out.given += bytes.len() as u64;
-                let end = out.given;
-                let mut bytes = bytes;
                 if out.bytes.is_empty() {
                     // The usual case: nothing waits ahead, no copy.
-                    let n = send_now(socket, bytes).map_err(|e| self.io("write to", e, ZERO))?;
+                    let n = send_now(socket, bytes).map_err(failed)?;
                     out.sent += n as u64;
-                    bytes = &bytes[n..];
+                    out.bytes.extend_from_slice(&bytes[n..]);
                 } else {
-                    out.send_some(socket)
-                        .map_err(|e| self.io("write to", e, ZERO))?;
+                    out.bytes.extend_from_slice(bytes);
+                    out.send_some(socket).map_err(failed)?;
                 }
-                out.bytes.extend_from_slice(bytes);
-                if !bytes.is_empty() {
-                    out.send_some(socket)
-                        .map_err(|e| self.io("write to", e, ZERO))?;
-                }
-                Ok(end)
+                Ok(out.sent + out.bytes.len() as u64)
             }
             Inner::Tls {
                 socket, session, ..
             } => {
                 let mut session = lock(session);
-                session
-                    .writer()
-                    .write_all(bytes)
-                    .map_err(|e| ClientError::from_io(context(), e, ZERO))?;
-                while session.wants_write() {
-                    match session.write_tls(&mut DontWait(socket)) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(self.io("write to", e, ZERO)),
-                    }
-                }
+                session.writer().write_all(bytes).map_err(failed)?;
+                send_tls_now(&mut session, socket).map_err(failed)?;
                 // The session keeps order itself; its buffer empty is done.
                 Ok(0)
             }
@@ -366,12 +347,7 @@ impl Link {
                 });
             }
             // What the session has to say back (a key update), if it can.
-            while session.wants_write() {
-                match session.write_tls(&mut DontWait(socket)) {
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
+            let _ = send_tls_now(&mut session, socket);
         }
     }
 
@@ -385,13 +361,10 @@ impl Link {
         loop {
             {
                 let mut session = lock(session);
-                while session.wants_write() {
-                    match session.write_tls(&mut DontWait(socket)) {
-                        Ok(_) => wait.progressed(),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(self.io("write to", e, timeout)),
-                    }
+                if send_tls_now(&mut session, socket)
+                    .map_err(|e| self.io("write to", e, timeout))?
+                {
+                    wait.progressed();
                 }
                 if !session.wants_write() {
                     return Ok(());
@@ -463,6 +436,21 @@ impl Outbox {
         self.sent += n as u64;
         Ok(())
     }
+}
+
+/// Sends the TLS records `session` has ready, as far as the socket takes
+/// them now; whether any went.
+fn send_tls_now(session: &mut ClientConnection, socket: &TcpStream) -> io::Result<bool> {
+    let mut sent = false;
+    while session.wants_write() {
+        match session.write_tls(&mut DontWait(socket)) {
+            Ok(_) => sent = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
 }
 
 /// How much of `bytes` the socket takes now (0 when it is full).
@@ -543,14 +531,8 @@ fn handshake(
     session.set_buffer_limit(None);
     let deadline = crate::deadline::after(timeout);
     while session.is_handshaking() {
-        while session.wants_write() {
-            match session.write_tls(&mut DontWait(socket)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ClientError::from_io(context(), e, timeout)),
-            }
-        }
+        send_tls_now(&mut session, socket)
+            .map_err(|e| ClientError::from_io(context(), e, timeout))?;
         if !session.is_handshaking() {
             break;
         }
