@@ -703,9 +703,7 @@ impl ChatSender {
     /// Says goodbye and stops writing; the server then closes. In the
     /// websocket dialect a close frame follows the goodbye (RFC 6455 7.1.2).
     pub fn bye(&mut self) -> Result<(), ClientError> {
-        self.out.clear();
-        self.codec
-            .encode_client_msg_masked(ClientMsg::Bye, rand::random(), &mut self.out);
+        self.encode(ClientMsg::Bye);
         if matches!(self.codec.dialect, Dialect::WebSocket(_)) {
             websocket::encode_client_frame(
                 &mut self.out,
@@ -721,11 +719,16 @@ impl ChatSender {
     }
 
     fn write_msg(&mut self, msg: ClientMsg<'_>) -> Result<(), ClientError> {
+        self.encode(msg);
+        self.link.write_all(&self.out, self.timeout)
+    }
+
+    /// `msg` alone in `out`, as this dialect sends it.
+    fn encode(&mut self, msg: ClientMsg<'_>) {
         self.out.clear();
         // A fresh mask per frame: the text is the caller's (RFC 6455 5.3).
         self.codec
             .encode_client_msg_masked(msg, rand::random(), &mut self.out);
-        self.link.write_all(&self.out, self.timeout)
     }
 }
 
@@ -1127,9 +1130,6 @@ mod tests {
         got
     }
 
-    /// Polling for events (a zero timeout) leaves the socket blocking: the
-    /// sender shares it, and a send meeting a full buffer on a non-blocking
-    /// socket would fail halfway through a frame.
     /// The answer to the upgrade is checked as RFC 6455 4.1 asks: it must
     /// upgrade to websocket, answer the key, and agree to nothing the client
     /// did not ask for; bytes behind a good answer are kept.
@@ -1248,19 +1248,12 @@ mod tests {
         sender.bye().unwrap();
         let mut stream = Vec::new();
         server_side.read_to_end(&mut stream).unwrap();
-        let (mut masks, mut frames) = (std::collections::HashSet::new(), Vec::new());
-        let mut rest = &stream[..];
-        while !rest.is_empty() {
-            // Short frames: FIN and opcode, mask bit and length, mask, payload.
-            let len = usize::from(rest[1] & 0x7f);
-            assert!(len < 126 && rest[1] & 0x80 != 0, "{rest:?}");
-            let mask = [rest[2], rest[3], rest[4], rest[5]];
-            let mut payload = rest[6..6 + len].to_vec();
-            frame::apply_mask(&mut payload, mask);
-            masks.insert(mask);
-            frames.push((rest[0], payload));
-            rest = &rest[6 + len..];
-        }
+        let sent = client_frames(&stream);
+        let masks: std::collections::HashSet<_> = sent.iter().map(|f| f.1).collect();
+        let frames: Vec<_> = sent
+            .into_iter()
+            .map(|(first, _, payload)| (first, payload))
+            .collect();
         assert_eq!(frames.len(), 10, "{frames:?}");
         assert!(masks.len() >= 9, "masks repeat: {masks:?}");
         let text = br#"{"type":"say","text":"same text"}"#;
@@ -1272,6 +1265,26 @@ mod tests {
         assert_eq!(frames[9], (0x88, close::NORMAL.to_be_bytes().to_vec()));
     }
 
+    /// The short frames (payloads under 126 bytes) a client wrote into
+    /// `stream`: FIN and opcode, the mask, the payload unmasked. Each must
+    /// be masked, as a client's frames are.
+    fn client_frames(mut rest: &[u8]) -> Vec<(u8, [u8; 4], Vec<u8>)> {
+        let mut frames = Vec::new();
+        while !rest.is_empty() {
+            let len = usize::from(rest[1] & 0x7f);
+            assert!(len < 126 && rest[1] & 0x80 != 0, "{rest:?}");
+            let mask = [rest[2], rest[3], rest[4], rest[5]];
+            let mut payload = rest[6..6 + len].to_vec();
+            frame::apply_mask(&mut payload, mask);
+            frames.push((rest[0], mask, payload));
+            rest = &rest[6 + len..];
+        }
+        frames
+    }
+
+    /// Polling for events (a zero timeout) leaves the socket blocking: the
+    /// sender shares it, and a send meeting a full buffer on a non-blocking
+    /// socket would fail halfway through a frame.
     #[test]
     #[cfg_attr(miri, ignore = "opens sockets, which Miri does not run")]
     fn a_zero_timeout_recv_leaves_the_shared_socket_blocking() {
@@ -1435,14 +1448,9 @@ mod tests {
                 text: "a\nb \u{e9}".into()
             })
         );
-        // A short frame as a client sends it: FIN and opcode, the mask bit
-        // and length, the mask, the masked payload.
-        let unmasked = |frame: Vec<u8>| -> (u8, Vec<u8>) {
-            assert_eq!(usize::from(frame[1] & 0x7f), frame.len() - 6, "{frame:?}");
-            assert_eq!(frame[1] & 0x80, 0x80, "a client's frame is masked");
-            let mut payload = frame[6..].to_vec();
-            frame::apply_mask(&mut payload, [frame[2], frame[3], frame[4], frame[5]]);
-            (frame[0], payload)
+        let unmasked = |stream: Vec<u8>| -> (u8, Vec<u8>) {
+            let [(first, _, payload)] = <[_; 1]>::try_from(client_frames(&stream)).unwrap();
+            (first, payload)
         };
         assert_eq!(unmasked(decoder.take_replies()), (0x8a, b"netlab".to_vec()));
         assert_eq!(decoder.next_event().unwrap(), None);
