@@ -68,8 +68,7 @@ unsafe impl Send for ChildCounters {}
 
 impl ChildCounters {
     fn new(meters: Vec<Arc<ListenerMetrics>>) -> io::Result<ChildCounters> {
-        // One shard at least: a mapping cannot be empty.
-        let bytes = meters.len().max(1) * std::mem::size_of::<Shard>();
+        let bytes = mapped_bytes(meters.len());
         // SAFETY: a new anonymous mapping, used only as Shards below.
         let at = unsafe {
             libc::mmap(
@@ -125,14 +124,17 @@ impl ChildCounters {
     }
 }
 
+/// The size of the mapping of `shards` shards: one at least, as a mapping
+/// cannot be empty.
+fn mapped_bytes(shards: usize) -> usize {
+    shards.max(1) * std::mem::size_of::<Shard>()
+}
+
 impl Drop for ChildCounters {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, no longer referenced.
         unsafe {
-            libc::munmap(
-                self.base.as_ptr().cast(),
-                self.meters.len().max(1) * std::mem::size_of::<Shard>(),
-            );
+            libc::munmap(self.base.as_ptr().cast(), mapped_bytes(self.meters.len()));
         }
     }
 }

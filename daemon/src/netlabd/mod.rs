@@ -288,8 +288,7 @@ pub fn run(options: &Options) -> ExitCode {
 }
 
 /// SIGHUP: all or nothing; whatever goes wrong is logged and the daemon
-/// keeps serving what it served. Whether the new configuration is in force.
-/// The reload is counted in `registry` before its outcome is logged, so
+/// keeps serving what it served. The reload is counted in `registry` before its outcome is logged, so
 /// whoever reads the log line finds it counted.
 fn reload(
     source: &Source,
@@ -297,7 +296,7 @@ fn reload(
     daemon: &mut DaemonConfig,
     daemonized: bool,
     registry: Option<&Registry>,
-) -> bool {
+) {
     let counted = |ok: bool| {
         if let Some(r) = registry {
             r.daemon().reloaded(ok);
@@ -318,7 +317,7 @@ fn reload(
             for e in &errors.0 {
                 log::error!("{e}");
             }
-            return false;
+            return;
         }
     };
     if config.daemon.user != daemon.user || config.daemon.group != daemon.group {
@@ -340,12 +339,10 @@ fn reload(
             (daemon.metrics, daemon.metrics_at) = metrics;
             counted(true);
             log::info!("reloaded: {changes}");
-            true
         }
         Err(e) => {
             counted(false);
             log::error!("reload refused, nothing changed: {e}");
-            false
         }
     }
 }
