@@ -23,16 +23,12 @@ for tool in perf ncat python3 gcc taskset; do
 done
 [ "$DURATION" -ge 4 ] || { echo "run-room-sends: DURATION must be at least 4 s" >&2; exit 2; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/netlab-room-sends.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+NAME=run-room-sends
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 cargo build --release --quiet -p netlab-daemon --bin netlabd
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/netlabd
 gcc -O2 -Wall -Wextra -Werror -o "$WORK/chat_flood" benches/c/chat_flood.c
 EVENTS=syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_pselect6
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 one() {
     local name=$1 port login perf_pid pid t0 t1
@@ -47,11 +43,11 @@ one() {
             [ "$name" = netlabd-nagle ] && echo 'tcp_nodelay = false'
         } >"$WORK/$name.toml"
         perf stat -I 1000 -x, -o "$WORK/$name.perf" -e "$EVENTS" -- \
-            taskset -c 0 "$BIN" --config "$WORK/$name.toml" 2>/dev/null &
+            taskset -c "$SERVER_CPU" "$BIN/netlabd" --config "$WORK/$name.toml" 2>/dev/null &
         login=line ;;
     ncat)
         perf stat -I 1000 -x, -o "$WORK/$name.perf" -e "$EVENTS" -- \
-            taskset -c 0 ncat -l --chat --max-conns 111 127.0.0.1 "$port" </dev/null >/dev/null 2>&1 &
+            taskset -c "$SERVER_CPU" ncat -l --chat --max-conns 111 127.0.0.1 "$port" </dev/null >/dev/null 2>&1 &
         login=none ;;
     *) echo "run-room-sends: unknown server $name" >&2; exit 2 ;;
     esac
@@ -60,7 +56,7 @@ one() {
     # taskset execs the server: perf's child is it.
     pid=$(pgrep -n -P "$perf_pid")
     t0=$(date +%s.%N)
-    taskset -c 1 "$WORK/chat_flood" 127.0.0.1 "$port" 101 96 64 1 "$DURATION" "$login" "$pid" >"$WORK/$name.json"
+    taskset -c "$CLIENT_CPU" "$WORK/chat_flood" 127.0.0.1 "$port" 101 96 64 1 "$DURATION" "$login" "$pid" >"$WORK/$name.json"
     t1=$(date +%s.%N)
     kill -INT "$pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
